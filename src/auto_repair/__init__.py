@@ -1,0 +1,1 @@
+"""Lambda Auto-Repair: detect, diagnose, repair and verify memory-starved Lambda functions."""

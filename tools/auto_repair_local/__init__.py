@@ -1,0 +1,1 @@
+"""The local cloud: moto server plus the extensions moto lacks. Never shipped to Lambda."""

@@ -1,0 +1,133 @@
+"""The local cloud process: moto's server plus the extensions moto lacks.
+
+Run as ``python -m auto_repair_local.server --port 4566 --state-dir .local-cloud``; normally started by
+``auto-repair local up``. Every extension module exposes ``install(ctx: LocalCloudContext) -> None`` and is
+installed once, before the first request is served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Order matters: CloudFormation types first so stacks can be created as soon as the port opens.
+EXTENSIONS: tuple[str, ...] = ("cfn_resources", "sns_outbox", "lambda_runtime", "events_delivery", "alarms")
+DEFAULT_PORT = 4566
+DEFAULT_ACCOUNT_ID = "123456789012"
+
+log = logging.getLogger("auto_repair_local")
+
+
+@dataclass
+class LocalCloudContext:
+    host: str
+    port: int
+    state_dir: Path
+    account_id: str = DEFAULT_ACCOUNT_ID
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _shutdown_hooks: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def on_shutdown(self, hook: Callable[[], None]) -> None:
+        self._shutdown_hooks.append(hook)
+
+    def run_shutdown_hooks(self) -> None:
+        for hook in reversed(self._shutdown_hooks):
+            try:
+                hook()
+            except Exception:  # a failing hook must not keep the others from cleaning up
+                log.exception("shutdown hook failed")
+
+
+def _configure_environment(ctx: LocalCloudContext) -> None:
+    # moto's Step Functions interpreter calls other services through boto3 at localhost:MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(ctx.port)
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ["MOTO_ACCOUNT_ID"] = ctx.account_id
+    # Never let anything in this process reach real AWS.
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+def install_extensions(ctx: LocalCloudContext) -> list[str]:
+    from moto.core.config import default_user_config
+
+    default_user_config["stepfunctions"]["execute_state_machine"] = True
+    installed = []
+    for name in EXTENSIONS:
+        module = importlib.import_module(f"auto_repair_local.{name}")
+        module.install(ctx)
+        installed.append(name)
+    return installed
+
+
+def serve(ctx: LocalCloudContext) -> None:
+    started = time.monotonic()
+    _configure_environment(ctx)
+    from moto.server import ThreadedMotoServer
+
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    installed = install_extensions(ctx)
+    server = ThreadedMotoServer(ip_address=ctx.host, port=ctx.port, verbose=False)
+    server.start()
+    ready = time.monotonic() - started
+    info = {
+        "pid": os.getpid(),
+        "host": ctx.host,
+        "port": ctx.port,
+        "endpoint": ctx.endpoint,
+        "stateDir": str(ctx.state_dir),
+        "startedAt": time.time(),
+        "readySeconds": round(ready, 3),
+        "extensions": installed,
+    }
+    (ctx.state_dir / "server.json").write_text(json.dumps(info, indent=2))
+    log.info("local cloud ready on %s in %.2fs", ctx.endpoint, ready)
+
+    def _stop(signum: int, _frame: object) -> None:
+        ctx.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        while not ctx.stop_event.wait(0.5):
+            pass
+    finally:
+        ctx.run_shutdown_hooks()
+        server.stop()
+        (ctx.state_dir / "server.json").unlink(missing_ok=True)
+        log.info("local cloud stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="auto_repair_local.server", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--state-dir", type=Path, default=Path(".local-cloud"))
+    args = parser.parse_args(argv)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        parser.error("the local cloud binds to the loopback interface only")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    serve(LocalCloudContext(host=args.host, port=args.port, state_dir=args.state_dir.resolve()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
