@@ -1,0 +1,266 @@
+"""CollectMetricsAndLogs: metrics, log lines and configuration of the alarmed function.
+
+Missing data never fails the collection: what could not be read is listed in ``missingData`` and
+``dataComplete`` is false, so the diagnosis can say "insufficient data" instead of the workflow crashing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+# (series key, metric name, stat) queried for the function; keys are the diagnosis request's metricSeries keys.
+SERIES: tuple[tuple[str, str, str], ...] = (
+    ("Duration.Average", "Duration", "Average"),
+    ("Duration.p95", "Duration", "p95"),
+    ("Duration.Maximum", "Duration", "Maximum"),
+    ("Errors.Sum", "Errors", "Sum"),
+    ("Throttles.Sum", "Throttles", "Sum"),
+    ("Invocations.Sum", "Invocations", "Sum"),
+    ("ConcurrentExecutions.Maximum", "ConcurrentExecutions", "Maximum"),
+)
+
+# Lines worth keeping besides REPORT lines. Matched locally (not with a Logs filter pattern, whose
+# space-separated terms must *all* match and so silently drop lines).
+INTERESTING = re.compile(
+    r"REPORT RequestId|Task timed out|Runtime\.|signal: killed|MemoryError|OutOfMemory|out of memory|"
+    r"heap|NoMemoryError|ERROR|Error|Exception|Traceback|Throttl|AccessDenied|timed out|Timeout|"
+    r"\b5\d\d\b|Init|Unable to import",
+)
+MAX_LINE_CHARS = 400
+MAX_REPORT_LINES = 120
+MAX_OTHER_LINES = 60
+MAX_EVENTS_SCANNED = 5000
+MAX_PAGES = 20
+
+
+class CollectError(RuntimeError):
+    """The function itself could not be described: nothing to diagnose."""
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(value: str | None, default: datetime) -> datetime:
+    if not value:
+        return default
+    text = value.strip().replace("Z", "+00:00")
+    # CloudWatch writes "+0000"; fromisoformat wants "+00:00".
+    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return default
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def describe_function(lambda_client: Any, function_name: str, qualifier: str | None = None) -> dict[str, Any]:
+    """The design's function-configuration model (+ revisionId, architecture, packageType, aliases)."""
+    kwargs: dict[str, Any] = {"FunctionName": function_name}
+    if qualifier:
+        kwargs["Qualifier"] = qualifier
+    config = lambda_client.get_function_configuration(**kwargs)
+    tags: dict[str, str] = {}
+    aliases: list[dict[str, Any]] = []
+    try:
+        unqualified = config["FunctionArn"].removesuffix(f":{qualifier}") if qualifier else config["FunctionArn"]
+        tags = lambda_client.list_tags(Resource=unqualified).get("Tags", {})
+    except (ClientError, BotoCoreError):
+        pass
+    try:
+        aliases = [
+            {"name": a["Name"], "functionVersion": a["FunctionVersion"]}
+            for a in lambda_client.list_aliases(FunctionName=function_name).get("Aliases", [])
+        ]
+    except (ClientError, BotoCoreError):
+        pass
+    return {
+        "functionName": config["FunctionName"],
+        "functionArn": config["FunctionArn"],
+        "runtime": config.get("Runtime", ""),
+        "memorySize": int(config.get("MemorySize", 128)),
+        "timeout": int(config.get("Timeout", 3)),
+        "environment": {"variables": sorted((config.get("Environment") or {}).get("Variables", {}))},
+        "tags": tags,
+        "lastModified": config.get("LastModified", ""),
+        "revisionId": config.get("RevisionId", ""),
+        "architecture": (config.get("Architectures") or ["x86_64"])[0],
+        "packageType": config.get("PackageType", "Zip"),
+        "version": config.get("Version", "$LATEST"),
+        "aliases": aliases,
+        "state": config.get("State", ""),
+        "lastUpdateStatus": config.get("LastUpdateStatus", ""),
+    }
+
+
+def get_series(
+    cloudwatch: Any,
+    function_name: str,
+    start: datetime,
+    end: datetime,
+    period: int,
+    resource: str | None = None,
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Metric series by key; a stat the service rejects is reported missing, the rest still returned."""
+    dimensions = [{"Name": "FunctionName", "Value": function_name}]
+    if resource:
+        dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": resource}]
+    queries = [
+        {
+            "Id": f"m{i}",
+            "Label": key,
+            "MetricStat": {
+                "Metric": {"Namespace": "AWS/Lambda", "MetricName": name, "Dimensions": dimensions},
+                "Period": period,
+                "Stat": stat,
+            },
+            "ReturnData": True,
+        }
+        for i, (key, name, stat) in enumerate(SERIES)
+    ]
+    series: dict[str, list[dict[str, Any]]] = {key: [] for key, _, _ in SERIES}
+    missing: list[str] = []
+    try:
+        results = _metric_data(cloudwatch, queries, start, end)
+    except (ClientError, BotoCoreError):
+        # One bad stat (e.g. a percentile an endpoint rejects) must not cost the other series.
+        results = []
+        for query in queries:
+            try:
+                results.extend(_metric_data(cloudwatch, [query], start, end))
+            except (ClientError, BotoCoreError) as exc:
+                missing.append(f"metric {query['Label']}: {type(exc).__name__}")
+    labels = {q["Id"]: q["Label"] for q in queries}
+    for result in results:
+        key = labels.get(result["Id"], result.get("Label", ""))
+        points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
+        series[key] = [{"timestamp": iso(ts), "value": float(v)} for ts, v in points]
+    return series, missing
+
+
+def _metric_data(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime, end: datetime) -> list[dict]:
+    results: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"MetricDataQueries": queries, "StartTime": start, "EndTime": end}
+        if token:
+            kwargs["NextToken"] = token
+        page = cloudwatch.get_metric_data(**kwargs)
+        results.extend(page.get("MetricDataResults", []))
+        token = page.get("NextToken")
+        if not token:
+            return results
+
+
+def get_log_lines(
+    logs: Any, function_name: str, start: datetime, end: datetime
+) -> tuple[list[dict[str, str]], list[str], bool]:
+    """REPORT lines and error/timeout/OOM lines of the window, newest kept, bounded in count and size."""
+    group = f"/aws/lambda/{function_name}"
+    reports: list[dict[str, str]] = []
+    others: list[dict[str, str]] = []
+    scanned = 0
+    truncated = False
+    token: str | None = None
+    try:
+        for _ in range(MAX_PAGES):
+            kwargs: dict[str, Any] = {
+                "logGroupName": group,
+                "startTime": int(start.timestamp() * 1000),
+                "endTime": int(end.timestamp() * 1000),
+            }
+            if token:
+                kwargs["nextToken"] = token
+            page = logs.filter_log_events(**kwargs)
+            for event in page.get("events", []):
+                scanned += 1
+                message = str(event.get("message", "")).rstrip("\n")
+                if not INTERESTING.search(message):
+                    continue
+                entry = {
+                    "timestamp": iso(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
+                    "message": message[:MAX_LINE_CHARS],
+                }
+                (reports if message.startswith("REPORT ") else others).append(entry)
+            token = page.get("nextToken")
+            if not token or scanned >= MAX_EVENTS_SCANNED:
+                truncated = bool(token)
+                break
+        else:
+            truncated = True
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            return [], [f"log group {group} does not exist"], False
+        return [], [f"logs: {code or type(exc).__name__}"], False
+    except BotoCoreError as exc:
+        return [], [f"logs: {type(exc).__name__}"], False
+    lines = reports[-MAX_REPORT_LINES:] + others[-MAX_OTHER_LINES:]
+    lines.sort(key=lambda e: e["timestamp"])
+    missing = [f"logs truncated after {scanned} events"] if truncated else []
+    return lines, missing, truncated
+
+
+def collect_evidence(
+    alarm: dict[str, Any],
+    *,
+    lambda_client: Any,
+    cloudwatch: Any,
+    logs: Any,
+    now: datetime,
+    analysis_minutes: int,
+    baseline_minutes: int,
+) -> dict[str, Any]:
+    """The design's diagnosis request for the alarmed function, plus configuration and windows."""
+    name = alarm["functionName"]
+    try:
+        function = describe_function(lambda_client, name)
+    except ClientError as exc:
+        raise CollectError(f"cannot describe function {name}: {exc.response.get('Error', {}).get('Code')}") from exc
+    alarm_time = parse_time(alarm.get("stateChangeTime"), now)
+    period = alarm.get("period") if isinstance(alarm.get("period"), int) and alarm["period"] > 0 else 60
+    period = max(1 if period < 60 else 60, min(period, 300))
+    window_start = min(alarm_time, now) - timedelta(minutes=analysis_minutes)
+    baseline_start = window_start - timedelta(minutes=baseline_minutes)
+    resource = f"{name}:{alarm['qualifier']}" if alarm.get("qualifier") else None
+
+    missing: list[str] = []
+    series, miss = get_series(cloudwatch, name, window_start, now, period, resource)
+    missing += miss
+    baseline, miss = get_series(cloudwatch, name, baseline_start, window_start, period, resource)
+    missing += [f"baseline {m}" for m in miss]
+    lines, miss, _ = get_log_lines(logs, name, window_start, now)
+    missing += miss
+    if not any(series["Invocations.Sum"]):
+        missing.append("no Invocations datapoints in the analysis window")
+    if not any(line["message"].startswith("REPORT ") for line in lines):
+        missing.append("no REPORT lines in the analysis window")
+
+    alarm_metric = alarm.get("metricName") or "Duration"
+    metric_key = next((k for k, n, _ in SERIES if n == alarm_metric), None)
+    return {
+        "functionName": name,
+        "alarmDetails": {
+            "alarmName": alarm.get("alarmName", ""),
+            "metricName": alarm_metric,
+            "threshold": alarm.get("threshold"),
+            "evaluationPeriods": alarm.get("evaluationPeriods"),
+        },
+        "metrics": series.get(metric_key, []) if metric_key else [],
+        "logs": lines,
+        "currentMemorySize": function["memorySize"],
+        "runtime": function["runtime"],
+        "timeoutSeconds": function["timeout"],
+        "architecture": function["architecture"],
+        "metricSeries": series,
+        "baselineSeries": baseline,
+        "dataComplete": not missing,
+        "missingData": missing,
+        "window": {"start": iso(window_start), "end": iso(now), "periodSeconds": period,
+                   "baselineStart": iso(baseline_start)},
+        "function": function,
+    }

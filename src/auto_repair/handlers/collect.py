@@ -1,0 +1,32 @@
+"""CollectMetricsAndLogs: the diagnosis request for the alarmed function."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.collect import collect_evidence
+from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, _meta = unpack(event)
+    evidence = collect_evidence(
+        workflow["alarm"],
+        lambda_client=aws.client("lambda"),
+        cloudwatch=aws.client("cloudwatch"),
+        logs=aws.client("logs"),
+        now=datetime.now(UTC),
+        analysis_minutes=SETTINGS.analysis_window_minutes,
+        baseline_minutes=SETTINGS.baseline_window_minutes,
+    )
+    logger.info("evidence collected", extra={"logLines": len(evidence["logs"]),
+                                             "dataComplete": evidence["dataComplete"],
+                                             "missingData": evidence["missingData"]})
+    return evidence

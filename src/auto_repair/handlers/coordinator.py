@@ -1,0 +1,64 @@
+"""The design's simple-flow coordinator: alarm transitions that need no workflow (OK, INSUFFICIENT_DATA).
+
+An OK transition closes the function's open incident, records the time to recovery and sends a short notice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.alarm_event import INVALID, parse_alarm_event
+from auto_repair.collect import parse_time
+from auto_repair.notification import RECOVERY
+from auto_repair.notifier import notify
+from auto_repair.observability import add_dimension_env, logger, metrics, tracer
+from auto_repair.records import IncidentStore, now_iso
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+RECOVERABLE = ("OPEN", "RESOLVED", "ESCALATED", "AWAITING_APPROVAL", "FAILED")
+
+
+def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: datetime) -> dict[str, Any]:
+    name = alarm["functionName"]
+    open_incidents = [
+        i for i in store.list_incidents(function_name=name, limit=20)
+        if i.get("status") in RECOVERABLE and not i.get("recoveredAt") and i.get("outcome") != "INVALID"
+        and i.get("alarmName") == alarm.get("alarmName")
+    ]
+    if not open_incidents:
+        return {"action": "none", "reason": f"no open incident for {name} / {alarm.get('alarmName')}"}
+    incident = open_incidents[0]
+    detected = parse_time(incident.get("stateChangeTime") or incident.get("startTime"), now)
+    recovered = parse_time(alarm.get("stateChangeTime"), now)
+    seconds = max(0.0, (recovered - detected).total_seconds())
+    store.update_incident(incident["incidentId"], recoveredAt=now_iso(), timeToRecoverySeconds=round(seconds, 1),
+                          status="RECOVERED" if incident.get("status") != "FAILED" else "FAILED")
+    context = {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
+                         "stateChangeTime": alarm.get("stateChangeTime", "")}}
+    sent = notify(context, RECOVERY, environment=SETTINGS.environment, sns=sns, topic_arn=SETTINGS.topic_arn,
+                  store=store, incident_id=incident["incidentId"])
+    metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)
+    return {"action": "closed", "incidentId": incident["incidentId"], "timeToRecoverySeconds": seconds,
+            "messageId": sent["messageId"]}
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    alarm = parse_alarm_event(event)
+    add_dimension_env(SETTINGS.environment)
+    if alarm["outcome"] == INVALID or not alarm.get("functionName"):
+        logger.warning("coordinator ignored event", extra={"reason": alarm.get("reason")})
+        return {"action": "none", "reason": alarm.get("reason")}
+    if alarm["currentState"] == "OK" and alarm.get("previousState") == "ALARM":
+        store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+        result = handle_ok(alarm, store, aws.client("sns"), datetime.now(UTC))
+    else:
+        result = {"action": "none", "reason": f"{alarm.get('previousState')} -> {alarm['currentState']}: "
+                                               "nothing to do"}
+    logger.info("coordinator", extra=result)
+    return result

@@ -1,0 +1,70 @@
+"""DiagnoseIssue: run the diagnosis engine, apply the environment's policy, store the diagnosis record."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.diagnosis import DiagnosisConfig, diagnose
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.policy import decide
+from auto_repair.records import DIAGNOSIS, IncidentStore, now_iso
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+CONFIG = DiagnosisConfig.from_env()
+
+
+def _clients(config: DiagnosisConfig) -> dict[str, Any]:
+    clients: dict[str, Any] = {}
+    if config.bedrock_model_id and getattr(config, "use_bedrock", True):
+        clients["bedrock_client"] = aws.client("bedrock-runtime")
+    if config.knowledge_base_id:
+        clients["retrieve_client"] = aws.client("bedrock-agent-runtime")
+    return clients
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, meta = unpack(event)
+    alarm = workflow["alarm"]
+    evidence = workflow["evidence"]
+    settings = alarm.get("settings") or {}
+    started = now_iso()
+    result = diagnose(evidence, config=CONFIG, **_clients(CONFIG))
+    decision = decide(
+        result,
+        current_memory=int(evidence["currentMemorySize"]),
+        max_memory=int(settings.get("maxMemory", SETTINGS.max_memory_mb)),
+        min_confidence=float(settings.get("minConfidence", SETTINGS.min_confidence)),
+        dry_run=bool(settings.get("dryRun", SETTINGS.dry_run)),
+        approval_required=bool(settings.get("approvalRequired", SETTINGS.approval_required)),
+    )
+    diagnosis_id = uuid.uuid4().hex
+    record = {
+        "diagnosisId": diagnosis_id,
+        "functionName": alarm["functionName"],
+        "alarmId": alarm.get("alarmId", ""),
+        "startTime": started,
+        "endTime": now_iso(),
+        **{k: result.get(k) for k in ("isMemoryIssue", "confidence", "reasoning", "recommendedAction",
+                                      "recommendedMemoryIncrease", "evidencePoints", "knowledgeReferences",
+                                      "cause", "recommendedMemorySize", "diagnosisMethod")},
+        "decision": decision,
+        "evidenceSummary": result.get("evidenceSummary"),
+        "dataComplete": evidence.get("dataComplete"),
+        "missingData": evidence.get("missingData"),
+    }
+    incident_id = meta.get("executionId") or alarm.get("executionId")
+    IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).put(incident_id, DIAGNOSIS, record)
+    add_dimension_env(SETTINGS.environment)
+    metrics.add_metric(name="DiagnosisConfidence", unit="None", value=float(result.get("confidence") or 0))
+    method = (result.get("diagnosisMethod") or {}).get("method", "rules")
+    metrics.add_metric(name="DiagnosisBedrockUsed" if "bedrock" in method else "DiagnosisRulesOnly",
+                       unit="Count", value=1)
+    logger.info("diagnosed", extra={"cause": result.get("cause"), "confidence": result.get("confidence"),
+                                    "decision": decision})
+    return {**result, "diagnosisId": diagnosis_id, "decision": decision}

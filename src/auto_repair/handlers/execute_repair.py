@@ -1,0 +1,76 @@
+"""ExecuteRepair: apply the pinned memory change, audit it, store the repair record."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.records import REPAIR, AuditLog, IncidentStore, now_iso
+from auto_repair.repair import RepairError, RepairFailedError, execute_repair
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+
+
+def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]:
+    """The design's repair request. The memory value comes from the decision, never from the approval."""
+    alarm = workflow["alarm"]
+    decision = workflow["diagnosisResult"]["decision"]
+    approval = workflow.get("approval")
+    if approval is not None and int(approval.get("targetMemory", -1)) != int(decision["targetMemory"]):
+        raise RepairFailedError(
+            f"approval pinned {approval.get('targetMemory')} MB but the decision is {decision['targetMemory']} MB: "
+            "refusing to apply a change nobody approved"
+        )
+    settings = alarm.get("settings") or {}
+    return {
+        "functionName": alarm["functionName"],
+        "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
+        "maxMemory": int(settings.get("maxMemory", SETTINGS.max_memory_mb)),
+        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == "DRY_RUN",
+        "targetMemory": int(decision["targetMemory"]),
+        "executionId": execution_id,
+        "diagnosisId": workflow["diagnosisResult"].get("diagnosisId", ""),
+        "expectedRevisionId": ((workflow.get("evidence") or {}).get("function") or {}).get("revisionId"),
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, meta = unpack(event)
+    execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
+    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+    add_dimension_env(SETTINGS.environment)
+    diagnosis = workflow["diagnosisResult"]
+    reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
+              f"{diagnosis['decision'].get('reason')}")
+    approval = workflow.get("approval") or {}
+    if approval.get("approvedBy"):
+        reason += f"; approved by {approval['approvedBy']}"
+    actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
+    started = now_iso()
+    try:
+        request = build_request(workflow, execution_id)
+        result = execute_repair(request, lambda_client=aws.client("lambda"),
+                                audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
+    except RepairError as exc:
+        store.put(execution_id, REPAIR, {
+            "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
+            "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
+            "originalMemory": diagnosis["decision"].get("currentMemory"),
+            "newMemory": diagnosis["decision"].get("currentMemory"), "status": "FAILED", "error": str(exc),
+            "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING",
+        })
+        metrics.add_metric(name="RepairsFailed", unit="Count", value=1)
+        logger.exception("repair failed")
+        raise
+    store.put(execution_id, REPAIR, {**result, "verificationStatus": "PENDING", "notificationStatus": "PENDING"})
+    if result["status"] == "SUCCEEDED":
+        metrics.add_metric(name="RepairsExecuted", unit="Count", value=1)
+    logger.info("repair done", extra={"status": result["status"], "originalMemory": result["originalMemory"],
+                                      "newMemory": result["newMemory"]})
+    return result

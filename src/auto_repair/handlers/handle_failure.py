@@ -1,0 +1,61 @@
+"""HandleFailure: any step that failed for good lands here. Record it and tell the administrators."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.alarm_event import parse_alarm_event
+from auto_repair.notification import FAILURE
+from auto_repair.notifier import notify
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.records import FAILURE as FAILURE_RECORD
+from auto_repair.records import IncidentStore, now_iso
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+
+
+def _cause(error: dict[str, Any]) -> str:
+    cause = error.get("Cause", "")
+    try:
+        parsed = json.loads(cause)
+    except (TypeError, ValueError):
+        return str(cause)[:2000]
+    if isinstance(parsed, dict):
+        return str(parsed.get("errorMessage") or parsed)[:2000]
+    return str(parsed)[:2000]
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, meta = unpack(event)
+    error = workflow.get("error") or {"Error": "Unknown", "Cause": ""}
+    if "alarm" not in workflow:
+        # ParseAlarmEvent itself failed: rebuild what we can so the record names the alarm.
+        workflow = {**workflow, "alarm": parse_alarm_event(workflow)}
+    alarm = workflow["alarm"]
+    incident_id = meta.get("executionId") or alarm.get("executionId", "")
+    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+    failed_state = event.get("failedState") or meta.get("failedState") or ""
+    record = {"error": str(error.get("Error", ""))[:256], "cause": _cause(error), "failedAt": now_iso(),
+              "failedState": failed_state, "functionName": alarm.get("functionName", "")}
+    # Recording is best effort here: the notification must go out even if DynamoDB is what failed.
+    try:
+        store.put(incident_id, FAILURE_RECORD, record)
+        store.update_incident(incident_id, status="FAILED", outcome=FAILURE, endTime=now_iso(),
+                              error=record["error"], functionName=alarm.get("functionName") or "(none)",
+                              startTime=meta.get("startTime") or now_iso())
+    except Exception:
+        logger.exception("could not record the failure")
+
+    sent = notify({**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}, FAILURE,
+                  environment=SETTINGS.environment, sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn,
+                  store=store, incident_id=incident_id)
+    add_dimension_env(SETTINGS.environment)
+    metrics.add_metric(name="WorkflowFailures", unit="Count", value=1)
+    logger.error("workflow failed", extra=record)
+    return {**sent, "error": record["error"]}

@@ -1,0 +1,81 @@
+"""ParseAlarmEvent: the alarm event -> the design's alarm-event model, and the incident record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from auto_repair import aws
+from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
+from auto_repair.observability import CORRELATION_PATH, logger, metrics, tracer, unpack
+from auto_repair.records import IncidentStore, now_iso
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+
+
+def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
+    """Narrow a PROCEED verdict: our own functions and missing functions are recorded, not repaired."""
+    name = alarm["functionName"]
+    if name.startswith(settings.system_prefix):
+        return {**alarm, "outcome": IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
+    try:
+        lambda_client.get_function_configuration(FunctionName=name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
+        raise
+    return alarm
+
+
+def enrich_from_alarm(alarm: dict[str, Any], cloudwatch: Any) -> dict[str, Any]:
+    """The event lacks evaluation periods; the alarm definition has them. Best effort."""
+    try:
+        found = cloudwatch.describe_alarms(AlarmNames=[alarm["alarmName"]]).get("MetricAlarms", [])
+    except ClientError:
+        return alarm
+    if not found:
+        return alarm
+    definition = found[0]
+    return {
+        **alarm,
+        "evaluationPeriods": definition.get("EvaluationPeriods"),
+        "threshold": alarm.get("threshold") if alarm.get("threshold") is not None else definition.get("Threshold"),
+        "period": alarm.get("period") or definition.get("Period"),
+    }
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raw, meta = unpack(event)
+    execution_id = meta.get("executionId") or context.aws_request_id
+    account = context.invoked_function_arn.split(":")[4]
+    region = context.invoked_function_arn.split(":")[3]
+    alarm = parse_alarm_event(raw, account=account, region=region)
+    if alarm["outcome"] == PROCEED:
+        alarm = check_target(alarm, SETTINGS, aws.client("lambda"))
+    if alarm["outcome"] == PROCEED:
+        alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
+    alarm.update(
+        executionId=execution_id,
+        executionArn=meta.get("executionArn", ""),
+        receivedAt=now_iso(),
+        settings={
+            "environment": SETTINGS.environment,
+            "approvalRequired": SETTINGS.approval_required,
+            "dryRun": SETTINGS.dry_run,
+            "maxMemory": SETTINGS.max_memory_mb,
+            "minConfidence": SETTINGS.min_confidence,
+        },
+    )
+    IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).start_incident(
+        execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
+    )
+    logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
+                                       "functionName": alarm.get("functionName")})
+    metrics.add_metric(name=f"Alarms{alarm['outcome'].title()}", unit="Count", value=1)
+    return alarm

@@ -1,0 +1,58 @@
+"""RequestApproval: store the task token behind a short id and ask a human, with what will change and cost."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from auto_repair import approvals, aws
+from auto_repair.notification import APPROVAL_REQUEST
+from auto_repair.notifier import notify
+from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
+from auto_repair.pricing import cost_change_per_million
+from auto_repair.records import APPROVAL, IncidentStore
+from auto_repair.settings import Settings
+
+SETTINGS = Settings.from_env()
+TIMEOUT_SECONDS = int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "3600"))
+
+
+def _avg_duration(evidence: dict[str, Any]) -> float | None:
+    points = (evidence.get("metricSeries") or {}).get("Duration.Average") or []
+    values = [p["value"] for p in points if p.get("value") is not None]
+    return sum(values) / len(values) if values else None
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, meta = unpack(event)
+    token = event["taskToken"]
+    alarm, evidence = workflow["alarm"], workflow.get("evidence") or {}
+    decision = workflow["diagnosisResult"]["decision"]
+    execution_id = meta.get("executionId") or alarm.get("executionId", "")
+    approval_id = approvals.new_approval_id()
+    approvals.create(aws.table(SETTINGS.state_table), approval_id=approval_id, task_token=token,
+                     execution_id=execution_id, function_name=alarm["functionName"],
+                     current_memory=int(decision["currentMemory"]), target_memory=int(decision["targetMemory"]),
+                     timeout_seconds=TIMEOUT_SECONDS)
+    cost = cost_change_per_million(int(decision["currentMemory"]), int(decision["targetMemory"]),
+                                   _avg_duration(evidence), evidence.get("architecture") or "x86_64")
+    env_flag = f"--environment {SETTINGS.environment}"
+    request = {
+        "approvalId": approval_id,
+        "change": {"functionName": alarm["functionName"], "memoryBefore": decision["currentMemory"],
+                   "memoryAfter": decision["targetMemory"]},
+        "estimatedCostChange": cost,
+        "evidenceSummary": (workflow["diagnosisResult"].get("reasoning") or "")[:1500],
+        "expiresInSeconds": TIMEOUT_SECONDS,
+        "howToApprove": f"auto-repair approve {approval_id} {env_flag}",
+        "howToReject": f"auto-repair reject {approval_id} {env_flag} --reason '...'",
+    }
+    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+    store.put(execution_id, APPROVAL, {**request, "status": approvals.PENDING})
+    sent = notify({**workflow, "approvalRequest": request}, APPROVAL_REQUEST, environment=SETTINGS.environment,
+                  sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn, store=store, incident_id=execution_id)
+    store.update_incident(execution_id, status="AWAITING_APPROVAL")
+    logger.info("approval requested", extra={"approvalId": approval_id, "messageId": sent["messageId"]})
+    return {"approvalId": approval_id, "messageId": sent["messageId"]}

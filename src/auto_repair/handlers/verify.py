@@ -1,0 +1,58 @@
+"""VerifyRepair: compare the window after the repair with the window before it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from auto_repair import aws
+from auto_repair.collect import get_log_lines, get_series, parse_time
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.records import REPAIR, VERIFICATION, IncidentStore, now_iso
+from auto_repair.settings import Settings
+from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, compare, window_stats
+
+SETTINGS = Settings.from_env()
+MAX_ATTEMPTS = 2  # INSUFFICIENT_DATA: extend once, then report inconclusive
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    workflow, meta = unpack(event)
+    alarm, evidence, repair = workflow["alarm"], workflow["evidence"], workflow["repair"]
+    execution_id = meta.get("executionId") or alarm.get("executionId", "")
+    attempt = int((workflow.get("verification") or {}).get("attempt", 0)) + 1
+    now = datetime.now(UTC)
+    repaired_at = parse_time(repair.get("endTime"), now)
+    name = alarm["functionName"]
+    period = int((evidence.get("window") or {}).get("periodSeconds", 60))
+
+    before = window_stats(evidence.get("metricSeries") or {}, evidence.get("logs") or [])
+    series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period)
+    lines, miss, _ = get_log_lines(aws.client("logs"), name, repaired_at, now)
+    after = window_stats(series, lines)
+    verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",
+                      min_invocations=SETTINGS.min_invocations_for_verdict)
+    verdict.update(attempt=attempt, final=verdict["status"] != INSUFFICIENT_DATA or attempt >= MAX_ATTEMPTS,
+                   window={"start": repaired_at.isoformat(), "end": now.isoformat()},
+                   missingData=missing + miss, verifiedAt=now_iso(), functionName=name,
+                   repairTimestamp=repair.get("endTime"), metricName=alarm.get("metricName"),
+                   verificationPeriod=int((now - repaired_at).total_seconds()))
+
+    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+    store.put(execution_id, VERIFICATION, verdict)
+    store.put(execution_id, REPAIR, {**repair, "verificationStatus": verdict["status"],
+                                     "notificationStatus": "PENDING"})
+    add_dimension_env(SETTINGS.environment)
+    if verdict["final"]:
+        if verdict["status"] == IMPROVED:
+            metrics.add_metric(name="RepairsSucceeded", unit="Count", value=1)
+            detected = parse_time(alarm.get("stateChangeTime"), now)
+            metrics.add_metric(name="TimeToRepairSeconds", unit="Seconds",
+                               value=max(0.0, (now - detected).total_seconds()))
+        else:
+            metrics.add_metric(name="RepairsNotImproved", unit="Count", value=1)
+    logger.info("verified", extra={"status": verdict["status"], "attempt": attempt, "reason": verdict["reason"]})
+    return verdict

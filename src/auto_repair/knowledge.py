@@ -1,0 +1,218 @@
+"""Knowledge base: runbooks and case history as entries of the design's knowledge-base entry model.
+
+Entry fields: entryId, title, category, content, source, tags, createdAt, updatedAt, version, approvedBy.
+
+* ``load_entries_from_dir(path)`` reads ``*.json`` entries (one entry, or a list, per file).
+* ``bundled_entries()`` returns the runbooks shipped inside the package (``knowledge_data/``) so the Lambda has
+  local knowledge even without the knowledge bucket.
+* ``rank(entries, query, k)`` is a small BM25 ranker used offline and as the fallback for Bedrock ``Retrieve``.
+* ``retrieve_references(...)`` calls ``bedrock-agent-runtime`` ``Retrieve`` when a knowledge-base id and a client
+  are given, and falls back to the lexical ranker on any failure.
+* ``case_entry_from_incident(incident)`` builds the case entry the workflow stores after a resolved incident.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
+                "approvedBy")
+BUNDLED_DIR = Path(__file__).with_name("knowledge_data")
+
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]|[a-z0-9]")
+_STOP = frozenset("a an and are as at be by for from has in is it its of on or that the this to was were with".split())
+
+
+class KnowledgeError(ValueError):
+    """Raised for an entry that does not follow the knowledge-base entry model."""
+
+
+def validate_entry(entry: Any) -> dict[str, Any]:
+    if not isinstance(entry, dict):
+        raise KnowledgeError("knowledge entry must be a JSON object")
+    missing = [f for f in ("entryId", "title", "category", "content") if not isinstance(entry.get(f), str)
+               or not entry.get(f)]
+    if missing:
+        raise KnowledgeError(f"knowledge entry {entry.get('entryId', '?')!r} lacks {', '.join(missing)}")
+    tags = entry.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise KnowledgeError(f"knowledge entry {entry['entryId']!r}: tags must be a list of strings")
+    return {key: entry.get(key, [] if key == "tags" else "") for key in ENTRY_FIELDS}
+
+
+def load_entries_from_dir(path: str | Path) -> list[dict[str, Any]]:
+    """Load every ``*.json`` entry under ``path`` (sorted by file name, for stable ranking ties)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise KnowledgeError(f"knowledge directory not found: {directory}")
+    entries: list[dict[str, Any]] = []
+    for file in sorted(directory.glob("*.json")):
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise KnowledgeError(f"{file.name}: invalid JSON ({exc.msg} at line {exc.lineno})") from exc
+        for item in data if isinstance(data, list) else [data]:
+            entries.append(validate_entry(item))
+    return entries
+
+
+def bundled_entries() -> list[dict[str, Any]]:
+    return load_entries_from_dir(BUNDLED_DIR) if BUNDLED_DIR.is_dir() else []
+
+
+def tokenize(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text.lower()) if t not in _STOP]
+
+
+def _entry_text(entry: dict[str, Any]) -> list[str]:
+    # Title and tags describe what the entry is about; weight them above the body.
+    title = tokenize(entry.get("title", ""))
+    tags = tokenize(" ".join(entry.get("tags", [])))
+    return title * 3 + tags * 3 + tokenize(entry.get("content", ""))
+
+
+def rank(entries: Iterable[dict[str, Any]], query: str, k: int = 3) -> list[dict[str, Any]]:
+    """BM25 over title, tags and content; relevance is squashed to [0, 1] so it is comparable across queries."""
+    docs = [(entry, _entry_text(entry)) for entry in entries]
+    terms = [t for t in dict.fromkeys(tokenize(query))]
+    if not docs or not terms or k <= 0:
+        return []
+    n = len(docs)
+    avg_len = sum(len(tokens) for _, tokens in docs) / n or 1.0
+    df = Counter(term for _, tokens in docs for term in set(tokens))
+    scored = []
+    for index, (entry, tokens) in enumerate(docs):
+        tf = Counter(tokens)
+        score = 0.0
+        for term in terms:
+            if not tf[term]:
+                continue
+            idf = math.log(1 + (n - df[term] + 0.5) / (df[term] + 0.5))
+            score += idf * tf[term] * 2.2 / (tf[term] + 1.2 * (0.25 + 0.75 * len(tokens) / avg_len))
+        if score > 0:
+            scored.append((score, -index, entry))
+    scored.sort(reverse=True)
+    return [{"id": entry["entryId"], "title": entry["title"], "relevance": round(score / (score + 5.0), 3)}
+            for score, _, entry in scored[:k]]
+
+
+def retrieve_references(query: str, *, entries: list[dict[str, Any]] | None, knowledge_base_id: str | None = None,
+                        retrieve_client: Any = None, k: int = 3) -> tuple[list[dict[str, Any]], str]:
+    """References for ``query`` and how they were found: ``bedrock-kb``, ``local``, ``fallback: <why>`` or ``none``."""
+    local = entries if entries is not None else bundled_entries()
+    if knowledge_base_id and retrieve_client is not None:
+        try:
+            response = retrieve_client.retrieve(
+                knowledgeBaseId=knowledge_base_id,
+                retrievalQuery={"text": query[:1000]},
+                retrievalConfiguration={"vectorSearchConfiguration": {"numberOfResults": k}},
+            )
+            refs = _references_from_retrieve(response, local, k)
+            if refs:
+                return refs, "bedrock-kb"
+            why = "fallback: Retrieve returned no usable results"
+        except Exception as exc:  # noqa: BLE001 - any failure of the optional service falls back to local ranking
+            why = f"fallback: {_error_code(exc)}"
+        refs = rank(local, query, k)
+        return refs, why if refs else "none"
+    refs = rank(local, query, k)
+    return refs, "local" if refs else "none"
+
+
+def _references_from_retrieve(response: Any, local: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    by_id = {entry["entryId"]: entry for entry in local}
+    refs: list[dict[str, Any]] = []
+    results = response.get("retrievalResults") if isinstance(response, dict) else None
+    for item in results or []:
+        if not isinstance(item, dict):
+            continue
+        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        uri = (((item.get("location") or {}).get("s3Location") or {}).get("uri")) or ""
+        entry_id = metadata.get("entryId") or (Path(uri).stem if uri else None)
+        if not isinstance(entry_id, str) or not entry_id:
+            continue
+        title = metadata.get("title") or by_id.get(entry_id, {}).get("title") or entry_id
+        score = item.get("score")
+        relevance = float(score) if isinstance(score, int | float) and not isinstance(score, bool) else 0.0
+        refs.append({"id": entry_id, "title": str(title)[:200], "relevance": round(min(max(relevance, 0.0), 1.0), 3)})
+        if len(refs) >= k:
+            break
+    return refs
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = (response.get("Error") or {}).get("Code")
+        if code:
+            return str(code)
+    return type(exc).__name__
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None) -> dict[str, Any]:
+    """A case-history entry for a resolved incident (workflow context: alarm, diagnosisResult, repair, verification).
+
+    Only the structured verdict is kept, never raw log text: logs are untrusted and the case is fed back to the
+    model as knowledge later.
+    """
+    if not isinstance(incident, dict):
+        raise KnowledgeError("incident must be a JSON object")
+    diagnosis = incident.get("diagnosisResult") if isinstance(incident.get("diagnosisResult"), dict) else {}
+    repair = incident.get("repair") if isinstance(incident.get("repair"), dict) else {}
+    verification = incident.get("verification") if isinstance(incident.get("verification"), dict) else {}
+    alarm = incident.get("alarm") if isinstance(incident.get("alarm"), dict) else {}
+    evidence = incident.get("evidence") if isinstance(incident.get("evidence"), dict) else {}
+    approval = incident.get("approval") if isinstance(incident.get("approval"), dict) else {}
+    function = (incident.get("functionName") or alarm.get("functionName") or evidence.get("functionName")
+                or diagnosis.get("functionName") or "unknown-function")
+    cause = diagnosis.get("cause") or ("memory" if diagnosis.get("isMemoryIssue") else "unknown")
+    incident_id = (incident.get("incidentId") or diagnosis.get("diagnosisId") or repair.get("repairId")
+                   or hashlib.sha256(json.dumps(incident, sort_keys=True, default=str).encode()).hexdigest()[:16])
+    original = repair.get("originalMemory", evidence.get("currentMemorySize"))
+    new = repair.get("newMemory", diagnosis.get("recommendedMemorySize"))
+    status = verification.get("status") or repair.get("verificationStatus") or "UNVERIFIED"
+    runtime = evidence.get("runtime") or incident.get("runtime")
+    lines = [
+        f"Function {function} ({runtime or 'runtime unknown'}): diagnosed as {cause} "
+        f"(confidence {diagnosis.get('confidence', 'n/a')}, method {json.dumps(diagnosis.get('diagnosisMethod', {}))}).",
+        f"Alarm: {alarm.get('alarmName') or evidence.get('alarmDetails', {}).get('alarmName', 'n/a')}.",
+    ]
+    if original is not None or new is not None:
+        lines.append(f"Memory {original} MB -> {new} MB; repair status {repair.get('status', 'n/a')}; verification {status}.")
+    reasoning = diagnosis.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        lines.append("Reasoning: " + reasoning[:1500])
+    points = diagnosis.get("evidencePoints") if isinstance(diagnosis.get("evidencePoints"), list) else []
+    for point in points[:8]:
+        if isinstance(point, dict):
+            lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")
+    timestamp = now or _now()
+    tags = [t for t in ("case", str(cause), str(status).lower(), runtime) if t]
+    return {
+        "entryId": f"case-{_slug(str(function))}-{str(incident_id)[:24]}",
+        "title": f"Case: {function} {cause} {original}->{new} MB ({status})",
+        "category": "case",
+        "content": "\n".join(lines),
+        "source": f"incident:{incident_id}",
+        "tags": tags,
+        "createdAt": timestamp,
+        "updatedAt": timestamp,
+        "version": "1",
+        "approvedBy": approval.get("approvedBy") or approval.get("approver") or "auto-repair",
+    }
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9-]+", "-", text).strip("-")[:48] or "fn"

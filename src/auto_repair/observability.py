@@ -1,0 +1,29 @@
+"""Powertools objects shared by the handlers: JSON logs, EMF metrics, X-Ray tracing."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "lambda-auto-repair")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LambdaAutoRepair"), service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+# Step Functions passes {"context": <workflow context>, "meta": {executionId, executionArn, ...}}.
+CORRELATION_PATH = "meta.executionId"
+
+
+def unpack(event: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The workflow context and the execution metadata of a task payload."""
+    if isinstance(event, dict) and "context" in event and isinstance(event.get("meta"), dict):
+        context = event["context"]
+        return (context if isinstance(context, dict) else {"raw": context}), event["meta"]
+    return (event if isinstance(event, dict) else {"raw": event}), {}
+
+
+def add_dimension_env(environment: str) -> None:
+    metrics.add_dimension(name="Environment", value=environment)

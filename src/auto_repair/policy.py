@@ -1,0 +1,62 @@
+"""DetermineAction: what the workflow may do with a diagnosis. Pure code.
+
+The diagnosis says what is wrong; the policy says what we are allowed to do about it in this environment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+REPAIR = "REPAIR"
+NO_ACTION = "NO_ACTION"
+HUMAN_REVIEW = "HUMAN_REVIEW"
+DRY_RUN = "DRY_RUN"
+
+LAMBDA_MIN_MB = 128
+LAMBDA_MAX_MB = 10240
+
+
+def decide(
+    diagnosis: dict[str, Any],
+    *,
+    current_memory: int,
+    max_memory: int,
+    min_confidence: float,
+    dry_run: bool,
+    approval_required: bool,
+) -> dict[str, Any]:
+    """Return ``{action, reason, currentMemory, targetMemory, approvalRequired}``."""
+    max_memory = max(LAMBDA_MIN_MB, min(int(max_memory), LAMBDA_MAX_MB))
+    decision: dict[str, Any] = {
+        "currentMemory": int(current_memory),
+        "targetMemory": int(current_memory),
+        "approvalRequired": False,
+        "dryRun": bool(dry_run),
+    }
+    confidence = float(diagnosis.get("confidence") or 0.0)
+    if not diagnosis.get("isMemoryIssue"):
+        cause = diagnosis.get("cause") or "not a memory issue"
+        return {**decision, "action": NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
+    if confidence < min_confidence:
+        return {
+            **decision,
+            "action": HUMAN_REVIEW,
+            "reason": f"confidence {confidence:.2f} is below the minimum {min_confidence:.2f}",
+        }
+    recommended = diagnosis.get("recommendedMemorySize")
+    if not isinstance(recommended, (int, float)) or isinstance(recommended, bool):
+        increase = diagnosis.get("recommendedMemoryIncrease") or 0
+        recommended = current_memory + (increase if isinstance(increase, (int, float)) else 0)
+    target = min(int(recommended), max_memory)
+    if target <= current_memory:
+        why = (
+            f"the function already has {current_memory} MB, the maximum this environment allows is {max_memory} MB"
+            if current_memory >= max_memory
+            else f"the recommendation ({int(recommended)} MB) does not raise memory above {current_memory} MB"
+        )
+        return {**decision, "action": HUMAN_REVIEW, "reason": f"memory issue, but {why}"}
+    decision["targetMemory"] = target
+    if dry_run:
+        return {**decision, "action": DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
+    decision["approvalRequired"] = bool(approval_required)
+    return {**decision, "action": REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}

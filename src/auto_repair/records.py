@@ -1,0 +1,189 @@
+"""The audit trail: incident records (alarm, diagnosis, repair, verification, notifications) and audit entries.
+
+Incidents table: PK ``incidentId`` (the execution name), SK ``recordType``; GSI ``byFunction``
+(``functionName``, ``startTime``) so "all incidents of function X" and "incident by execution id" are both
+single queries. Audit table: PK ``functionName``, SK ``auditId`` (time-ordered); GSI ``byExecution``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+
+ALARM = "ALARM"
+DIAGNOSIS = "DIAGNOSIS"
+REPAIR = "REPAIR"
+VERIFICATION = "VERIFICATION"
+APPROVAL = "APPROVAL"
+FAILURE = "FAILURE"
+NOTIFICATION_PREFIX = "NOTIFICATION#"
+MAX_ITEM_JSON = 300_000  # DynamoDB items are capped at 400 KB
+
+
+class RecordsError(RuntimeError):
+    """A record could not be written or read."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def to_dynamo(value: Any) -> Any:
+    """DynamoDB wants Decimal, not float, and no empty sets; JSON round-trip does both."""
+    return json.loads(json.dumps(value, default=str), parse_float=Decimal)
+
+
+def from_dynamo(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: from_dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_dynamo(v) for v in value]
+    return value
+
+
+def _bounded(data: dict[str, Any]) -> dict[str, Any]:
+    text = json.dumps(data, default=str)
+    if len(text) <= MAX_ITEM_JSON:
+        return data
+    # Keep the record rather than lose it: drop the bulky raw parts, say so.
+    slim = {k: v for k, v in data.items() if k not in ("logs", "metricSeries", "baselineSeries", "metrics")}
+    slim["truncated"] = True
+    return slim
+
+
+class IncidentStore:
+    def __init__(self, table: Any, ttl_days: int = 90) -> None:
+        self._table = table
+        self._ttl_days = ttl_days
+
+    def _expires(self) -> int:
+        return int(time.time()) + self._ttl_days * 86400
+
+    def put(self, incident_id: str, record_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        item = {**_bounded(data), "incidentId": incident_id, "recordType": record_type, "expiresAt": self._expires()}
+        self._table.put_item(Item=to_dynamo(item))
+        return item
+
+    def start_incident(self, incident_id: str, alarm: dict[str, Any], *, execution_arn: str, start_time: str) -> None:
+        """The ALARM record is the incident's summary row; it alone carries the byFunction keys."""
+        data = {
+            **alarm,
+            "functionName": alarm.get("functionName") or "(none)",
+            "startTime": start_time,
+            "executionArn": execution_arn,
+            "status": "OPEN" if alarm.get("outcome") == "PROCEED" else "CLOSED",
+            "outcome": alarm.get("outcome"),
+            "updatedAt": now_iso(),
+        }
+        self.put(incident_id, ALARM, data)
+
+    def update_incident(self, incident_id: str, **fields: Any) -> None:
+        fields = {**fields, "updatedAt": now_iso()}
+        names = {f"#k{i}": k for i, k in enumerate(fields)}
+        values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
+        expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields)))
+        self._table.update_item(
+            Key={"incidentId": incident_id, "recordType": ALARM},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def get_incident(self, incident_id: str) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("incidentId").eq(incident_id)}
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        result: dict[str, Any] = {"incidentId": incident_id, "notifications": []}
+        for item in map(from_dynamo, items):
+            kind = item["recordType"]
+            if kind.startswith(NOTIFICATION_PREFIX):
+                result["notifications"].append(item)
+            else:
+                result[kind.lower()] = item
+        return result
+
+    def list_incidents(
+        self, *, function_name: str | None = None, since: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        if function_name:
+            condition = Key("functionName").eq(function_name)
+            if since:
+                condition = condition & Key("startTime").gte(since)
+            kwargs: dict[str, Any] = {
+                "IndexName": "byFunction",
+                "KeyConditionExpression": condition,
+                "FilterExpression": Attr("recordType").eq(ALARM),
+                "ScanIndexForward": False,
+            }
+            operation = self._table.query
+        else:
+            flt = Attr("recordType").eq(ALARM)
+            if since:
+                flt = flt & Attr("startTime").gte(since)
+            kwargs = {"FilterExpression": flt}
+            operation = self._table.scan
+        while True:
+            page = operation(**kwargs)
+            items.extend(from_dynamo(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items.sort(key=lambda i: i.get("startTime", ""), reverse=True)
+        return items[:limit]
+
+
+class AuditLog:
+    """Every mutation of a customer function is written here before and after it happens."""
+
+    def __init__(self, table: Any, ttl_days: int = 400) -> None:
+        self._table = table
+        self._ttl_days = ttl_days
+
+    def record(
+        self,
+        *,
+        function_name: str,
+        execution_id: str,
+        phase: str,
+        action: str,
+        actor: str,
+        reason: str,
+        old_value: Any = None,
+        new_value: Any = None,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        timestamp = now_iso()
+        item = {
+            "functionName": function_name,
+            "auditId": f"{timestamp}#{execution_id}#{phase}#{uuid.uuid4().hex[:8]}",
+            "timestamp": timestamp,
+            "executionId": execution_id,
+            "phase": phase,
+            "action": action,
+            "actor": actor,
+            "reason": reason,
+            "oldValue": old_value,
+            "newValue": new_value,
+            "details": details or {},
+            "expiresAt": int(time.time()) + self._ttl_days * 86400,
+        }
+        self._table.put_item(Item=to_dynamo(item))
+        return item
+
+    def for_execution(self, execution_id: str) -> list[dict[str, Any]]:
+        page = self._table.query(IndexName="byExecution", KeyConditionExpression=Key("executionId").eq(execution_id))
+        return [from_dynamo(i) for i in page.get("Items", [])]

@@ -1,0 +1,152 @@
+"""VerifyRepair: did the function recover? Compare the window after the repair with the window before.
+
+Pure code over the same shapes CollectMetricsAndLogs produces (metric series + log lines).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+IMPROVED = "IMPROVED"
+NOT_IMPROVED = "NOT_IMPROVED"
+INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+_REPORT = re.compile(
+    r"REPORT RequestId: \S+\s+Duration: (?P<duration>[\d.]+) ms.*?Memory Size: (?P<memorySize>\d+) MB"
+    r"\s+Max Memory Used: (?P<maxMemoryUsed>\d+) MB"
+)
+_TIMEOUT = re.compile(r"Task timed out after")
+_OOM = re.compile(
+    r"Runtime\.OutOfMemory|signal: killed|MemoryError|OutOfMemory|out of memory|heap out of memory|NoMemoryError"
+)
+
+
+@dataclass
+class WindowStats:
+    invocations: int
+    errors: int
+    timeouts: int
+    oom: int
+    durationP95: float | None
+    durationAvg: float | None
+    maxMemoryUtilization: float | None
+    reportLines: int
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.invocations if self.invocations else 0.0
+
+
+def _total(points: list[dict[str, Any]] | None) -> float:
+    return float(sum(p.get("value", 0.0) for p in points or []))
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, math.ceil(pct / 100.0 * len(ordered)) - 1)
+    return ordered[rank]
+
+
+def parse_report(line: str) -> dict[str, float] | None:
+    match = _REPORT.search(line)
+    return {k: float(v) for k, v in match.groupdict().items()} if match else None
+
+
+def window_stats(series: dict[str, list[dict[str, Any]]], logs: list[dict[str, Any]]) -> WindowStats:
+    """Numbers of one window."""
+    reports = [r for r in (parse_report(line.get("message", "")) for line in logs) if r]
+    durations = [float(r["duration"]) for r in reports if r.get("duration") is not None]
+    utilisations = [
+        float(r["maxMemoryUsed"]) / float(r["memorySize"])
+        for r in reports
+        if r.get("maxMemoryUsed") is not None and r.get("memorySize")
+    ]
+    messages = [line.get("message", "") for line in logs]
+    invocations = int(_total(series.get("Invocations.Sum"))) or len(reports)
+    errors = int(_total(series.get("Errors.Sum")))
+    p95_series = [p["value"] for p in series.get("Duration.p95") or []]
+    avg_series = [p["value"] for p in series.get("Duration.Average") or []]
+    return WindowStats(
+        invocations=invocations,
+        errors=errors,
+        timeouts=sum(1 for m in messages if _TIMEOUT.search(m)),
+        oom=sum(1 for m in messages if _OOM.search(m) and not m.startswith("REPORT ")),
+        durationP95=_percentile(durations, 95) if durations else (max(p95_series) if p95_series else None),
+        durationAvg=(sum(durations) / len(durations)) if durations else
+        ((sum(avg_series) / len(avg_series)) if avg_series else None),
+        maxMemoryUtilization=max(utilisations) if utilisations else None,
+        reportLines=len(reports),
+    )
+
+
+def compare(
+    before: WindowStats,
+    after: WindowStats,
+    *,
+    alarm_metric: str = "Errors",
+    min_invocations: int = 3,
+) -> dict[str, Any]:
+    """Verdict and the numbers behind it, in the design's metricsComparison shape."""
+    checks: list[str] = []
+    if after.invocations < min_invocations:
+        return {
+            "status": INSUFFICIENT_DATA,
+            "reason": f"only {after.invocations} invocation(s) after the repair (need {min_invocations})",
+            "before": asdict(before),
+            "after": asdict(after),
+            "metricsComparison": _comparison(before, after, alarm_metric),
+            "worse": False,
+        }
+    failures_before = before.oom + before.timeouts
+    problems: list[str] = []
+    if after.oom:
+        problems.append(f"{after.oom} out-of-memory failure(s) after the repair")
+    if after.timeouts and after.timeouts >= max(1, before.timeouts):
+        problems.append(f"{after.timeouts} timeout(s) after the repair (before: {before.timeouts})")
+    if before.error_rate > 0 and after.error_rate > before.error_rate * 0.5:
+        problems.append(f"error rate {after.error_rate:.0%} after vs {before.error_rate:.0%} before")
+    elif before.error_rate == 0 and after.error_rate > 0.05:
+        problems.append(f"error rate rose to {after.error_rate:.0%}")
+    if alarm_metric == "Duration" and before.durationP95 and after.durationP95:
+        if after.durationP95 > before.durationP95 * 0.9:
+            problems.append(f"duration p95 {after.durationP95:.0f} ms vs {before.durationP95:.0f} ms before")
+    worse = (after.error_rate > before.error_rate + 0.05) or bool(
+        before.durationP95 and after.durationP95 and after.durationP95 > before.durationP95 * 1.2
+    )
+    checks.append(f"errors {before.errors}/{before.invocations} -> {after.errors}/{after.invocations}")
+    checks.append(f"out-of-memory {before.oom} -> {after.oom}, timeouts {before.timeouts} -> {after.timeouts}")
+    if failures_before == 0 and before.error_rate == 0 and alarm_metric != "Duration" and not problems:
+        checks.append("no failures before either; healthy after")
+    status = NOT_IMPROVED if problems else IMPROVED
+    return {
+        "status": status,
+        "reason": "; ".join(problems) if problems else "; ".join(checks),
+        "before": asdict(before),
+        "after": asdict(after),
+        "metricsComparison": _comparison(before, after, alarm_metric),
+        "worse": worse,
+    }
+
+
+def _comparison(before: WindowStats, after: WindowStats, alarm_metric: str) -> dict[str, Any]:
+    if alarm_metric == "Duration":
+        b, a, unit = before.durationP95, after.durationP95, "duration p95 (ms)"
+    else:
+        b, a, unit = before.error_rate * 100.0, after.error_rate * 100.0, "error rate (%)"
+    if b is None or a is None:
+        improvement = "n/a"
+    elif b == 0:
+        improvement = "no change" if a == 0 else f"+{a:.1f}"
+    else:
+        improvement = f"{(b - a) / b * 100.0:+.0f}% better" if a <= b else f"{(a - b) / b * 100.0:.0f}% worse"
+    return {
+        "metric": unit,
+        "before": round(b, 2) if b is not None else None,
+        "after": round(a, 2) if a is not None else None,
+        "improvement": improvement,
+    }
