@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -72,8 +73,6 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
         raise
     try:
         if approve:
-            import json
-
             sfn.send_task_success(taskToken=item["taskToken"], output=json.dumps({
                 "approved": True, "approvalId": approval_id, "approvedBy": who,
                 "targetMemory": item["targetMemory"], "decidedAt": now_iso(),

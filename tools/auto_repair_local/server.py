@@ -70,7 +70,14 @@ def install_extensions(ctx: LocalCloudContext) -> list[str]:
     default_user_config["stepfunctions"]["execute_state_machine"] = True
     installed = []
     for name in EXTENSIONS:
-        module = importlib.import_module(f"auto_repair_local.{name}")
+        try:
+            module = importlib.import_module(f"auto_repair_local.{name}")
+        except ModuleNotFoundError as exc:
+            # TEMPORARY while the extensions are being written in parallel; made strict before release.
+            if exc.name != f"auto_repair_local.{name}":
+                raise
+            log.warning("extension %s not present yet", name)
+            continue
         module.install(ctx)
         installed.append(name)
     return installed

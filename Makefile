@@ -1,0 +1,50 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up .venv first.
+SHELL := /usr/bin/env bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEMPLATES := lambda-auto-repair-main.yaml lambda-auto-repair-functions.yaml lambda-auto-repair-monitoring.yaml
+SCRIPTS := deploy.sh validate-deployment.sh
+
+.PHONY: setup demo test lint unit functional e2e bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.txt requirements-lambda.txt pyproject.toml
+	@echo "==> setting up $(VENV) (pinned tools from requirements-dev.txt)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+demo: setup
+	@$(BIN)/auto-repair demo
+
+lint: setup
+	@echo "==> cfn-lint"
+	@$(BIN)/cfn-lint $(TEMPLATES)
+	@echo "==> shellcheck"
+	@$(BIN)/shellcheck $(SCRIPTS)
+	@echo "==> ruff"
+	@$(BIN)/ruff check src tools tests bench
+
+unit: setup
+	@$(BIN)/pytest -q tests/unit
+
+functional: setup
+	@$(BIN)/pytest -q tests/functional
+
+e2e: setup
+	@$(BIN)/pytest -q tests/e2e
+
+test: lint
+	@echo "==> pytest"
+	@$(BIN)/pytest -q -p no:cacheprovider tests
+
+bench: setup
+	@for b in bench/bench_*.py; do echo "==> $$b"; $(BIN)/python "$$b" || exit 1; done
+
+clean:
+	rm -rf .build .local-cloud .pytest_cache

@@ -1,0 +1,59 @@
+"""Notifications: the design's format, a subject readable at a glance, attributes for filtering."""
+
+from __future__ import annotations
+
+import pytest
+
+from auto_repair import notification as n
+
+
+def context(**extra):
+    base = {
+        "alarm": {"functionName": "orders", "alarmName": "orders-errors", "stateReason": "Threshold Crossed",
+                  "stateChangeTime": "2026-11-22T10:00:00Z", "executionId": "exec-1"},
+        "diagnosisResult": {"cause": "memory_exhaustion", "confidence": 0.92, "reasoning": "OOM in 6 of 10",
+                            "decision": {"action": "REPAIR", "currentMemory": 128, "targetMemory": 512,
+                                         "reason": "raise"}},
+        "repair": {"status": "SUCCEEDED", "originalMemory": 128, "newMemory": 512, "timestamp": "2026-11-22T10:02Z"},
+        "verification": {"status": "IMPROVED", "metricsComparison": {"before": 60.0, "after": 0.0,
+                                                                     "improvement": "+100% better"}},
+    }
+    base.update(extra)
+    return base
+
+
+def test_repaired_message_has_every_design_field():
+    built = n.build(context(), n.REPAIRED, "prod")
+    msg = built["message"]
+    assert set(msg) >= {"type", "functionName", "issue", "diagnosis", "repair", "verification"}
+    assert set(msg["issue"]) >= {"description", "alarmName", "detectedAt"}
+    assert set(msg["diagnosis"]) >= {"result", "confidence", "reasoning"}
+    assert set(msg["repair"]) >= {"action", "originalMemory", "newMemory", "executedAt"}
+    assert set(msg["verification"]["metricsComparison"]) >= {"before", "after", "improvement"}
+    assert msg["repair"] == {"action": "INCREASE_MEMORY", "originalMemory": 128, "newMemory": 512,
+                             "executedAt": "2026-11-22T10:02Z"}
+    assert built["subject"] == "[prod] orders: memory 128->512 MB, recovered"
+    assert built["attributes"] == {"environment": "prod", "functionName": "orders", "outcome": "REPAIRED"}
+
+
+@pytest.mark.parametrize("outcome", sorted(n._SUBJECT_TAIL))
+def test_every_outcome_has_a_valid_sns_subject(outcome):
+    subject = n.build(context(), outcome, "staging")["subject"]
+    assert subject.startswith("[staging] orders:")
+    assert len(subject) < 100 and all(32 <= ord(c) < 127 for c in subject)
+
+
+def test_no_action_report_says_nothing_changed():
+    ctx = context(repair={}, verification={})
+    ctx["diagnosisResult"]["decision"] = {"action": "NO_ACTION", "currentMemory": 128, "targetMemory": 128,
+                                          "reason": "diagnosis: downstream_timeout; memory is not the cause"}
+    msg = n.build(ctx, n.NO_ACTION, "dev")["message"]
+    assert msg["repair"]["action"] == "NONE" and msg["repair"]["newMemory"] == 128
+    assert "No change" in msg["summary"]
+
+
+def test_long_function_name_and_unicode_keep_subject_valid():
+    ctx = context()
+    ctx["alarm"]["functionName"] = "f" * 140 + "é"
+    subject = n.build(ctx, n.ESCALATION, "prod")["subject"]
+    assert len(subject) < 100

@@ -1,0 +1,50 @@
+"""``auto-repair approve|reject <approval-id>``: answer a pending approval request.
+
+The decision goes to the waiting workflow with SendTaskSuccess / SendTaskFailure. Approving cannot change
+the memory value: the approval carries the value that was pinned when it was requested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from auto_repair import approvals
+
+from .common import CommandError, add_target_args, client, environment, print_json, table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    for name, approve in (("approve", True), ("reject", False)):
+        parser = sub.add_parser(name, help=f"{name} a pending repair (id from the approval notification)")
+        parser.add_argument("approval_id", help="approval id, e.g. apr-0123456789ab")
+        parser.add_argument("--reason", default="", help="why (recorded and sent to the workflow)")
+        parser.add_argument("--by", default=os.environ.get("USER") or getpass.getuser(),
+                            help="who decides (default: $USER)")
+        add_target_args(parser)
+        parser.set_defaults(func=run, approve=approve)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        env = environment(args)
+        state = table(args, f"lambda-auto-repair-state-{env}")
+        result = approvals.resolve(state, client(args, "stepfunctions"), args.approval_id, approve=args.approve,
+                                   who=args.by, reason=args.reason)
+    except (CommandError, approvals.ApprovalError) as exc:
+        print(f"auto-repair: {exc}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as exc:
+        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json({k: v for k, v in result.items() if k != "taskToken"})
+    else:
+        verb = "approved" if args.approve else "rejected"
+        print(f"{result['approvalId']} {verb} by {args.by}: {result['functionName']} memory "
+              f"{result['currentMemory']} -> {result['targetMemory']} MB (execution {result['executionId']})")
+    return 0

@@ -1,0 +1,62 @@
+"""Options shared by the operator commands: which environment, which region, and the local cloud."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import boto3
+
+ENVIRONMENTS = ("dev", "staging", "prod", "local")
+
+
+class CommandError(RuntimeError):
+    """A command failed in a way the operator can act on; printed as one line, exit code 1."""
+
+
+def add_target_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--environment", "-e", choices=ENVIRONMENTS,
+                        default=os.environ.get("AUTO_REPAIR_ENVIRONMENT"),
+                        help="deployment environment (default: local with --local, else $AUTO_REPAIR_ENVIRONMENT)")
+    parser.add_argument("--region", default=None, help="AWS region (default: the CLI's usual resolution)")
+    parser.add_argument("--profile", default=None, help="AWS profile")
+    parser.add_argument("--local", action="store_true",
+                        help="talk to the local cloud (http://127.0.0.1:$AUTO_REPAIR_LOCAL_PORT, default 4566)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def environment(args: argparse.Namespace) -> str:
+    if args.environment:
+        return args.environment
+    if args.local:
+        return "local"
+    raise CommandError("choose an environment with --environment (dev, staging, prod, local)")
+
+
+def session(args: argparse.Namespace) -> tuple[boto3.session.Session, dict[str, Any]]:
+    """A boto3 session and client kwargs; --local points everything at the local cloud, fake credentials."""
+    if args.local:
+        port = os.environ.get("AUTO_REPAIR_LOCAL_PORT", "4566")
+        sess = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
+                                     region_name=args.region or "us-east-1")
+        return sess, {"endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{port}"}
+    sess = boto3.session.Session(profile_name=args.profile, region_name=args.region)
+    return sess, {}
+
+
+def client(args: argparse.Namespace, service: str) -> Any:
+    sess, kwargs = session(args)
+    return sess.client(service, **kwargs)
+
+
+def table(args: argparse.Namespace, name: str) -> Any:
+    sess, kwargs = session(args)
+    return sess.resource("dynamodb", **kwargs).Table(name)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

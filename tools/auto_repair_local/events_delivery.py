@@ -1,0 +1,430 @@
+"""EventBridge delivery in the local cloud: Step Functions and Lambda targets, AWS input shaping, DLQ, matching.
+
+moto 5.2.5 (``moto.events.models.Rule.send_to_targets``) delivers only to SQS, log groups, archives, other buses
+and API destinations; a Step Functions or Lambda target raises ``NotImplementedError`` inside PutEvents. It also
+ignores ``Input``/``InputPath``, drops ``resources``/``time``/``id`` when forwarding to another bus, ignores
+disabled rules, and its pattern matcher flattens only objects, so a pattern cannot reach into an array of objects
+(the alarm event's ``detail.configuration.metrics``). This module replaces ``send_to_targets`` and
+``EventPattern.matches_event``:
+
+* SQS, log group, archive and bus targets are delivered in-process, synchronously, as moto does;
+* Step Functions (StartExecution) and Lambda (async Invoke) targets go to a worker thread that calls the local
+  cloud's own API (``ctx.endpoint``) with boto3, so PutEvents returns at once and any other extension
+  (``lambda_runtime``) sees the call as it would from AWS;
+* a failed delivery is retried per the target's ``RetryPolicy`` (bounded, short back-off) and then sent to the
+  target's ``DeadLetterConfig`` queue with the message attributes AWS adds (RULE_ARN, TARGET_ARN, ERROR_CODE,
+  ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import ipaddress
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("auto_repair_local.events_delivery")
+
+_UNDEFINED = object()
+# Errors on which EventBridge does not retry (the target cannot succeed by waiting).
+_NON_RETRIABLE = {
+    "ResourceNotFoundException",
+    "StateMachineDoesNotExist",
+    "AccessDeniedException",
+    "InvalidExecutionInput",
+    "ValidationException",
+    "InvalidParameterValueException",
+    "InvalidArn",
+}
+_MAX_LOCAL_RETRIES = 2  # caps MaximumRetryAttempts (default 185 on AWS) so a dead target fails within seconds
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Event patterns (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def matches(pattern: dict[str, Any] | None, event: Any) -> bool:
+    """AWS event-pattern semantics, including patterns that reach into arrays of objects."""
+    if not pattern:
+        return True
+    return _match_object(pattern, event)
+
+
+def _match_object(pattern: dict[str, Any], value: Any) -> bool:
+    for key, sub in pattern.items():
+        if key == "$or":
+            if not any(_match_object(alt, value) for alt in sub):
+                return False
+            continue
+        child = value.get(key, _UNDEFINED) if isinstance(value, dict) else _UNDEFINED
+        if isinstance(sub, dict):
+            # Nested pattern: an array of objects matches if any element matches.
+            if isinstance(child, list):
+                if not any(isinstance(item, dict) and _match_object(sub, item) for item in child):
+                    return False
+            elif not isinstance(child, dict) or not _match_object(sub, child):
+                if not (child is _UNDEFINED and _only_absence_filters(sub)):
+                    return False
+        elif isinstance(sub, list):
+            if not _match_leaf(sub, child):
+                return False
+        else:
+            return False
+    return True
+
+
+def _only_absence_filters(pattern: dict[str, Any]) -> bool:
+    # {"a": {"b": [{"exists": false}]}} matches an event without "a".
+    for sub in pattern.values():
+        if isinstance(sub, dict):
+            if not _only_absence_filters(sub):
+                return False
+        elif not (isinstance(sub, list) and sub and all(f == {"exists": False} for f in sub)):
+            return False
+    return True
+
+
+def _match_leaf(filters: list[Any], value: Any) -> bool:
+    values = value if isinstance(value, list) else [value]
+    for f in filters:
+        if isinstance(f, dict):
+            if _named_filter(f, value, values):
+                return True
+        elif value is not _UNDEFINED and any(_equal(v, f) for v in values):
+            return True
+    return False
+
+
+def _equal(a: Any, b: Any) -> bool:
+    # JSON semantics: true is not 1, 1 is 1.0.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b or _num_eq(a, b)
+
+
+def _num_eq(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and float(a) == float(b)
+    )
+
+
+def _named_filter(f: dict[str, Any], value: Any, values: list[Any]) -> bool:
+    name, arg = next(iter(f.items()))
+    if name == "exists":
+        present = value is not _UNDEFINED and not (isinstance(value, list) and not value)
+        return present == bool(arg)
+    if value is _UNDEFINED:
+        return False
+    if name == "anything-but":
+        return all(not _anything_but_hit(arg, v) for v in values)
+    return any(_scalar_filter(name, arg, v) for v in values)
+
+
+def _anything_but_hit(arg: Any, v: Any) -> bool:
+    if isinstance(arg, dict):
+        sub, sub_arg = next(iter(arg.items()))
+        return _scalar_filter(sub, sub_arg, v)
+    options = arg if isinstance(arg, list) else [arg]
+    return any(v == o or _num_eq(v, o) for o in options)
+
+
+def _scalar_filter(name: str, arg: Any, v: Any) -> bool:
+    if name in ("prefix", "suffix"):
+        if isinstance(arg, dict) and "equals-ignore-case" in arg:
+            target, text = str(arg["equals-ignore-case"]).lower(), v.lower() if isinstance(v, str) else None
+        else:
+            target, text = arg, v if isinstance(v, str) else None
+        if text is None:
+            return False
+        return text.startswith(target) if name == "prefix" else text.endswith(target)
+    if name == "equals-ignore-case":
+        return isinstance(v, str) and v.lower() == str(arg).lower()
+    if name == "wildcard":
+        regex = "^" + ".*".join(re.escape(part) for part in str(arg).split("*")) + "$"
+        return isinstance(v, str) and re.match(regex, v, re.S) is not None
+    if name == "numeric":
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return False
+        ops = {"<": float.__lt__, "<=": float.__le__, "=": float.__eq__, ">": float.__gt__, ">=": float.__ge__}
+        return all(ops[arg[i]](float(v), float(arg[i + 1])) for i in range(0, len(arg), 2))
+    if name == "cidr":
+        try:
+            return isinstance(v, str) and ipaddress.ip_address(v) in ipaddress.ip_network(arg, strict=False)
+        except ValueError:
+            return False
+    return False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input shaping (Input, InputPath, InputTransformer)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _json_path(event: Any, path: str) -> Any:
+    """The subset of JSONPath EventBridge accepts: $, $.a.b, $.a[0].b."""
+    if path in ("$", ""):
+        return event
+    node = event
+    for part in re.findall(r"\.([^.\[\]]+)|\[(\d+)\]", path[1:]):
+        key, index = part
+        if key:
+            if not isinstance(node, dict) or key not in node:
+                return _UNDEFINED
+            node = node[key]
+        else:
+            if not isinstance(node, list) or int(index) >= len(node):
+                return _UNDEFINED
+            node = node[int(index)]
+    return node
+
+
+def render_input(target: dict[str, Any], event: dict[str, Any]) -> str:
+    """The payload EventBridge sends to ``target`` for ``event`` (a string, usually JSON)."""
+    if target.get("Input") is not None:
+        return target["Input"]
+    if target.get("InputPath"):
+        value = _json_path(event, target["InputPath"])
+        return json.dumps(None if value is _UNDEFINED else value)
+    transformer = target.get("InputTransformer")
+    if transformer:
+        return _transform(transformer.get("InputPathsMap") or {}, transformer["InputTemplate"], event)
+    return json.dumps(event)
+
+
+def _transform(paths: dict[str, str], template: str, event: dict[str, Any]) -> str:
+    values = {name: _json_path(event, path) for name, path in paths.items()}
+    values["aws.events.event"] = event
+    values["aws.events.event.json"] = event
+    values["aws.events.rule-arn"] = event.get("_rule_arn", "")
+    values["aws.events.event.ingestion-time"] = event.get("time")
+
+    # A placeholder inside a JSON string is replaced by the raw text; outside, by the JSON value (AWS behaviour:
+    # "<a>" with a = abc gives "abc"; <a> alone gives "abc" quoted).
+    out: list[str] = []
+    in_string = False
+    i = 0
+    while i < len(template):
+        ch = template[i]
+        if ch == '"' and (i == 0 or template[i - 1] != "\\"):
+            in_string = not in_string
+        if ch == "<":
+            end = template.find(">", i)
+            name = template[i + 1 : end] if end > 0 else None
+            if name is not None and name in values:
+                value = values[name]
+                if value is _UNDEFINED:
+                    value = None
+                if in_string:
+                    text = value if isinstance(value, str) else json.dumps(value)
+                    out.append(json.dumps(text)[1:-1])
+                else:
+                    out.append(json.dumps(value))
+                i = end + 1
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Delivery
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Job:
+    rule_arn: str
+    target: dict[str, Any]
+    event: dict[str, Any]
+    payload: str
+    account_id: str
+    region: str
+    attempts: int = 0
+    first_try: float = field(default_factory=time.monotonic)
+
+
+class Deliverer:
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="events-delivery", daemon=True)
+
+    def client(self, service: str, region: str) -> Any:
+        import boto3
+
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                self._clients[key] = boto3.client(
+                    service,
+                    endpoint_url=self.endpoint,
+                    region_name=region,
+                    aws_access_key_id="test",
+                    aws_secret_access_key="test",
+                )
+            return self._clients[key]
+
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            try:
+                self._deliver(job)
+            except Exception:  # never let one event kill the worker
+                log.exception("delivery to %s failed unexpectedly", job.target.get("Arn"))
+
+    def _deliver(self, job: _Job) -> None:
+        from botocore.exceptions import ClientError
+
+        arn = job.target["Arn"]
+        service, region = arn.split(":")[2], arn.split(":")[3]
+        retry = job.target.get("RetryPolicy") or {}
+        max_retries = min(int(retry.get("MaximumRetryAttempts", _MAX_LOCAL_RETRIES)), _MAX_LOCAL_RETRIES)
+        while True:
+            try:
+                if service == "states":
+                    self.client("stepfunctions", region).start_execution(stateMachineArn=arn, input=job.payload)
+                elif service == "lambda":
+                    self.client("lambda", region).invoke(
+                        FunctionName=arn, InvocationType="Event", Payload=job.payload.encode()
+                    )
+                else:
+                    raise ValueError(f"unsupported target {arn}")
+                return
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "ClientError")
+                message = exc.response.get("Error", {}).get("Message", str(exc))
+            except Exception as exc:  # connection errors while the server stops, bad ARNs, ...
+                code, message = type(exc).__name__, str(exc)
+            if code in _NON_RETRIABLE or job.attempts >= max_retries:
+                exhausted = None if code in _NON_RETRIABLE else "MaximumRetryAttempts"
+                self._dead_letter(job, code, message, exhausted)
+                return
+            job.attempts += 1
+            time.sleep(0.2 * job.attempts)
+
+    def _dead_letter(self, job: _Job, code: str, message: str, exhausted: str | None) -> None:
+        dlq = (job.target.get("DeadLetterConfig") or {}).get("Arn")
+        log.warning("event %s to %s failed: %s %s", job.event.get("id"), job.target["Arn"], code, message)
+        if not dlq:
+            return
+        from moto.sqs.models import sqs_backends
+
+        parts = dlq.split(":")
+        attributes = {
+            "RULE_ARN": job.rule_arn,
+            "TARGET_ARN": job.target["Arn"],
+            "ERROR_CODE": code,
+            "ERROR_MESSAGE": message[:256],
+            "RETRY_ATTEMPTS": str(job.attempts),
+        }
+        if exhausted:
+            attributes["EXHAUSTED_RETRY_CONDITION"] = exhausted
+        sqs_backends[parts[4]][parts[3]].send_message(
+            queue_name=parts[5],
+            message_body=json.dumps(_wire_event(job.event)),
+            message_attributes={k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+        )
+
+
+def _iso(value: Any) -> str:
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(float(value), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def _wire_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as AWS serialises it to targets (ISO time, no moto-internal keys)."""
+    out = {k: v for k, v in event.items() if not k.startswith("_") and k != "ingestion-time"}
+    if "time" in out:
+        out["time"] = _iso(out["time"])
+    return out
+
+
+_deliverer: Deliverer | None = None
+
+
+def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+    """Replacement for moto's ``Rule.send_to_targets``."""
+    from moto.events.models import events_backends
+    from moto.utilities.arns import parse_arn
+
+    if rule.state != "ENABLED" or not rule.event_pattern.matches_event(original_event):
+        return
+    event = _wire_event(original_event)
+    for target in rule.targets:
+        arn = target["Arn"]
+        try:
+            parsed = parse_arn(arn)
+            payload = render_input(target, {**event, "_rule_arn": rule.arn}) if transform_input else json.dumps(event)
+            if parsed.service == "events" and parsed.resource_type == "event-bus":
+                # Bus-to-bus forwarding keeps the event as it is (id, time, resources), as on AWS; moto dropped them.
+                backend = events_backends[parsed.account][parsed.region]
+                _put_forwarded(backend, parsed.resource_id, copy.deepcopy(original_event))
+            elif parsed.service in ("states", "lambda"):
+                assert _deliverer is not None
+                _deliverer.jobs.put(_Job(rule.arn, target, event, payload, rule.account_id, rule.region_name))
+            elif parsed.service == "sqs":
+                group_id = (target.get("SqsParameters") or {}).get("MessageGroupId")
+                _send_sqs(rule, parsed.resource_id, payload, group_id)
+            elif parsed.service == "logs" and parsed.resource_type == "log-group":
+                rule._send_to_cw_log_group(parsed.resource_id, json.loads(payload))
+            elif parsed.service == "events" and not parsed.resource_type:
+                rule._send_to_events_archive(parsed.resource_id, original_event)
+            else:
+                log.warning("rule %s: target type of %s is not delivered by the local cloud", rule.name, arn)
+        except Exception as exc:  # one broken target must not fail PutEvents or the other targets
+            log.exception("rule %s: delivery to %s failed", rule.name, arn)
+            if _deliverer is not None:
+                job = _Job(rule.arn, target, event, "", rule.account_id, rule.region_name)
+                _deliverer._dead_letter(job, type(exc).__name__, str(exc), None)
+
+
+def _send_sqs(rule: Any, queue_name: str, payload: str, group_id: str | None) -> None:
+    from moto.sqs.models import sqs_backends
+
+    sqs_backends[rule.account_id][rule.region_name].send_message(
+        queue_name=queue_name, message_body=payload, group_id=group_id
+    )
+
+
+def _put_forwarded(backend: Any, bus_name: str, event: dict[str, Any]) -> None:
+    bus = backend.describe_event_bus(bus_name)
+    for rule in list(bus.rules.values()):
+        rule.send_to_targets(copy.deepcopy(event))
+
+
+def install(ctx: Any) -> None:
+    global _deliverer
+    from moto.events import models as events_models
+
+    if _deliverer is None:
+        _deliverer = Deliverer(ctx.endpoint)
+        _deliverer.thread.start()
+
+        def stop() -> None:
+            assert _deliverer is not None
+            _deliverer.jobs.put(None)
+            _deliverer.thread.join(timeout=5)
+
+        ctx.on_shutdown(stop)
+
+    events_models.Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    events_models.EventPattern.matches_event = lambda self, event: matches(  # type: ignore[method-assign]
+        self._pattern, json.loads(json.dumps(event))
+    )
