@@ -62,7 +62,15 @@ def start_local_cloud(state_dir: Path, port: int | None = None, timeout: float =
     state_dir.mkdir(parents=True, exist_ok=True)
     log = open(state_dir / "server.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "auto_repair_local.server", "--port", str(port), "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "auto_repair_local.server",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(state_dir),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,
@@ -94,3 +102,43 @@ def local_cloud(tmp_path_factory: pytest.TempPathFactory):
     cloud = start_local_cloud(tmp_path_factory.mktemp("local-cloud"))
     yield cloud
     stop_local_cloud(cloud)
+
+
+@dataclass
+class Deployment:
+    cloud: LocalCloud
+    environment: str
+    topic_arn: str
+    state_machine_arn: str
+
+    @property
+    def outbox(self) -> Path:
+        return self.cloud.state_dir / "outbox"
+
+    def faults(self, rules: list[dict]) -> None:
+        """Replace the local cloud's injected faults (see auto_repair_local.faults)."""
+        (self.cloud.state_dir / "faults.json").write_text(json.dumps(rules))
+
+
+def deploy(cloud: LocalCloud, environment: str = "local") -> Deployment:
+    proc = subprocess.run(
+        ["./deploy.sh", "--local", "--environment", environment, "--email", "ops@example.com"],
+        cwd=REPO, env=cloud.env(), capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"deploy.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    sfn = cloud.client("stepfunctions")
+    machine = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
+                   if m["name"] == f"lambda-auto-repair-workflow-{environment}")
+    topic = next(t["TopicArn"] for t in cloud.client("sns").list_topics()["Topics"]
+                 if t["TopicArn"].endswith(f":lambda-auto-repair-notifications-{environment}"))
+    return Deployment(cloud=cloud, environment=environment, topic_arn=topic, state_machine_arn=machine)
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory: pytest.TempPathFactory):
+    """A local cloud of its own with the three stacks deployed (tests that destroy stacks use local_cloud)."""
+    cloud = start_local_cloud(tmp_path_factory.mktemp("deployed-cloud"))
+    try:
+        yield deploy(cloud)
+    finally:
+        stop_local_cloud(cloud)

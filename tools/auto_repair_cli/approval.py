@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser = sub.add_parser(name, help=f"{name} a pending repair (id from the approval notification)")
         parser.add_argument("approval_id", help="approval id, e.g. apr-0123456789ab")
         parser.add_argument("--reason", default="", help="why (recorded and sent to the workflow)")
-        parser.add_argument("--by", default=os.environ.get("USER") or getpass.getuser(),
-                            help="who decides (default: $USER)")
+        parser.add_argument(
+            "--by", default=os.environ.get("USER") or getpass.getuser(), help="who decides (default: $USER)"
+        )
         add_target_args(parser)
         parser.set_defaults(func=run, approve=approve)
 
@@ -33,8 +34,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         env = environment(args)
         state = table(args, f"lambda-auto-repair-state-{env}")
-        result = approvals.resolve(state, client(args, "stepfunctions"), args.approval_id, approve=args.approve,
-                                   who=args.by, reason=args.reason)
+        result = approvals.resolve(
+            state,
+            client(args, "stepfunctions"),
+            args.approval_id,
+            approve=args.approve,
+            who=args.by,
+            reason=args.reason,
+        )
     except (CommandError, approvals.ApprovalError) as exc:
         print(f"auto-repair: {exc}", file=sys.stderr)
         return 1
@@ -45,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({k: v for k, v in result.items() if k != "taskToken"})
     else:
         verb = "approved" if args.approve else "rejected"
-        print(f"{result['approvalId']} {verb} by {args.by}: {result['functionName']} memory "
-              f"{result['currentMemory']} -> {result['targetMemory']} MB (execution {result['executionId']})")
+        print(
+            f"{result['approvalId']} {verb} by {args.by}: {result['functionName']} memory "
+            f"{result['currentMemory']} -> {result['targetMemory']} MB (execution {result['executionId']})"
+        )
     return 0

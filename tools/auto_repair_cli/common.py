@@ -18,13 +18,20 @@ class CommandError(RuntimeError):
 
 
 def add_target_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--environment", "-e", choices=ENVIRONMENTS,
-                        default=os.environ.get("AUTO_REPAIR_ENVIRONMENT"),
-                        help="deployment environment (default: local with --local, else $AUTO_REPAIR_ENVIRONMENT)")
+    parser.add_argument(
+        "--environment",
+        "-e",
+        choices=ENVIRONMENTS,
+        default=os.environ.get("AUTO_REPAIR_ENVIRONMENT"),
+        help="deployment environment (default: local with --local, else $AUTO_REPAIR_ENVIRONMENT)",
+    )
     parser.add_argument("--region", default=None, help="AWS region (default: the CLI's usual resolution)")
     parser.add_argument("--profile", default=None, help="AWS profile")
-    parser.add_argument("--local", action="store_true",
-                        help="talk to the local cloud (http://127.0.0.1:$AUTO_REPAIR_LOCAL_PORT, default 4566)")
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="talk to the local cloud (http://127.0.0.1:$AUTO_REPAIR_LOCAL_PORT, default 4566)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -40,8 +47,9 @@ def session(args: argparse.Namespace) -> tuple[boto3.session.Session, dict[str, 
     """A boto3 session and client kwargs; --local points everything at the local cloud, fake credentials."""
     if args.local:
         port = os.environ.get("AUTO_REPAIR_LOCAL_PORT", "4566")
-        sess = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
-                                     region_name=args.region or "us-east-1")
+        sess = boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=args.region or "us-east-1"
+        )
         return sess, {"endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{port}"}
     sess = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     return sess, {}

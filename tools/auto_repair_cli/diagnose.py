@@ -17,14 +17,24 @@ EXIT_BAD_INPUT = 2
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("diagnose", help="diagnose a Lambda incident from a diagnosis request JSON",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", "-i", required=True, help="request JSON file (object or array), '-' for stdin")
-    parser.add_argument("--bedrock", action="store_true", help="review the rules' verdict with Amazon Bedrock")
+    parser = subparsers.add_parser(
+        "diagnose",
+        help="diagnose a Lambda incident from a diagnosis request JSON",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--input", "-i", required=True, help="request JSON file (object or array), '-' for stdin"
+    )
+    parser.add_argument(
+        "--bedrock", action="store_true", help="review the rules' verdict with Amazon Bedrock"
+    )
     parser.add_argument("--model-id", help="Bedrock model id (default: $BEDROCK_MODEL_ID)")
     parser.add_argument("--guardrail-id", help="Bedrock guardrail id (default: $BEDROCK_GUARDRAIL_ID)")
     parser.add_argument("--knowledge-base-id", help="Bedrock knowledge base id (default: $KNOWLEDGE_BASE_ID)")
-    parser.add_argument("--knowledge-dir", help="directory of knowledge entries (default: the bundled runbooks)")
+    parser.add_argument(
+        "--knowledge-dir", help="directory of knowledge entries (default: the bundled runbooks)"
+    )
     parser.add_argument("--max-memory", type=int, help="MaxMemory in MB (default: $MAX_MEMORY_MB or 10240)")
     parser.add_argument("--compact", action="store_true", help="print one line of JSON")
     parser.set_defaults(func=run)
@@ -81,8 +91,15 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for index, request in enumerate(requests):
         try:
-            results.append(diagnose(request, config=config, bedrock_client=bedrock_client,
-                                    retrieve_client=retrieve_client, knowledge=entries))
+            results.append(
+                diagnose(
+                    request,
+                    config=config,
+                    bedrock_client=bedrock_client,
+                    retrieve_client=retrieve_client,
+                    knowledge=entries,
+                )
+            )
         except DiagnosisError as exc:
             where = f"request [{index}]: " if isinstance(payload, list) else ""
             return _fail(f"{where}{exc}")

@@ -35,7 +35,9 @@ def parse_since(text: str | None, now: datetime | None = None) -> str | None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("incidents", help="list and show incidents (alarm, diagnosis, repair, verification)")
+    parser = sub.add_parser(
+        "incidents", help="list and show incidents (alarm, diagnosis, repair, verification)"
+    )
     inner = parser.add_subparsers(dest="incidents_command", metavar="list|show")
     lister = inner.add_parser("list", help="incidents, newest first")
     lister.add_argument("--function", "-f", help="only this function")
@@ -43,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lister.add_argument("--limit", type=int, default=50)
     add_target_args(lister)
     lister.set_defaults(func=run_list)
-    shower = inner.add_parser("show", help="one incident: alarm, evidence, diagnosis, repair, verification, "
-                                           "notifications, audit")
+    shower = inner.add_parser(
+        "show", help="one incident: alarm, evidence, diagnosis, repair, verification, notifications, audit"
+    )
     shower.add_argument("execution_id", help="execution name or ARN")
     add_target_args(shower)
     shower.set_defaults(func=run_show)
@@ -57,8 +60,9 @@ def _store(args: argparse.Namespace) -> IncidentStore:
 
 def run_list(args: argparse.Namespace) -> int:
     try:
-        items = _store(args).list_incidents(function_name=args.function, since=parse_since(args.since),
-                                            limit=args.limit)
+        items = _store(args).list_incidents(
+            function_name=args.function, since=parse_since(args.since), limit=args.limit
+        )
     except CommandError as exc:
         print(f"auto-repair: {exc}", file=sys.stderr)
         return 2
@@ -73,8 +77,10 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'STARTED':24} {'FUNCTION':36} {'STATUS':18} {'OUTCOME':18} EXECUTION")
     for item in items:
-        print(f"{item.get('startTime', '')[:24]:24} {item.get('functionName', '')[:36]:36} "
-              f"{item.get('status', '')[:18]:18} {str(item.get('outcome', ''))[:18]:18} {item['incidentId']}")
+        print(
+            f"{item.get('startTime', '')[:24]:24} {item.get('functionName', '')[:36]:36} "
+            f"{item.get('status', '')[:18]:18} {str(item.get('outcome', ''))[:18]:18} {item['incidentId']}"
+        )
     return 0
 
 
@@ -124,16 +130,24 @@ def render(incident: dict[str, Any]) -> str:
             lines.append(f"    evidence:   [{point.get('type')}] {point.get('description')}")
     repair = incident.get("repair")
     if repair:
-        lines.append(f"  repair:       {repair.get('status')} memory {repair.get('originalMemory')} -> "
-                     f"{repair.get('newMemory')} MB at {repair.get('endTime', '')}")
+        lines.append(
+            f"  repair:       {repair.get('status')} memory {repair.get('originalMemory')} -> "
+            f"{repair.get('newMemory')} MB at {repair.get('endTime', '')}"
+        )
     verification = incident.get("verification")
     if verification:
         lines.append(f"  verification: {verification.get('status')} - {verification.get('reason')}")
     for note in sorted(incident.get("notifications", []), key=lambda n: n.get("sentAt", "")):
-        lines.append(f"  notification: {note.get('sentAt')} {note.get('notificationStatus')} {note.get('subject')}")
+        lines.append(
+            f"  notification: {note.get('sentAt')} {note.get('notificationStatus')} {note.get('subject')}"
+        )
     for entry in sorted(incident.get("audit", []), key=lambda a: a.get("auditId", "")):
-        lines.append(f"  audit:        {entry.get('timestamp')} {entry.get('phase')} {entry.get('action')} "
-                     f"{entry.get('oldValue')} -> {entry.get('newValue')} by {entry.get('actor')}")
+        lines.append(
+            f"  audit:        {entry.get('timestamp')} {entry.get('phase')} {entry.get('action')} "
+            f"{entry.get('oldValue')} -> {entry.get('newValue')} by {entry.get('actor')}"
+        )
     if incident.get("failure"):
-        lines.append(f"  failure:      {incident['failure'].get('error')}: {incident['failure'].get('cause')}")
+        lines.append(
+            f"  failure:      {incident['failure'].get('error')}: {incident['failure'].get('cause')}"
+        )
     return "\n".join(lines)

@@ -13,6 +13,7 @@ COMMANDS: dict[str, str] = {
     "approve": "auto_repair_cli.approval",
     "reject": "auto_repair_cli.approval",
     "incidents": "auto_repair_cli.incidents",
+    "demo": "auto_repair_cli.demo",
 }
 
 

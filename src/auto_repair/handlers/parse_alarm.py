@@ -15,19 +15,57 @@ from auto_repair.settings import Settings
 SETTINGS = Settings.from_env()
 
 
+TAG_PREFIX = "auto-repair:"
+
+
+def policy_settings(settings: Settings, tags: dict[str, str]) -> dict[str, Any]:
+    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
+    policy: dict[str, Any] = {
+        "environment": settings.environment,
+        "approvalRequired": settings.approval_required,
+        "dryRun": settings.dry_run,
+        "maxMemory": settings.max_memory_mb,
+        "minConfidence": settings.min_confidence,
+        "overrides": {},
+    }
+    for key, value in tags.items():
+        if not key.startswith(TAG_PREFIX):
+            continue
+        name, value = key[len(TAG_PREFIX):], value.strip().lower()
+        if name == "dry-run" and value in ("true", "false"):
+            policy["dryRun"] = value == "true"
+        elif name == "approval" and value in ("required", "none"):
+            policy["approvalRequired"] = value == "required"
+        elif name == "min-confidence":
+            try:
+                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
+            except ValueError:
+                continue
+        elif name == "max-memory" and value.isdigit():
+            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
+        else:
+            continue
+        policy["overrides"][key] = value
+    return policy
+
+
 def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
     """Narrow a PROCEED verdict: our own functions and missing functions are recorded, not repaired."""
     name = alarm["functionName"]
     if name.startswith(settings.system_prefix):
         return {**alarm, "outcome": IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
     try:
-        lambda_client.get_function_configuration(FunctionName=name)
+        config = lambda_client.get_function_configuration(FunctionName=name)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
             return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         raise
-    return alarm
+    try:
+        tags = lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
+    except ClientError:
+        tags = {}
+    return {**alarm, "settings": policy_settings(settings, tags)}
 
 
 def enrich_from_alarm(alarm: dict[str, Any], cloudwatch: Any) -> dict[str, Any]:
@@ -64,14 +102,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         executionId=execution_id,
         executionArn=meta.get("executionArn", ""),
         receivedAt=now_iso(),
-        settings={
-            "environment": SETTINGS.environment,
-            "approvalRequired": SETTINGS.approval_required,
-            "dryRun": SETTINGS.dry_run,
-            "maxMemory": SETTINGS.max_memory_mb,
-            "minConfidence": SETTINGS.min_confidence,
-        },
     )
+    alarm.setdefault("settings", policy_settings(SETTINGS, {}))
     IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )

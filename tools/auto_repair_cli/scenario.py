@@ -1,0 +1,211 @@
+"""Building blocks for the demo and the end-to-end tests: target functions, alarms, traffic, executions.
+
+Everything here talks to AWS APIs only (the local cloud or a real account), never to the local cloud's
+internals, so a scenario proves what a user would see.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+MEMORY_HOG = '''
+import os
+import time
+
+WORK_MB = int(os.environ.get("WORK_MB", "150"))
+
+
+def handler(event, context):
+    """Builds WORK_MB of in-memory data, like an image or report job does."""
+    started = time.time()
+    chunk = b"\\x01" * (1024 * 1024)
+    blocks = [bytearray(chunk) for _ in range(WORK_MB)]
+    checksum = sum(block[0] for block in blocks)
+    return {"ok": True, "megabytes": len(blocks), "checksum": checksum, "ms": int((time.time() - started) * 1000)}
+'''
+
+CODE_BUG = '''
+def handler(event, context):
+    """Fails on every call with an ordinary code error: more memory will not help."""
+    order = {"id": 1}
+    return {"total": order["amount"] * 2}
+'''
+
+ALWAYS_OOM = '''
+import os
+
+
+def handler(event, context):
+    """Grows past whatever memory it is given (an unbounded cache): a leak, not a size problem."""
+    limit = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+    chunk = b"\\x01" * (1024 * 1024)
+    blocks = [bytearray(chunk) for _ in range(limit * 2)]
+    return {"blocks": len(blocks)}
+'''
+
+
+def zip_source(source: str, module: str = "app") -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(f"{module}.py", date_time=(2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        zf.writestr(info, source)
+    return buf.getvalue()
+
+
+def ensure_role(iam: Any, name: str = "demo-target-role") -> str:
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                      "Action": "sts:AssumeRole"}]}
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except ClientError:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+
+
+def create_target(lambda_client: Any, iam: Any, name: str, source: str, *, memory: int = 128, timeout: int = 30,
+                  env: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
+    return lambda_client.create_function(
+        FunctionName=name, Runtime="python3.12", Role=ensure_role(iam), Handler="app.handler",
+        Code={"ZipFile": zip_source(source)}, MemorySize=memory, Timeout=timeout,
+        Environment={"Variables": env or {}}, Tags={"auto-repair": "enabled", **(tags or {})},
+    )
+
+
+def put_guide_alarms(cloudwatch: Any, function_name: str, topic_arn: str | None, *, period: int = 10,
+                     duration_threshold: float = 30000) -> list[str]:
+    """The deployment guide's put-metric-alarm, per function: Errors and Duration."""
+    names = []
+    for metric, stat, threshold in (("Errors", "Sum", 0), ("Duration", "Average", duration_threshold)):
+        name = f"lambda-{metric.lower()}-alarm-{function_name}"
+        cloudwatch.put_metric_alarm(
+            AlarmName=name, AlarmDescription=f"Lambda function {metric.lower()} alarm", MetricName=metric,
+            Namespace="AWS/Lambda", Statistic=stat, Period=period, Threshold=threshold,
+            ComparisonOperator="GreaterThanThreshold", Dimensions=[{"Name": "FunctionName", "Value": function_name}],
+            EvaluationPeriods=1, TreatMissingData="notBreaching",
+            AlarmActions=[topic_arn] if topic_arn else [],
+        )
+        names.append(name)
+    return names
+
+
+@dataclass
+class Invocation:
+    at: float
+    memory: int
+    ok: bool
+    error: str = ""
+
+
+@dataclass
+class Traffic:
+    """Steady calls to a function, as production traffic would keep coming during a repair."""
+
+    lambda_client: Any
+    function_name: str
+    interval: float = 1.0
+    results: list[Invocation] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def invoke_once(self) -> Invocation:
+        memory = self.lambda_client.get_function_configuration(FunctionName=self.function_name)["MemorySize"]
+        response = self.lambda_client.invoke(FunctionName=self.function_name, Payload=b"{}")
+        payload = response["Payload"].read()
+        error = ""
+        if response.get("FunctionError"):
+            try:
+                error = json.loads(payload).get("errorType", "Unhandled")
+            except ValueError:
+                error = "Unhandled"
+        result = Invocation(at=time.time(), memory=memory, ok=not response.get("FunctionError"), error=error)
+        self.results.append(result)
+        return result
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.invoke_once()
+                except Exception as exc:  # keep the traffic going; a failed call is itself a data point
+                    self.results.append(Invocation(at=time.time(), memory=0, ok=False, error=type(exc).__name__))
+                self._stop.wait(self.interval)
+
+        self._thread = threading.Thread(target=loop, name=f"traffic-{self.function_name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=30)
+
+
+def state_machine_arn(sfn: Any, environment: str) -> str:
+    name = f"lambda-auto-repair-workflow-{environment}"
+    for page in sfn.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+    raise LookupError(f"state machine {name} not found - is the stack deployed?")
+
+
+def executions_for(sfn: Any, machine_arn: str, function_name: str) -> list[dict[str, Any]]:
+    """Executions whose input names the function (via the alarm's dimensions), newest first."""
+    found = []
+    for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn):
+        for execution in page["executions"]:
+            described = sfn.describe_execution(executionArn=execution["executionArn"])
+            if f'"{function_name}"' in described.get("input", ""):
+                found.append(described)
+    return sorted(found, key=lambda e: e["startDate"], reverse=True)
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_execution(sfn: Any, machine_arn: str, function_name: str, *, timeout: float = 240,
+                       after: datetime | None = None) -> dict[str, Any]:
+    """The first execution for the function (started after ``after``) that has finished."""
+    def done() -> dict[str, Any] | None:
+        for execution in executions_for(sfn, machine_arn, function_name):
+            if after and execution["startDate"] < after:
+                continue
+            if execution["status"] != "RUNNING":
+                return execution
+        return None
+
+    return wait_for(done, timeout, 1.0, f"a finished workflow execution for {function_name}")
+
+
+def timeline(sfn: Any, execution_arn: str) -> list[tuple[datetime, str]]:
+    """(time, state name) for each state the execution entered, in order."""
+    events = []
+    kwargs: dict[str, Any] = {"executionArn": execution_arn}
+    while True:
+        page = sfn.get_execution_history(**kwargs)
+        events.extend(page["events"])
+        if not page.get("nextToken"):
+            break
+        kwargs["nextToken"] = page["nextToken"]
+    steps = []
+    for event in events:
+        details = event.get("stateEnteredEventDetails")
+        if details:
+            steps.append((event["timestamp"], details["name"]))
+    return steps
