@@ -360,20 +360,30 @@ build_package() {
   if [[ ! -d "${vendor_dir}" ]]; then
     if [[ -s "${requirements}" ]] && grep -qvE '^\s*(#|$)' "${requirements}"; then
       echo "    Installing requirements-lambda.txt for python${pyver} (${platform}) into ${vendor_dir}" >&2
-      rm -rf "${vendor_dir}.tmp"
-      if ! "${PY}" -m pip install --quiet --disable-pip-version-check --no-compile --target "${vendor_dir}.tmp" \
+      local staging_dir
+      staging_dir="$(mktemp -d "${BUILD_DIR}/vendor-tmp.XXXXXX")"
+      # --no-deps: requirements-lambda.txt is the complete pinned list (boto3 comes from the Lambda runtime)
+      if ! "${PY}" -m pip install --quiet --disable-pip-version-check --no-compile --no-deps \
+        --target "${staging_dir}" \
         --platform "${platform}" --implementation cp --python-version "${pyver}" --only-binary=:all: \
-        -r "${requirements}" >"${BUILD_DIR}/pip.log" 2>&1; then
-        cat "${BUILD_DIR}/pip.log" >&2
-        die "pip could not install requirements-lambda.txt (log: ${BUILD_DIR}/pip.log)"
+        -r "${requirements}" >"${staging_dir}.log" 2>&1; then
+        cat "${staging_dir}.log" >&2
+        rm -rf "${staging_dir}"
+        die "pip could not install requirements-lambda.txt"
       fi
-      mv "${vendor_dir}.tmp" "${vendor_dir}"
+      rm -f "${staging_dir}.log"
+      # another deploy may have finished the same cache entry meanwhile; both are identical
+      if [[ -d "${vendor_dir}" ]]; then
+        rm -rf "${staging_dir}"
+      else
+        mv "${staging_dir}" "${vendor_dir}"
+      fi
     else
       mkdir -p "${vendor_dir}"
     fi
   fi
   "${PY}" - "${ROOT_DIR}/src" "${vendor_dir}" "${BUILD_DIR}" <<'PYEOF'
-import hashlib, os, sys, zipfile
+import hashlib, os, sys, tempfile, zipfile
 src_root, vendor_dir, build_dir = sys.argv[1:4]
 entries = {}
 def collect(base, only=None):
@@ -393,7 +403,8 @@ def collect(base, only=None):
             entries[arcname] = path
 collect(vendor_dir)
 collect(src_root, only={"auto_repair"})
-tmp = os.path.join(build_dir, "package.zip.tmp")
+fd, tmp = tempfile.mkstemp(prefix="package-", suffix=".zip.tmp", dir=build_dir)
+os.close(fd)
 with zipfile.ZipFile(tmp, "w") as archive:
     for arcname in sorted(entries):
         info = zipfile.ZipInfo(arcname, date_time=(1980, 1, 1, 0, 0, 0))

@@ -22,9 +22,9 @@ ONE_VCPU_MB = 1769
 STEP = 64
 
 OOM_LINES = {
-    "python": "[ERROR] MemoryError\nTraceback (most recent call last):\n  File \"/var/task/app.py\", line 41, in handler",
+    "python": '[ERROR] MemoryError\nTraceback (most recent call last):\n  File "/var/task/app.py", line 41, in handler',
     "nodejs": "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
-    "java": "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space",
+    "java": 'Exception in thread "main" java.lang.OutOfMemoryError: Java heap space',
     "dotnet": "Unhandled exception. System.OutOfMemoryException: Exception of type 'System.OutOfMemoryException' was thrown.",
     "go": "fatal error: runtime: out of memory",
     "ruby": "Critical exception from handler: failed to allocate memory (NoMemoryError)",
@@ -35,22 +35,28 @@ GC_LINES = {
 }
 CODE_LINES = {
     "python": "[ERROR] KeyError: 'customer_id'\nTraceback (most recent call last):\n  File \"/var/task/app.py\", line 18, in handler",
-    "nodejs": "ERROR\tInvoke Error\t{\"errorType\":\"TypeError\",\"errorMessage\":\"Cannot read properties of undefined (reading 'id')\"}",
-    "java": "java.lang.NullPointerException: Cannot invoke \"String.length()\" because \"name\" is null",
+    "nodejs": 'ERROR\tInvoke Error\t{"errorType":"TypeError","errorMessage":"Cannot read properties of undefined (reading \'id\')"}',
+    "java": 'java.lang.NullPointerException: Cannot invoke "String.length()" because "name" is null',
     "dotnet": "Unhandled exception. System.NullReferenceException: Object reference not set to an instance of an object.",
     "go": "panic: runtime error: invalid memory address or nil pointer dereference\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x4a3b2c]",
     "ruby": "Error raised from handler method: undefined method `[]' for nil:NilClass (NoMethodError)",
 }
 DOWNSTREAM_LINES = {
-    "python": "[ERROR] ReadTimeoutError: Read timeout on endpoint URL: \"https://orders.internal.example.com/v1/orders\"",
+    "python": '[ERROR] ReadTimeoutError: Read timeout on endpoint URL: "https://orders.internal.example.com/v1/orders"',
     "nodejs": "ERROR\tError: connect ETIMEDOUT 10.0.3.17:5432",
     "java": "java.net.SocketTimeoutException: Read timed out",
     "dotnet": "System.Threading.Tasks.TaskCanceledException: The request was canceled due to the configured HttpClient.Timeout of 10 seconds elapsing.",
-    "go": "Post \"https://payments.internal/charge\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)",
+    "go": 'Post "https://payments.internal/charge": context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
     "ruby": "Net::ReadTimeout with #<TCPSocket:(closed)>",
 }
-RUNTIMES = {"python": "python3.12", "nodejs": "nodejs20.x", "java": "java21", "dotnet": "dotnet8", "go": "provided.al2023",
-            "ruby": "ruby3.3"}
+RUNTIMES = {
+    "python": "python3.12",
+    "nodejs": "nodejs20.x",
+    "java": "java21",
+    "dotnet": "dotnet8",
+    "go": "provided.al2023",
+    "ruby": "ruby3.3",
+}
 
 
 @dataclass
@@ -61,7 +67,7 @@ class FunctionModel:
     base_mb: float = 70.0
     cpu_ms: float = 200.0
     io_ms: float = 50.0
-    io_tail: float = 0.0          # probability an invocation waits 10-40x longer (slow dependency)
+    io_tail: float = 0.0  # probability an invocation waits 10-40x longer (slow dependency)
     timeout_s: int = 30
     leak_mb: float = 0.0
     downstream_error_rate: float = 0.0
@@ -136,8 +142,10 @@ def run_round(model: FunctionModel, memory: int, n: int, rng: random.Random) -> 
 
 
 def _report(inv: Invocation, memory: int, status_style: bool) -> str:
-    line = (f"REPORT RequestId: {inv.request_id}\tDuration: {inv.duration_ms:.2f} ms\tBilled Duration: "
-            f"{math.ceil(inv.duration_ms)} ms\tMemory Size: {memory} MB\tMax Memory Used: {inv.used_mb} MB\t")
+    line = (
+        f"REPORT RequestId: {inv.request_id}\tDuration: {inv.duration_ms:.2f} ms\tBilled Duration: "
+        f"{math.ceil(inv.duration_ms)} ms\tMemory Size: {memory} MB\tMax Memory Used: {inv.used_mb} MB\t"
+    )
     if inv.init_ms:
         line += f"Init Duration: {inv.init_ms:.2f} ms\t"
     if status_style and inv.outcome == "oom":
@@ -152,8 +160,14 @@ def _ts(base: int, i: int) -> str:
     return f"2025-03-04T10:{minute % 60:02d}:{second:02d}.000Z"
 
 
-def request_for(model: FunctionModel, memory: int, invocations: list[Invocation], *, status_style: bool = True,
-                alarm_metric: str | None = None) -> dict[str, Any]:
+def request_for(
+    model: FunctionModel,
+    memory: int,
+    invocations: list[Invocation],
+    *,
+    status_style: bool = True,
+    alarm_metric: str | None = None,
+) -> dict[str, Any]:
     logs: list[dict[str, str]] = []
     failures = 0
     for i, inv in enumerate(invocations):
@@ -161,15 +175,27 @@ def request_for(model: FunctionModel, memory: int, invocations: list[Invocation]
         if inv.outcome == "oom":
             failures += 1
             logs.append({"timestamp": ts, "message": f"{ts}\t{inv.request_id}\t{OOM_LINES[model.family]}"})
-            logs.append({"timestamp": ts, "message": f"RequestId: {inv.request_id} Error: Runtime exited with error: "
-                                                     "signal: killed\nRuntime.ExitError"})
+            logs.append(
+                {
+                    "timestamp": ts,
+                    "message": f"RequestId: {inv.request_id} Error: Runtime exited with error: "
+                    "signal: killed\nRuntime.ExitError",
+                }
+            )
         elif inv.outcome == "timeout":
             failures += 1
-            logs.append({"timestamp": ts, "message": f"{ts} {inv.request_id} Task timed out after "
-                                                     f"{inv.duration_ms / 1000:.2f} seconds"})
+            logs.append(
+                {
+                    "timestamp": ts,
+                    "message": f"{ts} {inv.request_id} Task timed out after "
+                    f"{inv.duration_ms / 1000:.2f} seconds",
+                }
+            )
         elif inv.outcome == "downstream":
             failures += 1
-            logs.append({"timestamp": ts, "message": f"{ts}\t{inv.request_id}\t{DOWNSTREAM_LINES[model.family]}"})
+            logs.append(
+                {"timestamp": ts, "message": f"{ts}\t{inv.request_id}\t{DOWNSTREAM_LINES[model.family]}"}
+            )
         elif inv.outcome == "error":
             failures += 1
             logs.append({"timestamp": ts, "message": f"{ts}\t{inv.request_id}\t{CODE_LINES[model.family]}"})
@@ -181,15 +207,23 @@ def request_for(model: FunctionModel, memory: int, invocations: list[Invocation]
     if alarm_metric is None:
         alarm_metric = "Errors" if failures > timeouts else "Duration"
     threshold = 1 if alarm_metric == "Errors" else model.duration_threshold_ms()
-    series_dur = [{"timestamp": _ts(0, k), "value": sum(durations[k::5]) / max(len(durations[k::5]), 1)}
-                  for k in range(5)]
+    series_dur = [
+        {"timestamp": _ts(0, k), "value": sum(durations[k::5]) / max(len(durations[k::5]), 1)}
+        for k in range(5)
+    ]
     baseline_avg = model.extra.get("baseline_duration_ms")
     request: dict[str, Any] = {
         "functionName": model.name,
-        "alarmDetails": {"alarmName": f"{model.name}-{alarm_metric.lower()}", "metricName": alarm_metric,
-                         "threshold": threshold, "evaluationPeriods": 1},
-        "metrics": [{"timestamp": _ts(0, k), "value": float(failures if alarm_metric == "Errors"
-                                                             else max(durations))} for k in range(1)],
+        "alarmDetails": {
+            "alarmName": f"{model.name}-{alarm_metric.lower()}",
+            "metricName": alarm_metric,
+            "threshold": threshold,
+            "evaluationPeriods": 1,
+        },
+        "metrics": [
+            {"timestamp": _ts(0, k), "value": float(failures if alarm_metric == "Errors" else max(durations))}
+            for k in range(1)
+        ],
         "logs": logs,
         "currentMemorySize": memory,
         "runtime": model.runtime,
@@ -205,7 +239,9 @@ def request_for(model: FunctionModel, memory: int, invocations: list[Invocation]
         "missingData": [],
     }
     if baseline_avg:
-        request["baselineSeries"] = {"Duration.Average": [{"timestamp": _ts(0, 0), "value": float(baseline_avg)}]}
+        request["baselineSeries"] = {
+            "Duration.Average": [{"timestamp": _ts(0, 0), "value": float(baseline_avg)}]
+        }
     return request
 
 
@@ -247,5 +283,9 @@ def naive_says_memory(request: dict[str, Any]) -> bool:
 
     ev = extract_evidence(request)
     name = (ev.alarm_name or "") + " " + (ev.alarm_metric or "")
-    return ("error" in name.lower() or ev.total_failures() > 0 or (ev.metrics.get("errorsSum") or 0) > 0
-            or naive_recommendation(request) > ev.current_memory_mb)
+    return (
+        "error" in name.lower()
+        or ev.total_failures() > 0
+        or (ev.metrics.get("errorsSum") or 0) > 0
+        or naive_recommendation(request) > ev.current_memory_mb
+    )

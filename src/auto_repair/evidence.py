@@ -511,9 +511,10 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
                 inv.kinds.add("timeout")
             elif report.get("errorType") and report["errorType"].startswith("Runtime.") and report.get("status"):
                 # e.g. Runtime.InvalidEntrypoint / Runtime.ExitError on the REPORT line itself.
-                for rule in classify_message(report["errorType"]):
-                    if rule.kind in _FAILURE_KINDS:
-                        inv.kinds.add(rule.kind)
+                for kind in {rule.kind for rule in classify_message(report["errorType"])} & set(_FAILURE_KINDS):
+                    inv.kinds.add(kind)
+                    counts[kind] = counts.get(kind, 0) + 1
+                    ev.samples.setdefault(kind, _sanitise(message))
             continue
         init = _INIT_REPORT.search(message)
         if init and init.group(1).lower() in ("error", "timeout"):

@@ -58,8 +58,11 @@ def bounded(target: float, current: int, max_memory: int, step: int = STEP_MB) -
     """Apply the invariants: within [current, cap], a step multiple when raising, current otherwise."""
     if current <= 0:
         raise SizingError("current memory must be positive")
+    if target <= current:
+        # Nothing to raise: never round an odd current size (e.g. 1793 MB) up on our own.
+        return current
     cap = cap_for(max_memory, step)
-    proposal = round_up(max(target, current), step)
+    proposal = round_up(target, step)
     proposal = min(proposal, cap)
     return proposal if proposal > current else current
 

@@ -123,14 +123,24 @@ class Deployment:
 def deploy(cloud: LocalCloud, environment: str = "local") -> Deployment:
     proc = subprocess.run(
         ["./deploy.sh", "--local", "--environment", environment, "--email", "ops@example.com"],
-        cwd=REPO, env=cloud.env(), capture_output=True, text=True, timeout=600,
+        cwd=REPO,
+        env=cloud.env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, f"deploy.sh failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     sfn = cloud.client("stepfunctions")
-    machine = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"]
-                   if m["name"] == f"lambda-auto-repair-workflow-{environment}")
-    topic = next(t["TopicArn"] for t in cloud.client("sns").list_topics()["Topics"]
-                 if t["TopicArn"].endswith(f":lambda-auto-repair-notifications-{environment}"))
+    machine = next(
+        m["stateMachineArn"]
+        for m in sfn.list_state_machines()["stateMachines"]
+        if m["name"] == f"lambda-auto-repair-workflow-{environment}"
+    )
+    topic = next(
+        t["TopicArn"]
+        for t in cloud.client("sns").list_topics()["Topics"]
+        if t["TopicArn"].endswith(f":lambda-auto-repair-notifications-{environment}")
+    )
     return Deployment(cloud=cloud, environment=environment, topic_arn=topic, state_machine_arn=machine)
 
 

@@ -60,7 +60,9 @@ def _check_topic_policy(cloud: Any, pid: str, env: str) -> None:
 def _check_queue_policy(cloud: Any, pid: str, env: str) -> None:
     sqs = cloud.client("sqs")
     url = sqs.get_queue_url(QueueName=f"probe-dlq-{env}")["QueueUrl"]
-    policy = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    policy = json.loads(
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["Policy"])["Attributes"]["Policy"]
+    )
     assert policy["Statement"][0]["Action"] == "sqs:SendMessage"
 
 
@@ -71,7 +73,9 @@ def _check_bucket_policy(cloud: Any, pid: str, env: str) -> None:
 
 
 def _check_metric_filter(cloud: Any, pid: str, env: str) -> None:
-    filters = cloud.client("logs").describe_metric_filters(logGroupName=f"/aws/lambda/probe-fn-{env}")["metricFilters"]
+    filters = cloud.client("logs").describe_metric_filters(logGroupName=f"/aws/lambda/probe-fn-{env}")[
+        "metricFilters"
+    ]
     assert [f["filterName"] for f in filters] == [pid]
     assert filters[0]["metricTransformations"][0]["metricName"] == "Timeouts"
 
@@ -117,7 +121,9 @@ def _check_log_group(cloud: Any, pid: str, env: str) -> None:
 
 
 def _check_state_machine(cloud: Any, pid: str, env: str) -> None:
-    definition = json.loads(cloud.client("stepfunctions").describe_state_machine(stateMachineArn=pid)["definition"])
+    definition = json.loads(
+        cloud.client("stepfunctions").describe_state_machine(stateMachineArn=pid)["definition"]
+    )
     assert definition["States"]["P"]["Comment"].startswith(f"{env} arn:aws:lambda:")
 
 
@@ -177,7 +183,9 @@ def all_types_stack(local_cloud: Any) -> tuple[str, str]:
     return name, env
 
 
-def test_every_resource_is_listed_with_a_physical_id(local_cloud: Any, all_types_stack: tuple[str, str]) -> None:
+def test_every_resource_is_listed_with_a_physical_id(
+    local_cloud: Any, all_types_stack: tuple[str, str]
+) -> None:
     name, _ = all_types_stack
     cfn = local_cloud.client("cloudformation")
     # THEN the stack completed and lists every logical id of the template with a non-empty physical id
@@ -189,7 +197,10 @@ def test_every_resource_is_listed_with_a_physical_id(local_cloud: Any, all_types
 
 @pytest.mark.parametrize("logical_id,check", CHECKS, ids=[c[0] for c in CHECKS])
 def test_resource_materialises_in_its_service(
-    local_cloud: Any, all_types_stack: tuple[str, str], logical_id: str, check: Callable[[Any, str, str], None]
+    local_cloud: Any,
+    all_types_stack: tuple[str, str],
+    logical_id: str,
+    check: Callable[[Any, str, str], None],
 ) -> None:
     name, env = all_types_stack
     # WHEN the resource's physical id is looked up in its own service
@@ -222,6 +233,14 @@ def _edit(template: str) -> str:
         .replace("Description: k\n", "Description: k2\n")
         .replace("'\"Task timed out\"'", "'\"Runtime exited\"'")
         .replace("Action: 'sqs:SendMessage'", "Action: ['sqs:SendMessage']")
+        .replace("MemorySize: 128", "MemorySize: 256")
+        .replace('"Comment": "${Env} ${Fn.Arn}"', '"Comment": "v2 ${Env}"')
+        .replace("""InputTemplate: '{"alarm": <a>}'""", """InputTemplate: '{"alarmName": <a>}'""")
+        .replace("Value: !Ref Env}", "Value: !Sub '${Env}-v2'}")
+        .replace(
+            """DashboardBody: '{"widgets": []}'""",
+            """DashboardBody: '{"widgets": [{"type": "text", "x": 0, "y": 0, "width": 6, "height": 2, "properties": {"markdown": "v2"}}]}'""",
+        )
     )
 
 
@@ -231,7 +250,9 @@ def test_update_changes_resources_in_place_and_delete_removes_them(local_cloud: 
     name = _stack_name()
     cfn = local_cloud.client("cloudformation")
     params = [{"ParameterKey": "Env", "ParameterValue": env}]
-    cfn.create_stack(StackName=name, TemplateBody=TEMPLATE, Parameters=params, Capabilities=["CAPABILITY_NAMED_IAM"])
+    cfn.create_stack(
+        StackName=name, TemplateBody=TEMPLATE, Parameters=params, Capabilities=["CAPABILITY_NAMED_IAM"]
+    )
     before = _resources(cfn, name)
 
     # WHEN properties change and parameter Retention changes
@@ -252,13 +273,17 @@ def test_update_changes_resources_in_place_and_delete_removes_them(local_cloud: 
     assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
     after = _resources(cfn, name)
     assert set(after) == set(before) and all(after.values())
-    assert after["Table"] == before["Table"] and after["Key"] == before["Key"]  # updated in place, not replaced
+    assert (
+        after["Table"] == before["Table"] and after["Key"] == before["Key"]
+    )  # updated in place, not replaced
     cw = local_cloud.client("cloudwatch")
     assert cw.describe_alarms(AlarmNames=[after["Alarm"]])["MetricAlarms"][0]["Threshold"] == 5.0
     ddb = local_cloud.client("dynamodb")
     pitr = ddb.describe_continuous_backups(TableName=after["Table"])["ContinuousBackupsDescription"]
     assert pitr["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "DISABLED"
-    attrs = local_cloud.client("sns").get_subscription_attributes(SubscriptionArn=after["EmailSub"])["Attributes"]
+    attrs = local_cloud.client("sns").get_subscription_attributes(SubscriptionArn=after["EmailSub"])[
+        "Attributes"
+    ]
     assert json.loads(attrs["FilterPolicy"]) == {"severity": ["high", "critical"]}
     iam = local_cloud.client("iam")
     policy = iam.get_policy(PolicyArn=after["ManagedPolicy"])["Policy"]
@@ -267,10 +292,25 @@ def test_update_changes_resources_in_place_and_delete_removes_them(local_cloud: 
     assert local_cloud.client("kms").describe_key(KeyId=after["Key"])["KeyMetadata"]["Description"] == "k2"
     groups = local_cloud.client("logs").describe_log_groups(logGroupNamePrefix=after["LogGroup"])["logGroups"]
     assert groups[0]["retentionInDays"] == 14
-    filters = local_cloud.client("logs").describe_metric_filters(logGroupName=after["LogGroup"])["metricFilters"]
+    filters = local_cloud.client("logs").describe_metric_filters(logGroupName=after["LogGroup"])[
+        "metricFilters"
+    ]
     assert [f["filterPattern"] for f in filters] == ['"Runtime exited"']
-    lambda_policy = json.loads(local_cloud.client("lambda").get_policy(FunctionName=f"probe-fn-{env}")["Policy"])
+    lambda_policy = json.loads(
+        local_cloud.client("lambda").get_policy(FunctionName=f"probe-fn-{env}")["Policy"]
+    )
     assert len(lambda_policy["Statement"]) == 1
+    fn_config = local_cloud.client("lambda").get_function_configuration(FunctionName=f"probe-fn-{env}")
+    assert fn_config["MemorySize"] == 256
+    definition = local_cloud.client("stepfunctions").describe_state_machine(stateMachineArn=after["Sfn"])[
+        "definition"
+    ]
+    assert json.loads(definition)["States"]["P"]["Comment"] == f"v2 {env}"
+    targets = local_cloud.client("events").list_targets_by_rule(Rule=after["Rule"], EventBusName=after["Bus"])
+    assert targets["Targets"][0]["InputTransformer"]["InputTemplate"] == '{"alarmName": <a>}'
+    assert local_cloud.client("ssm").get_parameter(Name=after["Param"])["Parameter"]["Value"] == f"{env}-v2"
+    dashboard = local_cloud.client("cloudwatch").get_dashboard(DashboardName=after["Dashboard"])
+    assert "v2" in dashboard["DashboardBody"]
 
     # WHEN the stack is deleted
     cfn.delete_stack(StackName=name)
@@ -279,18 +319,23 @@ def test_update_changes_resources_in_place_and_delete_removes_them(local_cloud: 
     assert not cw.describe_alarms(AlarmNames=[after["Alarm"]])["MetricAlarms"]
     assert f"probe-table-{env}" not in ddb.list_tables()["TableNames"]
     assert not local_cloud.client("sns").list_subscriptions()["Subscriptions"] or all(
-        s["SubscriptionArn"] != after["EmailSub"] for s in local_cloud.client("sns").list_subscriptions()["Subscriptions"]
+        s["SubscriptionArn"] != after["EmailSub"]
+        for s in local_cloud.client("sns").list_subscriptions()["Subscriptions"]
     )
     with pytest.raises(ClientError):
         iam.get_policy(PolicyArn=after["ManagedPolicy"])
     with pytest.raises(ClientError):
         local_cloud.client("scheduler").get_schedule(Name=after["Schedule"])
-    assert not local_cloud.client("logs").describe_metric_filters(filterNamePrefix=after["MetricFilter"])["metricFilters"]
+    assert not local_cloud.client("logs").describe_metric_filters(filterNamePrefix=after["MetricFilter"])[
+        "metricFilters"
+    ]
     with pytest.raises(ClientError):
         local_cloud.client("events").describe_event_bus(Name=after["Bus"])
 
 
-def test_update_without_changes_is_refused_like_aws(local_cloud: Any, all_types_stack: tuple[str, str]) -> None:
+def test_update_without_changes_is_refused_like_aws(
+    local_cloud: Any, all_types_stack: tuple[str, str]
+) -> None:
     name, env = all_types_stack
     cfn = local_cloud.client("cloudformation")
     # WHEN the same template and parameters are submitted again
@@ -322,13 +367,29 @@ Outputs:
 """
 
 
-def _deploy(local_cloud: Any, tmp_path: Path, name: str, env: str, visibility: int) -> subprocess.CompletedProcess[str]:
+def _deploy(
+    local_cloud: Any, tmp_path: Path, name: str, env: str, visibility: int
+) -> subprocess.CompletedProcess[str]:
     template = tmp_path / f"t{visibility}.yaml"
     template.write_text(SMALL.replace("VISIBILITY", str(visibility)))
     return subprocess.run(
-        ["aws", "cloudformation", "deploy", "--stack-name", name, "--template-file", str(template),
-         "--parameter-overrides", f"Env={env}", "--no-fail-on-empty-changeset"],
-        env=local_cloud.env(), capture_output=True, text=True, timeout=120, check=False,
+        [
+            "aws",
+            "cloudformation",
+            "deploy",
+            "--stack-name",
+            name,
+            "--template-file",
+            str(template),
+            "--parameter-overrides",
+            f"Env={env}",
+            "--no-fail-on-empty-changeset",
+        ],
+        env=local_cloud.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -358,6 +419,33 @@ def test_change_set_deploy_records_outputs_and_exports(local_cloud: Any, tmp_pat
     }
     assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
     assert f"{name}-BusName" in {e["Name"] for e in cfn.list_exports()["Exports"]}
+
+    # WHEN a second stack that imports the first one's export is deployed the same way
+    consumer = tmp_path / "consumer.yaml"
+    consumer.write_text(
+        "Resources:\n  Param:\n    Type: AWS::SSM::Parameter\n    Properties:\n"
+        f"      Name: /deploy/{env}/bus\n      Type: String\n      Value: !ImportValue {name}-BusName\n"
+    )
+    imported = subprocess.run(
+        [
+            "aws",
+            "cloudformation",
+            "deploy",
+            "--stack-name",
+            f"{name}-consumer",
+            "--template-file",
+            str(consumer),
+        ],
+        env=local_cloud.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # THEN Fn::ImportValue resolves, as on AWS
+    assert imported.returncode == 0, imported.stderr
+    value = local_cloud.client("ssm").get_parameter(Name=f"/deploy/{env}/bus")["Parameter"]["Value"]
+    assert value == f"deploy-bus-{env}"
 
     # WHEN deployed a third time without changes
     third = _deploy(local_cloud, tmp_path, name, env, 60)
@@ -401,3 +489,67 @@ def test_unknown_resource_type_fails_instead_of_being_skipped(local_cloud: Any) 
     assert stack["StackStatus"] == "ROLLBACK_COMPLETE"
     events = cfn.describe_stack_events(StackName=name)["StackEvents"]
     assert any("AWS::Nope::Thing" in (e.get("ResourceStatusReason") or "") for e in events)
+
+
+def test_guide_cli_commands_against_the_local_cloud(local_cloud: Any, tmp_path: Path) -> None:
+    """The deployment guide's manual CloudFormation commands, run with the aws CLI."""
+    env_name = uuid.uuid4().hex[:6]
+    name = _stack_name()
+    template = tmp_path / "all.yaml"
+    template.write_text(TEMPLATE)
+
+    def aws(*args: str) -> str:
+        done = subprocess.run(
+            ["aws", *args], env=local_cloud.env(), capture_output=True, text=True, timeout=120, check=False
+        )
+        assert done.returncode == 0, f"aws {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    aws("cloudformation", "validate-template", "--template-body", f"file://{template}")
+    aws(
+        "cloudformation",
+        "create-stack",
+        "--stack-name",
+        name,
+        "--template-body",
+        f"file://{template}",
+        "--parameters",
+        f"ParameterKey=Env,ParameterValue={env_name}",
+        "--capabilities",
+        "CAPABILITY_NAMED_IAM",
+        "--region",
+        "us-east-1",
+    )
+    aws("cloudformation", "wait", "stack-create-complete", "--stack-name", name, "--region", "us-east-1")
+    status = aws(
+        "cloudformation",
+        "describe-stacks",
+        "--stack-name",
+        name,
+        "--query",
+        "Stacks[0].StackStatus",
+        "--output",
+        "text",
+    )
+    assert status.strip() == "CREATE_COMPLETE"
+    recent = json.loads(
+        aws(
+            "cloudformation",
+            "describe-stack-events",
+            "--stack-name",
+            name,
+            "--query",
+            "StackEvents[0:10].{Time:Timestamp,Status:ResourceStatus,Reason:ResourceStatusReason}",
+        )
+    )
+    assert recent[0]["Status"] == "CREATE_COMPLETE"  # newest first, as on AWS
+    resources = json.loads(aws("cloudformation", "list-stack-resources", "--stack-name", name))
+    assert len(resources["StackResourceSummaries"]) == len(CHECKS)
+    buses = json.loads(
+        aws("events", "list-event-buses", "--query", f"EventBuses[?contains(Name, `{env_name}`)].Name")
+    )
+    assert buses == [f"probe-bus-{env_name}"]
+    aws("cloudformation", "delete-stack", "--stack-name", name)
+    aws("cloudformation", "wait", "stack-delete-complete", "--stack-name", name)
+    tables = json.loads(aws("dynamodb", "list-tables", "--query", f"TableNames[?contains(@, `{env_name}`)]"))
+    assert tables == []

@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import re
+import sys
 import textwrap
 import time
 import uuid
@@ -24,6 +25,7 @@ def _e2e_conftest():
     # Loaded by path: "conftest" in sys.modules may be another directory's conftest.
     spec = importlib.util.spec_from_file_location("_e2e_conftest", Path(__file__).with_name("conftest.py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -77,7 +79,10 @@ def make_zip(files: dict[str, str]) -> bytes:
 def cloud(local_cloud: LocalCloud) -> LocalCloud:
     iam = local_cloud.client("iam")
     try:
-        iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+        iam.create_role(
+            RoleName=ROLE_NAME,
+            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+        )
     except iam.exceptions.EntityAlreadyExistsException:
         pass
     return local_cloud
@@ -88,8 +93,16 @@ def lam(cloud: LocalCloud):
     return cloud.client("lambda")
 
 
-def create_function(cloud: LocalCloud, source: str, *, memory: int = 128, timeout: int = 10,
-                    env: dict[str, str] | None = None, files: dict[str, str] | None = None, **extra) -> str:
+def create_function(
+    cloud: LocalCloud,
+    source: str,
+    *,
+    memory: int = 128,
+    timeout: int = 10,
+    env: dict[str, str] | None = None,
+    files: dict[str, str] | None = None,
+    **extra,
+) -> str:
     name = f"fn-{uuid.uuid4().hex[:10]}"
     spec = dict(
         FunctionName=name,
@@ -181,8 +194,43 @@ def test_handler_result_context_and_log_lines(cloud: LocalCloud, lam) -> None:
     streams = cloud.client("logs").describe_log_streams(logGroupName=f"/aws/lambda/{name}")["logStreams"]
     assert [s["logStreamName"] for s in streams] == [body["logStream"]]
     messages = log_messages(cloud, name)
-    assert messages.index(f"START RequestId: {rid} Version: $LATEST") < messages.index("hello from the handler")
+    assert messages.index(f"START RequestId: {rid} Version: $LATEST") < messages.index(
+        "hello from the handler"
+    )
     assert messages.index("hello from the handler") < messages.index(f"END RequestId: {rid}")
+
+
+def test_function_output_powertools_stderr_and_logging_reach_the_log(cloud: LocalCloud, lam) -> None:
+    # GIVEN a function that logs with Powertools, prints to stderr and logs through the root logger
+    source = """
+    import logging
+    import sys
+
+    from aws_lambda_powertools import Logger
+
+    logger = Logger(service="probe")
+
+    @logger.inject_lambda_context
+    def handler(event, context):
+        logger.info("structured", extra={"k": 1})
+        print("to stderr", file=sys.stderr)
+        logging.getLogger("plain").warning("via root")
+        return context.aws_request_id
+    """
+    name = create_function(cloud, source, memory=256)
+
+    # WHEN it is invoked
+    response, rid = invoke(lam, name)
+
+    # THEN every line is in the log: Powertools JSON with the Lambda context, stderr, the runtime's log format
+    assert "FunctionError" not in response, rid
+    messages = log_messages(cloud, name)
+    structured = [json.loads(m) for m in messages if m.startswith("{")]
+    assert [(s["message"], s["k"], s["function_request_id"], s["cold_start"]) for s in structured] == [
+        ("structured", 1, rid, True)
+    ]
+    assert "to stderr" in messages
+    assert any(re.fullmatch(rf"\[WARNING\]\t\S+Z\t{rid}\tvia root", m) for m in messages)
 
 
 def test_warm_worker_is_reused_and_init_duration_only_on_cold_start(cloud: LocalCloud, lam) -> None:
@@ -280,6 +328,29 @@ def test_memory_error_raised_by_code_is_an_ordinary_handler_error(cloud: LocalCl
     assert body["errorType"] == "MemoryError"
 
 
+def test_runtime_exit_and_init_errors_are_reported_like_lambda(cloud: LocalCloud, lam) -> None:
+    # GIVEN a function whose handler kills its own process and one whose module cannot be imported
+    exits = create_function(cloud, "import os\n\ndef handler(event, context):\n    os._exit(3)\n")
+    broken = create_function(
+        cloud, "import not_in_the_package\n\ndef handler(event, context):\n    return 1\n"
+    )
+
+    # WHEN both are invoked
+    exit_response, exit_body = invoke(lam, exits)
+    init_response, init_body = invoke(lam, broken)
+
+    # THEN the runtime exit and the import failure come back as Lambda's runtime errors
+    assert exit_response["FunctionError"] == init_response["FunctionError"] == "Unhandled"
+    assert exit_body["errorType"] == "Runtime.ExitError"
+    assert exit_body["errorMessage"].endswith("Error: Runtime exited with error: exit status 3")
+    assert init_body["errorType"] == "Runtime.ImportModuleError"
+    assert init_body["errorMessage"] == "Unable to import module 'app': No module named 'not_in_the_package'"
+    assert any(
+        m.startswith("[ERROR] Runtime.ImportModuleError: Unable to import module 'app'")
+        for m in log_messages(cloud, broken)
+    )
+
+
 def test_out_of_memory_kills_the_worker_and_more_memory_fixes_it(cloud: LocalCloud, lam) -> None:
     # GIVEN a function that touches 300 MB with MemorySize 128
     name = create_function(cloud, ALLOCATE, memory=128)
@@ -290,7 +361,9 @@ def test_out_of_memory_kills_the_worker_and_more_memory_fixes_it(cloud: LocalClo
     # THEN Lambda's out-of-memory error is returned
     assert response["FunctionError"] == "Unhandled"
     assert body["errorType"] == "Runtime.OutOfMemory"
-    assert re.fullmatch(r"RequestId: [0-9a-f-]{36} Error: Runtime exited with error: signal: killed", body["errorMessage"])
+    assert re.fullmatch(
+        r"RequestId: [0-9a-f-]{36} Error: Runtime exited with error: signal: killed", body["errorMessage"]
+    )
     # AND logged, with Max Memory Used equal to Memory Size in the REPORT
     messages = log_messages(cloud, name)
     assert body["errorMessage"] in messages
@@ -349,7 +422,9 @@ def test_timeout_kills_the_invocation(cloud: LocalCloud, lam) -> None:
     assert body["errorType"] == "Sandbox.Timedout"
     assert body["errorMessage"].endswith("Task timed out after 1.00 seconds")
     messages = log_messages(cloud, name)
-    timed_out = [m for m in messages if re.fullmatch(r"\S+Z [0-9a-f-]{36} Task timed out after 1\.00 seconds", m)]
+    timed_out = [
+        m for m in messages if re.fullmatch(r"\S+Z [0-9a-f-]{36} Task timed out after 1\.00 seconds", m)
+    ]
     assert len(timed_out) == 1
     assert messages.index("going to sleep") < messages.index(timed_out[0])
     assert reports(cloud, name)[0].endswith("\tStatus: timeout")
@@ -375,16 +450,24 @@ def test_metrics_are_published_per_invocation(cloud: LocalCloud, lam) -> None:
         return {
             "Id": f"{metric.lower()}_{stat.lower()}",
             "MetricStat": {
-                "Metric": {"Namespace": "AWS/Lambda", "MetricName": metric,
-                           "Dimensions": [{"Name": "FunctionName", "Value": name}]},
+                "Metric": {
+                    "Namespace": "AWS/Lambda",
+                    "MetricName": metric,
+                    "Dimensions": [{"Name": "FunctionName", "Value": name}],
+                },
                 "Period": 60,
                 "Stat": stat,
             },
         }
 
     results = cloud.client("cloudwatch").get_metric_data(
-        MetricDataQueries=[query("Invocations", "Sum"), query("Errors", "Sum"), query("Duration", "SampleCount"),
-                           query("Duration", "Maximum"), query("ConcurrentExecutions", "Maximum")],
+        MetricDataQueries=[
+            query("Invocations", "Sum"),
+            query("Errors", "Sum"),
+            query("Duration", "SampleCount"),
+            query("Duration", "Maximum"),
+            query("ConcurrentExecutions", "Maximum"),
+        ],
         StartTime=start,
         EndTime=datetime.now(UTC) + timedelta(minutes=5),
     )["MetricDataResults"]
@@ -397,10 +480,12 @@ def test_metrics_are_published_per_invocation(cloud: LocalCloud, lam) -> None:
 
 
 def test_code_from_the_package_wins_over_the_dev_checkout(cloud: LocalCloud, lam) -> None:
-    # GIVEN a package with its own auto_repair package (the dev checkout is editable-installed in the server's venv)
+    # GIVEN a package with its own auto_repair (the dev checkout is editable-installed in the server's venv) and
+    # its own copy of a library the runtime also has (jmespath, a boto3 dependency)
     source = """
     import importlib
     import auto_repair
+    import jmespath
 
     def handler(event, context):
         try:
@@ -408,17 +493,23 @@ def test_code_from_the_package_wins_over_the_dev_checkout(cloud: LocalCloud, lam
             cli = "importable"
         except ImportError:
             cli = "missing"
-        return {"file": auto_repair.__file__, "marker": auto_repair.MARKER, "cli": cli}
+        return {"file": auto_repair.__file__, "marker": auto_repair.MARKER, "cli": cli, "jmespath": jmespath.MARKER}
     """
-    name = create_function(cloud, source, files={"auto_repair/__init__.py": "MARKER = 'from-the-zip'\n"})
+    files = {
+        "auto_repair/__init__.py": "MARKER = 'from-the-zip'\n",
+        "jmespath/__init__.py": "MARKER = 'bundled'\n",
+    }
+    name = create_function(cloud, source, files=files)
 
     # WHEN it is invoked
-    _, body = invoke(lam, name)
+    response, body = invoke(lam, name)
 
-    # THEN the package's copy was imported, and modules only the checkout has are not importable
+    # THEN the package's copies were imported, and modules only the checkout has are not importable
+    assert "FunctionError" not in response, body
     assert body["marker"] == "from-the-zip"
     assert Path(body["file"]).is_relative_to(cloud.state_dir)
     assert not Path(body["file"]).is_relative_to(REPO / "src")
+    assert body["jmespath"] == "bundled"
     assert body["cli"] == "missing"
 
 
@@ -445,13 +536,22 @@ def test_code_from_s3_versions_and_aliases(cloud: LocalCloud, lam) -> None:
     bucket = f"code-{uuid.uuid4().hex[:8]}"
     s3 = cloud.client("s3")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="v1.zip", Body=make_zip({"app.py": "def handler(e, c):\n    return 'v1'\n"}))
+    s3.put_object(
+        Bucket=bucket, Key="v1.zip", Body=make_zip({"app.py": "def handler(e, c):\n    return 'v1'\n"})
+    )
     name = f"fn-{uuid.uuid4().hex[:10]}"
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=ROLE_ARN, Handler="app.handler",
-                        Code={"S3Bucket": bucket, "S3Key": "v1.zip"})
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE_ARN,
+        Handler="app.handler",
+        Code={"S3Bucket": bucket, "S3Key": "v1.zip"},
+    )
     version = lam.publish_version(FunctionName=name)["Version"]
     lam.create_alias(FunctionName=name, Name="live", FunctionVersion=version)
-    lam.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c):\n    return 'v2'\n"}))
+    lam.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": "def handler(e, c):\n    return 'v2'\n"})
+    )
 
     # WHEN $LATEST, the version and the alias are invoked
     latest, latest_body = invoke(lam, name)
@@ -485,7 +585,9 @@ def test_concurrent_invocations_run_in_separate_workers(cloud: LocalCloud, lam, 
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(2) as pool:
-        bodies = list(pool.map(lambda _: invoke(cloud.client("lambda"), name, {"dir": str(tmp_path)})[1], range(2)))
+        bodies = list(
+            pool.map(lambda _: invoke(cloud.client("lambda"), name, {"dir": str(tmp_path)})[1], range(2))
+        )
 
     # THEN they ran in parallel in two environments
     assert [b["met"] for b in bodies] == [True, True]
@@ -498,9 +600,14 @@ def test_reserved_concurrency_zero_throttles(cloud: LocalCloud, lam) -> None:
     lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
 
     # WHEN it is invoked (by a client that does not retry)
-    no_retry = boto3.client("lambda", endpoint_url=cloud.endpoint, region_name=cloud.region,
-                            aws_access_key_id="test", aws_secret_access_key="test",
-                            config=Config(retries={"total_max_attempts": 1}))
+    no_retry = boto3.client(
+        "lambda",
+        endpoint_url=cloud.endpoint,
+        region_name=cloud.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
     with pytest.raises(ClientError) as raised:
         invoke(no_retry, name)
 
@@ -508,9 +615,13 @@ def test_reserved_concurrency_zero_throttles(cloud: LocalCloud, lam) -> None:
     assert raised.value.response["Error"]["Code"] == "TooManyRequestsException"
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
     stats = cloud.client("cloudwatch").get_metric_statistics(
-        Namespace="AWS/Lambda", MetricName="Throttles", Dimensions=[{"Name": "FunctionName", "Value": name}],
-        StartTime=datetime.now(UTC) - timedelta(minutes=5), EndTime=datetime.now(UTC) + timedelta(minutes=5),
-        Period=600, Statistics=["Sum"],
+        Namespace="AWS/Lambda",
+        MetricName="Throttles",
+        Dimensions=[{"Name": "FunctionName", "Value": name}],
+        StartTime=datetime.now(UTC) - timedelta(minutes=5),
+        EndTime=datetime.now(UTC) + timedelta(minutes=5),
+        Period=600,
+        Statistics=["Sum"],
     )
     assert sum(p["Sum"] for p in stats["Datapoints"]) == 1
 
@@ -578,8 +689,12 @@ def test_functions_are_active_and_updates_successful(cloud: LocalCloud, lam) -> 
 def test_image_functions_are_refused_clearly(cloud: LocalCloud, lam) -> None:
     # GIVEN a function packaged as a container image
     name = f"img-{uuid.uuid4().hex[:8]}"
-    lam.create_function(FunctionName=name, Role=ROLE_ARN, PackageType="Image",
-                        Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo:latest"})
+    lam.create_function(
+        FunctionName=name,
+        Role=ROLE_ARN,
+        PackageType="Image",
+        Code={"ImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/repo:latest"},
+    )
 
     # WHEN it is invoked THEN the error says why it cannot run locally
     with pytest.raises(ClientError) as raised:
@@ -600,7 +715,9 @@ def test_step_functions_task_invokes_the_real_code(cloud: LocalCloud, lam) -> No
 
     # THEN it succeeds with the function's result
     done = wait_for(
-        lambda: (d := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] != "RUNNING" and d,
+        lambda: (
+            (d := sfn.describe_execution(executionArn=execution["executionArn"]))["status"] != "RUNNING" and d
+        ),
         "the execution to finish",
     )
     assert done["status"] == "SUCCEEDED", done
@@ -617,12 +734,14 @@ def test_idle_workers_are_reaped_and_shutdown_leaves_no_worker_processes(
     try:
         iam = own.client("iam")
         iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument="{}")
-        name = create_function(own, "import time\n\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n", timeout=60)
+        source = (
+            "import os, time\n\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n    return os.getpid()\n"
+        )
+        name = create_function(own, source, timeout=60)
         lam = own.client("lambda")
-        invoke(lam, name)
-        assert len(worker_processes(marker)) == 1
+        pid = invoke(lam, name)[1]
         # THEN an idle worker goes away by itself
-        wait_for(lambda: worker_processes(marker) == [], "the idle worker to be reaped")
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), "the idle worker to be reaped")
 
         # GIVEN two workers busy in async invocations
         for _ in range(2):

@@ -39,15 +39,35 @@ class Case:
 CASES = {
     "repaired": Case("wf-repaired", scenario.MEMORY_HOG, env={"WORK_MB": "150"}),
     "not-memory": Case("wf-not-memory", scenario.CODE_BUG),
-    "low-confidence": Case("wf-low-confidence", scenario.MEMORY_HOG, env={"WORK_MB": "150"},
-                           tags={"auto-repair:min-confidence": "1.0"}),
-    "dry-run": Case("wf-dry-run", scenario.MEMORY_HOG, env={"WORK_MB": "150"}, tags={"auto-repair:dry-run": "true"}),
-    "approved": Case("wf-approved", scenario.MEMORY_HOG, env={"WORK_MB": "150"},
-                     tags={"auto-repair:approval": "required"}, approval="approve"),
-    "rejected": Case("wf-rejected", scenario.MEMORY_HOG, env={"WORK_MB": "150"},
-                     tags={"auto-repair:approval": "required"}, approval="reject"),
-    "approval-timeout": Case("wf-approval-timeout", scenario.MEMORY_HOG, env={"WORK_MB": "150"},
-                             tags={"auto-repair:approval": "required"}),
+    "low-confidence": Case(
+        "wf-low-confidence",
+        scenario.MEMORY_HOG,
+        env={"WORK_MB": "150"},
+        tags={"auto-repair:min-confidence": "1.0"},
+    ),
+    "dry-run": Case(
+        "wf-dry-run", scenario.MEMORY_HOG, env={"WORK_MB": "150"}, tags={"auto-repair:dry-run": "true"}
+    ),
+    "approved": Case(
+        "wf-approved",
+        scenario.MEMORY_HOG,
+        env={"WORK_MB": "150"},
+        tags={"auto-repair:approval": "required"},
+        approval="approve",
+    ),
+    "rejected": Case(
+        "wf-rejected",
+        scenario.MEMORY_HOG,
+        env={"WORK_MB": "150"},
+        tags={"auto-repair:approval": "required"},
+        approval="reject",
+    ),
+    "approval-timeout": Case(
+        "wf-approval-timeout",
+        scenario.MEMORY_HOG,
+        env={"WORK_MB": "150"},
+        tags={"auto-repair:approval": "required"},
+    ),
     "update-fails": Case("wf-update-fails", scenario.MEMORY_HOG, env={"WORK_MB": "150"}),
     "not-improved": Case("wf-not-improved", scenario.ALWAYS_OOM),
 }
@@ -62,23 +82,38 @@ def outbox_messages(deployed, function_name: str) -> list[dict]:
         fn = fn.get("Value", fn.get("StringValue")) if isinstance(fn, dict) else fn
         if fn == function_name:
             body = item.get("message") or item.get("Message")
-            messages.append({"subject": item.get("subject") or item.get("Subject"),
-                             "body": json.loads(body) if isinstance(body, str) else body})
+            messages.append(
+                {
+                    "subject": item.get("subject") or item.get("Subject"),
+                    "body": json.loads(body) if isinstance(body, str) else body,
+                }
+            )
     return messages
 
 
 def run_approval(deployed, case: Case, stop: threading.Event) -> None:
     """Act like the on-call engineer: read the approval request from the outbox, answer with the CLI."""
     while not stop.is_set():
-        requests = [m for m in outbox_messages(deployed, case.name) if m["body"]["type"] == "APPROVAL_REQUEST"]
+        requests = [
+            m for m in outbox_messages(deployed, case.name) if m["body"]["type"] == "APPROVAL_REQUEST"
+        ]
         if requests:
             approval_id = requests[0]["body"]["approval"]["approvalId"]
-            args = [sys.executable, "-m", "auto_repair_cli.main", case.approval, approval_id, "--local",
-                    "--by", "oncall@example.com"]
+            args = [
+                sys.executable,
+                "-m",
+                "auto_repair_cli.main",
+                case.approval,
+                approval_id,
+                "--local",
+                "--by",
+                "oncall@example.com",
+            ]
             if case.approval == "reject":
                 args += ["--reason", "not during the sale"]
-            case.approval_cli = subprocess.run(args, cwd=REPO, env=deployed.cloud.env(), capture_output=True,
-                                               text=True, timeout=60)
+            case.approval_cli = subprocess.run(
+                args, cwd=REPO, env=deployed.cloud.env(), capture_output=True, text=True, timeout=60
+            )
             return
         stop.wait(1)
 
@@ -87,9 +122,18 @@ def run_approval(deployed, case: Case, stop: threading.Event) -> None:
 def results(deployed):
     cloud = deployed.cloud
     lam, iam, cw, sfn = (cloud.client(s) for s in ("lambda", "iam", "cloudwatch", "stepfunctions"))
-    deployed.faults([{"service": "lambda", "action": "UpdateFunctionConfiguration", "match": "wf-update-fails",
-                      "code": "AccessDeniedException", "status": 403,
-                      "message": "User is not authorized to perform: lambda:UpdateFunctionConfiguration"}])
+    deployed.faults(
+        [
+            {
+                "service": "lambda",
+                "action": "UpdateFunctionConfiguration",
+                "match": "wf-update-fails",
+                "code": "AccessDeniedException",
+                "status": 403,
+                "message": "User is not authorized to perform: lambda:UpdateFunctionConfiguration",
+            }
+        ]
+    )
     begun = datetime.now(UTC).replace(microsecond=0)
     traffic, stop, helpers = [], threading.Event(), []
     for case in CASES.values():
@@ -106,8 +150,9 @@ def results(deployed):
 
     def finish(case: Case) -> None:
         try:
-            case.execution = scenario.wait_for_execution(sfn, deployed.state_machine_arn, case.name,
-                                                         timeout=300, after=begun)
+            case.execution = scenario.wait_for_execution(
+                sfn, deployed.state_machine_arn, case.name, timeout=300, after=begun
+            )
         except TimeoutError as exc:
             case.error = str(exc)
 
@@ -124,8 +169,13 @@ def results(deployed):
 
 
 def table(deployed, kind: str):
-    resource = boto3.resource("dynamodb", endpoint_url=deployed.cloud.endpoint, region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+    resource = boto3.resource(
+        "dynamodb",
+        endpoint_url=deployed.cloud.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     return resource.Table(f"lambda-auto-repair-{kind}-{deployed.environment}")
 
 
@@ -166,7 +216,9 @@ def test_memory_issue_is_repaired_and_verified(deployed, results):
     assert note["body"]["verification"]["status"] == "IMPROVED"
     assert incident["alarm"]["status"] == "RESOLVED" and incident["alarm"]["outcome"] == "REPAIRED"
     assert incident["diagnosis"]["isMemoryIssue"] is True
-    assert incident["repair"]["status"] == "SUCCEEDED" and incident["repair"]["verificationStatus"] == "IMPROVED"
+    assert (
+        incident["repair"]["status"] == "SUCCEEDED" and incident["repair"]["verificationStatus"] == "IMPROVED"
+    )
     assert incident["repair"]["notificationStatus"] == "SENT"
     phases = sorted(a["phase"] for a in incident["audit"])
     assert phases == ["AFTER", "BEFORE"]
@@ -252,15 +304,29 @@ def test_non_lambda_alarm_is_ignored_and_recorded(deployed):
     # GIVEN an EC2 alarm event delivered to the workflow
     event = json.loads((REPO / "tests" / "events" / "alarm_lambda_errors.json").read_text())
     event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"] = {
-        "namespace": "AWS/EC2", "name": "CPUUtilization", "dimensions": {"InstanceId": "i-0123456789abcdef0"}}
+        "namespace": "AWS/EC2",
+        "name": "CPUUtilization",
+        "dimensions": {"InstanceId": "i-0123456789abcdef0"},
+    }
     sfn = deployed.cloud.client("stepfunctions")
-    arn = sfn.start_execution(stateMachineArn=deployed.state_machine_arn, input=json.dumps(event))["executionArn"]
+    arn = sfn.start_execution(stateMachineArn=deployed.state_machine_arn, input=json.dumps(event))[
+        "executionArn"
+    ]
     # WHEN it runs THEN it ends deliberately: recorded as ignored with the reason, no notification
-    done = scenario.wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING" and
-                             sfn.describe_execution(executionArn=arn), 60, 0.5, "the execution")
+    done = scenario.wait_for(
+        lambda: (
+            sfn.describe_execution(executionArn=arn)["status"] != "RUNNING"
+            and sfn.describe_execution(executionArn=arn)
+        ),
+        60,
+        0.5,
+        "the execution",
+    )
     assert done["status"] == "SUCCEEDED"
     output = json.loads(done["output"])
-    assert output["alarm"]["outcome"] == "IGNORED" and "not about a Lambda function" in output["alarm"]["reason"]
+    assert (
+        output["alarm"]["outcome"] == "IGNORED" and "not about a Lambda function" in output["alarm"]["reason"]
+    )
     assert output["notification"]["notificationStatus"] == "NOT_REQUIRED"
     incident = IncidentStore(table(deployed, "incidents")).get_incident(arn.rsplit(":", 1)[-1])
     assert incident["alarm"]["outcome"] == "IGNORED" and incident["alarm"]["status"] == "CLOSED"
@@ -272,8 +338,11 @@ def test_ok_transition_sends_a_recovery_notice(deployed, results):
     cw.set_alarm_state(AlarmName="lambda-errors-alarm-wf-repaired", StateValue="OK", StateReason="recovered")
     # THEN the coordinator closes the incident with a time to recovery and sends a short notice
     notice = scenario.wait_for(
-        lambda: [m for m in outbox_messages(deployed, "wf-repaired") if m["body"]["type"] == "RECOVERY"], 60, 1,
-        "a recovery notice")
+        lambda: [m for m in outbox_messages(deployed, "wf-repaired") if m["body"]["type"] == "RECOVERY"],
+        60,
+        1,
+        "a recovery notice",
+    )
     assert notice[0]["subject"].startswith("[local] wf-repaired:")
     _, incident, _, _ = check(deployed, results["repaired"])
     assert incident["alarm"]["timeToRecoverySeconds"] >= 0

@@ -15,24 +15,51 @@ REGION = "us-east-1"
 def create_tables(dynamodb) -> dict[str, str]:
     """The main stack's tables, same keys and indexes."""
     dynamodb.create_table(
-        TableName="incidents", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
-                              for n in ("incidentId", "recordType", "functionName", "startTime")],
-        KeySchema=[{"AttributeName": "incidentId", "KeyType": "HASH"}, {"AttributeName": "recordType", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{"IndexName": "byFunction", "Projection": {"ProjectionType": "ALL"},
-                                 "KeySchema": [{"AttributeName": "functionName", "KeyType": "HASH"},
-                                               {"AttributeName": "startTime", "KeyType": "RANGE"}]}],
+        TableName="incidents",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"}
+            for n in ("incidentId", "recordType", "functionName", "startTime")
+        ],
+        KeySchema=[
+            {"AttributeName": "incidentId", "KeyType": "HASH"},
+            {"AttributeName": "recordType", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byFunction",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "functionName", "KeyType": "HASH"},
+                    {"AttributeName": "startTime", "KeyType": "RANGE"},
+                ],
+            }
+        ],
     )
     dynamodb.create_table(
-        TableName="audit", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("functionName", "auditId", "executionId")],
-        KeySchema=[{"AttributeName": "functionName", "KeyType": "HASH"}, {"AttributeName": "auditId", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[{"IndexName": "byExecution", "Projection": {"ProjectionType": "ALL"},
-                                 "KeySchema": [{"AttributeName": "executionId", "KeyType": "HASH"},
-                                               {"AttributeName": "auditId", "KeyType": "RANGE"}]}],
+        TableName="audit",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": n, "AttributeType": "S"} for n in ("functionName", "auditId", "executionId")
+        ],
+        KeySchema=[
+            {"AttributeName": "functionName", "KeyType": "HASH"},
+            {"AttributeName": "auditId", "KeyType": "RANGE"},
+        ],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "byExecution",
+                "Projection": {"ProjectionType": "ALL"},
+                "KeySchema": [
+                    {"AttributeName": "executionId", "KeyType": "HASH"},
+                    {"AttributeName": "auditId", "KeyType": "RANGE"},
+                ],
+            }
+        ],
     )
     dynamodb.create_table(
-        TableName="state", BillingMode="PAY_PER_REQUEST",
+        TableName="state",
+        BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk")],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
     )
@@ -59,7 +86,12 @@ def target_function(aws):
     iam = aws.client("iam")
     role = iam.create_role(RoleName="target-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     aws.client("lambda").create_function(
-        FunctionName="orders", Runtime="python3.12", Role=role, Handler="app.handler",
-        Code={"ZipFile": code_zip()}, MemorySize=128, Timeout=30,
+        FunctionName="orders",
+        Runtime="python3.12",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code_zip()},
+        MemorySize=128,
+        Timeout=30,
     )
     return "orders"

@@ -50,9 +50,20 @@ def test_function_name_never_comes_from_alarm_name():
 
 
 def test_alias_qualified_resource_dimension():
-    metrics = [{"id": "m1", "metricStat": {"metric": {"namespace": "AWS/Lambda", "name": "Errors",
-                                                      "dimensions": {"Resource": "orders:live"}},
-                                           "period": 60, "stat": "Sum"}}]
+    metrics = [
+        {
+            "id": "m1",
+            "metricStat": {
+                "metric": {
+                    "namespace": "AWS/Lambda",
+                    "name": "Errors",
+                    "dimensions": {"Resource": "orders:live"},
+                },
+                "period": 60,
+                "stat": "Sum",
+            },
+        }
+    ]
     model = parse_alarm_event(event_with(detail__configuration__metrics=metrics))
     assert model["outcome"] == PROCEED
     assert (model["functionName"], model["qualifier"]) == ("orders", "live")
@@ -60,11 +71,26 @@ def test_alias_qualified_resource_dimension():
 
 def test_metric_math_over_one_function_proceeds_and_over_two_is_ignored_for_a_human():
     def stat(fn, mid):
-        return {"id": mid, "metricStat": {"metric": {"namespace": "AWS/Lambda", "name": "Errors",
-                                                     "dimensions": {"FunctionName": fn}}, "period": 60,
-                                          "stat": "Sum"}, "returnData": False}
-    one = [{"id": "e1", "expression": "m1/m2*100", "returnData": True}, stat("orders", "m1"), stat("orders", "m2")]
-    two = [{"id": "e1", "expression": "m1+m2", "returnData": True}, stat("orders", "m1"), stat("payments", "m2")]
+        return {
+            "id": mid,
+            "metricStat": {
+                "metric": {"namespace": "AWS/Lambda", "name": "Errors", "dimensions": {"FunctionName": fn}},
+                "period": 60,
+                "stat": "Sum",
+            },
+            "returnData": False,
+        }
+
+    one = [
+        {"id": "e1", "expression": "m1/m2*100", "returnData": True},
+        stat("orders", "m1"),
+        stat("orders", "m2"),
+    ]
+    two = [
+        {"id": "e1", "expression": "m1+m2", "returnData": True},
+        stat("orders", "m1"),
+        stat("payments", "m2"),
+    ]
     assert parse_alarm_event(event_with(detail__configuration__metrics=one))["outcome"] == PROCEED
     model = parse_alarm_event(event_with(detail__configuration__metrics=two))
     assert model["outcome"] == IGNORED and model["needsHuman"] is True
@@ -76,8 +102,16 @@ def test_metric_math_over_one_function_proceeds_and_over_two_is_ignored_for_a_hu
     [
         ({"detail__state__value": "OK"}, IGNORED, "only ALARM"),
         ({"detail__state__value": "INSUFFICIENT_DATA"}, IGNORED, "only ALARM"),
-        ({"detail__configuration__metrics__0__metricStat__metric__namespace": "AWS/EC2"}, IGNORED, "not about a Lambda"),
-        ({"detail__configuration__metrics__0__metricStat__metric__dimensions": {}}, IGNORED, "not about a Lambda"),
+        (
+            {"detail__configuration__metrics__0__metricStat__metric__namespace": "AWS/EC2"},
+            IGNORED,
+            "not about a Lambda",
+        ),
+        (
+            {"detail__configuration__metrics__0__metricStat__metric__dimensions": {}},
+            IGNORED,
+            "not about a Lambda",
+        ),
         ({"detail__configuration": {"alarmRule": "ALARM(a) OR ALARM(b)"}}, IGNORED, "composite"),
         ({"account": "999999999999"}, IGNORED, "not this account"),
         ({"region": "eu-west-1"}, IGNORED, "region"),
@@ -94,8 +128,11 @@ def test_metric_math_over_one_function_proceeds_and_over_two_is_ignored_for_a_hu
         ({"detail__configuration__metrics": ["m1"]}, INVALID, "metrics[0]"),
         ({"detail__configuration__metrics__0__metricStat__metric": None}, INVALID, "metric"),
         ({"detail__configuration__metrics__0__metricStat__metric__namespace": None}, INVALID, "namespace"),
-        ({"detail__configuration__metrics__0__metricStat__metric__dimensions": ["FunctionName"]}, INVALID,
-         "dimensions"),
+        (
+            {"detail__configuration__metrics__0__metricStat__metric__dimensions": ["FunctionName"]},
+            INVALID,
+            "dimensions",
+        ),
         ({"detail__configuration": "x"}, INVALID, "configuration"),
         ({"detail__previousState": 5}, INVALID, "previousState"),
     ],

@@ -9,14 +9,29 @@ from auto_repair import notification as n
 
 def context(**extra):
     base = {
-        "alarm": {"functionName": "orders", "alarmName": "orders-errors", "stateReason": "Threshold Crossed",
-                  "stateChangeTime": "2026-11-22T10:00:00Z", "executionId": "exec-1"},
-        "diagnosisResult": {"cause": "memory_exhaustion", "confidence": 0.92, "reasoning": "OOM in 6 of 10",
-                            "decision": {"action": "REPAIR", "currentMemory": 128, "targetMemory": 512,
-                                         "reason": "raise"}},
-        "repair": {"status": "SUCCEEDED", "originalMemory": 128, "newMemory": 512, "timestamp": "2026-11-22T10:02Z"},
-        "verification": {"status": "IMPROVED", "metricsComparison": {"before": 60.0, "after": 0.0,
-                                                                     "improvement": "+100% better"}},
+        "alarm": {
+            "functionName": "orders",
+            "alarmName": "orders-errors",
+            "stateReason": "Threshold Crossed",
+            "stateChangeTime": "2026-11-22T10:00:00Z",
+            "executionId": "exec-1",
+        },
+        "diagnosisResult": {
+            "cause": "memory_exhaustion",
+            "confidence": 0.92,
+            "reasoning": "OOM in 6 of 10",
+            "decision": {"action": "REPAIR", "currentMemory": 128, "targetMemory": 512, "reason": "raise"},
+        },
+        "repair": {
+            "status": "SUCCEEDED",
+            "originalMemory": 128,
+            "newMemory": 512,
+            "timestamp": "2026-11-22T10:02Z",
+        },
+        "verification": {
+            "status": "IMPROVED",
+            "metricsComparison": {"before": 60.0, "after": 0.0, "improvement": "+100% better"},
+        },
     }
     base.update(extra)
     return base
@@ -30,8 +45,12 @@ def test_repaired_message_has_every_design_field():
     assert set(msg["diagnosis"]) >= {"result", "confidence", "reasoning"}
     assert set(msg["repair"]) >= {"action", "originalMemory", "newMemory", "executedAt"}
     assert set(msg["verification"]["metricsComparison"]) >= {"before", "after", "improvement"}
-    assert msg["repair"] == {"action": "INCREASE_MEMORY", "originalMemory": 128, "newMemory": 512,
-                             "executedAt": "2026-11-22T10:02Z"}
+    assert msg["repair"] == {
+        "action": "INCREASE_MEMORY",
+        "originalMemory": 128,
+        "newMemory": 512,
+        "executedAt": "2026-11-22T10:02Z",
+    }
     assert built["subject"] == "[prod] orders: memory 128->512 MB, recovered"
     assert built["attributes"] == {"environment": "prod", "functionName": "orders", "outcome": "REPAIRED"}
 
@@ -45,8 +64,12 @@ def test_every_outcome_has_a_valid_sns_subject(outcome):
 
 def test_no_action_report_says_nothing_changed():
     ctx = context(repair={}, verification={})
-    ctx["diagnosisResult"]["decision"] = {"action": "NO_ACTION", "currentMemory": 128, "targetMemory": 128,
-                                          "reason": "diagnosis: downstream_timeout; memory is not the cause"}
+    ctx["diagnosisResult"]["decision"] = {
+        "action": "NO_ACTION",
+        "currentMemory": 128,
+        "targetMemory": 128,
+        "reason": "diagnosis: downstream_timeout; memory is not the cause",
+    }
     msg = n.build(ctx, n.NO_ACTION, "dev")["message"]
     assert msg["repair"]["action"] == "NONE" and msg["repair"]["newMemory"] == 128
     assert "No change" in msg["summary"]

@@ -8,7 +8,12 @@ from auto_repair.policy import DRY_RUN, HUMAN_REVIEW, NO_ACTION, REPAIR, decide
 
 
 def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
-    return {"isMemoryIssue": is_memory, "confidence": confidence, "recommendedMemorySize": size, "cause": cause}
+    return {
+        "isMemoryIssue": is_memory,
+        "confidence": confidence,
+        "recommendedMemorySize": size,
+        "cause": cause,
+    }
 
 
 @pytest.mark.parametrize(
@@ -26,8 +31,13 @@ def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
 )
 def test_decisions(diagnosis, kwargs, action, target):
     # GIVEN a diagnosis and the environment's policy WHEN deciding THEN the action and memory are bounded
-    args = {"current_memory": 128, "max_memory": 1024, "min_confidence": 0.7, "dry_run": False,
-            "approval_required": False} | kwargs
+    args = {
+        "current_memory": 128,
+        "max_memory": 1024,
+        "min_confidence": 0.7,
+        "dry_run": False,
+        "approval_required": False,
+    } | kwargs
     decision = decide(diagnosis, **args)
     assert decision["action"] == action
     assert decision["targetMemory"] == target

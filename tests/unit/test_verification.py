@@ -6,15 +6,21 @@ from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, NOT_IMPROVED, 
 
 
 def report(duration=100.0, size=128, used=60):
-    return {"timestamp": "t", "message": f"REPORT RequestId: abc\tDuration: {duration} ms\tBilled Duration: "
-                                         f"{int(duration) + 1} ms\tMemory Size: {size} MB\tMax Memory Used: {used} MB"}
+    return {
+        "timestamp": "t",
+        "message": f"REPORT RequestId: abc\tDuration: {duration} ms\tBilled Duration: "
+        f"{int(duration) + 1} ms\tMemory Size: {size} MB\tMax Memory Used: {used} MB",
+    }
 
 
 def series(invocations, errors):
     return {"Invocations.Sum": [{"value": invocations}], "Errors.Sum": [{"value": errors}]}
 
 
-OOM = {"timestamp": "t", "message": "RequestId: abc Error: Runtime exited with error: signal: killed\nRuntime.OutOfMemory"}
+OOM = {
+    "timestamp": "t",
+    "message": "RequestId: abc Error: Runtime exited with error: signal: killed\nRuntime.OutOfMemory",
+}
 
 
 def test_oom_before_and_clean_after_is_improved():

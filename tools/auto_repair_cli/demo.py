@@ -26,11 +26,16 @@ FUNCTION = "demo-report-builder"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="run the whole repair loop in the local cloud and show what happened")
+    parser = sub.add_parser(
+        "demo", help="run the whole repair loop in the local cloud and show what happened"
+    )
     parser.add_argument("--keep", action="store_true", help="leave the local cloud running afterwards")
     parser.add_argument("--port", type=int, default=int(os.environ.get("AUTO_REPAIR_LOCAL_PORT", "4566")))
-    parser.add_argument("--state-dir", type=Path,
-                        default=Path(os.environ.get("AUTO_REPAIR_LOCAL_STATE", REPO / ".local-cloud")))
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("AUTO_REPAIR_LOCAL_STATE", REPO / ".local-cloud")),
+    )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the loop to close")
     parser.set_defaults(func=run)
 
@@ -45,9 +50,15 @@ def _step(started: float, text: str) -> None:
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{args.port}", AWS_ACCESS_KEY_ID="test",
-               AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1", AWS_REGION="us-east-1",
-               AUTO_REPAIR_LOCAL_PORT=str(args.port), AUTO_REPAIR_LOCAL_STATE=str(args.state_dir.resolve()))
+    env.update(
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{args.port}",
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        AUTO_REPAIR_LOCAL_PORT=str(args.port),
+        AUTO_REPAIR_LOCAL_STATE=str(args.state_dir.resolve()),
+    )
     env.pop("AWS_PROFILE", None)
     env["PATH"] = f"{REPO / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -83,18 +94,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _clients(port: int) -> dict[str, Any]:
-    session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1")
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
     endpoint = f"http://127.0.0.1:{port}"
-    return {name: session.client(name, endpoint_url=endpoint)
-            for name in ("lambda", "iam", "cloudwatch", "stepfunctions", "sns", "dynamodb")}
+    return {
+        name: session.client(name, endpoint_url=endpoint)
+        for name in ("lambda", "iam", "cloudwatch", "stepfunctions", "sns", "dynamodb")
+    }
 
 
 def _loop(args: argparse.Namespace, env: dict[str, str], started: float) -> str:
     _step(started, "deploying the three stacks: ./deploy.sh --local --email demo@example.com")
     _run(["./deploy.sh", "--local", "--email", "demo@example.com"], env, "deploy.sh --local")
     c = _clients(args.port)
-    topic = next(t["TopicArn"] for t in c["sns"].list_topics()["Topics"]
-                 if t["TopicArn"].endswith(":lambda-auto-repair-notifications-local"))
+    topic = next(
+        t["TopicArn"]
+        for t in c["sns"].list_topics()["Topics"]
+        if t["TopicArn"].endswith(":lambda-auto-repair-notifications-local")
+    )
     machine = scenario.state_machine_arn(c["stepfunctions"], "local")
 
     _step(started, f"deploying {FUNCTION}: builds ~150 MB of data per call, configured with 128 MB")
@@ -102,8 +120,9 @@ def _loop(args: argparse.Namespace, env: dict[str, str], started: float) -> str:
         c["lambda"].delete_function(FunctionName=FUNCTION)
     except c["lambda"].exceptions.ResourceNotFoundException:
         pass
-    scenario.create_target(c["lambda"], c["iam"], FUNCTION, scenario.MEMORY_HOG, memory=128,
-                           env={"WORK_MB": "150"})
+    scenario.create_target(
+        c["lambda"], c["iam"], FUNCTION, scenario.MEMORY_HOG, memory=128, env={"WORK_MB": "150"}
+    )
     alarms = scenario.put_guide_alarms(c["cloudwatch"], FUNCTION, topic, period=10)
     _step(started, f"alarms on it: {', '.join(alarms)} (10-second periods locally)")
 
@@ -114,27 +133,38 @@ def _loop(args: argparse.Namespace, env: dict[str, str], started: float) -> str:
     begun = datetime.now(UTC)
     try:
         _step(started, "traffic running (1 call/s); waiting for alarm -> workflow -> repair -> verification")
-        execution = scenario.wait_for_execution(c["stepfunctions"], machine, FUNCTION, timeout=args.timeout,
-                                                after=begun.replace(microsecond=0))
+        execution = scenario.wait_for_execution(
+            c["stepfunctions"], machine, FUNCTION, timeout=args.timeout, after=begun.replace(microsecond=0)
+        )
     finally:
         traffic.stop()
     return _report(c, args, execution, traffic, started)
 
 
-def _report(c: dict[str, Any], args: argparse.Namespace, execution: dict[str, Any], traffic: scenario.Traffic,
-            started: float) -> str:
+def _report(
+    c: dict[str, Any],
+    args: argparse.Namespace,
+    execution: dict[str, Any],
+    traffic: scenario.Traffic,
+    started: float,
+) -> str:
     steps = scenario.timeline(c["stepfunctions"], execution["executionArn"])
     alarm = c["cloudwatch"].describe_alarms(AlarmNamePrefix=f"lambda-errors-alarm-{FUNCTION}")["MetricAlarms"]
-    history = c["cloudwatch"].describe_alarm_history(AlarmName=f"lambda-errors-alarm-{FUNCTION}",
-                                                     HistoryItemType="StateUpdate").get("AlarmHistoryItems", [])
+    history = (
+        c["cloudwatch"]
+        .describe_alarm_history(AlarmName=f"lambda-errors-alarm-{FUNCTION}", HistoryItemType="StateUpdate")
+        .get("AlarmHistoryItems", [])
+    )
     to_alarm = [h["Timestamp"] for h in history if "to ALARM" in h.get("HistorySummary", "")]
     zero = min(to_alarm) if to_alarm else execution["startDate"]
     print("\nTimeline (seconds after the alarm fired)")
     print(f"  {0.0:6.1f}  ALARM  {alarm[0]['AlarmName'] if alarm else ''}")
     for at, name in steps:
         print(f"  {(at - zero).total_seconds():6.1f}  {name}")
-    print(f"  {(execution.get('stopDate', execution['startDate']) - zero).total_seconds():6.1f}  "
-          f"execution {execution['status']}")
+    print(
+        f"  {(execution.get('stopDate', execution['startDate']) - zero).total_seconds():6.1f}  "
+        f"execution {execution['status']}"
+    )
 
     output = json.loads(execution.get("output") or "{}")
     repair = output.get("repair") or {}
@@ -143,8 +173,10 @@ def _report(c: dict[str, Any], args: argparse.Namespace, execution: dict[str, An
     final_memory = c["lambda"].get_function_configuration(FunctionName=FUNCTION)["MemorySize"]
     print(f"\nMemory: {repair.get('originalMemory', '?')} MB before -> {final_memory} MB after")
     diagnosis = output.get("diagnosisResult") or {}
-    print(f"Diagnosis: {diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}); "
-          f"{(diagnosis.get('reasoning') or '')[:300]}")
+    print(
+        f"Diagnosis: {diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}); "
+        f"{(diagnosis.get('reasoning') or '')[:300]}"
+    )
     print(f"Verification: {verification.get('status')} - {verification.get('reason', '')}")
 
     def summary(calls: list[scenario.Invocation]) -> str:
@@ -153,7 +185,11 @@ def _report(c: dict[str, Any], args: argparse.Namespace, execution: dict[str, An
         return f"{ok}/{len(calls)} ok" + (f", failures: {', '.join(errors)}" if errors else "")
 
     before = [r for r in traffic.results if r.memory == repair.get("originalMemory")]
-    after = [r for r in traffic.results if r.memory == final_memory and final_memory != repair.get("originalMemory")]
+    after = [
+        r
+        for r in traffic.results
+        if r.memory == final_memory and final_memory != repair.get("originalMemory")
+    ]
     print(f"Invocations at {repair.get('originalMemory')} MB: {summary(before)}")
     print(f"Invocations at {final_memory} MB: {summary(after)}")
 
@@ -171,8 +207,13 @@ def _report(c: dict[str, Any], args: argparse.Namespace, execution: dict[str, An
 
     from .incidents import render  # noqa: PLC0415 - only the demo needs it
 
-    dynamodb = boto3.resource("dynamodb", endpoint_url=f"http://127.0.0.1:{args.port}", region_name="us-east-1",
-                              aws_access_key_id="test", aws_secret_access_key="test")
+    dynamodb = boto3.resource(
+        "dynamodb",
+        endpoint_url=f"http://127.0.0.1:{args.port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     incident = IncidentStore(dynamodb.Table("lambda-auto-repair-incidents-local")).get_incident(incident_id)
     incident["audit"] = AuditLog(dynamodb.Table("lambda-auto-repair-audit-local")).for_execution(incident_id)
     print(render(incident))
@@ -180,6 +221,8 @@ def _report(c: dict[str, Any], args: argparse.Namespace, execution: dict[str, An
     print(f"\nOutcome: {outcome}")
     if outcome != "REPAIRED":
         failed = [name for _, name in steps][-1:] or ["?"]
-        print(f"The loop did not close: last step {failed[0]}, execution {execution['status']}", file=sys.stderr)
+        print(
+            f"The loop did not close: last step {failed[0]}, execution {execution['status']}", file=sys.stderr
+        )
     _step(started, "done")
     return str(outcome)

@@ -63,34 +63,66 @@ def zip_source(source: str, module: str = "app") -> bytes:
 
 
 def ensure_role(iam: Any, name: str = "demo-target-role") -> str:
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                      "Action": "sts:AssumeRole"}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
     try:
         return iam.get_role(RoleName=name)["Role"]["Arn"]
     except ClientError:
         return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
 
 
-def create_target(lambda_client: Any, iam: Any, name: str, source: str, *, memory: int = 128, timeout: int = 30,
-                  env: dict[str, str] | None = None, tags: dict[str, str] | None = None) -> dict[str, Any]:
+def create_target(
+    lambda_client: Any,
+    iam: Any,
+    name: str,
+    source: str,
+    *,
+    memory: int = 128,
+    timeout: int = 30,
+    env: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return lambda_client.create_function(
-        FunctionName=name, Runtime="python3.12", Role=ensure_role(iam), Handler="app.handler",
-        Code={"ZipFile": zip_source(source)}, MemorySize=memory, Timeout=timeout,
-        Environment={"Variables": env or {}}, Tags={"auto-repair": "enabled", **(tags or {})},
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=ensure_role(iam),
+        Handler="app.handler",
+        Code={"ZipFile": zip_source(source)},
+        MemorySize=memory,
+        Timeout=timeout,
+        Environment={"Variables": env or {}},
+        Tags={"auto-repair": "enabled", **(tags or {})},
     )
 
 
-def put_guide_alarms(cloudwatch: Any, function_name: str, topic_arn: str | None, *, period: int = 10,
-                     duration_threshold: float = 30000) -> list[str]:
+def put_guide_alarms(
+    cloudwatch: Any,
+    function_name: str,
+    topic_arn: str | None,
+    *,
+    period: int = 10,
+    duration_threshold: float = 30000,
+) -> list[str]:
     """The deployment guide's put-metric-alarm, per function: Errors and Duration."""
     names = []
     for metric, stat, threshold in (("Errors", "Sum", 0), ("Duration", "Average", duration_threshold)):
         name = f"lambda-{metric.lower()}-alarm-{function_name}"
         cloudwatch.put_metric_alarm(
-            AlarmName=name, AlarmDescription=f"Lambda function {metric.lower()} alarm", MetricName=metric,
-            Namespace="AWS/Lambda", Statistic=stat, Period=period, Threshold=threshold,
-            ComparisonOperator="GreaterThanThreshold", Dimensions=[{"Name": "FunctionName", "Value": function_name}],
-            EvaluationPeriods=1, TreatMissingData="notBreaching",
+            AlarmName=name,
+            AlarmDescription=f"Lambda function {metric.lower()} alarm",
+            MetricName=metric,
+            Namespace="AWS/Lambda",
+            Statistic=stat,
+            Period=period,
+            Threshold=threshold,
+            ComparisonOperator="GreaterThanThreshold",
+            Dimensions=[{"Name": "FunctionName", "Value": function_name}],
+            EvaluationPeriods=1,
+            TreatMissingData="notBreaching",
             AlarmActions=[topic_arn] if topic_arn else [],
         )
         names.append(name)
@@ -136,7 +168,9 @@ class Traffic:
                 try:
                     self.invoke_once()
                 except Exception as exc:  # keep the traffic going; a failed call is itself a data point
-                    self.results.append(Invocation(at=time.time(), memory=0, ok=False, error=type(exc).__name__))
+                    self.results.append(
+                        Invocation(at=time.time(), memory=0, ok=False, error=type(exc).__name__)
+                    )
                 self._stop.wait(self.interval)
 
         self._thread = threading.Thread(target=loop, name=f"traffic-{self.function_name}", daemon=True)
@@ -179,9 +213,11 @@ def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = 
         time.sleep(interval)
 
 
-def wait_for_execution(sfn: Any, machine_arn: str, function_name: str, *, timeout: float = 240,
-                       after: datetime | None = None) -> dict[str, Any]:
+def wait_for_execution(
+    sfn: Any, machine_arn: str, function_name: str, *, timeout: float = 240, after: datetime | None = None
+) -> dict[str, Any]:
     """The first execution for the function (started after ``after``) that has finished."""
+
     def done() -> dict[str, Any] | None:
         for execution in executions_for(sfn, machine_arn, function_name):
             if after and execution["startDate"] < after:

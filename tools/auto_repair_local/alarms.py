@@ -56,16 +56,16 @@ _hold_until: dict[str, float] = {}  # alarm ARN -> monotonic time until which a 
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _aws_ts(value: dt.datetime) -> str:
     # CloudWatch's own format in events and reason data: 2026-11-22T17:00:00.000+0000
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -83,13 +83,22 @@ def _dimension_set(dimensions: Any) -> frozenset[tuple[str, str]]:
     return frozenset(out)
 
 
-def _series(backend: Any, namespace: str, name: str, dimensions: Any) -> list[Any]:
-    wanted = _dimension_set(dimensions)
-    return [
-        d
-        for d in list(backend.metric_data)
-        if d.namespace == namespace and d.name == name and _dimension_set(d.dimensions) == wanted
-    ]
+MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
+
+
+def build_index(backend: Any, horizon: dt.datetime) -> dict[MetricKey, list[Any]]:
+    """Datapoints newer than ``horizon`` grouped by metric: one pass over moto's (append-only) list per tick,
+    instead of one pass per alarm."""
+    index: dict[MetricKey, list[Any]] = {}
+    for d in list(backend.metric_data):
+        if _as_utc(d.timestamp) >= horizon:
+            index.setdefault((d.namespace, d.name, _dimension_set(d.dimensions)), []).append(d)
+    return index
+
+
+def _series(index: dict[MetricKey, list[Any]], namespace: str, name: str, dimensions: Any) -> list[Any]:
+    # CloudWatch matches the exact dimension set, not a subset.
+    return index.get((namespace, name, _dimension_set(dimensions)), [])
 
 
 def _stat(datums: list[Any], stat: str) -> tuple[float | None, float]:
@@ -128,14 +137,16 @@ def _stat(datums: list[Any], stat: str) -> tuple[float | None, float]:
     return None, agg_count
 
 
-def _bucketed(datums: list[Any], stat: str, period: int, starts: list[dt.datetime]) -> list[float | None]:
+def _bucketed(
+    datums: list[Any], stat: str, period: int, starts: list[dt.datetime]
+) -> list[tuple[float | None, float]]:
     by_start: dict[dt.datetime, list[Any]] = {s: [] for s in starts}
     for d in datums:
         ts = _as_utc(d.timestamp)
-        start = dt.datetime.fromtimestamp(math.floor(ts.timestamp() / period) * period, dt.timezone.utc)
+        start = dt.datetime.fromtimestamp(math.floor(ts.timestamp() / period) * period, dt.UTC)
         if start in by_start:
             by_start[start].append(d)
-    return [_stat(by_start[s], stat)[0] for s in starts]
+    return [_stat(by_start[s], stat) for s in starts]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -203,21 +214,24 @@ def _alarm_stat(alarm: Any) -> str:
     return alarm.extended_statistic or alarm.statistic or ""
 
 
-def _values(backend: Any, alarm: Any, period: int, starts: list[dt.datetime]) -> list[float | None]:
+def _values(
+    index: dict[MetricKey, list[Any]], alarm: Any, period: int, starts: list[dt.datetime]
+) -> list[tuple[float | None, float | None]]:
+    """(value, sample count) per period start; sample count is None for metric math."""
     if not alarm.metric_data_queries:
-        datums = _series(backend, alarm.namespace, alarm.metric_name, alarm.dimensions)
-        return _bucketed(datums, _alarm_stat(alarm), period, starts)
+        datums = _series(index, alarm.namespace, alarm.metric_name, alarm.dimensions)
+        return [(v, c) for v, c in _bucketed(datums, _alarm_stat(alarm), period, starts)]
     per_id: dict[str, list[float | None]] = {}
     for q in alarm.metric_data_queries:
         if q.metric_stat is not None:
             m = q.metric_stat.metric
-            datums = _series(backend, m.namespace, m.metric_name, m.dimensions)
-            per_id[q.id] = _bucketed(datums, q.metric_stat.stat, period, starts)
+            datums = _series(index, m.namespace, m.metric_name, m.dimensions)
+            per_id[q.id] = [v for v, _ in _bucketed(datums, q.metric_stat.stat, period, starts)]
     result_query = next(
         (q for q in alarm.metric_data_queries if str(q.return_data).lower() == "true"),
         alarm.metric_data_queries[0],
     )
-    out: list[float | None] = []
+    out: list[tuple[float | None, float | None]] = []
     pending = [q for q in alarm.metric_data_queries if q.expression]
     for i in range(len(starts)):
         env = {k: v[i] for k, v in per_id.items()}
@@ -228,8 +242,15 @@ def _values(backend: Any, alarm: Any, period: int, starts: list[dt.datetime]) ->
                         env[q.id] = _eval_expr(q.expression, env)
                     except ValueError:
                         continue
-        out.append(env.get(result_query.id))
+        out.append((env.get(result_query.id), None))
     return out
+
+
+def horizon_for(alarms: list[Any], now: dt.datetime) -> dt.datetime:
+    longest = max(
+        (_alarm_period(a) * (int(a.evaluation_periods or 1) + 2) for a in alarms if not a.rule), default=0
+    )
+    return now - dt.timedelta(seconds=longest)
 
 
 def _fmt_value(value: float) -> str:
@@ -240,7 +261,9 @@ def _fmt_point(value: float, start: dt.datetime) -> str:
     return f"{_fmt_value(value)} ({start.strftime('%d/%m/%y %H:%M:%S')})"
 
 
-def evaluate(backend: Any, alarm: Any, now: dt.datetime | None = None) -> tuple[str, str, str] | None:
+def evaluate(
+    index: dict[MetricKey, list[Any]], alarm: Any, now: dt.datetime | None = None
+) -> tuple[str, str, str] | None:
     """(state, reason, reasonData) the alarm should be in now, or None to keep its state."""
     if alarm.rule or alarm.comparison_operator not in _COMPARISON or alarm.threshold is None:
         return None  # composite or anomaly-detection alarms: not evaluated locally
@@ -249,13 +272,14 @@ def evaluate(backend: Any, alarm: Any, now: dt.datetime | None = None) -> tuple[
     n = int(alarm.evaluation_periods or 1)
     m = int(alarm.datapoints_to_alarm or n)
     current = math.floor(now.timestamp() / period) * period
-    starts = [dt.datetime.fromtimestamp(current - k * period, dt.timezone.utc) for k in range(n, -1, -1)]
-    values = _values(backend, alarm, period, starts)
-    if values[-1] is None:
+    starts = [dt.datetime.fromtimestamp(current - k * period, dt.UTC) for k in range(n, -1, -1)]
+    points = _values(index, alarm, period, starts)
+    if points[-1][0] is None:
         # The open period without data yet is not "missing": evaluate the last N closed periods.
-        starts, values = starts[:-1], values[:-1]
+        starts, points = starts[:-1], points[:-1]
     else:
-        starts, values = starts[1:], values[1:]
+        starts, points = starts[1:], points[1:]
+    values = [v for v, _ in points]
     compare, words = _COMPARISON[alarm.comparison_operator]
     threshold = float(alarm.threshold)
     treat = alarm.treat_missing_data or "missing"
@@ -263,21 +287,30 @@ def evaluate(backend: Any, alarm: Any, now: dt.datetime | None = None) -> tuple[
     breaching = [(s, v) for s, v in present if compare(v, threshold)]
     missing = len(starts) - len(present)
     n_breaching = len(breaching) + (missing if treat == "breaching" else 0)
-    reason_data = {
+    # Key order as CloudWatch writes it.
+    reason_data: dict[str, Any] = {
         "version": "1.0",
         "queryDate": _aws_ts(now),
         "startDate": _aws_ts(starts[0]),
-        "period": period,
-        "recentDatapoints": [v for _, v in present],
-        "threshold": threshold,
-        "evaluatedDatapoints": [
-            {"timestamp": _aws_ts(s), **({"value": v} if v is not None else {})}
-            for s, v in reversed(list(zip(starts, values, strict=True)))
-        ],
     }
     stat = _alarm_stat(alarm)
     if stat:
-        reason_data["statistic" if not alarm.extended_statistic else "extendedStatistic"] = stat
+        reason_data["extendedStatistic" if alarm.extended_statistic else "statistic"] = stat
+    reason_data.update(
+        {
+            "period": period,
+            "recentDatapoints": [v for _, v in present],
+            "threshold": threshold,
+            "evaluatedDatapoints": [
+                {
+                    "timestamp": _aws_ts(s),
+                    **({"sampleCount": c} if c is not None and v is not None else {}),
+                    **({"value": v} if v is not None else {}),
+                }
+                for s, (v, c) in reversed(list(zip(starts, points, strict=True)))
+            ],
+        }
+    )
     if not present and treat in ("missing", "ignore"):
         if treat == "ignore":
             return None
@@ -369,7 +402,10 @@ def alarm_event_detail(alarm: Any, previous: dict[str, Any]) -> dict[str, Any]:
     return {
         "alarmName": alarm.name,
         "state": _state_block(
-            alarm.state_value, alarm.state_reason, alarm.state_reason_data, _as_utc(alarm.state_updated_timestamp)
+            alarm.state_value,
+            alarm.state_reason,
+            alarm.state_reason_data,
+            _as_utc(alarm.state_updated_timestamp),
         ),
         "previousState": previous,
         "configuration": configuration,
@@ -444,7 +480,14 @@ def _emit(account_id: str, region: str, alarm: Any, previous: dict[str, Any], ol
 
 
 def _change_state(
-    account_id: str, region: str, alarm: Any, value: str, reason: str, reason_data: str | None, *, manual: bool
+    account_id: str,
+    region: str,
+    alarm: Any,
+    value: str,
+    reason: str,
+    reason_data: str | None,
+    *,
+    manual: bool,
 ) -> None:
     previous = _state_block(
         alarm.state_value, alarm.state_reason, alarm.state_reason_data, _as_utc(alarm.state_updated_timestamp)
@@ -460,14 +503,19 @@ def _change_state(
 def tick(now: dt.datetime | None = None) -> None:
     from moto.cloudwatch.models import cloudwatch_backends
 
+    now = now or _now()
     with _lock:
         for account_id, regions in list(cloudwatch_backends.items()):
             for region, backend in list(regions.items()):
-                for alarm in list(backend.alarms.values()):
+                alarms = list(backend.alarms.values())
+                if not alarms:
+                    continue
+                index = build_index(backend, horizon_for(alarms, now))
+                for alarm in alarms:
                     if _hold_until.get(alarm.alarm_arn, 0) > time.monotonic():
                         continue
                     try:
-                        result = evaluate(backend, alarm, now)
+                        result = evaluate(index, alarm, now)
                     except Exception:
                         log.exception("alarm %s: evaluation failed", alarm.name)
                         continue
@@ -503,16 +551,31 @@ def _patch_backend() -> None:
             alarm = self.alarms.get(alarm_name)
             if alarm is None:
                 return orig_set(self, alarm_name, reason, reason_data, state_value)  # raises ResourceNotFound
-            before = (alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp)
-            orig_set(self, alarm_name, reason, reason_data, state_value)  # validates; then we redo it with events
-            alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp = before
+            before = (
+                alarm.state_value,
+                alarm.state_reason,
+                alarm.state_reason_data,
+                alarm.state_updated_timestamp,
+            )
+            orig_set(
+                self, alarm_name, reason, reason_data, state_value
+            )  # validates; then we redo it with events
+            alarm.state_value, alarm.state_reason, alarm.state_reason_data, alarm.state_updated_timestamp = (
+                before
+            )
             alarm.history.pop()
             if state_value == alarm.state_value:
                 # AWS emits nothing when the state does not change; the reason is still updated.
                 alarm.state_reason, alarm.state_reason_data = reason, reason_data or "{}"
                 return None
             _change_state(
-                self.account_id, self.region_name, alarm, state_value, reason, reason_data or None, manual=True
+                self.account_id,
+                self.region_name,
+                alarm,
+                state_value,
+                reason,
+                reason_data or None,
+                manual=True,
             )
             return None
 

@@ -19,6 +19,7 @@ moto 5.2.5 builds its type registry from the *direct* subclasses of ``CloudForma
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable
@@ -865,6 +866,40 @@ def _state_machine_props(props: dict[str, Any]) -> None:
         props["DefinitionString"] = definition
 
 
+def _remember_function_code(fn: Any, props: dict[str, Any], _account_id: str, _region_name: str) -> None:
+    fn._auto_repair_cfn_code = json.dumps(props.get("Code"), sort_keys=True)
+
+
+def _update_function(original: Any, name: str, cfn: dict[str, Any], account_id: str, region_name: str) -> Any:
+    """moto's update feeds inline ZipFile source to base64 decoding ("Incorrect padding") and re-uploads unchanged
+    code; do what CloudFormation does: configuration in place, code only when the Code property changed."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.awslambda.utils import get_backend
+
+    p = _props(cfn)
+    model = parsing.get_model_map()["AWS::Lambda::Function"]
+    if p.get("FunctionName", original.function_name) != original.function_name:
+        original.delete(account_id, region_name)
+        fn = model.create_from_cloudformation_json(name, cfn, account_id, region_name)
+        _remember_function_code(fn, p, account_id, region_name)
+        return fn
+    backend = get_backend(account_id, region_name)
+    config = {k: v for k, v in p.items() if k not in ("Code", "FunctionName", "Tags")}
+    config.setdefault("Environment", {"Variables": {}})  # removing Environment clears the variables on AWS
+    backend.update_function_configuration(original.function_name, None, config)  # type: ignore[arg-type]
+    code = p.get("Code") or {}
+    if json.dumps(code, sort_keys=True) != getattr(original, "_auto_repair_cfn_code", None):
+        spec = dict(code)
+        if "ZipFile" in spec:
+            # Inline source: package it exactly as moto's create does (index.py + cfnresponse).
+            spec["ZipFile"] = base64.b64encode(
+                LambdaFunction._create_zipfile_from_plaintext_code(spec["ZipFile"])
+            )
+        backend.update_function_code(original.function_name, None, spec)  # type: ignore[arg-type]
+    _remember_function_code(original, p, account_id, region_name)
+    return original
+
+
 def _fix_key_policy(key: Any, _props: dict[str, Any], _account_id: str, _region_name: str) -> None:
     # moto stores a CloudFormation KeyPolicy as a dict; its KMS API then fails on json.loads(key.policy).
     if not isinstance(key.policy, str):
@@ -875,6 +910,7 @@ POST_CREATE: dict[str, Callable[[Any, dict[str, Any], str, str], None]] = {
     "AWS::DynamoDB::Table": _create_table_extras,
     "AWS::KMS::Key": _fix_key_policy,
     "AWS::IAM::Role": _attach_role_managed_policies,
+    "AWS::Lambda::Function": _remember_function_code,
 }
 
 UPDATERS: dict[str, Updater] = {
@@ -883,6 +919,7 @@ UPDATERS: dict[str, Updater] = {
     "AWS::Logs::LogGroup": _update_log_group,
     "AWS::IAM::ManagedPolicy": _update_managed_policy,
     "AWS::IAM::Role": _update_role,
+    "AWS::Lambda::Function": _update_function,
 }
 DELETERS: dict[str, Callable[[Any, dict[str, Any], str, str], None]] = {
     "AWS::IAM::ManagedPolicy": _delete_managed_policy,
@@ -1115,11 +1152,11 @@ def _patch_state_machine() -> None:
         _state_machine_props(cloudformation_json.setdefault("Properties", {}))
         return orig_create(klass, resource_name, cloudformation_json, *args, **kwargs)
 
-    def update(
-        klass: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any, *args: Any
-    ) -> Any:
-        _state_machine_props(cloudformation_json.setdefault("Properties", {}))
-        return orig_update(klass, original_resource, new_resource_name, cloudformation_json, *args)
+    def update(klass: Any, *args: Any, **kwargs: Any) -> Any:
+        # moto calls this with keywords (original_resource=..., cloudformation_json=..., ...).
+        cfn = kwargs["cloudformation_json"] if "cloudformation_json" in kwargs else args[2]
+        _state_machine_props(cfn.setdefault("Properties", {}))
+        return orig_update(klass, *args, **kwargs)
 
     cls.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment]
     cls.update_from_cloudformation_json = classmethod(update)  # type: ignore[assignment]
@@ -1211,6 +1248,10 @@ def _patch_backend() -> None:
         if change_set is None:
             return orig_execute(self, change_set_name, stack_name)
         stack = self.stacks[change_set.stack_id]
+        # moto creates the review stack without the backend's exports, so Fn::ImportValue failed in change-set
+        # deploys; share the live exports dict, as create_stack does.
+        stack.cross_stack_resources = self.exports
+        stack.resource_map.cross_stack_resources = self.exports
         if change_set.change_set_type == "CREATE":
             # Give the (template-less) review stack its template and parameters before resources are created, so
             # that outputs, exports and describe-stacks Parameters come out as after create-stack.

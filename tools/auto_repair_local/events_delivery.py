@@ -27,6 +27,7 @@ import queue
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,7 +158,13 @@ def _scalar_filter(name: str, arg: Any, v: Any) -> bool:
     if name == "numeric":
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             return False
-        ops = {"<": float.__lt__, "<=": float.__le__, "=": float.__eq__, ">": float.__gt__, ">=": float.__ge__}
+        ops = {
+            "<": float.__lt__,
+            "<=": float.__le__,
+            "=": float.__eq__,
+            ">": float.__gt__,
+            ">=": float.__ge__,
+        }
         return all(ops[arg[i]](float(v), float(arg[i + 1])) for i in range(0, len(arg), 2))
     if name == "cidr":
         try:
@@ -298,7 +305,9 @@ class Deliverer:
         while True:
             try:
                 if service == "states":
-                    self.client("stepfunctions", region).start_execution(stateMachineArn=arn, input=job.payload)
+                    self.client("stepfunctions", region).start_execution(
+                        stateMachineArn=arn, input=job.payload
+                    )
                 elif service == "lambda":
                     self.client("lambda", region).invoke(
                         FunctionName=arn, InvocationType="Event", Payload=job.payload.encode()
@@ -364,14 +373,19 @@ def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: 
     from moto.events.models import events_backends
     from moto.utilities.arns import parse_arn
 
-    if rule.state != "ENABLED" or not rule.event_pattern.matches_event(original_event):
+    # ENABLED or ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS; moto delivered for DISABLED rules too.
+    if not str(rule.state).startswith("ENABLED") or not rule.event_pattern.matches_event(original_event):
         return
     event = _wire_event(original_event)
     for target in rule.targets:
         arn = target["Arn"]
         try:
             parsed = parse_arn(arn)
-            payload = render_input(target, {**event, "_rule_arn": rule.arn}) if transform_input else json.dumps(event)
+            payload = (
+                render_input(target, {**event, "_rule_arn": rule.arn})
+                if transform_input
+                else json.dumps(event)
+            )
             if parsed.service == "events" and parsed.resource_type == "event-bus":
                 # Bus-to-bus forwarding keeps the event as it is (id, time, resources), as on AWS; moto dropped them.
                 backend = events_backends[parsed.account][parsed.region]
@@ -383,7 +397,7 @@ def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: 
                 group_id = (target.get("SqsParameters") or {}).get("MessageGroupId")
                 _send_sqs(rule, parsed.resource_id, payload, group_id)
             elif parsed.service == "logs" and parsed.resource_type == "log-group":
-                rule._send_to_cw_log_group(parsed.resource_id, json.loads(payload))
+                _send_log(rule, parsed.resource_id, payload)
             elif parsed.service == "events" and not parsed.resource_type:
                 rule._send_to_events_archive(parsed.resource_id, original_event)
             else:
@@ -401,6 +415,16 @@ def _send_sqs(rule: Any, queue_name: str, payload: str, group_id: str | None) ->
     sqs_backends[rule.account_id][rule.region_name].send_message(
         queue_name=queue_name, message_body=payload, group_id=group_id
     )
+
+
+def _send_log(rule: Any, group: str, payload: str) -> None:
+    # moto's own helper re-parses "time" as epoch seconds, which the AWS-shaped (ISO) event no longer is.
+    from moto.logs.models import logs_backends
+
+    backend = logs_backends[rule.account_id][rule.region_name]
+    stream = str(uuid.uuid4())
+    backend.create_log_stream(group, stream)
+    backend.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": payload}])
 
 
 def _put_forwarded(backend: Any, bus_name: str, event: dict[str, Any]) -> None:

@@ -66,7 +66,9 @@ class ThrottledError(LambdaRuntimeError):
     code = 429
 
     def __init__(self, function_name: str) -> None:
-        super().__init__("TooManyRequestsException", f"Rate Exceeded. ({function_name}: reserved concurrency reached)")
+        super().__init__(
+            "TooManyRequestsException", f"Rate Exceeded. ({function_name}: reserved concurrency reached)"
+        )
 
 
 class UnsupportedPackageError(LambdaRuntimeError):
@@ -80,12 +82,16 @@ class UnsupportedPackageError(LambdaRuntimeError):
 
 class CodeUnavailableError(LambdaRuntimeError):
     def __init__(self, function_name: str, what: str) -> None:
-        super().__init__("InvalidParameterValueException", f"The local cloud has no code for {function_name}: {what}")
+        super().__init__(
+            "InvalidParameterValueException", f"The local cloud has no code for {function_name}: {what}"
+        )
 
 
 class InvalidPayloadError(LambdaRuntimeError):
     def __init__(self, detail: str) -> None:
-        super().__init__("InvalidRequestContentException", f"Could not parse request body into json: {detail}")
+        super().__init__(
+            "InvalidRequestContentException", f"Could not parse request body into json: {detail}"
+        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,15 @@ class Worker:
         self._peak_resettable = True
         self._started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-I", "-u", str(WORKER_SCRIPT), self.marker, config.task_root, *config.layer_roots],
+            [
+                sys.executable,
+                "-I",
+                "-u",
+                str(WORKER_SCRIPT),
+                self.marker,
+                config.task_root,
+                *config.layer_roots,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -169,8 +183,10 @@ class Worker:
             # Own process group: killing the environment also kills whatever the function spawned.
             start_new_session=True,
         )
-        self.log(f"INIT_START Runtime Version: {config.runtime}.local\tRuntime Version ARN: "
-                 f"arn:aws:lambda:{config.region}::runtime:local")
+        self.log(
+            f"INIT_START Runtime Version: {config.runtime}.local\tRuntime Version ARN: "
+            f"arn:aws:lambda:{config.region}::runtime:local"
+        )
         self._reader = threading.Thread(target=self._read, name=f"lambda-log-{config.name}", daemon=True)
         self._reader.start()
 
@@ -229,7 +245,7 @@ class Worker:
                 continue
             if at:  # the function's last output had no newline
                 self.log(line[:at])
-            self._replies.put(json.loads(line[at + len(self.marker):]))
+            self._replies.put(json.loads(line[at + len(self.marker) :]))
         self._replies.put(None)
 
     # -- memory -----------------------------------------------------------------------------------------------
@@ -319,8 +335,12 @@ class Worker:
         self.invocations += 1
         self.log(f"START RequestId: {request_id} Version: {c.version}")
         started = time.monotonic()
-        request = {"requestId": request_id, "event": event, "invokedFunctionArn": invoked_arn,
-                   "deadlineMs": _now_ms() + int(c.timeout_s * 1000)}
+        request = {
+            "requestId": request_id,
+            "event": event,
+            "invokedFunctionArn": invoked_arn,
+            "deadlineMs": _now_ms() + int(c.timeout_s * 1000),
+        }
         try:
             assert self.process.stdin is not None
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
@@ -366,12 +386,16 @@ class Worker:
             elif state == "timeout":
                 limit = INIT_TIMEOUT_S if phase == "init" else c.timeout_s
                 self.log(f"{_iso_now()} {rid} Task timed out after {limit:.2f} seconds")
-                error = {"errorType": "Sandbox.Timedout",
-                         "errorMessage": f"RequestId: {rid} Error: Task timed out after {limit:.2f} seconds"}
+                error = {
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"RequestId: {rid} Error: Task timed out after {limit:.2f} seconds",
+                }
                 status = "timeout"
             else:
-                message = f"RequestId: {rid} Error: Runtime exited with error: " \
-                          f"{_exit_reason(self.process.returncode or 0)}"
+                message = (
+                    f"RequestId: {rid} Error: Runtime exited with error: "
+                    f"{_exit_reason(self.process.returncode or 0)}"
+                )
                 error = {"errorType": "Runtime.ExitError", "errorMessage": message}
                 self.log(message)
                 self.log("Runtime.ExitError")
@@ -382,9 +406,11 @@ class Worker:
 
     def _finish(self, result: Invocation, status: str | None = None, error_type: str | None = None) -> None:
         c = self.config
-        report = (f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
-                  f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {c.memory_mb} MB\t"
-                  f"Max Memory Used: {result.max_memory_mb} MB")
+        report = (
+            f"REPORT RequestId: {result.request_id}\tDuration: {result.duration_ms:.2f} ms\t"
+            f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {c.memory_mb} MB\t"
+            f"Max Memory Used: {result.max_memory_mb} MB"
+        )
         if result.init_ms is not None:
             report += f"\tInit Duration: {result.init_ms:.2f} ms"
         if status:
@@ -412,8 +438,14 @@ class LambdaRuntime:
 
     # -- the patched entry point ------------------------------------------------------------------------------
 
-    def handle(self, fn: LambdaFunction, body: Any, request_headers: Any, response_headers: dict[str, Any],
-               qualifier: str | None = None) -> bytes:
+    def handle(
+        self,
+        fn: LambdaFunction,
+        body: Any,
+        request_headers: Any,
+        response_headers: dict[str, Any],
+        qualifier: str | None = None,
+    ) -> bytes:
         headers = {str(k).lower(): v for k, v in dict(request_headers or {}).items()}
         invocation_type = headers.get("x-amz-invocation-type", "RequestResponse")
         if fn.package_type == "Image":
@@ -422,7 +454,9 @@ class LambdaRuntime:
         if invocation_type == "DryRun":
             return b""
         config = self._config(fn)
-        resource = f"{fn.function_name}:{qualifier}" if qualifier and qualifier != "$LATEST" else fn.function_name
+        resource = (
+            f"{fn.function_name}:{qualifier}" if qualifier and qualifier != "$LATEST" else fn.function_name
+        )
         if invocation_type == "Event":
             threading.Thread(target=self._run_event, args=(config, event, resource), daemon=True).start()
             return b""
@@ -460,13 +494,18 @@ class LambdaRuntime:
         finally:
             self._release(worker, reusable)
         self._write_log(worker, result.log)
-        self._publish_metrics(config, resource, started_at, {
-            "Invocations": (1, "Count"),
-            "Errors": (1 if result.function_error else 0, "Count"),
-            "Duration": (result.duration_ms, "Milliseconds"),
-            "Throttles": (0, "Count"),
-            "ConcurrentExecutions": (concurrent, "Count"),
-        })
+        self._publish_metrics(
+            config,
+            resource,
+            started_at,
+            {
+                "Invocations": (1, "Count"),
+                "Errors": (1 if result.function_error else 0, "Count"),
+                "Duration": (result.duration_ms, "Milliseconds"),
+                "Throttles": (0, "Count"),
+                "ConcurrentExecutions": (concurrent, "Count"),
+            },
+        )
         return result
 
     def _acquire(self, config: FunctionConfig) -> tuple[Worker, int]:
@@ -512,7 +551,9 @@ class LambdaRuntime:
             return []
         return self._idle.pop(previous, [])
 
-    def _release(self, worker: Worker | None, reusable: bool, key: tuple[str, str, str] | None = None) -> None:
+    def _release(
+        self, worker: Worker | None, reusable: bool, key: tuple[str, str, str] | None = None
+    ) -> None:
         retire = worker
         with self._cond:
             key = worker.config.function_key if worker else key
@@ -520,7 +561,11 @@ class LambdaRuntime:
                 self._inflight[key] -= 1
             if worker is not None:
                 self._busy.discard(worker)
-                if reusable and not self._closed and self._current.get(worker.config.version_key) == worker.config:
+                if (
+                    reusable
+                    and not self._closed
+                    and self._current.get(worker.config.version_key) == worker.config
+                ):
                     worker.idle_since = time.monotonic()
                     self._idle.setdefault(worker.config, []).append(worker)
                     retire = None
@@ -595,7 +640,9 @@ class LambdaRuntime:
                     archive.extractall(staging)
             except zipfile.BadZipFile as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise LambdaRuntimeError("InvalidParameterValueException", f"Could not unzip the package: {exc}") from exc
+                raise LambdaRuntimeError(
+                    "InvalidParameterValueException", f"Could not unzip the package: {exc}"
+                ) from exc
             staging.rename(target)
         return target
 
@@ -614,8 +661,9 @@ class LambdaRuntime:
             if events:
                 backend.put_log_events(group, worker.stream_name, events)
 
-    def _publish_metrics(self, config: FunctionConfig, resource: str, at: datetime,
-                         values: dict[str, tuple[float, str]]) -> None:
+    def _publish_metrics(
+        self, config: FunctionConfig, resource: str, at: datetime, values: dict[str, tuple[float, str]]
+    ) -> None:
         # moto's GetMetricStatistics matches dimension subsets, so an unqualified invoke publishes only the
         # FunctionName set; a Resource set equal to it would be counted twice there.
         dimension_sets = [[{"Name": "FunctionName", "Value": config.name}]]
@@ -662,13 +710,23 @@ def _split_qualifier(name_or_arn: str, qualifier: str | None) -> str | None:
 def install(ctx: LocalCloudContext) -> None:
     runtime = LambdaRuntime(ctx)
 
-    def function_invoke(self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any) -> bytes:
+    def function_invoke(
+        self: LambdaFunction, body: Any, request_headers: Any, response_headers: Any
+    ) -> bytes:
         return runtime.handle(self, body, request_headers, response_headers)
 
-    def backend_invoke(self: LambdaBackend, function_name: str, qualifier: str | None, body: Any,
-                       headers: Any, response_headers: Any) -> bytes:
+    def backend_invoke(
+        self: LambdaBackend,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
+    ) -> bytes:
         fn = self.get_function(function_name, qualifier)
-        payload = runtime.handle(fn, body, headers, response_headers, _split_qualifier(function_name, qualifier))
+        payload = runtime.handle(
+            fn, body, headers, response_headers, _split_qualifier(function_name, qualifier)
+        )
         response_headers["Content-Length"] = str(len(payload))
         return payload
 

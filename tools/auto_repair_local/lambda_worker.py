@@ -64,11 +64,18 @@ def isolate_imports(task_root: str, layer_roots: list[str]) -> None:
     python_paths = []
     for layer in layer_roots:
         python = os.path.join(layer, "python")
-        python_paths += [os.path.join(python, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"), python]
+        python_paths += [
+            os.path.join(
+                python, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}", "site-packages"
+            ),
+            python,
+        ]
     sys.path[:0] = [task_root, *python_paths]
     # setuptools editable installs (our own dev checkout) resolve imports through a meta path finder; Lambda has
     # no such thing, so code that is missing from the zip must fail to import here too.
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")]
+    sys.meta_path[:] = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
 
 
 def install_logging() -> _RequestIdFilter:
@@ -90,14 +97,20 @@ def load_handler(spec: str) -> Handler:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}") from exc
+        raise InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from exc
     except SyntaxError as exc:
-        raise InitError("Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}") from exc
+        raise InitError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {exc}"
+        ) from exc
     except Exception as exc:
         raise InitError(type(exc).__name__, str(exc), _stack(exc)) from exc
     handler = getattr(module, function_name, None)
     if handler is None:
-        raise InitError("Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'")
+        raise InitError(
+            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+        )
     return handler
 
 
@@ -127,7 +140,9 @@ def invoke(handler: Handler, request: dict[str, Any], request_filter: _RequestId
         try:
             record = {"type": "result", "payload": json.dumps(result)}
         except (TypeError, ValueError) as exc:
-            record = error_record("Runtime.MarshalError", f"Unable to marshal response: {exc}", [], request_id)
+            record = error_record(
+                "Runtime.MarshalError", f"Unable to marshal response: {exc}", [], request_id
+            )
     record["durationMs"] = (time.perf_counter() - started) * 1000
     return record
 

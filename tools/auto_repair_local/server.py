@@ -21,7 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Order matters: CloudFormation types first so stacks can be created as soon as the port opens.
-EXTENSIONS: tuple[str, ...] = ("cfn_resources", "sns_outbox", "lambda_runtime", "events_delivery", "alarms")
+EXTENSIONS: tuple[str, ...] = (
+    "cfn_fixes",
+    "cfn_resources",
+    "sns_outbox",
+    "lambda_runtime",
+    "events_delivery",
+    "alarms",
+    "faults",
+    "s3_policy",
+    "sfn_fixes",
+)
 DEFAULT_PORT = 4566
 DEFAULT_ACCOUNT_ID = "123456789012"
 

@@ -1,0 +1,70 @@
+"""The local cloud's bucket-policy conditions: TLS-only denies must not deny the (secure) local endpoint."""
+
+from __future__ import annotations
+
+import json
+
+from auto_repair_local.s3_policy import effective_policy
+
+
+def statements(policy: dict) -> list[dict]:
+    return json.loads(effective_policy(json.dumps(policy)))["Statement"]
+
+
+def test_secure_transport_deny_is_dropped_and_plain_statements_kept():
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Sid": "Plain",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:DeleteBucket",
+                "Resource": "*",
+            },
+        ],
+    }
+    assert [s["Sid"] for s in statements(policy)] == ["Plain"]
+
+
+def test_condition_that_holds_is_applied_without_its_condition():
+    policy = {
+        "Statement": [
+            {
+                "Sid": "S",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": "*",
+                "Condition": {"Bool": {"aws:SecureTransport": ["true"]}},
+            }
+        ]
+    }
+    assert statements(policy) == [{"Sid": "S", "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]
+
+
+def test_unknown_condition_keys_are_not_applied_unconditionally():
+    policy = {
+        "Statement": {
+            "Sid": "S",
+            "Effect": "Deny",
+            "Action": "s3:*",
+            "Resource": "*",
+            "Condition": {"StringNotEquals": {"aws:PrincipalOrgID": "o-123"}},
+        }
+    }
+    assert statements(policy) == []
+
+
+def test_fn_sub_keeps_double_dollar_for_step_functions_context_paths():
+    from auto_repair_local.cfn_fixes import substitute
+
+    text = substitute('{"a.$": "$$.Execution.Id", "r": "${Fn}", "p": "$.x"}', {"Fn": "arn:fn"})
+    assert text == '{"a.$": "$$.Execution.Id", "r": "arn:fn", "p": "$.x"}'

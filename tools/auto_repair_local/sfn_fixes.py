@@ -1,0 +1,42 @@
+"""Step Functions behaviours moto's interpreter gets wrong, corrected as AWS does them.
+
+* StartExecution without a name: AWS generates a UUID name; moto uses ``None``, so every such execution
+  shares the ARN ``...:None`` and ``$$.Execution.Name`` is null.
+* ``$$.Execution.StartTime`` is an ISO-8601 string on AWS; moto puts a datetime in the context object,
+  which breaks the serialisation of any state that reads it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+
+def iso_z(value: datetime.datetime) -> str:
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def install(ctx: Any) -> None:
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        return original_start(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    StepFunctionsParserBackend.start_execution = start_execution
+
+    original_env = ExecutionWorker._get_evaluation_environment
+
+    def evaluation_environment(self: Any) -> Any:
+        env = original_env(self)
+        execution = env.states.context_object.context_object_data["Execution"]
+        if isinstance(execution.get("StartTime"), datetime.datetime):
+            execution["StartTime"] = iso_z(execution["StartTime"])
+        return env
+
+    ExecutionWorker._get_evaluation_environment = evaluation_environment
