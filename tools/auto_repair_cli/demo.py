@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from auto_repair.collect import parse_time
 
 from . import scenario
 
@@ -76,17 +79,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     env = _env(args)
     local = [sys.executable, "-m", "auto_repair_cli.main", "local"]
-    where = ["--port", str(args.port), "--state-dir", str(args.state_dir)]
+    state = ["--state-dir", str(args.state_dir)]
     try:
         _step(started, "starting the local cloud")
-        _run([*local, "up", *where], env, "auto-repair local up")
+        _run([*local, "up", "--port", str(args.port), *state], env, "auto-repair local up")
         try:
             outcome = _loop(args, env, started)
         finally:
             if not args.keep:
-                _run([*local, "down", *where], env, "auto-repair local down")
+                _run([*local, "down", *state], env, "auto-repair local down")
                 _step(started, "local cloud stopped")
-    except (DemoError, TimeoutError, LookupError) as exc:
+    except (DemoError, TimeoutError, LookupError, ClientError, BotoCoreError) as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"\nDemo wall time: {time.monotonic() - started:.1f}s")
@@ -149,16 +152,12 @@ def _report(
     started: float,
 ) -> str:
     steps = scenario.timeline(c["stepfunctions"], execution["executionArn"])
-    alarm = c["cloudwatch"].describe_alarms(AlarmNamePrefix=f"lambda-errors-alarm-{FUNCTION}")["MetricAlarms"]
-    history = (
-        c["cloudwatch"]
-        .describe_alarm_history(AlarmName=f"lambda-errors-alarm-{FUNCTION}", HistoryItemType="StateUpdate")
-        .get("AlarmHistoryItems", [])
-    )
-    to_alarm = [h["Timestamp"] for h in history if "to ALARM" in h.get("HistorySummary", "")]
-    zero = min(to_alarm) if to_alarm else execution["startDate"]
+    event = json.loads(execution.get("input") or "{}")
+    alarm_name = (event.get("detail") or {}).get("alarmName", "")
+    # The alarm's own state-change time, from the event that started the workflow.
+    zero = parse_time(((event.get("detail") or {}).get("state") or {}).get("timestamp"), execution["startDate"])
     print("\nTimeline (seconds after the alarm fired)")
-    print(f"  {0.0:6.1f}  ALARM  {alarm[0]['AlarmName'] if alarm else ''}")
+    print(f"  {0.0:6.1f}  ALARM  {alarm_name}")
     for at, name in steps:
         print(f"  {(at - zero).total_seconds():6.1f}  {name}")
     print(

@@ -19,6 +19,7 @@ from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()
 RECOVERABLE = ("OPEN", "RESOLVED", "ESCALATED", "AWAITING_APPROVAL", "FAILED")
+IN_PROGRESS = ("OPEN", "AWAITING_APPROVAL")
 
 
 def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: datetime) -> dict[str, Any]:
@@ -34,6 +35,12 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
     detected = parse_time(incident.get("stateChangeTime") or incident.get("startTime"), now)
     recovered = parse_time(alarm.get("stateChangeTime"), now)
     seconds = max(0.0, (recovered - detected).total_seconds())
+    if incident.get("status") in IN_PROGRESS:
+        # The workflow is still verifying or waiting for approval; its own result notice will follow, so
+        # record the recovery without sending a second message for the same incident.
+        store.update_incident(incident["incidentId"], recoveredAt=now_iso(), timeToRecoverySeconds=round(seconds, 1))
+        metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)
+        return {"action": "recorded", "incidentId": incident["incidentId"], "timeToRecoverySeconds": seconds}
     store.update_incident(incident["incidentId"], recoveredAt=now_iso(), timeToRecoverySeconds=round(seconds, 1),
                           status="RECOVERED" if incident.get("status") != "FAILED" else "FAILED")
     context = {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
