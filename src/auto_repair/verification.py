@@ -15,7 +15,7 @@ NOT_IMPROVED = "NOT_IMPROVED"
 INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 _REPORT = re.compile(
-    r"REPORT RequestId: \S+\s+Duration: (?P<duration>[\d.]+) ms.*?Memory Size: (?P<memorySize>\d+) MB"
+    r"REPORT RequestId: (?P<requestId>\S+)\s+Duration: (?P<duration>[\d.]+) ms.*?Memory Size: (?P<memorySize>\d+) MB"
     r"\s+Max Memory Used: (?P<maxMemoryUsed>\d+) MB"
 )
 _TIMEOUT = re.compile(r"Task timed out after")
@@ -52,14 +52,36 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[rank]
 
 
-def parse_report(line: str) -> dict[str, float] | None:
+def parse_report(line: str) -> dict[str, Any] | None:
     match = _REPORT.search(line)
-    return {k: float(v) for k, v in match.groupdict().items()} if match else None
+    if not match:
+        return None
+    fields: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if k != "requestId"}
+    fields["requestId"] = match.group("requestId")
+    fields["failed"] = "Status: error" in line or "Status: timeout" in line
+    return fields
 
 
-def window_stats(series: dict[str, list[dict[str, Any]]], logs: list[dict[str, Any]]) -> WindowStats:
-    """Numbers of one window."""
+def window_stats(
+    series: dict[str, list[dict[str, Any]]], logs: list[dict[str, Any]], memory_size: int | None = None
+) -> WindowStats:
+    """Numbers of one window.
+
+    With ``memory_size``, only invocations whose REPORT line shows that memory count: right after a change,
+    invocations that started on the old configuration still finish (and fail) inside the new window.
+    """
     reports = [r for r in (parse_report(line.get("message", "")) for line in logs) if r]
+    if memory_size is not None and reports:
+        reports = [r for r in reports if int(r["memorySize"]) == int(memory_size)]
+        ids = {r["requestId"] for r in reports}
+        logs = [line for line in logs if any(i in line.get("message", "") for i in ids)]
+        failed_ids = {r["requestId"] for r in reports if r["failed"]} | {
+            i for i in ids for line in logs
+            if i in line.get("message", "") and not line.get("message", "").startswith("REPORT ")
+            and (_OOM.search(line["message"]) or _TIMEOUT.search(line["message"]) or "[ERROR]" in line["message"])
+        }
+        series = {**series, "Invocations.Sum": [{"value": len(reports)}],
+                  "Errors.Sum": [{"value": len(failed_ids)}]}
     durations = [float(r["duration"]) for r in reports if r.get("duration") is not None]
     utilisations = [
         float(r["maxMemoryUsed"]) / float(r["memorySize"])

@@ -333,16 +333,22 @@ def test_non_lambda_alarm_is_ignored_and_recorded(deployed):
 
 
 def test_ok_transition_sends_a_recovery_notice(deployed, results):
-    # GIVEN the repaired function's alarm WHEN it goes back to OK (its errors stopped)
-    cw = deployed.cloud.client("cloudwatch")
-    cw.set_alarm_state(AlarmName="lambda-errors-alarm-wf-repaired", StateValue="OK", StateReason="recovered")
-    # THEN the coordinator closes the incident with a time to recovery and sends a short notice
+    # GIVEN an incident escalated for human review (low confidence), whose function stops failing once its
+    # traffic stops at the end of the scenarios
+    # WHEN its alarm goes back to OK by itself
     notice = scenario.wait_for(
-        lambda: [m for m in outbox_messages(deployed, "wf-repaired") if m["body"]["type"] == "RECOVERY"],
-        60,
-        1,
-        "a recovery notice",
-    )
-    assert notice[0]["subject"].startswith("[local] wf-repaired:")
-    _, incident, _, _ = check(deployed, results["repaired"])
+        lambda: [m for m in outbox_messages(deployed, "wf-low-confidence") if m["body"]["type"] == "RECOVERY"],
+        120, 1, "a recovery notice")
+    # THEN the coordinator closes the incident with a time to recovery and sends a short notice
+    assert notice[0]["subject"] == "[local] wf-low-confidence: alarm back to OK"
+    _, incident, _, _ = check(deployed, results["low-confidence"])
+    assert incident["alarm"]["status"] == "RECOVERED"
     assert incident["alarm"]["timeToRecoverySeconds"] >= 0
+
+
+def test_recovery_during_verification_is_recorded_without_a_second_message(deployed, results):
+    # GIVEN the repaired function, whose alarm cleared while the workflow was still verifying
+    _, incident, messages, _ = check(deployed, results["repaired"])
+    # THEN the incident has its time to recovery, and the only result message is the REPAIRED one
+    assert incident["alarm"].get("timeToRecoverySeconds", 0) >= 0
+    assert [m["body"]["type"] for m in messages].count("RECOVERY") == 0

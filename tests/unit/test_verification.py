@@ -62,3 +62,16 @@ def test_duration_alarm_needs_a_faster_p95():
     verdict = compare(before, faster, alarm_metric="Duration")
     assert verdict["status"] == IMPROVED
     assert verdict["metricsComparison"]["improvement"].endswith("better")
+
+
+def test_invocations_still_on_the_old_memory_do_not_count_after_the_repair():
+    # GIVEN an invocation that started at 128 MB and was killed just after the update to 256 MB
+    old = [{"timestamp": "t", "message": "RequestId: aaa Error: Runtime exited with error: signal: killed"},
+           {"timestamp": "t", "message": "REPORT RequestId: aaa\tDuration: 90.0 ms\tBilled Duration: 90 ms\t"
+                                         "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error"}]
+    new = [report(size=256, used=170)] * 4
+    after = window_stats(series(5, 1), old + new, memory_size=256)
+    # THEN only the four invocations at 256 MB are judged, and they are clean
+    assert (after.invocations, after.errors, after.oom) == (4, 0, 0)
+    before = window_stats(series(10, 10), [OOM] * 10)
+    assert compare(before, after)["status"] == IMPROVED
