@@ -34,7 +34,8 @@ Options:
       --package-only          build and upload the code package (code/auto-repair-<sha256>.zip and
                               code/auto-repair-latest.zip) to the main stack's bucket, nothing else
       --destroy               delete the deployment in reverse order (monitoring, functions, main),
-                              emptying the buckets the main stack created
+                              emptying the buckets the main stack created (prod asks for
+                              confirmation when run from a terminal)
   -h, --help                  show this help
 
 Environment: AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured;
@@ -249,8 +250,13 @@ print(hashlib.sha256(data).hexdigest()[:16])' "$1"
 }
 
 stack_status() {
-  aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' --output text 2>/dev/null ||
-    echo "DOES_NOT_EXIST"
+  local status
+  status="$(aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' \
+    --output text 2>/dev/null || echo "DOES_NOT_EXIST")"
+  if [[ "${status}" == "DELETE_COMPLETE" ]]; then
+    status="DOES_NOT_EXIST"
+  fi
+  echo "${status}"
 }
 
 stack_output() {
@@ -310,7 +316,9 @@ deploy_stack() {
     step "Creating stack ${stack}"
     if ! output="$(aws cloudformation create-stack "${common[@]}" --output text 2>&1)"; then
       echo "${output}" >&2
-      print_stack_failures "${stack}"
+      if [[ "$(stack_status "${stack}")" != "DOES_NOT_EXIST" ]]; then
+        print_stack_failures "${stack}"
+      fi
       die "could not create stack ${stack}"
     fi
   else
@@ -503,6 +511,10 @@ delete_stack() {
 step "Lambda Auto-Repair (${ENVIRONMENT}) - account ${ACCOUNT_ID}, region ${REGION}${AWS_ENDPOINT_URL:+, endpoint ${AWS_ENDPOINT_URL}}"
 
 if [[ "${MODE}" == "destroy" ]]; then
+  if [[ "${ENVIRONMENT}" == "prod" && -t 0 ]]; then
+    read -r -p "Really delete the prod deployment and its data? Type 'prod' to confirm: " answer
+    [[ "${answer}" == "prod" ]] || die "not confirmed; nothing deleted"
+  fi
   step "Destroying the ${ENVIRONMENT} deployment (monitoring -> functions -> main)"
   delete_stack "${MONITORING_STACK}"
   delete_stack "${FUNCTIONS_STACK}"

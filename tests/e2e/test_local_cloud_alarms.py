@@ -317,3 +317,37 @@ def test_alarm_evaluation_table(
         lambda: cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateValue"] == expected, 20
     )
     assert state, cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["StateReason"]
+
+
+def test_composite_alarm_follows_its_rule(local_cloud: Any) -> None:
+    # GIVEN two metric alarms and a composite alarm over them
+    cw = local_cloud.client("cloudwatch")
+    a, b = f"child-a-{uuid.uuid4().hex[:6]}", f"child-b-{uuid.uuid4().hex[:6]}"
+    for name in (a, b):
+        _put_alarm(local_cloud, name, f"fn-{uuid.uuid4().hex[:6]}")
+    composite = f"composite-{uuid.uuid4().hex[:6]}"
+    url = _capture_alarm_events(local_cloud, composite)
+    cw.put_composite_alarm(AlarmName=composite, AlarmRule=f'ALARM("{a}") OR (ALARM({b}) AND NOT OK({a}))')
+
+    def state() -> str:
+        return cw.describe_alarms(AlarmNames=[composite], AlarmTypes=["CompositeAlarm"])["CompositeAlarms"][
+            0
+        ]["StateValue"]
+
+    # THEN with no child in ALARM it settles in OK
+    assert poll(lambda: state() == "OK", deadline=15)
+    # WHEN a child goes to ALARM
+    cw.set_alarm_state(AlarmName=a, StateValue="ALARM", StateReason="test")
+    # THEN the composite goes to ALARM and its event names the rule and the triggering alarm
+    assert poll(lambda: state() == "ALARM", deadline=15)
+    received: list[dict[str, Any]] = []
+    assert poll(
+        lambda: (
+            received.extend(_events(local_cloud, url))
+            or any(e["detail"]["state"]["value"] == "ALARM" for e in received)
+        )
+    )
+    event = next(e for e in received if e["detail"]["state"]["value"] == "ALARM")
+    assert event["detail"]["configuration"]["alarmRule"].startswith(f'ALARM("{a}")')
+    triggering = json.loads(event["detail"]["state"]["reasonData"])["triggeringAlarms"]
+    assert [t["arn"].rsplit(":", 1)[-1] for t in triggering] == [a]

@@ -44,6 +44,14 @@ def _check_math_alarm(cloud: Any, pid: str, env: str) -> None:
     assert alarm["Metrics"][0]["Expression"] == "m1 / m2 * 100"
 
 
+def _check_composite(cloud: Any, pid: str, env: str) -> None:
+    alarms = cloud.client("cloudwatch").describe_alarms(AlarmNames=[pid], AlarmTypes=["CompositeAlarm"])
+    assert (
+        alarms["CompositeAlarms"][0]["AlarmRule"]
+        == f'ALARM("probe-alarm-{env}") OR ALARM("probe-math-{env}")'
+    )
+
+
 def _check_subscription(cloud: Any, pid: str, env: str) -> None:
     attrs = cloud.client("sns").get_subscription_attributes(SubscriptionArn=pid)["Attributes"]
     assert attrs["Protocol"] == "email" and attrs["Endpoint"] == "a@example.com"
@@ -96,7 +104,7 @@ def _check_rule(cloud: Any, pid: str, env: str) -> None:
 def _check_table(cloud: Any, pid: str, env: str) -> None:
     ddb = cloud.client("dynamodb")
     table = ddb.describe_table(TableName=pid)["Table"]
-    assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["gi"]
+    assert [g["IndexName"] for g in table["GlobalSecondaryIndexes"]] == ["gsi1"]
     assert table["SSEDescription"]["Status"] == "ENABLED"
     assert ddb.describe_time_to_live(TableName=pid)["TimeToLiveDescription"]["AttributeName"] == "ttl"
     backups = ddb.describe_continuous_backups(TableName=pid)["ContinuousBackupsDescription"]
@@ -162,6 +170,7 @@ CHECKS: list[tuple[str, Callable[[Any, str, str], None]]] = [
     ("Dashboard", lambda c, pid, env: c.client("cloudwatch").get_dashboard(DashboardName=pid)),
     ("Alarm", _check_alarm),
     ("MathAlarm", _check_math_alarm),
+    ("Composite", _check_composite),
     ("MetricFilter", _check_metric_filter),
     ("Param", lambda c, pid, env: c.client("ssm").get_parameter(Name=pid)),
     ("Schedule", _check_schedule),
@@ -273,9 +282,8 @@ def test_update_changes_resources_in_place_and_delete_removes_them(local_cloud: 
     assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "UPDATE_COMPLETE"
     after = _resources(cfn, name)
     assert set(after) == set(before) and all(after.values())
-    assert (
-        after["Table"] == before["Table"] and after["Key"] == before["Key"]
-    )  # updated in place, not replaced
+    for logical in ("Table", "Key", "EmailSub", "Role", "ManagedPolicy", "LogGroup", "Fn", "Alarm"):
+        assert after[logical] == before[logical], f"{logical} was replaced instead of updated in place"
     cw = local_cloud.client("cloudwatch")
     assert cw.describe_alarms(AlarmNames=[after["Alarm"]])["MetricAlarms"][0]["Threshold"] == 5.0
     ddb = local_cloud.client("dynamodb")
@@ -553,3 +561,31 @@ def test_guide_cli_commands_against_the_local_cloud(local_cloud: Any, tmp_path: 
     aws("cloudformation", "wait", "stack-delete-complete", "--stack-name", name)
     tables = json.loads(aws("dynamodb", "list-tables", "--query", f"TableNames[?contains(@, `{env_name}`)]"))
     assert tables == []
+
+
+def test_named_iam_needs_capability_and_validate_template_reports_it(local_cloud: Any) -> None:
+    cfn = local_cloud.client("cloudformation")
+    # WHEN the template is validated
+    validated = cfn.validate_template(TemplateBody=TEMPLATE)
+    # THEN parameters and the required capability are reported, as by AWS
+    assert validated["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
+    assert "AWS::IAM::Role" in validated["CapabilitiesReason"]
+    params = {p["ParameterKey"]: p for p in validated["Parameters"]}
+    assert params["Retention"]["DefaultValue"] == "7" and params["Env"]["NoEcho"] is False
+    # WHEN it is created without --capabilities THEN AWS's error comes back and no stack exists
+    name = _stack_name()
+    with pytest.raises(ClientError) as raised:
+        cfn.create_stack(StackName=name, TemplateBody=TEMPLATE)
+    assert raised.value.response["Error"]["Code"] == "InsufficientCapabilitiesException"
+    assert raised.value.response["Error"]["Message"] == "Requires capabilities : [CAPABILITY_NAMED_IAM]"
+    assert name not in {s["StackName"] for s in cfn.list_stacks()["StackSummaries"]}
+
+
+def test_validate_template_reports_errors_as_messages(local_cloud: Any) -> None:
+    with pytest.raises(ClientError) as raised:
+        local_cloud.client("cloudformation").validate_template(
+            TemplateBody='{"Resources": {"Q": {"Type": "AWS::SQS::Queue", "Properties": {"Nope": 1}}}}'
+        )
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert raised.value.response["Error"]["Message"].startswith("Template format error: ")
+    assert "Stack with id" not in raised.value.response["Error"]["Message"]

@@ -109,8 +109,17 @@ def test_step_functions_target_gets_transformed_input(local_cloud: Any) -> None:
         ({"Input": '{"fixed": true}'}, {"fixed": True}),
         ({"InputPath": "$.detail.state"}, {"value": "ALARM"}),
         ({}, None),  # whole event
+        (
+            {
+                "InputTransformer": {
+                    "InputPathsMap": {"metric": "$.detail.configuration.metrics[0].metricStat.metric.name"},
+                    "InputTemplate": '{"rule": "<aws.events.rule-name>", "metric": <metric>}',
+                }
+            },
+            {"rule": "RULE", "metric": "Errors"},
+        ),
     ],
-    ids=["Input", "InputPath", "whole-event"],
+    ids=["Input", "InputPath", "whole-event", "reserved-variables"],
 )
 def test_input_and_input_path(local_cloud: Any, target_extra: dict[str, Any], expected: Any) -> None:
     sfn, events = local_cloud.client("stepfunctions"), local_cloud.client("events")
@@ -140,7 +149,7 @@ def test_input_and_input_path(local_cloud: Any, target_extra: dict[str, Any], ex
         assert payload["resources"] == ["arn:x"] and payload["detail-type"] == "t"
         assert payload["time"].endswith("Z") and payload["account"] == "123456789012"
     else:
-        assert payload == expected
+        assert payload == json.loads(json.dumps(expected).replace("RULE", rule))
 
 
 def test_failing_target_goes_to_dead_letter_queue(local_cloud: Any) -> None:

@@ -34,6 +34,9 @@ def test_email_subscription_gets_filtered_messages_in_outbox(local_cloud: Any) -
     attrs = sns.get_subscription_attributes(SubscriptionArn=sub["SubscriptionArn"])["Attributes"]
     assert attrs["PendingConfirmation"] == "false"
 
+    # AND an unfiltered email-json subscriber
+    sns.subscribe(TopicArn=topic, Protocol="email-json", Endpoint="audit@example.com")
+
     # WHEN two messages are published, only one matching the filter
     high = sns.publish(
         TopicArn=topic,
@@ -47,8 +50,8 @@ def test_email_subscription_gets_filtered_messages_in_outbox(local_cloud: Any) -
         MessageAttributes={"severity": {"DataType": "String", "StringValue": "low"}},
     )
 
-    # THEN exactly the matching one is in the outbox, with its details
-    records = _outbox_for(local_cloud, topic)
+    # THEN exactly the matching one is in the outbox for the filtered subscription, with its details
+    records = [r for r in _outbox_for(local_cloud, topic) if r["subscriptionArn"] == sub["SubscriptionArn"]]
     assert len(records) == 1
     record = records[0]
     assert record["messageId"] == high["MessageId"]
@@ -56,6 +59,11 @@ def test_email_subscription_gets_filtered_messages_in_outbox(local_cloud: Any) -
     assert record["subject"] == "Repair done" and record["message"] == "memory raised"
     assert record["messageAttributes"]["severity"]["Value"] == "high"
     assert record["timestamp"].endswith("Z")
+    # AND the unfiltered subscriber got both, in files named <timestamp>-<messageid>[-n].json
+    unfiltered = [r for r in _outbox_for(local_cloud, topic) if r["endpoint"] == "audit@example.com"]
+    assert sorted(r["message"] for r in unfiltered) == ["ignored", "memory raised"]
+    names = [p.name for p in (local_cloud.state_dir / "outbox").glob(f"*-{high['MessageId']}*.json")]
+    assert len(names) == 2 and len(set(names)) == 2
     # AND SNS -> SQS still gets both messages, as in moto
     received: list[Any] = []
     end = time.monotonic() + 10

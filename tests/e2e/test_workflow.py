@@ -337,8 +337,13 @@ def test_ok_transition_sends_a_recovery_notice(deployed, results):
     # traffic stops at the end of the scenarios
     # WHEN its alarm goes back to OK by itself
     notice = scenario.wait_for(
-        lambda: [m for m in outbox_messages(deployed, "wf-low-confidence") if m["body"]["type"] == "RECOVERY"],
-        120, 1, "a recovery notice")
+        lambda: [
+            m for m in outbox_messages(deployed, "wf-low-confidence") if m["body"]["type"] == "RECOVERY"
+        ],
+        120,
+        1,
+        "a recovery notice",
+    )
     # THEN the coordinator closes the incident with a time to recovery and sends a short notice
     assert notice[0]["subject"] == "[local] wf-low-confidence: alarm back to OK"
     _, incident, _, _ = check(deployed, results["low-confidence"])

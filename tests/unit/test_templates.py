@@ -90,6 +90,15 @@ def test_template_is_cfn_lint_clean(path: Path) -> None:
     assert [str(m) for m in matches] == []
 
 
+@pytest.mark.parametrize("path", [MAIN, FUNCTIONS, MONITORING], ids=lambda p: p.name)
+def test_template_fits_cloudformation_template_body_limit(path: Path) -> None:
+    # GIVEN the guide's manual commands (validate-template / create-stack --template-body file://...)
+    # THEN each template is within CloudFormation's 51,200-byte TemplateBody limit, or they fail on AWS
+    if not path.exists():
+        pytest.skip(f"{path.name} not in the repository yet")
+    assert path.stat().st_size <= 51_200, f"{path.name} is {path.stat().st_size} bytes"
+
+
 @pytest.mark.parametrize("path", MY_TEMPLATES, ids=lambda p: p.name)
 def test_every_parameter_has_description_and_allowed_values_or_pattern(path: Path) -> None:
     # GIVEN the template's parameters THEN each is described and constrained

@@ -66,9 +66,14 @@ def test_duration_alarm_needs_a_faster_p95():
 
 def test_invocations_still_on_the_old_memory_do_not_count_after_the_repair():
     # GIVEN an invocation that started at 128 MB and was killed just after the update to 256 MB
-    old = [{"timestamp": "t", "message": "RequestId: aaa Error: Runtime exited with error: signal: killed"},
-           {"timestamp": "t", "message": "REPORT RequestId: aaa\tDuration: 90.0 ms\tBilled Duration: 90 ms\t"
-                                         "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error"}]
+    old = [
+        {"timestamp": "t", "message": "RequestId: aaa Error: Runtime exited with error: signal: killed"},
+        {
+            "timestamp": "t",
+            "message": "REPORT RequestId: aaa\tDuration: 90.0 ms\tBilled Duration: 90 ms\t"
+            "Memory Size: 128 MB\tMax Memory Used: 128 MB\tStatus: error",
+        },
+    ]
     new = [report(size=256, used=170)] * 4
     after = window_stats(series(5, 1), old + new, memory_size=256)
     # THEN only the four invocations at 256 MB are judged, and they are clean

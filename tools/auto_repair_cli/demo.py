@@ -155,7 +155,9 @@ def _report(
     event = json.loads(execution.get("input") or "{}")
     alarm_name = (event.get("detail") or {}).get("alarmName", "")
     # The alarm's own state-change time, from the event that started the workflow.
-    zero = parse_time(((event.get("detail") or {}).get("state") or {}).get("timestamp"), execution["startDate"])
+    zero = parse_time(
+        ((event.get("detail") or {}).get("state") or {}).get("timestamp"), execution["startDate"]
+    )
     print("\nTimeline (seconds after the alarm fired)")
     print(f"  {0.0:6.1f}  ALARM  {alarm_name}")
     for at, name in steps:

@@ -50,24 +50,41 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # Only zombies left counts as gone (they belong to whoever started them).
+def _proc_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (ppid, pgid, state) of every process, from /proc."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().split(") ", 1)[1].split()
-        except OSError:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        table[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``; Lambda workers run in their own sessions, so the process group of the
+    server does not contain them, but they are still its children."""
+    table = _proc_table()
+    found: set[int] = set()
+    frontier = [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _pgid, _state) in table.items():
+            if ppid == parent and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return found
+
+
+def _living(pids: set[int], pgid: int | None = None) -> set[int]:
+    table = _proc_table()
+    alive = {p for p in pids if p in table and table[p][2] != "Z"}
+    if pgid is not None:
+        alive |= {p for p, (_ppid, group, state) in table.items() if group == pgid and state != "Z"}
+    return alive
 
 
 def _answers(endpoint: str) -> bool:
@@ -151,28 +168,34 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _stop(pid: int) -> bool:
-    """SIGTERM the server, wait for its whole process group; SIGKILL what is left. True if all is gone."""
+    """SIGTERM the server and wait until it, its process group and every process it started are gone;
+    SIGKILL whatever is left after STOP_TIMEOUT. True if everything went away without SIGKILL."""
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
         return True
+    tracked = _descendants(pid)
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        if not _alive(pid) and not _group_alive(pgid):
+        if _alive(pid):
+            tracked |= _descendants(pid)  # workers started while shutting down are waited for too
+        elif not _living(tracked, pgid):
             return True
         time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
+    leftovers = _living(tracked | {pid}, pgid)
+    for victim in leftovers:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     end = time.monotonic() + 5
-    while time.monotonic() < end and _group_alive(pgid):
+    while time.monotonic() < end and _living(leftovers):
         time.sleep(0.1)
-    return not _group_alive(pgid)
+    return False
 
 
 def down(args: argparse.Namespace) -> int:

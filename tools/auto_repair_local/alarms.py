@@ -14,8 +14,9 @@ state (no event, no actions) and new alarms start in ``OK`` (AWS: ``INSUFFICIENT
   evaluation would happen on AWS (``min(Period, 60)`` seconds) so it is observable, as on AWS.
 
 Buckets are aligned to multiples of the period. The current, still-open period counts once it has data (AWS waits
-for the period to close; the local cloud reacts faster, which only shortens latency). Composite alarms are not
-evaluated (moto stores them; their state only changes with SetAlarmState).
+for the period to close; the local cloud reacts faster, which only shortens latency). Composite alarms are
+evaluated after the metric alarms on each tick (AlarmRule with ALARM/OK/INSUFFICIENT_DATA, AND, OR, NOT, TRUE,
+FALSE; not AT_LEAST).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import math
 import operator
 import os
+import re
 import threading
 import time
 import uuid
@@ -339,6 +341,55 @@ def evaluate(
     return "OK", reason, json.dumps(reason_data)
 
 
+_RULE_FUNC = re.compile(r'\b(ALARM|OK|INSUFFICIENT_DATA)\s*\(\s*(?:"([^"]*)"|([^)\s]*))\s*\)')
+
+
+def evaluate_composite(alarm: Any, alarms: dict[str, Any]) -> tuple[str, str, str] | None:
+    """ALARM if the AlarmRule holds, else OK. Supports ALARM/OK/INSUFFICIENT_DATA(name or ARN), AND, OR, NOT,
+    TRUE, FALSE and parentheses (the documented grammar, without the AT_LEAST function)."""
+    by_key = {a.name: a for a in alarms.values()} | {a.alarm_arn: a for a in alarms.values()}
+    triggering: list[Any] = []
+
+    def state_test(match: re.Match[str]) -> str:
+        wanted, ref = match.group(1), match.group(2) or match.group(3)
+        child = by_key.get(ref)
+        hit = child is not None and child.state_value == wanted
+        if hit:
+            triggering.append(child)
+        return " True " if hit else " False "
+
+    expression = _RULE_FUNC.sub(state_test, alarm.rule)
+    expression = re.sub(r"\bAND\b", " and ", expression)
+    expression = re.sub(r"\bOR\b", " or ", expression)
+    expression = re.sub(r"\bNOT\b", " not ", expression)
+    expression = re.sub(r"\bTRUE\b", " True ", expression)
+    expression = re.sub(r"\bFALSE\b", " False ", expression)
+    tree = ast.parse(expression.strip(), mode="eval")
+    allowed = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Constant)
+    if not all(isinstance(node, allowed) for node in ast.walk(tree)):
+        raise ValueError(f"unsupported alarm rule: {alarm.rule}")
+    holds = bool(eval(compile(tree, "<alarm rule>", "eval"), {"__builtins__": {}}))  # noqa: S307 - checked AST
+    if not holds:
+        return "OK", "The composite alarm rule evaluated to FALSE.", "{}"
+    first = triggering[0] if triggering else None
+    when = _as_utc(first.state_updated_timestamp) if first else _now()
+    reason = (
+        f"{first.alarm_arn} transitioned to {first.state_value} at {when.strftime('%A %d %B, %Y %H:%M:%S UTC')}"
+        if first
+        else "The composite alarm rule evaluated to TRUE."
+    )
+    data = {
+        "triggeringAlarms": [
+            {
+                "arn": a.alarm_arn,
+                "state": {"value": a.state_value, "timestamp": _aws_ts(_as_utc(a.state_updated_timestamp))},
+            }
+            for a in triggering
+        ]
+    }
+    return "ALARM", reason, json.dumps(data)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Event and actions
 # ---------------------------------------------------------------------------------------------------------------
@@ -396,7 +447,9 @@ def _state_block(value: str, reason: str, reason_data: str | None, timestamp: dt
 
 
 def alarm_event_detail(alarm: Any, previous: dict[str, Any]) -> dict[str, Any]:
-    configuration: dict[str, Any] = {"metrics": _metrics_configuration(alarm)}
+    configuration: dict[str, Any] = (
+        {"alarmRule": alarm.rule} if alarm.rule else {"metrics": _metrics_configuration(alarm)}
+    )
     if alarm.description:
         configuration = {"description": alarm.description, **configuration}
     return {
@@ -524,6 +577,17 @@ def tick(now: dt.datetime | None = None) -> None:
                     value, reason, reason_data = result
                     if value != alarm.state_value:
                         _change_state(account_id, region, alarm, value, reason, reason_data, manual=False)
+                # Composite alarms after the metric alarms they watch, so one tick propagates a change.
+                for alarm in alarms:
+                    if not alarm.rule or _hold_until.get(alarm.alarm_arn, 0) > time.monotonic():
+                        continue
+                    try:
+                        result = evaluate_composite(alarm, backend.alarms)
+                    except Exception:
+                        log.exception("composite alarm %s: evaluation failed", alarm.name)
+                        continue
+                    if result is not None and result[0] != alarm.state_value:
+                        _change_state(account_id, region, alarm, *result, manual=False)
 
 
 def _patch_backend() -> None:
@@ -580,6 +644,13 @@ def _patch_backend() -> None:
             return None
 
     CloudWatchBackend.put_metric_alarm = put_metric_alarm  # type: ignore[method-assign]
+
+    from moto.cloudwatch.responses import CloudWatchResponse
+
+    # moto stores composite alarms (an Alarm with a rule; its PutMetricAlarm handler reads AlarmRule) but has no
+    # PutCompositeAlarm action; the same handler serves it.
+    if not hasattr(CloudWatchResponse, "put_composite_alarm"):
+        CloudWatchResponse.put_composite_alarm = CloudWatchResponse.put_metric_alarm  # type: ignore[attr-defined]
     CloudWatchBackend.set_alarm_state = set_alarm_state  # type: ignore[method-assign]
 
 

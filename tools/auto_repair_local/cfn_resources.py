@@ -28,7 +28,11 @@ from typing import Any
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing
 from moto.cloudformation import responses as cfn_responses
-from moto.cloudformation.exceptions import UnformattedGetAttTemplateException, ValidationError
+from moto.cloudformation.exceptions import (
+    CloudFormationError,
+    UnformattedGetAttTemplateException,
+    ValidationError,
+)
 from moto.core.common_models import CloudFormationModel
 from moto.utilities.utils import get_partition
 
@@ -123,6 +127,15 @@ def _metric_data_queries(metrics: list[dict[str, Any]]) -> list[Any]:
             )
         )
     return queries
+
+
+def _attribute_text(value: Any) -> str:
+    # CloudFormation gives objects and booleans; SNS attributes are strings (JSON text, "true"/"false").
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def _opt_int(value: Any) -> int | None:
@@ -277,24 +290,51 @@ class SnsSubscriptionResource(_Base, CloudFormationModel):
         region = topic_arn.split(":")[3] if topic_arn.startswith("arn:") else region_name
         backend = sns_backends[account_id][region]
         subscription = backend.subscribe(topic_arn, p.get("Endpoint"), p["Protocol"])
-        for key in (
-            "FilterPolicy",
-            "FilterPolicyScope",
-            "RawMessageDelivery",
-            "RedrivePolicy",
-            "DeliveryPolicy",
-        ):
+        for key in cls._ATTRIBUTES:
             if p.get(key) is not None:
-                value = p[key]
-                value = (
-                    json.dumps(value)
-                    if isinstance(value, dict)
-                    else str(value).lower()
-                    if isinstance(value, bool)
-                    else str(value)
-                )
-                backend.set_subscription_attributes(subscription.arn, key, value)
+                backend.set_subscription_attributes(subscription.arn, key, _attribute_text(p[key]))
         return cls(account_id, region, subscription.arn)
+
+    # FilterPolicyScope first: moto builds the filter matcher with the scope current when FilterPolicy is set.
+    _ATTRIBUTES = (
+        "FilterPolicyScope",
+        "FilterPolicy",
+        "RawMessageDelivery",
+        "RedrivePolicy",
+        "DeliveryPolicy",
+    )
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[misc]
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> SnsSubscriptionResource:
+        from moto.sns.models import sns_backends
+
+        p = _props(cloudformation_json)
+        backend = sns_backends[account_id][original_resource.region_name]
+        current = backend.subscriptions.get(original_resource.physical_id)
+        if current is None or (current.topic_arn, current.protocol, current.endpoint) != (
+            p["TopicArn"],
+            p["Protocol"],
+            p.get("Endpoint"),
+        ):
+            # TopicArn, Protocol and Endpoint are replacement properties on AWS.
+            original_resource.delete(account_id, region_name)
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
+        for key in cls._ATTRIBUTES:
+            if p.get(key) is not None:
+                backend.set_subscription_attributes(current.arn, key, _attribute_text(p[key]))
+            elif key == "FilterPolicy" and current.attributes.get(key):
+                # Removing the property removes the filter (moto treats "" as "no filter policy").
+                backend.set_subscription_attributes(current.arn, key, "")
+        return original_resource
 
     def delete(self, account_id: str, region_name: str) -> None:
         from moto.sns.models import sns_backends
@@ -1287,6 +1327,113 @@ def _patch_backend() -> None:
     cfn_responses.CloudFormationResponse._validate_different_update = _validate_different_update
 
 
+_IAM_NAME_PROPERTIES = {
+    "AWS::IAM::Role": "RoleName",
+    "AWS::IAM::ManagedPolicy": "ManagedPolicyName",
+    "AWS::IAM::User": "UserName",
+    "AWS::IAM::Group": "GroupName",
+    "AWS::IAM::InstanceProfile": "InstanceProfileName",
+}
+_IAM_TYPES = {
+    *_IAM_NAME_PROPERTIES,
+    "AWS::IAM::Policy",
+    "AWS::IAM::AccessKey",
+    "AWS::IAM::UserToGroupAddition",
+}
+
+
+def required_capabilities(template: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(capabilities, resource types needing them), by CloudFormation's rules for IAM resources."""
+    named, iam = False, []
+    for resource in (template.get("Resources") or {}).values():
+        rtype = resource.get("Type", "")
+        if rtype in _IAM_TYPES:
+            iam.append(rtype)
+            if _IAM_NAME_PROPERTIES.get(rtype) in (resource.get("Properties") or {}):
+                named = True
+    if not iam:
+        return [], []
+    return (["CAPABILITY_NAMED_IAM"] if named else ["CAPABILITY_IAM"]), sorted(set(iam))
+
+
+def _template_dict(body: str | None) -> dict[str, Any]:
+    try:
+        parsed = cfn_models.Stack.parse_template(body) if body else {}
+    except Exception:  # malformed templates are reported by the call itself
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+class InsufficientCapabilities(CloudFormationError):
+    code = "InsufficientCapabilitiesException"
+
+
+def _patch_responses() -> None:
+    responses = cfn_responses.CloudFormationResponse
+    orig_validate = responses.validate_template
+
+    def _check_capabilities(self: Any) -> None:
+        body = self._get_param("TemplateBody")
+        if not body and self._get_param("TemplateURL"):
+            body = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
+        if not body and self._get_bool_param("UsePreviousTemplate", False):
+            body = self.cloudformation_backend.get_stack(self._get_param("StackName")).template
+        needed, _ = required_capabilities(_template_dict(body))
+        given = set(self._get_param("Capabilities", []) or [])
+        if needed and not (
+            set(needed) & given or (needed == ["CAPABILITY_IAM"] and "CAPABILITY_NAMED_IAM" in given)
+        ):
+            # AWS refuses before doing anything; moto did not check, so a missing --capabilities went unnoticed.
+            raise InsufficientCapabilities(f"Requires capabilities : [{needed[0]}]")
+
+    for action in ("create_stack", "update_stack", "create_change_set"):
+        original = getattr(responses, action)
+
+        def wrapped(self: Any, _original: Any = original) -> Any:
+            _check_capabilities(self)
+            return _original(self)
+
+        setattr(responses, action, wrapped)
+
+    def validate_template(self: Any) -> Any:
+        from moto.core.responses import ActionResult
+
+        body = self._get_param("TemplateBody")
+        if self._get_param("TemplateURL"):
+            body = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
+        matches = self.cloudformation_backend.validate_template(body)
+        # Only cfn-lint errors fail (AWS does not reject a template for lint warnings), and the message is passed
+        # as a message (moto passed it as a stack id: "Stack with id <message> does not exist").
+        errors = [m for m in matches if str(getattr(getattr(m, "rule", None), "id", "E")).startswith("E")]
+        if errors:
+            raise ValidationError(message=f"Template format error: {errors[0].message}")
+        template = _template_dict(body)
+        if not template:
+            return orig_validate(self)
+        parameters = []
+        for key, spec in (template.get("Parameters") or {}).items():
+            item: dict[str, Any] = {
+                "ParameterKey": key,
+                "NoEcho": str(spec.get("NoEcho", False)).lower() == "true",
+            }
+            if "Default" in spec:
+                item["DefaultValue"] = str(spec["Default"])
+            if "Description" in spec:
+                item["Description"] = spec["Description"]
+            parameters.append(item)
+        capabilities, types = required_capabilities(template)
+        result: dict[str, Any] = {"Parameters": parameters, "Capabilities": capabilities}
+        if template.get("Description"):
+            result["Description"] = template["Description"]
+        if capabilities:
+            result["CapabilitiesReason"] = (
+                f"The following resource(s) require capabilities: [{', '.join(types)}]"
+            )
+        return ActionResult(result)
+
+    responses.validate_template = validate_template
+
+
 def _fail_update(stack: Any, exc: Exception) -> None:
     failed = [e.logical_resource_id for e in stack.events if e.resource_status == "UPDATE_FAILED"]
     reason = (
@@ -1316,5 +1463,6 @@ def install(ctx: Any = None) -> None:
     _patch_parsing()
     _patch_event_bus_physical_id()
     _patch_backend()
+    _patch_responses()
     _patch_state_machine()
     _refresh_model_registry()

@@ -197,7 +197,7 @@ def _json_path(event: Any, path: str) -> Any:
     return node
 
 
-def render_input(target: dict[str, Any], event: dict[str, Any]) -> str:
+def render_input(target: dict[str, Any], event: dict[str, Any], rule_arn: str = "") -> str:
     """The payload EventBridge sends to ``target`` for ``event`` (a string, usually JSON)."""
     if target.get("Input") is not None:
         return target["Input"]
@@ -206,15 +206,19 @@ def render_input(target: dict[str, Any], event: dict[str, Any]) -> str:
         return json.dumps(None if value is _UNDEFINED else value)
     transformer = target.get("InputTransformer")
     if transformer:
-        return _transform(transformer.get("InputPathsMap") or {}, transformer["InputTemplate"], event)
+        return _transform(
+            transformer.get("InputPathsMap") or {}, transformer["InputTemplate"], event, rule_arn
+        )
     return json.dumps(event)
 
 
-def _transform(paths: dict[str, str], template: str, event: dict[str, Any]) -> str:
+def _transform(paths: dict[str, str], template: str, event: dict[str, Any], rule_arn: str) -> str:
     values = {name: _json_path(event, path) for name, path in paths.items()}
+    # The reserved variables EventBridge offers in every InputTemplate.
     values["aws.events.event"] = event
     values["aws.events.event.json"] = event
-    values["aws.events.rule-arn"] = event.get("_rule_arn", "")
+    values["aws.events.rule-arn"] = rule_arn
+    values["aws.events.rule-name"] = rule_arn.rsplit("/", 1)[-1]
     values["aws.events.event.ingestion-time"] = event.get("time")
 
     # A placeholder inside a JSON string is replaced by the raw text; outside, by the JSON value (AWS behaviour:
@@ -381,11 +385,7 @@ def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: 
         arn = target["Arn"]
         try:
             parsed = parse_arn(arn)
-            payload = (
-                render_input(target, {**event, "_rule_arn": rule.arn})
-                if transform_input
-                else json.dumps(event)
-            )
+            payload = render_input(target, event, rule.arn) if transform_input else json.dumps(event)
             if parsed.service == "events" and parsed.resource_type == "event-bus":
                 # Bus-to-bus forwarding keeps the event as it is (id, time, resources), as on AWS; moto dropped them.
                 backend = events_backends[parsed.account][parsed.region]

@@ -41,11 +41,13 @@ def _write(
         "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
     }
     outbox.mkdir(parents=True, exist_ok=True)
-    # The same message can go to several e-mail subscriptions: add the subscription id to keep names unique.
-    name = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{message_id}-{subscription.arn.rsplit(':', 1)[-1][:8]}.json"
-    path = outbox / name
-    tmp = path.with_suffix(".tmp")
     with _lock:
+        # <timestamp>-<messageid>.json; the same message to a second e-mail subscription gets a -<n> suffix.
+        stem = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{message_id}"
+        path, n = outbox / f"{stem}.json", 1
+        while path.exists():
+            path, n = outbox / f"{stem}-{n}.json", n + 1
+        tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
         os.replace(tmp, path)  # readers never see a half-written file
     return path

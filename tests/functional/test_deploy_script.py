@@ -1,0 +1,300 @@
+"""deploy.sh and validate-deployment.sh pre-flight checks and --dry-run, against an in-process moto server.
+
+No test reaches real AWS: every run has fake credentials and AWS_ENDPOINT_URL pointing at 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy.sh"
+VALIDATE = REPO / "validate-deployment.sh"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def endpoint():
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def base_env(endpoint: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE="/nonexistent/aws-config",
+        AWS_SHARED_CREDENTIALS_FILE="/nonexistent/aws-credentials",
+        PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    env.update(extra)
+    return env
+
+
+def run(args: list[str], env: dict[str, str], script: Path = DEPLOY) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(script), *args], env=env, capture_output=True, text=True, timeout=300, cwd=REPO
+    )
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def stack_count(endpoint: str) -> int:
+    cfn = boto3.client(
+        "cloudformation",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    return len(cfn.list_stacks()["StackSummaries"])
+
+
+def bucket_count(endpoint: str) -> int:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    return len(s3.list_buckets()["Buckets"])
+
+
+# ---------------------------------------------------------------------------------------------- pre-flight
+@pytest.mark.parametrize("script", [DEPLOY, VALIDATE], ids=["deploy", "validate"])
+def test_bad_environment_is_one_clear_line_and_non_zero(endpoint: str, script: Path) -> None:
+    # GIVEN an environment that does not exist WHEN the script runs
+    proc = run(
+        ["--environment", "qa", "--email", "ops@example.com"]
+        if script == DEPLOY
+        else ["--environment", "qa"],
+        base_env(endpoint),
+        script,
+    )
+    # THEN it exits non-zero with one line naming the problem, and touched nothing
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert "--environment" in line and "'qa'" in line and "dev, staging, prod" in line
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "ops@", "@example.com", "ops team@example.com"])
+def test_bad_email_is_one_clear_line_and_non_zero(endpoint: str, email: str) -> None:
+    # GIVEN a malformed e-mail WHEN deploy.sh runs THEN one line explains it and the exit is non-zero
+    proc = run(["--environment", "dev", "--email", email], base_env(endpoint))
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert "--email" in line and email in line
+    assert stack_count(endpoint) == 0
+
+
+def test_missing_email_is_one_clear_line(endpoint: str) -> None:
+    proc = run(["--environment", "dev"], base_env(endpoint))
+    assert proc.returncode != 0
+    assert "--email is required" in one_error_line(proc)
+
+
+def test_unknown_option_is_one_clear_line(endpoint: str) -> None:
+    proc = run(["--environment", "dev", "--email", "a@example.com", "--frobnicate"], base_env(endpoint))
+    assert proc.returncode != 0
+    assert "--frobnicate" in one_error_line(proc)
+
+
+def _path_without(tmp_path: Path, missing: str) -> str:
+    """A PATH holding links to every program of the current PATH except `missing`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in [str(REPO / ".venv" / "bin"), *os.environ.get("PATH", "").split(os.pathsep)]:
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            target = Path(directory) / name
+            link = bin_dir / name
+            if name != missing and not link.exists() and os.access(target, os.X_OK) and target.is_file():
+                link.symlink_to(target)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("script", [DEPLOY, VALIDATE], ids=["deploy", "validate"])
+def test_missing_jq_is_one_clear_line(endpoint: str, tmp_path: Path, script: Path) -> None:
+    # GIVEN a PATH without jq WHEN the script runs THEN it says jq is missing, before touching anything
+    env = base_env(endpoint, PATH=_path_without(tmp_path, "jq"))
+    assert shutil.which("jq", path=env["PATH"]) is None
+    proc = run(
+        ["--environment", "dev", "--email", "a@example.com"]
+        if script == DEPLOY
+        else ["--environment", "dev"],
+        env,
+        script,
+    )
+    assert proc.returncode != 0
+    assert "'jq' is not installed" in one_error_line(proc)
+    assert stack_count(endpoint) == 0
+
+
+@pytest.mark.parametrize("script", [DEPLOY, VALIDATE], ids=["deploy", "validate"])
+def test_missing_credentials_is_one_clear_line(endpoint: str, script: Path) -> None:
+    # GIVEN no credentials anywhere (no keys, no profile, no config files, no instance metadata)
+    env = base_env(endpoint)
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    # WHEN the script runs
+    proc = run(
+        ["--environment", "dev", "--email", "a@example.com"]
+        if script == DEPLOY
+        else ["--environment", "dev"],
+        env,
+        script,
+    )
+    # THEN one line says the credentials are the problem
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert "credentials" in line.lower()
+    assert "test" not in line  # no secret (nor fake secret) is echoed
+
+
+def test_help_exits_zero_and_documents_every_flag(endpoint: str) -> None:
+    proc = run(["--help"], base_env(endpoint))
+    assert proc.returncode == 0
+    for flag in (
+        "--environment",
+        "--email",
+        "--enable-approval",
+        "--knowledge-base-id",
+        "--region",
+        "--profile",
+        "--dry-run",
+        "--local",
+        "--package-only",
+        "--destroy",
+        "--help",
+    ):
+        assert flag in proc.stdout, flag
+
+
+def test_validate_help_exits_zero(endpoint: str) -> None:
+    proc = run(["--help"], base_env(endpoint), VALIDATE)
+    assert proc.returncode == 0
+    assert "--environment" in proc.stdout and "--region" in proc.stdout and "--local" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------- dry run
+@pytest.mark.skipif(
+    not (REPO / "lambda-auto-repair-functions.yaml").exists(), reason="functions template not landed"
+)
+def test_dry_run_validates_everything_and_creates_nothing(endpoint: str) -> None:
+    # GIVEN an empty cloud
+    assert stack_count(endpoint) == 0 and bucket_count(endpoint) == 0
+    # WHEN the guide's dry-run command runs
+    proc = run(["--environment", "dev", "--email", "test@example.com", "--dry-run"], base_env(endpoint))
+    # THEN it succeeds, linted and validated all three templates and shows the parameters per stack
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in (
+        "lambda-auto-repair-main.yaml",
+        "lambda-auto-repair-functions.yaml",
+        "lambda-auto-repair-monitoring.yaml",
+    ):
+        assert f"cfn-lint {name}: ok" in proc.stdout
+    assert "validate-template lambda-auto-repair-main.yaml: ok" in proc.stdout
+    for stack in ("main", "functions", "monitoring"):
+        assert f"Would create lambda-auto-repair-{stack}-dev" in proc.stdout
+    assert "NotificationEmail = test@example.com" in proc.stdout
+    assert "DurationThreshold = 45000" in proc.stdout  # from parameters/dev.json
+    assert "CodeS3Key = code/auto-repair-" in proc.stdout
+    # AND nothing was created
+    assert stack_count(endpoint) == 0 and bucket_count(endpoint) == 0
+
+
+@pytest.mark.skipif(
+    not (REPO / "lambda-auto-repair-functions.yaml").exists(), reason="functions template not landed"
+)
+def test_dry_run_flags_override_the_parameter_file(endpoint: str) -> None:
+    # GIVEN dev (approval off in the file) WHEN --enable-approval and a knowledge base are given
+    proc = run(
+        [
+            "--environment",
+            "dev",
+            "--email",
+            "test@example.com",
+            "--enable-approval",
+            "--knowledge-base-id",
+            "kb-1234567890abcdef",
+            "--dry-run",
+        ],
+        base_env(endpoint),
+    )
+    # THEN the flags win over parameters/dev.json
+    assert proc.returncode == 0, proc.stderr
+    assert "EnableApprovalWorkflow = true" in proc.stdout
+    assert "EnableApprovalWorkflow = false" not in proc.stdout
+    assert "KnowledgeBaseId = kb-1234567890abcdef" in proc.stdout
+    assert stack_count(endpoint) == 0
+
+
+@pytest.mark.skipif(
+    not (REPO / "lambda-auto-repair-functions.yaml").exists(), reason="functions template not landed"
+)
+def test_package_is_reproducible_across_copies(endpoint: str, tmp_path: Path) -> None:
+    # GIVEN the same sources in two separate copies with different file times
+    keys = []
+    for attempt in range(2):
+        project = tmp_path / f"copy{attempt}"
+        project.mkdir()
+        for name in (
+            "deploy.sh",
+            "requirements-lambda.txt",
+            "lambda-auto-repair-main.yaml",
+            "lambda-auto-repair-functions.yaml",
+            "lambda-auto-repair-monitoring.yaml",
+        ):
+            shutil.copy2(REPO / name, project / name)
+        shutil.copytree(REPO / "parameters", project / "parameters")
+        shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        (project / "src" / "auto_repair" / "__pycache__").mkdir(exist_ok=True)
+        (project / "src" / "auto_repair" / "__pycache__" / f"junk{attempt}.pyc").write_bytes(b"x")
+        for path in project.rglob("*"):
+            os.utime(path, (1_000_000_000 + attempt * 3600, 1_000_000_000 + attempt * 3600))
+        (project / ".venv").symlink_to(REPO / ".venv")
+        (REPO / ".build").mkdir(exist_ok=True)
+        (project / ".build").symlink_to(REPO / ".build")
+        # WHEN each is packaged (dry run: built locally, nothing uploaded)
+        proc = subprocess.run(
+            [str(project / "deploy.sh"), "--environment", "dev", "--email", "a@example.com", "--dry-run"],
+            cwd=project,
+            env=base_env(endpoint),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        keys.append(
+            next(line.split()[-1] for line in proc.stdout.splitlines() if "would be uploaded as" in line)
+        )
+    # THEN the content-addressed keys are identical (byte-identical zips, no .pyc, fixed timestamps)
+    assert keys[0] == keys[1]
+    assert keys[0].startswith("code/auto-repair-") and len(keys[0]) == len("code/auto-repair-.zip") + 64
