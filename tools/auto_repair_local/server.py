@@ -80,14 +80,7 @@ def install_extensions(ctx: LocalCloudContext) -> list[str]:
     default_user_config["stepfunctions"]["execute_state_machine"] = True
     installed = []
     for name in EXTENSIONS:
-        try:
-            module = importlib.import_module(f"auto_repair_local.{name}")
-        except ModuleNotFoundError as exc:
-            # TEMPORARY while the extensions are being written in parallel; made strict before release.
-            if exc.name != f"auto_repair_local.{name}":
-                raise
-            log.warning("extension %s not present yet", name)
-            continue
+        module = importlib.import_module(f"auto_repair_local.{name}")
         module.install(ctx)
         installed.append(name)
     return installed
