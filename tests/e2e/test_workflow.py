@@ -357,3 +357,30 @@ def test_recovery_during_verification_is_recorded_without_a_second_message(deplo
     # THEN the incident has its time to recovery, and the only result message is the REPAIRED one
     assert incident["alarm"].get("timeToRecoverySeconds", 0) >= 0
     assert [m["body"]["type"] for m in messages].count("RECOVERY") == 0
+
+
+def run_cli(deployed, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "auto_repair_cli.main", *args, "--local"], cwd=REPO,
+                          env=deployed.cloud.env(), capture_output=True, text=True, timeout=60)
+
+
+def test_operators_read_the_history_without_the_console(deployed, results):
+    # GIVEN the finished scenarios
+    execution, _, _, memory = check(deployed, results["repaired"])
+    incident_id = execution["executionArn"].rsplit(":", 1)[-1]
+    # WHEN an operator lists the incidents of one function, and of the last hour
+    listed = run_cli(deployed, "incidents", "list", "--function", "wf-repaired")
+    recent = run_cli(deployed, "incidents", "list", "--since", "1h", "--json")
+    shown = run_cli(deployed, "incidents", "show", incident_id)
+    # THEN each is one query away, and the incident shows alarm, diagnosis, repair, verification, notices, audit
+    assert listed.returncode == 0 and incident_id in listed.stdout and "RESOLVED" in listed.stdout
+    assert {i["functionName"] for i in json.loads(recent.stdout)} >= {c.name for c in results.values()}
+    assert shown.returncode == 0, shown.stderr
+    for part in ("diagnosis:", "repair:", f"128 -> {memory} MB", "verification: IMPROVED", "notification:",
+                 "audit:", "BEFORE UpdateFunctionConfiguration", "AFTER UpdateFunctionConfiguration"):
+        assert part in shown.stdout, part
+    # AND bad input is one clear line, not a traceback
+    bad = run_cli(deployed, "incidents", "list", "--since", "yesterday")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--since" in bad.stderr
+    missing = run_cli(deployed, "incidents", "show", "no-such-execution")
+    assert missing.returncode == 1 and "no incident" in missing.stderr
