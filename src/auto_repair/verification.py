@@ -6,22 +6,21 @@ Pure code over the same shapes CollectMetricsAndLogs produces (metric series + l
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .evidence import classify_message, parse_report_line
 
 IMPROVED = "IMPROVED"
 NOT_IMPROVED = "NOT_IMPROVED"
 INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
-_REPORT = re.compile(
-    r"REPORT RequestId: (?P<requestId>\S+)\s+Duration: (?P<duration>[\d.]+) ms.*?Memory Size: (?P<memorySize>\d+) MB"
-    r"\s+Max Memory Used: (?P<maxMemoryUsed>\d+) MB"
-)
-_TIMEOUT = re.compile(r"Task timed out after")
-_OOM = re.compile(
-    r"Runtime\.OutOfMemory|signal: killed|MemoryError|OutOfMemory|out of memory|heap out of memory|NoMemoryError"
-)
+# Failure kinds of the evidence module's log signatures that mark an invocation as failed.
+FAILURE_KINDS = frozenset({"oom", "timeout", "code_error", "init_error", "downstream", "access_denied"})
+
+
+def _kinds(message: str) -> set[str]:
+    return {rule.kind for rule in classify_message(message)}
 
 
 @dataclass
@@ -52,16 +51,6 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[rank]
 
 
-def parse_report(line: str) -> dict[str, Any] | None:
-    match = _REPORT.search(line)
-    if not match:
-        return None
-    fields: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if k != "requestId"}
-    fields["requestId"] = match.group("requestId")
-    fields["failed"] = "Status: error" in line or "Status: timeout" in line
-    return fields
-
-
 def window_stats(
     series: dict[str, list[dict[str, Any]]], logs: list[dict[str, Any]], memory_size: int | None = None
 ) -> WindowStats:
@@ -70,25 +59,21 @@ def window_stats(
     With ``memory_size``, only invocations whose REPORT line shows that memory count: right after a change,
     invocations that started on the old configuration still finish (and fail) inside the new window.
     """
-    reports = [r for r in (parse_report(line.get("message", "")) for line in logs) if r]
+    reports = [r for r in (parse_report_line(line.get("message", "")) for line in logs) if r]
     if memory_size is not None and reports:
-        reports = [r for r in reports if int(r["memorySize"]) == int(memory_size)]
-        ids = {r["requestId"] for r in reports}
-        logs = [line for line in logs if any(i in line.get("message", "") for i in ids)]
-        failed_ids = {r["requestId"] for r in reports if r["failed"]} | {
+        reports = [r for r in reports if r["memorySizeMb"] == int(memory_size)]
+        ids = {r["requestId"] for r in reports if r["requestId"]}
+        logs = [line for line in logs if any(i in line.get("message", "").lower() for i in ids)]
+        failed_ids = {r["requestId"] for r in reports if r["status"] in ("error", "timeout")} | {
             i for i in ids for line in logs
-            if i in line.get("message", "") and not line.get("message", "").startswith("REPORT ")
-            and (_OOM.search(line["message"]) or _TIMEOUT.search(line["message"]) or "[ERROR]" in line["message"])
+            if i in line.get("message", "").lower() and not line.get("message", "").startswith("REPORT ")
+            and _kinds(line["message"]) & FAILURE_KINDS
         }
         series = {**series, "Invocations.Sum": [{"value": len(reports)}],
                   "Errors.Sum": [{"value": len(failed_ids)}]}
-    durations = [float(r["duration"]) for r in reports if r.get("duration") is not None]
-    utilisations = [
-        float(r["maxMemoryUsed"]) / float(r["memorySize"])
-        for r in reports
-        if r.get("maxMemoryUsed") is not None and r.get("memorySize")
-    ]
-    messages = [line.get("message", "") for line in logs]
+    durations = [r["durationMs"] for r in reports if r["durationMs"] is not None]
+    utilisations = [r["maxMemoryUsedMb"] / r["memorySizeMb"] for r in reports if r["maxMemoryUsedMb"] is not None]
+    kinds = [_kinds(line.get("message", "")) for line in logs if not line.get("message", "").startswith("REPORT ")]
     invocations = int(_total(series.get("Invocations.Sum"))) or len(reports)
     errors = int(_total(series.get("Errors.Sum")))
     p95_series = [p["value"] for p in series.get("Duration.p95") or []]
@@ -96,8 +81,8 @@ def window_stats(
     return WindowStats(
         invocations=invocations,
         errors=errors,
-        timeouts=sum(1 for m in messages if _TIMEOUT.search(m)),
-        oom=sum(1 for m in messages if _OOM.search(m) and not m.startswith("REPORT ")),
+        timeouts=sum(1 for k in kinds if "timeout" in k),
+        oom=sum(1 for k in kinds if "oom" in k),
         durationP95=_percentile(durations, 95) if durations else (max(p95_series) if p95_series else None),
         durationAvg=(sum(durations) / len(durations)) if durations else
         ((sum(avg_series) / len(avg_series)) if avg_series else None),
