@@ -12,18 +12,15 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
-import boto3
+from auto_repair_local.process import start_local_cloud, stop_local_cloud
 
 REPO = Path(__file__).resolve().parents[1]
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench-local-lambda"
@@ -31,33 +28,6 @@ FUNCTIONS = {
     "bare": "def handler(event, context):\n    return event\n",
     "boto3": "import boto3\n\nS3 = boto3.client('s3')\n\ndef handler(event, context):\n    return event\n",
 }
-
-
-def start_cloud(state_dir: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "auto_repair_local.server",
-            "--port",
-            str(port),
-            "--state-dir",
-            str(state_dir),
-        ],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while not (state_dir / "server.json").exists():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise SystemExit("the local cloud did not start")
-        time.sleep(0.05)
-    return process, json.loads((state_dir / "server.json").read_text())["endpoint"]
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -92,18 +62,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as state:
-        process, endpoint = start_cloud(Path(state))
+        cloud = start_local_cloud(Path(state))
         try:
-
-            def client(service: str):
-                return boto3.client(
-                    service,
-                    endpoint_url=endpoint,
-                    region_name="us-east-1",
-                    aws_access_key_id="test",
-                    aws_secret_access_key="test",
-                )
-
+            client = cloud.client
             client("iam").create_role(RoleName=ROLE_ARN.rsplit("/", 1)[1], AssumeRolePolicyDocument="{}")
             lam = client("lambda")
             for label, source in FUNCTIONS.items():
@@ -132,8 +93,7 @@ def main() -> int:
                 print(summary(f"{label}: Init Duration", init))
                 print(summary(f"{label}: warm invoke", warm))
         finally:
-            process.terminate()
-            process.wait(timeout=15)
+            stop_local_cloud(cloud)
     return 0
 
 

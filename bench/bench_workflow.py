@@ -18,13 +18,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from auto_repair.collect import parse_time
+from auto_repair_cli import scenario
+from auto_repair_local.process import deploy, start_local_cloud, stop_local_cloud
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-
-from conftest import deploy, start_local_cloud, stop_local_cloud  # noqa: E402
-
-from auto_repair.collect import parse_time  # noqa: E402
-from auto_repair_cli import scenario  # noqa: E402
 
 
 def one_run(deployed, name: str, wait_seconds: int) -> dict[str, float]:

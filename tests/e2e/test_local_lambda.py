@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import re
-import sys
 import textwrap
 import time
 import uuid
@@ -20,19 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-
-def _e2e_conftest():
-    # Loaded by path: "conftest" in sys.modules may be another directory's conftest.
-    spec = importlib.util.spec_from_file_location("_e2e_conftest", Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_conftest = _e2e_conftest()
-REPO, LocalCloud = _conftest.REPO, _conftest.LocalCloud
-start_local_cloud, stop_local_cloud = _conftest.start_local_cloud, _conftest.stop_local_cloud
+from auto_repair_local.process import REPO, LocalCloud, start_local_cloud, stop_local_cloud
 
 ROLE_NAME = "local-lambda-test-role"
 ROLE_ARN = f"arn:aws:iam::123456789012:role/{ROLE_NAME}"
