@@ -158,7 +158,7 @@ def _metric_data(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime
 
 def get_log_lines(
     logs: Any, function_name: str, start: datetime, end: datetime
-) -> tuple[list[dict[str, str]], list[str], bool]:
+) -> tuple[list[dict[str, str]], list[str]]:
     """REPORT lines and error/timeout/OOM lines of the window, newest kept, bounded in count and size."""
     group = f"/aws/lambda/{function_name}"
     reports: list[dict[str, str]] = []
@@ -195,14 +195,14 @@ def get_log_lines(
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
-            return [], [f"log group {group} does not exist"], False
-        return [], [f"logs: {code or type(exc).__name__}"], False
+            return [], [f"log group {group} does not exist"]
+        return [], [f"logs: {code or type(exc).__name__}"]
     except BotoCoreError as exc:
-        return [], [f"logs: {type(exc).__name__}"], False
+        return [], [f"logs: {type(exc).__name__}"]
     lines = reports[-MAX_REPORT_LINES:] + others[-MAX_OTHER_LINES:]
     lines.sort(key=lambda e: e["timestamp"])
     missing = [f"logs truncated after {scanned} events"] if truncated else []
-    return lines, missing, truncated
+    return lines, missing
 
 
 def collect_evidence(
@@ -233,7 +233,7 @@ def collect_evidence(
     missing += miss
     baseline, miss = get_series(cloudwatch, name, baseline_start, window_start, period, resource)
     missing += [f"baseline {m}" for m in miss]
-    lines, miss, _ = get_log_lines(logs, name, window_start, now)
+    lines, miss = get_log_lines(logs, name, window_start, now)
     missing += miss
     if not any(series["Invocations.Sum"]):
         missing.append("no Invocations datapoints in the analysis window")

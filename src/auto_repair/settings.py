@@ -51,10 +51,8 @@ class Settings:
     system_prefix: str = "lambda-auto-repair-"
     analysis_window_minutes: int = 15
     baseline_window_minutes: int = 60
-    verification_window_seconds: int = 300
     min_invocations_for_verdict: int = 3
     notify_ignored: bool = False
-    metrics_namespace: str = "LambdaAutoRepair"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,8 +71,6 @@ class Settings:
             system_prefix=env.get("SYSTEM_FUNCTION_PREFIX", "lambda-auto-repair-"),
             analysis_window_minutes=_int("ANALYSIS_WINDOW_MINUTES", 15),
             baseline_window_minutes=_int("BASELINE_WINDOW_MINUTES", 60),
-            verification_window_seconds=_int("VERIFICATION_WINDOW_SECONDS", 300),
             min_invocations_for_verdict=_int("MIN_INVOCATIONS_FOR_VERDICT", 3),
             notify_ignored=_bool(env.get("NOTIFY_IGNORED")),
-            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "LambdaAutoRepair"),
         )

@@ -21,8 +21,10 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auto_repair.collect import parse_time
+from auto_repair.records import AuditLog, IncidentStore
 
 from . import scenario
+from .incidents import render
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTION = "demo-report-builder"
@@ -204,9 +206,7 @@ def _report(
 
     print("\nRecords (auto-repair incidents show --local):")
     incident_id = execution["executionArn"].rsplit(":", 1)[-1]
-    from auto_repair.records import AuditLog, IncidentStore  # noqa: PLC0415
 
-    from .incidents import render  # noqa: PLC0415 - only the demo needs it
 
     dynamodb = boto3.resource(
         "dynamodb",

@@ -40,9 +40,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alarm = workflow["alarm"]
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
     store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    failed_state = event.get("failedState") or meta.get("failedState") or ""
     record = {"error": str(error.get("Error", ""))[:256], "cause": _cause(error), "failedAt": now_iso(),
-              "failedState": failed_state, "functionName": alarm.get("functionName", "")}
+              "functionName": alarm.get("functionName", "")}
     # Recording is best effort here: the notification must go out even if DynamoDB is what failed.
     try:
         store.put(incident_id, FAILURE_RECORD, record)

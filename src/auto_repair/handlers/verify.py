@@ -31,7 +31,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     before = window_stats(evidence.get("metricSeries") or {}, evidence.get("logs") or [])
     series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period)
-    lines, miss, _ = get_log_lines(aws.client("logs"), name, repaired_at, now)
+    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now)
     after = window_stats(series, lines, memory_size=int(repair.get("newMemory") or 0) or None)
     verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",
                       min_invocations=SETTINGS.min_invocations_for_verdict)
