@@ -26,7 +26,7 @@ lint: setup
 	@echo "==> cfn-lint"
 	@$(BIN)/cfn-lint $(TEMPLATES)
 	@echo "==> shellcheck"
-	@$(BIN)/shellcheck $(SCRIPTS)
+	@$(BIN)/shellcheck $(SCRIPTS) scripts/aws-access.sh
 	@echo "==> ruff"
 	@$(BIN)/ruff check src tools tests bench
 

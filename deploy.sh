@@ -157,24 +157,9 @@ if [[ "${MODE}" == "deploy" ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------- AWS access
-if [[ -n "${PROFILE}" ]]; then
-  export AWS_PROFILE="${PROFILE}"
-fi
-if [[ "${LOCAL}" == true ]]; then
-  export AWS_ENDPOINT_URL="http://127.0.0.1:${AUTO_REPAIR_LOCAL_PORT:-4566}"
-  export AWS_ACCESS_KEY_ID="test"
-  export AWS_SECRET_ACCESS_KEY="test"
-  unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
-fi
-if [[ -z "${REGION}" ]]; then
-  REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
-fi
-if [[ -z "${REGION}" && "${LOCAL}" != true ]]; then
-  REGION="$(aws configure get region 2>/dev/null || true)"
-fi
-REGION="${REGION:-us-east-1}"
-export AWS_REGION="${REGION}" AWS_DEFAULT_REGION="${REGION}"
-export AWS_PAGER=""
+# shellcheck source=scripts/aws-access.sh
+source "${ROOT_DIR}/scripts/aws-access.sh"
+configure_aws_access
 
 local_cloud_reachable() {
   aws sts get-caller-identity --cli-connect-timeout 2 --cli-read-timeout 5 >/dev/null 2>&1

@@ -3,6 +3,8 @@
 # See docs/DEPLOYMENT.md and ./validate-deployment.sh --help.
 set -euo pipefail
 
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
 SCRIPT_NAME="$(basename "$0")"
 ROLES=(parse-alarm collect diagnose execute-repair verify notify request-approval handle-failure coordinator)
 ALARMS=(failed-executions handler-errors dlq-depth sns-delivery-failures)
@@ -69,24 +71,9 @@ fi
 command -v aws >/dev/null 2>&1 || die "the AWS CLI ('aws') is not installed or not on PATH"
 command -v jq >/dev/null 2>&1 || die "'jq' is not installed or not on PATH"
 
-if [[ -n "${PROFILE}" ]]; then
-  export AWS_PROFILE="${PROFILE}"
-fi
-if [[ "${LOCAL}" == true ]]; then
-  export AWS_ENDPOINT_URL="http://127.0.0.1:${AUTO_REPAIR_LOCAL_PORT:-4566}"
-  export AWS_ACCESS_KEY_ID="test"
-  export AWS_SECRET_ACCESS_KEY="test"
-  unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
-fi
-if [[ -z "${REGION}" ]]; then
-  REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
-fi
-if [[ -z "${REGION}" && "${LOCAL}" != true ]]; then
-  REGION="$(aws configure get region 2>/dev/null || true)"
-fi
-REGION="${REGION:-us-east-1}"
-export AWS_REGION="${REGION}" AWS_DEFAULT_REGION="${REGION}"
-export AWS_PAGER=""
+# shellcheck source=scripts/aws-access.sh
+source "${ROOT_DIR}/scripts/aws-access.sh"
+configure_aws_access
 
 if ! IDENTITY_ERROR="$(aws sts get-caller-identity 2>&1 >/dev/null)"; then
   die "AWS credentials are missing or invalid ($(echo "${IDENTITY_ERROR}" | grep -v '^$' | tail -n 1))"

@@ -35,17 +35,12 @@ TEMPLATES = [
     "lambda-auto-repair-monitoring.yaml",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not (REPO / TEMPLATES[1]).exists(), reason="functions template not landed yet"
-)
-
-
 def make_project(root: Path) -> Path:
     project = root / "project"
     project.mkdir()
     for name in ["deploy.sh", "validate-deployment.sh", "requirements-lambda.txt", *TEMPLATES]:
         shutil.copy2(REPO / name, project / name)
-    for directory in ("parameters", "src", "knowledge"):
+    for directory in ("parameters", "scripts", "src", "knowledge"):
         if (REPO / directory).exists():
             shutil.copytree(
                 REPO / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")

@@ -274,6 +274,7 @@ def test_package_is_reproducible_across_copies(endpoint: str, tmp_path: Path) ->
         ):
             shutil.copy2(REPO / name, project / name)
         shutil.copytree(REPO / "parameters", project / "parameters")
+        shutil.copytree(REPO / "scripts", project / "scripts")
         shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         (project / "src" / "auto_repair" / "__pycache__").mkdir(exist_ok=True)
         (project / "src" / "auto_repair" / "__pycache__" / f"junk{attempt}.pyc").write_bytes(b"x")

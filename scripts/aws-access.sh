@@ -1,0 +1,25 @@
+# shellcheck shell=bash
+# Sourced by deploy.sh and validate-deployment.sh: one definition of how they reach AWS or the local cloud.
+# Reads PROFILE, LOCAL and REGION from the caller; exports the AWS_* variables every `aws` call then uses.
+
+configure_aws_access() {
+  if [[ -n "${PROFILE}" ]]; then
+    export AWS_PROFILE="${PROFILE}"
+  fi
+  if [[ "${LOCAL}" == true ]]; then
+    # The local cloud: fake credentials, loopback endpoint, and never a real profile.
+    export AWS_ENDPOINT_URL="http://127.0.0.1:${AUTO_REPAIR_LOCAL_PORT:-4566}"
+    export AWS_ACCESS_KEY_ID="test"
+    export AWS_SECRET_ACCESS_KEY="test"
+    unset AWS_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN
+  fi
+  if [[ -z "${REGION}" ]]; then
+    REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-}}"
+  fi
+  if [[ -z "${REGION}" && "${LOCAL}" != true ]]; then
+    REGION="$(aws configure get region 2>/dev/null || true)"
+  fi
+  REGION="${REGION:-us-east-1}"
+  export AWS_REGION="${REGION}" AWS_DEFAULT_REGION="${REGION}"
+  export AWS_PAGER=""
+}
