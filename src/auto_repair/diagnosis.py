@@ -271,7 +271,9 @@ def _spread(values: list[float]) -> float:
 def _oom_verdict(ev: Evidence, config: DiagnosisConfig, util_max: float | None, trend: dict[str, Any],
                  failure_events: int) -> Verdict:
     current = ev.current_memory_mb
-    seen = len([inv for inv in ev.invocations if inv.report is not None]) or len(ev.invocations) or 1
+    # Invocations we know of: those with a REPORT line and those whose failure we saw without one (the window
+    # can cut a REPORT off); never fewer than the failing ones, so the reasoning cannot say "6 of 3".
+    seen = len([inv for inv in ev.invocations if inv.report is not None or inv.kinds]) or 1
     oom_invocations = sum(1 for inv in ev.invocations if inv.outcome == "oom" or inv.at_limit)
     failure_fraction = min(oom_invocations / seen, 1.0) if seen else 1.0
     ok_peaks = ev.ok_peaks
@@ -640,6 +642,14 @@ def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, 
     refs, knowledge_method = kb.retrieve_references(
         query, entries=entries, knowledge_base_id=config.knowledge_base_id, retrieve_client=retrieve_client,
         k=config.knowledge_k)
+    history = kb.function_history(entries, ev.function_name)
+    if history:
+        # Repeated incidents on one function are a pattern a human should see (a leak, a growing workload).
+        reasons.append("Earlier incidents on this function: " + "; ".join(
+            f"{e['title'].removeprefix('Case: ')} at {e.get('createdAt') or 'unknown time'}" for e in history) + ".")
+        cited = {ref["id"] for ref in refs}
+        refs = [{"id": e["entryId"], "title": e["title"], "relevance": 1.0} for e in history
+                if e["entryId"] not in cited] + refs
     result: dict[str, Any] = {
         "functionName": ev.function_name,
         "isMemoryIssue": is_memory,

@@ -32,6 +32,7 @@ _REPORT_FIELDS = {
 }
 _REPORT_STATUS = re.compile(r"Status:\s*(\w+)")
 _REPORT_ERROR_TYPE = re.compile(r"Error Type:\s*([\w.]+)")
+_START = re.compile(r"^\s*START\s+RequestId:\s*([0-9a-fA-F-]{36})")
 _INIT_REPORT = re.compile(r"INIT_REPORT\b.*?Status:\s*(\w+)(?:.*?Error Type:\s*([\w.]+))?")
 _TIMED_OUT = re.compile(r"Task timed out after\s+([\d.]+)\s*seconds")
 
@@ -491,15 +492,26 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
             invocations[rid] = Invocation(request_id=rid, order=order)
         return invocations[rid]
 
+    # A plain print or traceback line carries no request id; the START ... REPORT bracket of its log stream
+    # says which invocation it belongs to (one invocation at a time per stream). Without this, a MemoryError
+    # line and the REPORT line of the same invocation counted as two failing invocations.
+    in_progress: dict[str, str] = {}
     logs = request.get("logs")
     entries = logs if isinstance(logs, list) else []
     for entry in entries:
         message = entry.get("message") if isinstance(entry, dict) else entry
         if not isinstance(message, str) or not message.strip():
             continue
+        stream = str(entry.get("logStreamName") or "") if isinstance(entry, dict) else ""
         ev.log_lines += 1
+        start = _START.match(message)
+        if start:
+            in_progress[stream] = start.group(1).lower()
+            continue
         report = parse_report_line(message)
         if report is not None:
+            if report["requestId"] and in_progress.get(stream) == str(report["requestId"]).lower():
+                del in_progress[stream]
             inv = invocation_for(report["requestId"])
             inv.report = report
             ev.reports.append(report)
@@ -531,7 +543,7 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
         if not rules:
             continue
         rid_match = _UUID.search(message)
-        inv = invocation_for(rid_match.group(0).lower() if rid_match else None)
+        inv = invocation_for(rid_match.group(0).lower() if rid_match else in_progress.get(stream))
         for kind in {rule.kind for rule in rules}:
             counts[kind] = counts.get(kind, 0) + 1
             if kind in _FAILURE_KINDS:

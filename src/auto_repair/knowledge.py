@@ -8,7 +8,9 @@ Entry fields: entryId, title, category, content, source, tags, createdAt, update
 * ``rank(entries, query, k)`` is a small BM25 ranker used offline and as the fallback for Bedrock ``Retrieve``.
 * ``retrieve_references(...)`` calls ``bedrock-agent-runtime`` ``Retrieve`` when a knowledge-base id and a client
   are given, and falls back to the lexical ranker on any failure.
-* ``case_entry_from_incident(incident)`` builds the case entry the workflow stores after a resolved incident.
+* ``case_entry_from_incident(incident)`` builds the case entry the workflow stores after a resolved incident;
+  ``put_case_entry`` writes it to the knowledge bucket (``cases/<entryId>.json``) beside the runbooks that
+  deploy.sh uploads (``knowledge/``), and ``load_entries_from_bucket`` reads both back for the diagnosis.
 """
 
 from __future__ import annotations
@@ -62,6 +64,100 @@ def load_entries_from_dir(path: str | Path) -> list[dict[str, Any]]:
         for item in data if isinstance(data, list) else [data]:
             entries.append(validate_entry(item))
     return entries
+
+
+RUNBOOK_PREFIX = "knowledge/"
+CASE_PREFIX = "cases/"
+
+
+def load_entries_from_bucket(s3: Any, bucket: str, *, prefixes: Iterable[str] = (RUNBOOK_PREFIX, CASE_PREFIX),
+                             max_entries: int = 500) -> tuple[list[dict[str, Any]], list[str]]:
+    """Entries stored in the knowledge bucket, newest cases first, and the keys skipped as malformed.
+
+    Bounded (``max_entries``) because the ranker runs inside every diagnosis. S3 errors propagate: the caller
+    decides whether to fall back to the bundled runbooks.
+    """
+    entries: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for prefix in prefixes:
+        objects: list[dict[str, Any]] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            objects.extend(obj for obj in page.get("Contents", []) if obj["Key"].endswith(".json"))
+        objects.sort(key=lambda obj: obj.get("LastModified") or 0, reverse=True)
+        for obj in objects:
+            if len(entries) >= max_entries:
+                return entries, skipped
+            try:
+                data = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+                entries.extend(validate_entry(item) for item in (data if isinstance(data, list) else [data]))
+            except (ValueError, KnowledgeError):
+                skipped.append(obj["Key"])
+    return entries, skipped
+
+
+def merge_entries(*sources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per entryId; an earlier source wins (the bucket's copy over the bundled one)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for source in sources:
+        for entry in source:
+            merged.setdefault(entry["entryId"], entry)
+    return list(merged.values())
+
+
+def put_case_entry(s3: Any, bucket: str, entry: dict[str, Any]) -> str:
+    """Store a case entry; the key is derived from the entry id, so a retried notification overwrites, not adds."""
+    entry = validate_entry(entry)
+    key = f"{CASE_PREFIX}{entry['entryId']}.json"
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(entry, indent=1).encode("utf-8"),
+                  ContentType="application/json")
+    return key
+
+
+class KnowledgeSource:
+    """The entries a diagnosis ranks: the knowledge bucket (runbooks + case history) over the bundled runbooks.
+
+    Cached per warm Lambda environment for ``ttl_seconds`` so a burst of diagnoses costs one listing; when the
+    bucket cannot be read, the bundled runbooks still give references and ``note`` says why.
+    """
+
+    def __init__(self, s3: Any, bucket: str, *, ttl_seconds: float = 300.0, clock: Any = None) -> None:
+        import time
+
+        self._s3, self._bucket, self._ttl = s3, bucket, ttl_seconds
+        self._clock = clock or time.monotonic
+        self._loaded_at: float | None = None
+        self._entries: list[dict[str, Any]] = []
+        self.note = "bundled"
+
+    def entries(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        if self._loaded_at is not None and now - self._loaded_at < self._ttl:
+            return self._entries
+        bundled = bundled_entries()
+        if not self._bucket or self._s3 is None:
+            self._entries, self.note = bundled, "bundled"
+        else:
+            try:
+                stored, skipped = load_entries_from_bucket(self._s3, self._bucket)
+                self._entries = merge_entries(stored, bundled)
+                self.note = f"bucket: {len(stored)} entries" + (f", {len(skipped)} malformed skipped" if skipped
+                                                                 else "")
+            except Exception as exc:  # noqa: BLE001 - knowledge is an aid; the rules decide without it
+                self._entries, self.note = bundled, f"bundled (bucket unreadable: {_error_code(exc)})"
+        self._loaded_at = now
+        return self._entries
+
+
+# Outcomes whose incident teaches something: memory fixed it, memory did not fix it, memory was not the cause.
+CASE_OUTCOMES = frozenset({"REPAIRED", "NOT_IMPROVED", "NO_ACTION"})
+
+
+def record_case(s3: Any, bucket: str, workflow: dict[str, Any], incident_id: str, outcome: str) -> str | None:
+    """Write the case entry of a finished incident when its outcome is worth learning from; the S3 key or None."""
+    if outcome not in CASE_OUTCOMES or not bucket or not (workflow.get("diagnosisResult") or {}):
+        return None
+    entry = case_entry_from_incident({**workflow, "incidentId": incident_id, "outcome": outcome})
+    return put_case_entry(s3, bucket, entry)
 
 
 def bundled_entries() -> list[dict[str, Any]]:
@@ -148,6 +244,14 @@ def _references_from_retrieve(response: Any, local: list[dict[str, Any]], k: int
     return refs
 
 
+def function_history(entries: Iterable[dict[str, Any]], function_name: str, k: int = 2) -> list[dict[str, Any]]:
+    """The newest case entries of this very function: its own past incidents are the most relevant knowledge."""
+    tag = f"function:{function_name}"
+    cases = [e for e in entries if e.get("category") == "case" and tag in e.get("tags", [])]
+    cases.sort(key=lambda e: str(e.get("createdAt") or ""), reverse=True)
+    return cases[:k]
+
+
 def _error_code(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -198,8 +302,11 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
     for point in points[:8]:
         if isinstance(point, dict):
             lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")
+    if incident.get("outcome"):
+        lines.append(f"Outcome: {incident['outcome']}.")
     timestamp = now or _now()
-    tags = [t for t in ("case", str(cause), str(status).lower(), runtime) if t]
+    tags = [t for t in ("case", f"function:{function}", str(cause), str(status).lower(), runtime,
+                        str(incident.get("outcome") or "").lower()) if t]
     return {
         "entryId": f"case-{_slug(str(function))}-{str(incident_id)[:24]}",
         "title": f"Case: {function} {cause} {original}->{new} MB ({status})",

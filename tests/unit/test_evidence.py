@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from auto_repair.diagnosis import diagnose
 from auto_repair.evidence import (
     classify_message,
     extract_evidence,
@@ -172,6 +173,28 @@ def test_extract_correlates_failures_with_reports_by_request_id() -> None:
     summary = ev.to_dict()
     assert summary["memory"]["utilisationMax"] == 1.0
     assert summary["invocations"]["failing"] == 1
+
+
+def test_lines_without_request_id_belong_to_the_invocation_their_stream_is_running() -> None:
+    # GIVEN three OOM-killed invocations whose traceback lines carry no request id, in two log streams,
+    # interleaved the way FilterLogEvents returns them
+    rids = [f"{n}{n}{n}{n}{n}{n}{n}{n}-1111-4111-8111-111111111111" for n in (3, 4, 5)]
+    logs = []
+    for rid, stream in zip(rids, ["s1", "s2", "s1"], strict=True):
+        logs += [
+            {"logStreamName": stream, "message": f"START RequestId: {rid} Version: $LATEST"},
+            {"logStreamName": stream, "message": "Traceback (most recent call last):"},
+            {"logStreamName": stream, "message": "MemoryError"},
+            {"logStreamName": stream, "message": f"END RequestId: {rid}"},
+            {**_report(rid, 128, size=128, duration=900.0), "logStreamName": stream},
+        ]
+    # WHEN evidence is extracted and diagnosed
+    ev = extract_evidence({"functionName": "f", "currentMemorySize": 128, "logs": logs})
+    result = diagnose({"functionName": "f", "currentMemorySize": 128, "logs": logs}, knowledge=[])
+    # THEN each MemoryError is attributed to its invocation: three failing invocations, not six
+    assert len(ev.invocations) == 3
+    assert ev.failing_invocations == 3
+    assert "3 of 3 observed invocation(s)" in result["reasoning"]
 
 
 def test_extract_flags_instruction_like_text_without_acting_on_it() -> None:
