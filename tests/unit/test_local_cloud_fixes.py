@@ -68,3 +68,12 @@ def test_fn_sub_keeps_double_dollar_for_step_functions_context_paths():
 
     text = substitute('{"a.$": "$$.Execution.Id", "r": "${Fn}", "p": "$.x"}', {"Fn": "arn:fn"})
     assert text == '{"a.$": "$$.Execution.Id", "r": "arn:fn", "p": "$.x"}'
+
+
+def test_lambda_environment_values_become_strings_as_cloudformation_makes_them():
+    from auto_repair_local.cfn_fixes import _string_environment
+
+    spec = {"Environment": {"Variables": {"MAX_MEMORY_MB": 3008, "DRY_RUN": False, "RATE": 0.7, "NAME": "x"}}}
+    _string_environment(spec)
+    assert spec["Environment"]["Variables"] == {"MAX_MEMORY_MB": "3008", "DRY_RUN": "false", "RATE": "0.7",
+                                                "NAME": "x"}

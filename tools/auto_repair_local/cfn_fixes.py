@@ -31,3 +31,30 @@ def install(ctx: Any) -> None:
         return original(resource_json, resources_map)
 
     parsing.clean_json = clean_json
+    install_lambda_environment_fix()
+
+
+def _string_environment(spec: Any) -> None:
+    """CloudFormation hands Lambda every environment value as a string; moto keeps YAML numbers and booleans."""
+    variables = (spec.get("Environment") or {}).get("Variables") if isinstance(spec, dict) else None
+    if isinstance(variables, dict):
+        for key, value in variables.items():
+            if isinstance(value, bool):
+                variables[key] = "true" if value else "false"
+            elif not isinstance(value, str):
+                variables[key] = str(value)
+
+
+def install_lambda_environment_fix() -> None:
+    from moto.awslambda.models import LambdaFunction
+
+    if getattr(LambdaFunction.__init__, "__auto_repair_env__", False):
+        return
+    original = LambdaFunction.__init__
+
+    def init(self: Any, account_id: str, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        _string_environment(spec)
+        original(self, account_id, spec, *args, **kwargs)
+
+    init.__auto_repair_env__ = True  # type: ignore[attr-defined]
+    LambdaFunction.__init__ = init

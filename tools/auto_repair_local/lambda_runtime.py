@@ -53,7 +53,9 @@ MAX_ENVIRONMENTS_PER_FUNCTION = int(os.environ.get("AUTO_REPAIR_LOCAL_LAMBDA_MAX
 INIT_TIMEOUT_S = 10.0  # Lambda's limit for the init phase
 # Lambda also reclaims idle environments after some minutes; this bounds leftover workers.
 IDLE_TTL_S = float(os.environ.get("AUTO_REPAIR_LOCAL_LAMBDA_IDLE_TTL", "600"))
-POLL_INTERVAL_S = 0.004
+# How often an in-flight invocation's memory is sampled: VmHWM keeps the true peak between samples, so this only
+# bounds how far past its limit a function can get before it is killed, at a /proc read per sample.
+POLL_INTERVAL_S = 0.01
 LOG_TAIL_BYTES = 4096
 _PENDING = object()
 

@@ -24,13 +24,20 @@ from pathlib import Path
 EXTENSIONS: tuple[str, ...] = (
     "cfn_fixes",
     "cfn_resources",
+    "cfn_tags",
     "sns_outbox",
     "lambda_runtime",
+    "lambda_versions",
     "events_delivery",
     "alarms",
     "faults",
     "s3_policy",
     "sfn_fixes",
+    "log_metric_filters",
+    "scheduler",
+    "lambda_changes",
+    "dynamodb_atomic",
+    "cloudwatch_fast",
 )
 DEFAULT_PORT = 4566
 DEFAULT_ACCOUNT_ID = "123456789012"
