@@ -184,6 +184,17 @@ class AuditLog:
         self._table.put_item(Item=to_dynamo(item))
         return item
 
+    def for_function(self, function_name: str) -> list[dict[str, Any]]:
+        """Every audit entry of one function, oldest first."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("functionName").eq(function_name)}
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(from_dynamo(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def for_execution(self, execution_id: str) -> list[dict[str, Any]]:
         page = self._table.query(IndexName="byExecution", KeyConditionExpression=Key("executionId").eq(execution_id))
         return [from_dynamo(i) for i in page.get("Items", [])]

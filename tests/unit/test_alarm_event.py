@@ -69,6 +69,14 @@ def test_alias_qualified_resource_dimension():
     assert (model["functionName"], model["qualifier"]) == ("orders", "live")
 
 
+def test_alias_alarm_with_both_dimensions_keeps_the_qualifier():
+    # GIVEN the metric CloudWatch publishes for an alias: both FunctionName and Resource "name:alias"
+    dims = {"FunctionName": "orders", "Resource": "orders:live"}
+    model = parse_alarm_event(event_with(detail__configuration__metrics__0__metricStat__metric__dimensions=dims))
+    # THEN the alias is not lost (repairing $LATEST alone would fix nothing)
+    assert (model["functionName"], model["qualifier"]) == ("orders", "live")
+
+
 def test_metric_math_over_one_function_proceeds_and_over_two_is_ignored_for_a_human():
     def stat(fn, mid):
         return {
@@ -165,3 +173,26 @@ def test_wrong_typed_threshold_data_is_tolerated():
     event = event_with(detail__state__reasonData="not json")
     model = parse_alarm_event(event)
     assert model["outcome"] == PROCEED and model["threshold"] is None and model["currentValue"] is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["f" * 65, "orders api", "orders/api", "", "arn:aws:lambda:us-east-1:1:function:x", "orders:live:extra",
+     "orders:bad alias"],
+)
+def test_dimension_that_is_not_a_function_name_is_invalid(name):
+    # GIVEN a Lambda metric whose FunctionName dimension cannot name a function WHEN parsed
+    event = event_with(detail__configuration__metrics__0__metricStat__metric__dimensions={"Resource": name})
+    model = parse_alarm_event(event)
+    # THEN the event is invalid with a reason (empty names are simply not a target), never an API call later
+    if name:
+        assert model["outcome"] == INVALID and "not a Lambda function name" in model["reason"]
+    else:
+        assert model["outcome"] == IGNORED
+
+
+@pytest.mark.parametrize("resource", ["orders", "orders:live", "orders:42", "orders:$LATEST", "a_b-C9:prod_1"])
+def test_valid_function_names_and_qualifiers(resource):
+    event = event_with(detail__configuration__metrics__0__metricStat__metric__dimensions={"Resource": resource})
+    model = parse_alarm_event(event)
+    assert model["outcome"] == PROCEED and model["functionName"] == resource.partition(":")[0]

@@ -38,7 +38,10 @@ TASKS = {name: state for name, state in STATES.items() if state["Type"] == "Task
 
 def test_definition_starts_at_parse_alarm_event_and_every_next_exists() -> None:
     asl = definition()
-    assert asl["StartAt"] == "ParseAlarmEvent"
+    # A Pass state first wraps the input, so even a bare JSON string gets ResultPaths and a record.
+    assert asl["StartAt"] == "ReceiveEvent"
+    assert STATES["ReceiveEvent"] == {**STATES["ReceiveEvent"], "Type": "Pass", "Parameters": {"rawEvent.$": "$"},
+                                      "Next": "ParseAlarmEvent"}
     targets = set()
     for state in STATES.values():
         targets.update(filter(None, [state.get("Next"), state.get("Default")]))
@@ -78,4 +81,4 @@ def test_the_lambda_tasks_pass_the_execution_identity() -> None:
     for name, state in TASKS.items():
         params = state["Parameters"].get("Payload", state["Parameters"])
         assert params["meta"]["executionId.$"] == "$$.Execution.Name", name
-        assert params["context.$"] == "$", name
+        assert params["context.$"] == ("$.rawEvent" if name == "ParseAlarmEvent" else "$"), name

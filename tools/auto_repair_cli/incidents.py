@@ -117,6 +117,14 @@ def render(incident: dict[str, Any]) -> str:
     ]
     if alarm.get("reason") and alarm.get("outcome") != "PROCEED":
         lines.append(f"  reason:       {alarm.get('reason')}")
+    # What a guard recorded instead of repairing (auto_repair.guards)
+    if alarm.get("duplicateOf"):
+        lines.append(f"  duplicate of: {alarm['duplicateOf']} (same alarm state change, delivered again)")
+    if alarm.get("lockHolder"):
+        lines.append(f"  locked by:    {alarm['lockHolder']} (lock expires {alarm.get('lockExpiresAt', '?')})")
+    if alarm.get("cooldownEndsAt"):
+        lines.append(f"  cooldown:     until {alarm['cooldownEndsAt']} (repaired at {alarm.get('lastRepairAt', '?')} "
+                     f"by {alarm.get('lastRepairExecution', '?')})")
     diagnosis = incident.get("diagnosis")
     if diagnosis:
         decision = diagnosis.get("decision") or {}
@@ -134,6 +142,8 @@ def render(incident: dict[str, Any]) -> str:
             f"  repair:       {repair.get('status')} memory {repair.get('originalMemory')} -> "
             f"{repair.get('newMemory')} MB at {repair.get('endTime', '')}"
         )
+        if repair.get("status") in ("PAUSED", "BUDGET_EXHAUSTED"):
+            lines.append(f"  not applied:  {repair.get('reason')} (target was {repair.get('targetMemory')} MB)")
     verification = incident.get("verification")
     if verification:
         lines.append(f"  verification: {verification.get('status')} - {verification.get('reason')}")

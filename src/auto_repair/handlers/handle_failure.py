@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from auto_repair import aws
+from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.notification import FAILURE
 from auto_repair.notifier import notify
@@ -36,7 +36,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     error = workflow.get("error") or {"Error": "Unknown", "Cause": ""}
     if "alarm" not in workflow:
         # ParseAlarmEvent itself failed: rebuild what we can so the record names the alarm.
-        workflow = {**workflow, "alarm": parse_alarm_event(workflow)}
+        workflow = {**workflow, "alarm": parse_alarm_event(workflow.get("rawEvent", workflow))}
     alarm = workflow["alarm"]
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
     store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
@@ -51,10 +51,20 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception:
         logger.exception("could not record the failure")
 
+    # A repair applied before the failure still starts its cooldown; then this run's lock is released (before the
+    # notice, so an SNS outage does not keep it). If that fails too, the lock expires on its own.
+    try:
+        guards.finish_run(guards.GuardStore(aws.table(SETTINGS.state_table)), workflow, owner=incident_id)
+    except Exception:  # noqa: BLE001 - the failure is still notified; the lock expires
+        logger.exception("could not start the cooldown or release the lock")
+        metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
+
     sent = notify({**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}, FAILURE,
                   environment=SETTINGS.environment, sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn,
                   store=store, incident_id=incident_id)
     add_dimension_env(SETTINGS.environment)
     metrics.add_metric(name="WorkflowFailures", unit="Count", value=1)
+    if "approval" in workflow:  # RequestApproval's result (approved, rejected or timed out): no longer pending
+        metrics.add_metric(name="ApprovalsResolved", unit="Count", value=1)
     logger.error("workflow failed", extra=record)
     return {**sent, "error": record["error"]}

@@ -1,14 +1,19 @@
-"""ParseAlarmEvent: the alarm event -> the design's alarm-event model, and the incident record."""
+"""ParseAlarmEvent: the alarm event -> the design's alarm-event model, and the incident record.
+
+It is also the workflow's admission: a repair starts only for the first delivery of an alarm state change,
+for a function in scope, not locked by another run and not in its cooldown (see auto_repair.guards).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import aws
+from auto_repair import aws, guards
 from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
-from auto_repair.observability import CORRELATION_PATH, logger, metrics, tracer, unpack
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import Settings
 
@@ -50,7 +55,8 @@ def policy_settings(settings: Settings, tags: dict[str, str]) -> dict[str, Any]:
 
 
 def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
-    """Narrow a PROCEED verdict: our own functions and missing functions are recorded, not repaired."""
+    """Narrow a PROCEED verdict: our own functions, missing functions and functions out of scope are recorded,
+    not repaired."""
     name = alarm["functionName"]
     if name.startswith(settings.system_prefix):
         return {**alarm, "outcome": IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
@@ -61,11 +67,19 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
         if code == "ResourceNotFoundException":
             return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         raise
+    unreadable = ""
     try:
         tags = lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
-    except ClientError:
-        tags = {}
-    return {**alarm, "settings": policy_settings(settings, tags)}
+    except ClientError as exc:
+        tags, unreadable = {}, exc.response.get("Error", {}).get("Code", "error")
+    policy = policy_settings(settings, tags)
+    ok, why = guards.in_scope(tags, settings.scope_mode)
+    if not ok:
+        if unreadable:  # fail closed: an unreadable opt-in tag is not an opt-in
+            why = f"{why}; its tags could not be read ({unreadable})"
+        return {**alarm, "settings": policy, "outcome": guards.OUT_OF_SCOPE, "scopeMode": settings.scope_mode,
+                "reason": f"{name} is out of scope: {why}"}
+    return {**alarm, "settings": policy, "scopeMode": settings.scope_mode}
 
 
 def enrich_from_alarm(alarm: dict[str, Any], cloudwatch: Any) -> dict[str, Any]:
@@ -89,13 +103,23 @@ def enrich_from_alarm(alarm: dict[str, Any], cloudwatch: Any) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    raw, meta = unpack(event)
+    _, meta = unpack(event)
+    # The raw event as delivered, even when it is not an object, so the parser can say what it was.
+    raw = event["context"] if isinstance(event, dict) and "context" in event else event
     execution_id = meta.get("executionId") or context.aws_request_id
     account = context.invoked_function_arn.split(":")[4]
     region = context.invoked_function_arn.split(":")[3]
     alarm = parse_alarm_event(raw, account=account, region=region)
+    state = guards.GuardStore(aws.table(SETTINGS.state_table))
+    # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
+    alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
     if alarm["outcome"] == PROCEED:
         alarm = check_target(alarm, SETTINGS, aws.client("lambda"))
+    if alarm["outcome"] == PROCEED:
+        lock_ttl = guards.lock_ttl_seconds(SETTINGS.verification_wait_seconds, SETTINGS.approval_timeout_seconds,
+                                           bool(alarm["settings"].get("approvalRequired")))
+        alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
+                                      cooldown_minutes=SETTINGS.repair_cooldown_minutes, now=time.time())
     if alarm["outcome"] == PROCEED:
         alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
     alarm.update(
@@ -109,5 +133,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
                                        "functionName": alarm.get("functionName")})
-    metrics.add_metric(name=f"Alarms{alarm['outcome'].title()}", unit="Count", value=1)
+    add_dimension_env(SETTINGS.environment)
+    metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
     return alarm

@@ -1,0 +1,355 @@
+"""Admission guards: what may start a repair, and what may mutate a function. Pure rules + the state table.
+
+EventBridge delivers at least once, alarms flap and many functions fail at once during an outage, so before a
+repair starts (ParseAlarmEvent) and right before a function is changed (ExecuteRepair) these guards decide:
+
+* idempotency - one alarm state change (alarm ARN + ``detail.state.timestamp``) starts at most one repair;
+* lock        - at most one repair in flight per function; the lock expires, so a crashed run cannot keep it;
+* cooldown    - after a repair was applied, alarms of that function wait ``RepairCooldownMinutes``;
+* scope       - only opted-in functions (tag ``auto-repair=enabled``), or all but opted-out ones;
+* kill switch - the SSM parameter ``/lambda-auto-repair/<env>/paused`` stops every mutation at once;
+* budget      - at most ``MaxRepairsPerHour`` mutations per environment and clock hour.
+
+All state lives in the state table (``pk``/``sk``, TTL attribute ``expiresAt``). Every decision is a single
+conditional write, so concurrent executions cannot both win. TTL deletion is lazy (it can take days), so
+expiry is always checked in the condition itself, never left to TTL.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from .alarm_event import PROCEED, clean_text
+from .records import from_dynamo, now_iso
+
+# Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
+DUPLICATE = "DUPLICATE"
+LOCKED = "LOCKED"
+COOLDOWN = "COOLDOWN"
+OUT_OF_SCOPE = "OUT_OF_SCOPE"
+PAUSED = "PAUSED"
+BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+ADMISSION_OUTCOMES = (DUPLICATE, LOCKED, COOLDOWN, OUT_OF_SCOPE)
+MUTATION_OUTCOMES = (PAUSED, BUDGET_EXHAUSTED)
+
+OPT_IN = "opt-in"
+OPT_OUT = "opt-out"
+SCOPE_MODES = (OPT_IN, OPT_OUT)
+SCOPE_TAG = "auto-repair"
+
+# EventBridge retries a delivery for at most 24 h; a key kept for two days outlives every redelivery.
+EVENT_KEY_TTL_SECONDS = 2 * 86400
+# Beyond the waits, the longest path also runs up to ten Lambda tasks (timeouts 60-300 s) and their retries.
+LOCK_MARGIN_SECONDS = 1800
+# A cooldown item outlives the longest allowed cooldown (the template caps RepairCooldownMinutes at a week).
+COOLDOWN_KEEP_SECONDS = 8 * 86400
+BUDGET_KEEP_SECONDS = 2 * 86400
+PAUSED_VALUES = ("true", "1", "yes", "on", "paused")
+
+_DESERIALIZE = TypeDeserializer().deserialize
+
+
+class GuardError(RuntimeError):
+    """A guard could not decide (state table or kill switch unreadable): refuse rather than guess."""
+
+
+class KillSwitchError(GuardError):
+    """The kill-switch parameter could not be read; no mutation is made while its value is unknown."""
+
+
+class ScopeModeError(GuardError):
+    """ScopeMode is neither opt-in nor opt-out."""
+
+
+# ---------------------------------------------------------------------------------------------- pure rules
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def idempotency_key(event: Any, alarm: dict[str, Any]) -> str | None:
+    """``EVENT#<alarm ARN>#<state timestamp>``; the event id when the state has no timestamp; None if neither.
+
+    Redeliveries and PutEvents retries carry the same state change but may carry a new event id, so the
+    state timestamp is the better key; the id is only a fallback.
+    """
+    alarm_ref = alarm.get("alarmId") or alarm.get("alarmName") or ""
+    detail = event.get("detail") if isinstance(event, dict) else None
+    state = detail.get("state") if isinstance(detail, dict) else None
+    stamp = state.get("timestamp") if isinstance(state, dict) else None
+    if stamp not in (None, ""):
+        return f"EVENT#{clean_text(alarm_ref, 600)}#{clean_text(stamp, 64)}"
+    event_id = event.get("id") if isinstance(event, dict) else None
+    if event_id not in (None, ""):
+        return f"EVENT#{clean_text(alarm_ref, 600)}#id:{clean_text(event_id, 128)}"
+    return None
+
+
+def in_scope(tags: dict[str, str], mode: str) -> tuple[bool, str]:
+    """Whether the function's ``auto-repair`` tag puts it in scope under ``mode``, and why (for the record)."""
+    if mode not in SCOPE_MODES:
+        raise ScopeModeError(f"ScopeMode must be one of {', '.join(SCOPE_MODES)}, got {mode!r}")
+    value = str(tags.get(SCOPE_TAG, "")).strip().lower()
+    if mode == OPT_IN:
+        if value == "enabled":
+            return True, f"opted in ({SCOPE_TAG}=enabled)"
+        shown = f"{SCOPE_TAG}={value}" if value else f"no {SCOPE_TAG} tag"
+        return False, f"not opted in: ScopeMode is opt-in and the function has {shown} (needs {SCOPE_TAG}=enabled)"
+    if value == "disabled":
+        return False, f"opted out: the function is tagged {SCOPE_TAG}=disabled"
+    return True, "in scope (ScopeMode opt-out, not tagged disabled)"
+
+
+def lock_ttl_seconds(verification_wait: int, approval_timeout: int, approval_required: bool,
+                     margin: int = LOCK_MARGIN_SECONDS) -> int:
+    """The workflow's longest path: two verification waits, the approval wait if any, and the tasks' time."""
+    return 2 * max(0, int(verification_wait)) + (max(0, int(approval_timeout)) if approval_required else 0) + margin
+
+
+def hour_bucket(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H")
+
+
+def is_paused(value: Any) -> bool:
+    return str(value or "").strip().lower() in PAUSED_VALUES
+
+
+# ---------------------------------------------------------------------------------------------- state table
+@dataclass(frozen=True)
+class Claim:
+    first: bool
+    owner: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    acquired: bool
+    holder: str
+    expires_at: float
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _old_item(exc: ClientError) -> dict[str, Any]:
+    """The item that made the condition fail (ReturnValuesOnConditionCheckFailure=ALL_OLD), plain Python."""
+    raw = exc.response.get("Item") or {}
+    return from_dynamo({k: _DESERIALIZE(v) for k, v in raw.items()})
+
+
+class GuardStore:
+    """The guards' items in the state table (a boto3 ``Table``). ``now`` is epoch seconds, injectable for tests."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def _put(self, item: dict[str, Any], condition: str, names: dict[str, str] | None = None,
+             values: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Conditional put: None when written, else the item that was in the way."""
+        kwargs: dict[str, Any] = {"Item": item, "ConditionExpression": condition,
+                                  "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self._table.put_item(**kwargs)
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return _old_item(exc)
+            raise GuardError(f"state table write failed: {exc.response.get('Error', {}).get('Code')}") from exc
+        return None
+
+    # -- idempotency
+    def claim_event(self, key: str, *, owner: str, function_name: str, now: float) -> Claim:
+        """First claim of an alarm state change wins; a retry of the same execution claims it again."""
+        item = {"pk": key, "sk": "EVENT", "incidentId": owner, "functionName": function_name,
+                "claimedAt": iso(now), "expiresAt": int(now) + EVENT_KEY_TTL_SECONDS}
+        old = self._put(item, "attribute_not_exists(pk) OR incidentId = :me", values={":me": owner})
+        if old is None:
+            return Claim(first=True, owner=owner)
+        return Claim(first=False, owner=str(old.get("incidentId", "")))
+
+    # -- per-function lock
+    def acquire_lock(self, function_name: str, *, owner: str, ttl_seconds: int, now: float,
+                     alarm_name: str = "") -> Lock:
+        expires = int(now) + int(ttl_seconds)
+        item = {"pk": f"LOCK#{function_name}", "sk": "LOCK", "owner": owner, "functionName": function_name,
+                "alarmName": alarm_name, "acquiredAt": iso(now), "expiresAt": expires}
+        old = self._put(item, "attribute_not_exists(pk) OR expiresAt < :now OR #o = :me",
+                        names={"#o": "owner"}, values={":now": int(now), ":me": owner})
+        if old is None:
+            return Lock(acquired=True, holder=owner, expires_at=expires)
+        return Lock(acquired=False, holder=str(old.get("owner", "")), expires_at=float(old.get("expiresAt", 0)))
+
+    def release_lock(self, function_name: str, *, owner: str) -> bool:
+        """Delete the lock only if ``owner`` holds it; False if someone else (or nobody) does."""
+        try:
+            self._table.delete_item(Key={"pk": f"LOCK#{function_name}", "sk": "LOCK"},
+                                    ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
+                                    ExpressionAttributeValues={":me": owner})
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise GuardError(f"lock release failed: {exc.response.get('Error', {}).get('Code')}") from exc
+        return True
+
+    # -- cooldown
+    def start_cooldown(self, function_name: str, *, repaired_at: float, execution_id: str) -> bool:
+        """Record the repair time; an older repair never overwrites a newer one. Idempotent."""
+        item = {"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN", "functionName": function_name,
+                "repairedAt": int(repaired_at), "repairedAtIso": iso(repaired_at), "repairedBy": execution_id,
+                "expiresAt": int(repaired_at) + COOLDOWN_KEEP_SECONDS}
+        return self._put(item, "attribute_not_exists(pk) OR repairedAt <= :r", values={":r": int(repaired_at)}) is None
+
+    def active_cooldown(self, function_name: str, *, minutes: int, now: float) -> dict[str, Any] | None:
+        """The cooldown in force (``endsAt``, ``repairedBy``) or None. Uses the current RepairCooldownMinutes."""
+        if minutes <= 0:
+            return None
+        try:
+            item = self._table.get_item(Key={"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN"},
+                                        ConsistentRead=True).get("Item")
+        except ClientError as exc:
+            raise GuardError(f"cooldown read failed: {exc.response.get('Error', {}).get('Code')}") from exc
+        if not item:
+            return None
+        item = from_dynamo(item)
+        ends = float(item["repairedAt"]) + minutes * 60
+        if ends <= now:
+            return None
+        return {"endsAt": iso(ends), "repairedAt": item.get("repairedAtIso", iso(float(item["repairedAt"]))),
+                "repairedBy": item.get("repairedBy", "")}
+
+    # -- hourly budget
+    def consume_budget(self, *, limit: int, now: float) -> tuple[bool, int]:
+        """Take one mutation from this hour's budget atomically: (allowed, used this hour)."""
+        bucket = hour_bucket(now)
+        if limit <= 0:
+            return False, 0
+        try:
+            response = self._table.update_item(
+                Key={"pk": "BUDGET", "sk": bucket},
+                UpdateExpression="ADD repairs :one SET expiresAt = if_not_exists(expiresAt, :exp)",
+                ConditionExpression="attribute_not_exists(repairs) OR repairs < :limit",
+                ExpressionAttributeValues={":one": 1, ":limit": int(limit),
+                                           ":exp": int(now) + 3600 + BUDGET_KEEP_SECONDS},
+                ReturnValues="UPDATED_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False, int(_old_item(exc).get("repairs", limit))
+            raise GuardError(f"budget update failed: {exc.response.get('Error', {}).get('Code')}") from exc
+        return True, int(from_dynamo(response.get("Attributes", {})).get("repairs", 1))
+
+
+# ---------------------------------------------------------------------------------------------- admission
+def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: str, now: float) -> dict[str, Any]:
+    """Idempotency: a second delivery of the same state change becomes DUPLICATE (original incident named)."""
+    if alarm.get("outcome") != PROCEED:
+        return alarm
+    key = idempotency_key(event, alarm)
+    if key is None:
+        return {**alarm, "idempotencyKey": None}
+    claim = store.claim_event(key, owner=owner, function_name=alarm.get("functionName", ""), now=now)
+    if claim.first:
+        return {**alarm, "idempotencyKey": key}
+    return {**alarm, "outcome": DUPLICATE, "idempotencyKey": key, "duplicateOf": claim.owner,
+            "reason": f"duplicate delivery of the alarm state change {alarm.get('alarmName', '')!r} at "
+                      f"{alarm.get('stateChangeTime', '')}; already handled by execution {claim.owner}"}
+
+
+def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock_ttl: int, cooldown_minutes: int,
+                   now: float) -> dict[str, Any]:
+    """Lock the function for this execution, then check its cooldown while holding the lock.
+
+    The cooldown is written by the lock holder before it releases the lock, so checking it only after winning
+    the lock leaves no window in which a repair can slip past a cooldown that is about to start.
+    """
+    if alarm.get("outcome") != PROCEED:
+        return alarm
+    name = alarm["functionName"]
+    lock = store.acquire_lock(name, owner=owner, ttl_seconds=lock_ttl, now=now, alarm_name=alarm.get("alarmName", ""))
+    if not lock.acquired:
+        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso(lock.expires_at),
+                "reason": f"a repair of {name} is already in flight (execution {lock.holder}, lock expires "
+                          f"{iso(lock.expires_at)}); this alarm is recorded, not repaired"}
+    cooldown = store.active_cooldown(name, minutes=cooldown_minutes, now=now)
+    if cooldown:
+        store.release_lock(name, owner=owner)
+        return {**alarm, "outcome": COOLDOWN, "cooldownEndsAt": cooldown["endsAt"],
+                "lastRepairAt": cooldown["repairedAt"], "lastRepairExecution": cooldown["repairedBy"],
+                "reason": f"{name} was repaired at {cooldown['repairedAt']} (execution {cooldown['repairedBy']}); "
+                          f"no new repair until the cooldown ends at {cooldown['endsAt']}"}
+    return {**alarm, "lockOwner": owner, "lockExpiresAt": iso(lock.expires_at)}
+
+
+# ---------------------------------------------------------------------------------------------- mutation gate
+def read_kill_switch(ssm: Any, parameter: str) -> bool:
+    """True if repairs are paused. Read on every call: an operator's put-parameter applies to the next repair."""
+    try:
+        value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        raise KillSwitchError(f"cannot read the kill switch {parameter} ({code}); no change made") from exc
+    return is_paused(value)
+
+
+def mutation_gate(*, ssm: Any, parameter: str, store: GuardStore, limit: int, now: float) -> dict[str, str] | None:
+    """None if the mutation may go ahead, else ``{status, reason}``. The kill switch is read first, so a paused
+    system never spends budget."""
+    if read_kill_switch(ssm, parameter):
+        return {"status": PAUSED, "reason": f"repairs are paused: the kill switch {parameter} is on"}
+    allowed, used = store.consume_budget(limit=limit, now=now)
+    if not allowed:
+        return {"status": BUDGET_EXHAUSTED,
+                "reason": f"the hourly repair budget is exhausted ({used} of MaxRepairsPerHour={limit} used in "
+                          f"the hour {hour_bucket(now)}:00 UTC)"}
+    return None
+
+
+def blocked_repair(request: dict[str, Any], blocked: dict[str, str], *, current_memory: int,
+                   started: str) -> dict[str, Any]:
+    """The design's repair result for a repair a guard stopped: nothing changed."""
+    ended = now_iso()
+    return {"repairId": uuid.uuid4().hex, "functionName": request["functionName"],
+            "executionId": request.get("executionId", ""), "diagnosisId": request.get("diagnosisId", ""),
+            "startTime": started, "endTime": ended, "timestamp": ended, "dryRun": False,
+            "originalMemory": int(current_memory), "newMemory": int(current_memory),
+            "targetMemory": request.get("targetMemory"), "status": blocked["status"], "reason": blocked["reason"]}
+
+
+def repaired_at(repair: dict[str, Any] | None) -> float | None:
+    """When an applied repair happened (epoch seconds), or None if the run applied no change."""
+    if not repair or repair.get("status") != "SUCCEEDED":
+        return None
+    stamp = repair.get("endTime") or repair.get("timestamp")
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def finish_run(store: GuardStore, workflow: dict[str, Any], *, owner: str) -> dict[str, bool]:
+    """At a terminal state: start the cooldown if this run applied a repair, then release its lock.
+
+    If the cooldown cannot be written the lock is kept: it expires on its own, and until then it stands in for
+    the cooldown, so a failed write never lets the next alarm repair the function again at once.
+    """
+    alarm = workflow.get("alarm") or {}
+    name = alarm.get("functionName")
+    done = {"cooldownStarted": False, "lockReleased": False}
+    if not name or alarm.get("outcome") not in (PROCEED, None):
+        return done  # this run never held the lock (duplicate, locked, cooldown, out of scope, ignored)
+    at = repaired_at(workflow.get("repair"))
+    if at is not None:
+        done["cooldownStarted"] = store.start_cooldown(name, repaired_at=at, execution_id=owner)
+    done["lockReleased"] = store.release_lock(name, owner=owner)
+    return done
