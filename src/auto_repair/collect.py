@@ -12,6 +12,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .evidence import parse_report_line
+from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
+
 # (series key, metric name, stat) queried for the function; keys are the diagnosis request's metricSeries keys.
 SERIES: tuple[tuple[str, str, str], ...] = (
     ("Duration.Average", "Duration", "Average"),
@@ -73,7 +76,8 @@ def describe_function(lambda_client: Any, function_name: str, qualifier: str | N
         pass
     try:
         aliases = [
-            {"name": a["Name"], "functionVersion": a["FunctionVersion"]}
+            {"name": a["Name"], "functionVersion": a["FunctionVersion"], "revisionId": a.get("RevisionId", ""),
+             "routingConfig": dict((a.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})}
             for a in lambda_client.list_aliases(FunctionName=function_name).get("Aliases", [])
         ]
     except (ClientError, BotoCoreError):
@@ -157,9 +161,13 @@ def _metric_data(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime
 
 
 def get_log_lines(
-    logs: Any, function_name: str, start: datetime, end: datetime
+    logs: Any, function_name: str, start: datetime, end: datetime, version: str | None = None
 ) -> tuple[list[dict[str, str]], list[str]]:
-    """REPORT lines and error/timeout/OOM lines of the window, newest kept, bounded in count and size."""
+    """REPORT lines and error/timeout/OOM lines of the window, newest kept, bounded in count and size.
+
+    Each line carries the ``version`` that ran it when its log stream's name says so; with ``version``, lines of
+    other versions are left out (a stream that names no version is kept).
+    """
     group = f"/aws/lambda/{function_name}"
     reports: list[dict[str, str]] = []
     others: list[dict[str, str]] = []
@@ -181,10 +189,15 @@ def get_log_lines(
                 message = str(event.get("message", "")).rstrip("\n")
                 if not INTERESTING.search(message):
                     continue
+                ran = stream_version(event.get("logStreamName"))
+                if version and ran and ran != version:
+                    continue
                 entry = {
                     "timestamp": iso(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
                     "message": message[:MAX_LINE_CHARS],
                 }
+                if ran:
+                    entry["version"] = ran
                 (reports if message.startswith("REPORT ") else others).append(entry)
             token = page.get("nextToken")
             if not token or scanned >= MAX_EVENTS_SCANNED:
@@ -205,6 +218,60 @@ def get_log_lines(
     return lines, missing
 
 
+def _failed(line: dict[str, Any]) -> bool:
+    report = parse_report_line(line.get("message", ""))
+    return bool(report and report["status"] in ("error", "timeout"))
+
+
+def _provisioned(lambda_client: Any, name: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    try:
+        configs = lambda_client.list_provisioned_concurrency_configs(FunctionName=name).get(
+            "ProvisionedConcurrencyConfigs", [])
+    except ClientError as exc:
+        return None, str(exc.response.get("Error", {}).get("Code") or "error")
+    except BotoCoreError as exc:
+        return None, type(exc).__name__
+    return [{"qualifier": c.get("FunctionArn", "").rsplit(":", 1)[-1],
+             "requested": c.get("RequestedProvisionedConcurrentExecutions"),
+             "allocated": c.get("AllocatedProvisionedConcurrentExecutions"), "status": c.get("Status")}
+            for c in configs], None
+
+
+def describe_deployment(lambda_client: Any, name: str, target: dict[str, Any]) -> dict[str, Any]:
+    """The served deployment in detail: the version's configuration, the alias, how $LATEST differs from the
+    version, provisioned concurrency and SnapStart. Read errors are reported in ``readErrors``, never raised."""
+    deployment: dict[str, Any] = {**target, "readErrors": []}
+    if target["kind"] == "ALIAS":
+        try:
+            alias = lambda_client.get_alias(FunctionName=name, Name=target["qualifier"])
+            deployment["alias"] = {
+                "name": alias["Name"], "functionVersion": alias["FunctionVersion"],
+                "revisionId": alias.get("RevisionId", ""),
+                "routingConfig": dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})}
+            deployment["version"] = alias["FunctionVersion"]
+        except ClientError as exc:
+            deployment["readErrors"].append(f"alias {target['qualifier']}: {exc.response.get('Error', {}).get('Code')}")
+    if deployment.get("version") and deployment["version"] != "$LATEST":
+        try:
+            version = lambda_client.get_function_configuration(FunctionName=name, Qualifier=deployment["version"])
+            latest = lambda_client.get_function_configuration(FunctionName=name)
+        except ClientError as exc:
+            deployment["readErrors"].append(f"version {deployment['version']}: "
+                                            f"{exc.response.get('Error', {}).get('Code')}")
+        else:
+            deployment.update(
+                memorySize=int(version.get("MemorySize", 128)), codeSha256=version.get("CodeSha256", ""),
+                versionRevisionId=version.get("RevisionId", ""), packageType=version.get("PackageType", "Zip"),
+                snapStart=(version.get("SnapStart") or {}).get("ApplyOn", "None"),
+                latestMemorySize=int(latest.get("MemorySize", 128)), latestRevisionId=latest.get("RevisionId", ""),
+                latestDiffers=differences(latest, version))
+    configs, error = _provisioned(lambda_client, name)
+    deployment["provisionedConcurrency"] = configs
+    if error:
+        deployment["readErrors"].append(f"provisioned concurrency: {error}")
+    return deployment
+
+
 def collect_evidence(
     alarm: dict[str, Any],
     *,
@@ -214,8 +281,14 @@ def collect_evidence(
     now: datetime,
     analysis_minutes: int,
     baseline_minutes: int,
+    event: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The design's diagnosis request for the alarmed function, plus configuration and windows."""
+    """The design's diagnosis request for the alarmed function, plus configuration and windows.
+
+    ``event`` is the raw alarm event: its metric dimensions name the alias or version when the parsed alarm
+    does not. When the failing traffic runs a published version, ``deployment`` describes it and the memory,
+    logs and REPORT lines are that version's.
+    """
     name = alarm["functionName"]
     try:
         function = describe_function(lambda_client, name)
@@ -226,7 +299,8 @@ def collect_evidence(
     period = max(1 if period < 60 else 60, min(period, 300))
     window_start = min(alarm_time, now) - timedelta(minutes=analysis_minutes)
     baseline_start = window_start - timedelta(minutes=baseline_minutes)
-    resource = f"{name}:{alarm['qualifier']}" if alarm.get("qualifier") else None
+    qualifier = alarm.get("qualifier") or qualifier_from_event(event, name)
+    resource = f"{name}:{qualifier}" if qualifier else None
 
     missing: list[str] = []
     series, miss = get_series(cloudwatch, name, window_start, now, period, resource)
@@ -235,6 +309,16 @@ def collect_evidence(
     missing += [f"baseline {m}" for m in miss]
     lines, miss = get_log_lines(logs, name, window_start, now)
     missing += miss
+    executed = version_counts(lines, _failed)
+    target = choose_target(name, qualifier=qualifier, aliases=function["aliases"], executed=executed)
+    deployment = {**target, "executedVersions": executed}
+    memory = function["memorySize"]
+    if target["kind"] != LATEST:
+        # Versions keep their own memory: the one to diagnose and raise is the served version's, not $LATEST's.
+        deployment = {**describe_deployment(lambda_client, name, target), "executedVersions": executed}
+        memory = deployment.get("memorySize", memory)
+        if deployment.get("version"):
+            lines = [line for line in lines if line.get("version") in (None, deployment["version"])]
     if not any(series["Invocations.Sum"]):
         missing.append("no Invocations datapoints in the analysis window")
     if not any(line["message"].startswith("REPORT ") for line in lines):
@@ -252,7 +336,7 @@ def collect_evidence(
         },
         "metrics": series.get(metric_key, []) if metric_key else [],
         "logs": lines,
-        "currentMemorySize": function["memorySize"],
+        "currentMemorySize": memory,
         "runtime": function["runtime"],
         "timeoutSeconds": function["timeout"],
         "architecture": function["architecture"],
@@ -263,4 +347,5 @@ def collect_evidence(
         "window": {"start": iso(window_start), "end": iso(now), "periodSeconds": period,
                    "baselineStart": iso(baseline_start)},
         "function": function,
+        "deployment": deployment,
     }

@@ -1,7 +1,13 @@
-"""ExecuteRepair: raise a function's memory, guarded, audited, and confirmed applied.
+"""ExecuteRepair: raise a function's memory, guarded, audited, and confirmed applied; and roll it back.
 
-Rules: never lower memory, never exceed ``maxMemory``, change only the revision that was diagnosed
-(``RevisionId``), and confirm ``LastUpdateStatus == Successful``. A change that fails halfway is undone.
+Rules: never lower memory (except to roll back our own change), never exceed ``maxMemory``, change only the
+revision that was diagnosed (``RevisionId``), and confirm ``LastUpdateStatus == Successful``. A change that fails
+halfway is undone. Every mutation has an audit entry before it and one after it (or one saying it failed).
+
+When the failing traffic runs a published version through an alias, changing ``$LATEST`` alone fixes nothing:
+with ``allowAliasUpdate`` the repair raises ``$LATEST``'s memory, publishes a version and moves the alias to it;
+otherwise, or when that would ship more than the memory change, nothing is changed and the result lists the
+exact steps for a human (``MANUAL_ACTION_REQUIRED``).
 """
 
 from __future__ import annotations
@@ -14,10 +20,17 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .records import AuditLog, now_iso
+from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
 
 SUCCEEDED = "SUCCEEDED"
 DRY_RUN = "DRY_RUN"
 SKIPPED = "SKIPPED"
+MANUAL = "MANUAL_ACTION_REQUIRED"
+ROLLED_BACK = "ROLLED_BACK"
+
+# Audit phases of a rollback (a repair's own phases are BEFORE, AFTER, FAILED, ROLLED_BACK).
+ROLLBACK_STARTED = "ROLLBACK_STARTED"
+ROLLBACK_FAILED = "ROLLBACK_FAILED"
 
 
 class RepairError(RuntimeError):
@@ -34,6 +47,10 @@ class RepairRolledBackError(RepairError):
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _message(exc: ClientError) -> str:
+    return f"{_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
 
 
 def wait_until_updated(
@@ -55,6 +72,55 @@ def wait_until_updated(
         sleep(poll_s)
 
 
+def wait_until_active(
+    lambda_client: Any,
+    function_name: str,
+    version: str,
+    *,
+    timeout_s: float,
+    poll_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Poll a published version until its State is Active (SnapStart versions are Pending while optimised)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        config = lambda_client.get_function_configuration(FunctionName=function_name, Qualifier=version)
+        state = config.get("State", "Active")
+        if state == "Active":
+            return config
+        if state == "Failed":
+            raise RepairFailedError(f"{function_name}: version {version} failed to become active: "
+                                    f"{config.get('StateReason', 'no reason given')}")
+        if time.monotonic() >= deadline:
+            raise RepairFailedError(f"{function_name}: version {version} still {state} after {timeout_s:.0f}s")
+        sleep(poll_s)
+
+
+class _Run:
+    """One repair's clients, audit identity and timing, so the steps below stay short."""
+
+    def __init__(self, request: dict[str, Any], lambda_client: Any, audit: AuditLog, actor: str, reason: str,
+                 sleep: Callable[[float], None], update_timeout_s: float, publish_timeout_s: float) -> None:
+        self.name = request["functionName"]
+        self.execution_id = request.get("executionId", "")
+        self.lam = lambda_client
+        self.audit = audit
+        self.actor = actor
+        self.reason = reason
+        self.sleep = sleep
+        self.update_timeout_s = update_timeout_s
+        self.publish_timeout_s = publish_timeout_s
+
+    def record(self, phase: str, action: str, old: Any, new: Any, reason: str | None = None,
+               details: dict[str, Any] | None = None) -> None:
+        self.audit.record(function_name=self.name, execution_id=self.execution_id, phase=phase, action=action,
+                          actor=self.actor, reason=reason or self.reason, old_value=old, new_value=new,
+                          details=details)
+
+    def wait(self) -> dict[str, Any]:
+        return wait_until_updated(self.lam, self.name, timeout_s=self.update_timeout_s, sleep=self.sleep)
+
+
 def execute_repair(
     request: dict[str, Any],
     *,
@@ -64,106 +130,414 @@ def execute_repair(
     reason: str,
     sleep: Callable[[float], None] = time.sleep,
     update_timeout_s: float = 120.0,
+    publish_timeout_s: float = 150.0,
 ) -> dict[str, Any]:
-    """Apply the design's repair request; return the design's repair result (+ repairId, dryRun, times)."""
-    name = request["functionName"]
-    execution_id = request.get("executionId", "")
-    target = int(request["targetMemory"])
-    max_memory = int(request.get("maxMemory") or 10240)
-    dry_run = bool(request.get("dryRun"))
-    started = now_iso()
+    """Apply the design's repair request; return the design's repair result (+ repairId, dryRun, times).
+
+    Optional request keys: ``deployment`` (CollectMetricsAndLogs' description of the served version/alias),
+    ``allowAliasUpdate``, ``tags`` (the function's tags: ``aws:cloudformation:*`` make the result carry ``iac``).
+    """
+    run = _Run(request, lambda_client, audit, actor, reason, sleep, update_timeout_s, publish_timeout_s)
     result: dict[str, Any] = {
         "repairId": request.get("repairId") or uuid.uuid4().hex,
-        "functionName": name,
-        "executionId": execution_id,
+        "functionName": run.name,
+        "executionId": run.execution_id,
         "diagnosisId": request.get("diagnosisId", ""),
-        "startTime": started,
-        "dryRun": dry_run,
+        "startTime": now_iso(),
+        "dryRun": bool(request.get("dryRun")),
     }
+    deployment = request.get("deployment") or {}
+    if deployment.get("kind") in (ALIAS, VERSION) and deployment.get("version") != "$LATEST":
+        result = _repair_published(run, request, result, deployment)
+    else:
+        result = _repair_latest(run, request, result)
+    owner = iac_owner(request.get("tags"))
+    if owner and result["status"] in (SUCCEEDED, MANUAL):
+        memory = result["newMemory"] if result["status"] == SUCCEEDED else result["targetMemory"]
+        result["iac"] = drift_notice(owner, memory)
+    ended = now_iso()
+    result.setdefault("timestamp", ended)
+    result.setdefault("endTime", ended)
+    return result
 
+
+def _target(request: dict[str, Any]) -> int:
+    return min(int(request["targetMemory"]), int(request.get("maxMemory") or 10240))
+
+
+def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    name = run.name
     try:
-        config = wait_until_updated(lambda_client, name, timeout_s=update_timeout_s, sleep=sleep)
+        config = run.wait()
     except ClientError as exc:
         raise RepairFailedError(f"{name}: cannot read configuration ({_code(exc)}): no change made") from exc
     original = int(config["MemorySize"])
-    target = min(target, max_memory)
+    target = _target(request)
     result.update(originalMemory=original, newMemory=original, revisionId=config.get("RevisionId", ""))
 
     if target <= original:
         # Someone (or an earlier repair) already raised it: lowering memory is never our business.
-        result.update(status=SKIPPED, reason=f"memory is already {original} MB >= target {target} MB",
-                      timestamp=now_iso(), endTime=now_iso())
+        result.update(status=SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
         return result
-    if dry_run:
+    if result["dryRun"]:
         result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
-                      reason=f"dry run: would raise memory {original} -> {target} MB",
-                      timestamp=now_iso(), endTime=now_iso())
+                      reason=f"dry run: would raise memory {original} -> {target} MB")
         return result
+    _check_revision(name, request.get("expectedRevisionId"), config.get("RevisionId"))
 
-    expected_revision = request.get("expectedRevisionId")
-    if expected_revision and expected_revision != config.get("RevisionId"):
-        # The function changed since it was diagnosed; the diagnosis may no longer hold.
-        raise RepairFailedError(
-            f"{name}: configuration changed since diagnosis (revision {config.get('RevisionId')} != "
-            f"{expected_revision}): no change made"
-        )
-
-    audit.record(function_name=name, execution_id=execution_id, phase="BEFORE", action="UpdateFunctionConfiguration",
-                 actor=actor, reason=reason, old_value={"MemorySize": original}, new_value={"MemorySize": target},
-                 details={"revisionId": config.get("RevisionId")})
-    try:
-        updated = _update_memory(lambda_client, name, target, config.get("RevisionId"), sleep=sleep,
-                                 timeout_s=update_timeout_s)
-    except ClientError as exc:
-        audit.record(function_name=name, execution_id=execution_id, phase="FAILED",
-                     action="UpdateFunctionConfiguration", actor=actor,
-                     reason=f"{_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}",
-                     old_value={"MemorySize": original}, new_value={"MemorySize": original})
-        raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({_code(exc)}): no change made") from exc
-
-    final = wait_until_updated(lambda_client, name, timeout_s=update_timeout_s, sleep=sleep)
-    if final.get("LastUpdateStatus") == "Failed":
-        why = final.get("LastUpdateStatusReason", "unknown reason")
-        _restore(lambda_client, name, original, sleep=sleep, timeout_s=update_timeout_s)
-        audit.record(function_name=name, execution_id=execution_id, phase="ROLLED_BACK",
-                     action="UpdateFunctionConfiguration", actor=actor, reason=f"update failed: {why}",
-                     old_value={"MemorySize": target}, new_value={"MemorySize": original})
-        raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
-
-    new_memory = int(final.get("MemorySize", updated.get("MemorySize", target)))
-    audit.record(function_name=name, execution_id=execution_id, phase="AFTER", action="UpdateFunctionConfiguration",
-                 actor=actor, reason=reason, old_value={"MemorySize": original}, new_value={"MemorySize": new_memory},
-                 details={"revisionId": final.get("RevisionId")})
-    ended = now_iso()
-    result.update(status=SUCCEEDED, newMemory=new_memory, revisionId=final.get("RevisionId", ""),
-                  timestamp=ended, endTime=ended, reason=reason)
+    final = _raise_latest(run, original, target, config.get("RevisionId"))
+    result.update(status=SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
+                  revisionId=final.get("RevisionId", ""), reason=run.reason)
     return result
 
 
+def _check_revision(name: str, expected: str | None, current: str | None) -> None:
+    if expected and expected != current:
+        # The function changed since it was diagnosed; the diagnosis may no longer hold.
+        raise RepairFailedError(
+            f"{name}: configuration changed since diagnosis (revision {current} != {expected}): no change made"
+        )
+
+
+def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
+                  details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Set $LATEST's memory to ``target`` (audited, guarded, confirmed). On a half-applied change: restore."""
+    name = run.name
+    run.record("BEFORE", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
+               details={"revisionId": revision, **(details or {})})
+    try:
+        _update_memory(run, target, revision, done=lambda c: int(c["MemorySize"]) >= target)
+    except ClientError as exc:
+        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
+                   reason=_message(exc))
+        raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({_code(exc)}): no change made") from exc
+
+    final = run.wait()
+    if final.get("LastUpdateStatus") == "Failed":
+        why = final.get("LastUpdateStatusReason", "unknown reason")
+        _restore(run, original, final, f"update failed: {why}")
+        raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
+    run.record("AFTER", "UpdateFunctionConfiguration", {"MemorySize": original},
+               {"MemorySize": int(final.get("MemorySize", target))}, details={"revisionId": final.get("RevisionId")})
+    return final
+
+
 def _update_memory(
-    lambda_client: Any, name: str, target: int, revision: str | None, *, sleep: Callable[[float], None],
-    timeout_s: float, attempts: int = 5,
+    run: _Run, target: int, revision: str | None, *, done: Callable[[dict[str, Any]], bool], attempts: int = 5,
 ) -> dict[str, Any]:
     for attempt in range(attempts):
-        kwargs: dict[str, Any] = {"FunctionName": name, "MemorySize": target}
+        kwargs: dict[str, Any] = {"FunctionName": run.name, "MemorySize": target}
         if revision:
             kwargs["RevisionId"] = revision
         try:
-            return lambda_client.update_function_configuration(**kwargs)
+            return run.lam.update_function_configuration(**kwargs)
         except ClientError as exc:
-            code = _code(exc)
-            if code == "ResourceConflictException" and attempt < attempts - 1:
+            if _code(exc) == "ResourceConflictException" and attempt < attempts - 1:
                 # Another update is in progress: wait for it, then try again on the new revision.
-                config = wait_until_updated(lambda_client, name, timeout_s=timeout_s, sleep=sleep)
-                if int(config["MemorySize"]) >= target:
+                config = run.wait()
+                if done(config):
                     return config
                 revision = config.get("RevisionId")
-                sleep(min(2**attempt, 8))
+                run.sleep(min(2**attempt, 8))
                 continue
             raise
-    raise RepairFailedError(f"{name}: gave up after {attempts} conflicting updates")
+    raise RepairFailedError(f"{run.name}: gave up after {attempts} conflicting updates")
 
 
-def _restore(lambda_client: Any, name: str, original: int, *, sleep: Callable[[float], None], timeout_s: float) -> None:
-    lambda_client.update_function_configuration(FunctionName=name, MemorySize=original)
-    wait_until_updated(lambda_client, name, timeout_s=timeout_s, sleep=sleep)
+def _restore(run: _Run, original: int, current: dict[str, Any], why: str) -> None:
+    """Put $LATEST's memory back after a change that did not take; audited either way."""
+    changed = int(current.get("MemorySize", original))
+    try:
+        _update_memory(run, original, current.get("RevisionId"), done=lambda c: int(c["MemorySize"]) == original)
+        restored = run.wait()
+    except (ClientError, RepairError) as exc:
+        detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
+        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
+                   reason=f"{why}; restoring {original} MB failed: {detail}")
+        raise RepairFailedError(f"{run.name}: {why}; restoring {original} MB failed ({detail}): the function may "
+                                f"be at {changed} MB, see the audit log") from exc
+    run.record("ROLLED_BACK", "UpdateFunctionConfiguration", {"MemorySize": changed},
+               {"MemorySize": int(restored.get("MemorySize", original))}, reason=why)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Published versions and aliases
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _provisioned_configs(run: _Run) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        configs = run.lam.list_provisioned_concurrency_configs(FunctionName=run.name).get(
+            "ProvisionedConcurrencyConfigs", [])
+    except ClientError as exc:
+        return [], _code(exc)
+    return [{"qualifier": c.get("FunctionArn", "").rsplit(":", 1)[-1],
+             "requested": c.get("RequestedProvisionedConcurrentExecutions"), "status": c.get("Status")}
+            for c in configs], None
+
+
+def _repair_published(
+    run: _Run, request: dict[str, Any], result: dict[str, Any], deployment: dict[str, Any]
+) -> dict[str, Any]:
+    name = run.name
+    kind = deployment["kind"]
+    alias_name = deployment.get("qualifier") if kind == ALIAS else None
+    try:
+        alias = run.lam.get_alias(FunctionName=name, Name=alias_name) if alias_name else None
+        version = str(alias["FunctionVersion"]) if alias else str(deployment.get("version") or "")
+        served = run.lam.get_function_configuration(FunctionName=name, Qualifier=version)
+        latest = run.wait()
+    except ClientError as exc:
+        raise RepairFailedError(f"{name}: cannot read {alias_name or deployment.get('version')} ({_code(exc)}): "
+                                "no change made") from exc
+    original = int(served["MemorySize"])
+    target = _target(request)
+    snap_start = (served.get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"
+    result.update(originalMemory=original, newMemory=original, targetMemory=target,
+                  revisionId=latest.get("RevisionId", ""),
+                  deployment={"kind": kind, "alias": alias_name, "version": version,
+                              "packageType": served.get("PackageType", "Zip"), "snapStart": snap_start})
+    if target <= original:
+        result.update(status=SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
+        return result
+    if alias and deployment.get("version") and str(deployment["version"]) != version:
+        raise RepairFailedError(f"{name}: alias {alias_name} moved from version {deployment['version']} to {version} "
+                                "since diagnosis: no change made")
+
+    provisioned, pc_error = _provisioned_configs(run)
+    blockers: list[str] = []
+    if not request.get("allowAliasUpdate"):
+        blockers.append("publishing versions and moving aliases is not allowed here (AllowAliasUpdate=false or tag "
+                        "auto-repair:alias-update=false)")
+    if kind == VERSION:
+        blockers.append(f"the failing invocations call version {version} directly"
+                        + (f" (aliases {', '.join(deployment.get('aliases') or [])} also serve it)"
+                           if len(deployment.get("aliases") or []) > 1 else "")
+                        + "; only their callers can switch to a new version")
+    weights = (alias or {}).get("RoutingConfig", {}).get("AdditionalVersionWeights") or {}
+    if weights:
+        blockers.append(f"alias {alias_name} splits traffic ({', '.join(f'{v}: {w:.0%}' for v, w in weights.items())}"
+                        "): a weighted rollout is in progress")
+    diffs = differences(latest, served)
+    if diffs:
+        blockers.append(f"$LATEST differs from version {version} in {', '.join(diffs)}: publishing it would ship "
+                        "those changes too")
+    on_version = [c for c in provisioned if c["qualifier"] == version]
+    if on_version:
+        blockers.append(f"provisioned concurrency ({on_version[0]['requested']}) is configured on version {version} "
+                        "itself; a new version would start without it")
+    if blockers:
+        result.update(
+            status=MANUAL, reason="; ".join(blockers),
+            manualSteps=manual_steps(name, target, alias=alias_name, version=version, provisioned=provisioned,
+                                     snap_start=snap_start, owner=iac_owner(request.get("tags"))),
+            provisionedConcurrency=provisioned, **({"warnings": [f"provisioned concurrency unknown: {pc_error}"]}
+                                                   if pc_error else {}))
+        return result
+    if result["dryRun"]:
+        result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
+                      reason=f"dry run: would raise memory {original} -> {target} MB, publish a version and move "
+                             f"alias {alias_name} to it")
+        return result
+    _check_revision(name, request.get("expectedRevisionId"), latest.get("RevisionId"))
+
+    assert alias is not None and alias_name  # a VERSION deployment always has a blocker above
+    plan = {"alias": alias_name, "fromVersion": version}
+    latest_original = int(latest["MemorySize"])
+    updated = _raise_latest(run, latest_original, target, latest.get("RevisionId"), details=plan)
+    try:
+        new_version = _publish(run, served, updated, original, target, snap_start, alias_name)
+    except (ClientError, RepairError) as exc:
+        _restore(run, latest_original, run.wait(), f"publishing the new version failed: {exc}")
+        raise RepairRolledBackError(f"{name}: publishing a version with {target} MB failed ({exc}); alias "
+                                    f"{alias_name} not moved, $LATEST restored to {latest_original} MB") from exc
+    moved = _move_alias(run, alias_name, version, new_version, alias.get("RevisionId"), latest_original)
+    warnings = [f"provisioned concurrency unknown: {pc_error}"] if pc_error else []
+    pc_status = _await_provisioned(run, alias_name, provisioned, warnings)
+    latest_now = run.lam.get_function_configuration(FunctionName=name)
+    result.update(
+        status=SUCCEEDED, newMemory=target, reason=run.reason, revisionId=latest_now.get("RevisionId", ""),
+        publishedVersion=new_version, latestOriginalMemory=latest_original,
+        alias={"name": alias_name, "previousVersion": version, "newVersion": new_version,
+               "revisionId": moved.get("RevisionId", "")},
+        **({"provisionedConcurrency": pc_status} if pc_status else {}), **({"warnings": warnings} if warnings else {}))
+    return result
+
+
+def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], original: int, target: int,
+             snap_start: bool, alias: str) -> str:
+    run.record("BEFORE", "PublishVersion", {"MemorySize": original}, {"MemorySize": target},
+               details={"codeSha256": served.get("CodeSha256"), "snapStart": snap_start})
+    kwargs: dict[str, Any] = {"FunctionName": run.name,
+                              "Description": f"lambda-auto-repair {run.execution_id}: memory {original}->{target} MB"[:256]}
+    if served.get("CodeSha256"):
+        kwargs["CodeSha256"] = served["CodeSha256"]  # the served code, nothing newer
+    if updated.get("RevisionId"):
+        kwargs["RevisionId"] = updated["RevisionId"]
+    new_version = None
+    try:
+        published = run.lam.publish_version(**kwargs)
+        new_version = str(published["Version"])
+        # SnapStart optimises a new version before it can serve; Lambda refuses to route an alias to it meanwhile.
+        wait_until_active(run.lam, run.name, new_version, timeout_s=run.publish_timeout_s, sleep=run.sleep)
+    except (ClientError, RepairError) as exc:
+        why = _message(exc) if isinstance(exc, ClientError) else str(exc)
+        if new_version and isinstance(exc, RepairError):
+            # The version exists and has the new memory; only the alias move is left to a human.
+            why += (f"; it keeps its {target} MB: once it is Active, run aws lambda update-alias --function-name "
+                    f"{run.name} --name {alias} --function-version {new_version}")
+        run.record("FAILED", "PublishVersion", {"MemorySize": original}, {"MemorySize": original}, reason=why)
+        raise RepairFailedError(why) from exc
+    run.record("AFTER", "PublishVersion", {"MemorySize": original}, {"MemorySize": target, "Version": new_version})
+    return new_version
+
+
+def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None, latest_original: int
+                ) -> dict[str, Any]:
+    run.record("BEFORE", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+               {"alias": alias, "FunctionVersion": new}, details={"revisionId": revision})
+    kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": alias, "FunctionVersion": new}
+    if revision:
+        kwargs["RevisionId"] = revision
+    try:
+        moved = run.lam.update_alias(**kwargs)
+    except ClientError as exc:
+        run.record("FAILED", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+                   {"alias": alias, "FunctionVersion": old}, reason=_message(exc))
+        _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({_code(exc)})")
+        raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({_code(exc)}); "
+                                    f"alias still on {old}, $LATEST restored (version {new} stays, unused)") from exc
+    run.record("AFTER", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+               {"alias": alias, "FunctionVersion": new}, details={"revisionId": moved.get("RevisionId")})
+    return moved
+
+
+def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]], warnings: list[str],
+                       timeout_s: float = 30.0) -> dict[str, Any] | None:
+    """Provisioned concurrency on the alias follows it to the new version; report whether it is READY yet."""
+    if not any(c["qualifier"] == alias for c in provisioned):
+        return None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            config = run.lam.get_provisioned_concurrency_config(FunctionName=run.name, Qualifier=alias)
+        except ClientError as exc:
+            warnings.append(f"provisioned concurrency on {alias}: {_code(exc)}")
+            return {"qualifier": alias, "status": "UNKNOWN"}
+        status = config.get("Status")
+        if status != "IN_PROGRESS" or time.monotonic() >= deadline:
+            view = {"qualifier": alias, "status": status,
+                    "requested": config.get("RequestedProvisionedConcurrentExecutions"),
+                    "allocated": config.get("AllocatedProvisionedConcurrentExecutions")}
+            if status != "READY":
+                warnings.append(f"provisioned concurrency on alias {alias} is {status} on the new version "
+                                f"({view['allocated']}/{view['requested']} allocated): cold starts until READY")
+            return view
+        run.sleep(2.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Rollback
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def rollback_repair(
+    repair: dict[str, Any],
+    *,
+    lambda_client: Any,
+    audit: AuditLog,
+    actor: str,
+    reason: str,
+    sleep: Callable[[float], None] = time.sleep,
+    update_timeout_s: float = 120.0,
+) -> dict[str, Any]:
+    """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
+    repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
+    if repair.get("status") != SUCCEEDED:
+        raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
+    run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0)
+    original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
+    result: dict[str, Any] = {"repairId": repair.get("repairId", ""), "functionName": run.name,
+                              "executionId": run.execution_id, "startTime": now_iso(), "fromMemory": applied,
+                              "restoredMemory": original, "reason": reason}
+    warnings: list[str] = []
+    alias = repair.get("alias")
+    if alias:
+        _rollback_alias(run, alias)
+        result["alias"] = {"name": alias["name"], "restoredVersion": alias["previousVersion"],
+                           "abandonedVersion": alias["newVersion"]}
+        latest_original = repair.get("latestOriginalMemory")
+        if latest_original is not None and int(latest_original) != applied:
+            try:
+                _rollback_latest(run, applied, int(latest_original), repair.get("revisionId"))
+            except RepairError as exc:
+                # The alias (what serves traffic) is back; $LATEST keeping the raised memory is only drift.
+                warnings.append(f"$LATEST not restored: {exc}")
+    else:
+        _rollback_latest(run, applied, original, repair.get("revisionId"))
+    ended = now_iso()
+    result.update(status=ROLLED_BACK, endTime=ended, timestamp=ended, **({"warnings": warnings} if warnings else {}))
+    return result
+
+
+def _rollback_alias(run: _Run, alias: dict[str, Any]) -> None:
+    name, old, new = alias["name"], alias["previousVersion"], alias["newVersion"]
+    before, after = {"alias": name, "FunctionVersion": new}, {"alias": name, "FunctionVersion": old}
+    try:
+        current = run.lam.get_alias(FunctionName=run.name, Name=name)
+    except ClientError as exc:
+        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        raise RepairFailedError(f"{run.name}: cannot read alias {name} ({_code(exc)}): not rolled back") from exc
+    if str(current["FunctionVersion"]) == str(old):
+        return  # already back (a retried rollback whose first attempt got this far)
+    if str(current["FunctionVersion"]) != str(new):
+        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before,
+                   reason=f"{run.reason}; alias {name} now points at {current['FunctionVersion']}, not {new}: "
+                          "someone changed it, left alone")
+        raise RepairFailedError(f"{run.name}: alias {name} moved to version {current['FunctionVersion']} since the "
+                                "repair: not rolled back")
+    run.record(ROLLBACK_STARTED, "UpdateAlias", before, after, details={"revisionId": alias.get("revisionId")})
+    kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": name, "FunctionVersion": old}
+    if alias.get("revisionId"):
+        kwargs["RevisionId"] = alias["revisionId"]
+    try:
+        run.lam.update_alias(**kwargs)
+    except ClientError as exc:
+        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        raise RepairFailedError(f"{run.name}: moving alias {name} back to {old} failed ({_code(exc)})") from exc
+    run.record(ROLLED_BACK, "UpdateAlias", before, after)
+
+
+def _rollback_latest(run: _Run, applied: int, original: int, revision: str | None) -> None:
+    before, after = {"MemorySize": applied}, {"MemorySize": original}
+    try:
+        config = run.wait()
+    except ClientError as exc:
+        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
+                   reason=f"{run.reason}; {_message(exc)}")
+        raise RepairFailedError(f"{run.name}: cannot read configuration ({_code(exc)}): not rolled back") from exc
+    current = int(config["MemorySize"])
+    if current == original:
+        return  # already back (a retried rollback, or someone restored it by hand): nothing to do
+    if current != applied or (revision and config.get("RevisionId") != revision):
+        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", {"MemorySize": current}, {"MemorySize": current},
+                   reason=f"{run.reason}; the function changed since the repair (memory {current} MB, revision "
+                          f"{config.get('RevisionId')}): left alone")
+        raise RepairFailedError(f"{run.name}: changed since the repair (memory {current} MB): not rolled back")
+    run.record(ROLLBACK_STARTED, "UpdateFunctionConfiguration", before, after,
+               details={"revisionId": config.get("RevisionId")})
+    try:
+        _update_memory(run, original, config.get("RevisionId"), done=lambda c: int(c["MemorySize"]) == original)
+        final = run.wait()
+    except (ClientError, RepairError) as exc:
+        detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
+        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before, reason=f"{run.reason}; {detail}")
+        raise RepairFailedError(f"{run.name}: restoring {original} MB failed ({detail})") from exc
+    if final.get("LastUpdateStatus") == "Failed" or int(final.get("MemorySize", -1)) != original:
+        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before,
+                   {"MemorySize": int(final.get("MemorySize", -1))},
+                   reason=f"{run.reason}; {final.get('LastUpdateStatusReason', 'memory not restored')}")
+        raise RepairFailedError(f"{run.name}: restoring {original} MB did not take "
+                                f"({final.get('LastUpdateStatusReason', 'memory not restored')})")
+    run.record(ROLLED_BACK, "UpdateFunctionConfiguration", before, after,
+               details={"revisionId": final.get("RevisionId")})

@@ -108,6 +108,7 @@ def compare(
             "after": asdict(after),
             "metricsComparison": _comparison(before, after, alarm_metric),
             "worse": False,
+            "partiallyImproved": False,
         }
     failures_before = before.oom + before.timeouts
     problems: list[str] = []
@@ -130,6 +131,9 @@ def compare(
     if failures_before == 0 and before.error_rate == 0 and alarm_metric != "Duration" and not problems:
         checks.append("no failures before either; healthy after")
     status = NOT_IMPROVED if problems else IMPROVED
+    # Not recovered, but the failure rate at least halved: undoing the change would make things worse again.
+    partial = status == NOT_IMPROVED and not worse and before.error_rate > 0 and (
+        after.error_rate <= before.error_rate * 0.5)
     return {
         "status": status,
         "reason": "; ".join(problems) if problems else "; ".join(checks),
@@ -137,7 +141,27 @@ def compare(
         "after": asdict(after),
         "metricsComparison": _comparison(before, after, alarm_metric),
         "worse": worse,
+        "partiallyImproved": partial,
     }
+
+
+def rollback_decision(verdict: dict[str, Any], *, enabled: bool) -> dict[str, Any]:
+    """Whether to restore the original memory after a final verdict: ``{rollback, rollbackReason}``.
+
+    Roll back when the change did not help (NOT_IMPROVED) or made things worse, unless it at least halved the
+    failure rate. INSUFFICIENT_DATA never rolls back: no evidence the change hurt. IMPROVED never does either,
+    even with a higher p95: invocations that used to be killed early now run to completion.
+    """
+    if not verdict.get("final") or verdict.get("status") != NOT_IMPROVED:
+        return {"rollback": False, "rollbackReason": ""}
+    if verdict.get("partiallyImproved"):
+        return {"rollback": False, "rollbackReason": "kept the new memory: it did not fix the function but at "
+                                                     f"least halved its failures ({verdict.get('reason', '')})"}
+    why = ("the function got worse" if verdict.get("worse") else "the change did not help") + (
+        f" ({verdict.get('reason', '')})")
+    if not enabled:
+        return {"rollback": False, "rollbackReason": f"not rolled back (RollbackOnFailure=false): {why}"}
+    return {"rollback": True, "rollbackReason": why}
 
 
 def _comparison(before: WindowStats, after: WindowStats, alarm_metric: str) -> dict[str, Any]:

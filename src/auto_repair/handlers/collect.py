@@ -25,8 +25,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         now=datetime.now(UTC),
         analysis_minutes=SETTINGS.analysis_window_minutes,
         baseline_minutes=SETTINGS.baseline_window_minutes,
+        # The raw alarm event (ReceiveEvent keeps it under rawEvent): its ExecutedVersion dimension names a version.
+        event=workflow.get("rawEvent", workflow),
     )
     logger.info("evidence collected", extra={"logLines": len(evidence["logs"]),
                                              "dataComplete": evidence["dataComplete"],
-                                             "missingData": evidence["missingData"]})
+                                             "missingData": evidence["missingData"],
+                                             "deployment": evidence["deployment"].get("kind")})
     return evidence

@@ -10,7 +10,7 @@ from auto_repair.collect import get_log_lines, get_series, parse_time
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import REPAIR, VERIFICATION, IncidentStore, now_iso
 from auto_repair.settings import Settings
-from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, compare, window_stats
+from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, compare, rollback_decision, window_stats
 
 SETTINGS = Settings.from_env()
 MAX_ATTEMPTS = 2  # INSUFFICIENT_DATA: extend once, then report inconclusive
@@ -29,9 +29,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     name = alarm["functionName"]
     period = int((evidence.get("window") or {}).get("periodSeconds", 60))
 
+    # Judge the deployment that serves the traffic: after an alias move that is the new version (its own log
+    # streams, the alias's Resource metrics), otherwise $LATEST.
+    alias = repair.get("alias") or {}
+    version = str(alias.get("newVersion") or "$LATEST")
+    resource = f"{name}:{alias['name']}" if alias.get("name") else None
     before = window_stats(evidence.get("metricSeries") or {}, evidence.get("logs") or [])
-    series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period)
-    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now)
+    series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period, resource)
+    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now, version=version)
     after = window_stats(series, lines, memory_size=int(repair.get("newMemory") or 0) or None)
     verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",
                       min_invocations=SETTINGS.min_invocations_for_verdict)
@@ -39,7 +44,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                    window={"start": repaired_at.isoformat(), "end": now.isoformat()},
                    missingData=missing + miss, verifiedAt=now_iso(), functionName=name,
                    repairTimestamp=repair.get("endTime"), metricName=alarm.get("metricName"),
-                   verificationPeriod=int((now - repaired_at).total_seconds()))
+                   verificationPeriod=int((now - repaired_at).total_seconds()), verifiedVersion=version)
+    verdict.update(rollback_decision(verdict, enabled=SETTINGS.rollback_on_failure))
 
     store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
     store.put(execution_id, VERIFICATION, verdict)
