@@ -8,6 +8,7 @@ The function is taken from the alarm's metric dimensions, never from the alarm n
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 PROCEED = "PROCEED"
@@ -16,12 +17,21 @@ INVALID = "INVALID"
 
 # Namespaces whose metrics identify a Lambda function, and the dimension that names it.
 FUNCTION_DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "AWS/Lambda": ("FunctionName", "Resource"),
+    # Resource ("name:alias") is the more specific of the two when an alarm carries both.
+    "AWS/Lambda": ("Resource", "FunctionName"),
     "LambdaAutoRepair": ("FunctionName",),
     "LambdaInsights": ("function_name",),
 }
 KNOWN_STATES = ("OK", "ALARM", "INSUFFICIENT_DATA")
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}\Z")
+_QUALIFIER = re.compile(r"(|\$LATEST|[a-zA-Z0-9_-]{1,128})\Z")
 MAX_TEXT = 2000
+# Target onboarding (auto_repair.targets) publishes log-derived metrics in LambdaAutoRepair/Targets/<function>:
+# a metric filter cannot set a constant dimension, so the namespace names the function.
+TARGET_NAMESPACE_PREFIX = "LambdaAutoRepair/Targets/"
+# The proactive memory sweep (auto_repair.targets) starts the workflow with an alarm-state-change-shaped event.
+SWEEP_SOURCE = "lambda-auto-repair.sweep"
+ALARM_SOURCES = ("aws.cloudwatch", SWEEP_SOURCE)
 
 
 class AlarmEventError(ValueError):
@@ -62,12 +72,20 @@ def _function_targets(metrics: list[Any]) -> tuple[list[dict[str, Any]], list[st
         namespaces.append(namespace)
         dims = metric.get("dimensions") or {}
         dims = _dict(dims, f"configuration.metrics[{index}].metricStat.metric.dimensions")
-        for dim in FUNCTION_DIMENSIONS.get(namespace, ()):
+        if namespace.startswith(TARGET_NAMESPACE_PREFIX) and len(namespace) > len(TARGET_NAMESPACE_PREFIX):
+            dims = {**dims, "FunctionName": namespace[len(TARGET_NAMESPACE_PREFIX):]}
+            namespace_dims: tuple[str, ...] = ("FunctionName",)
+        else:
+            namespace_dims = FUNCTION_DIMENSIONS.get(namespace, ())
+        for dim in namespace_dims:
             raw = dims.get(dim)
             if not isinstance(raw, str) or not raw:
                 continue
             # `Resource` is "name" or "name:qualifier" (alias or version).
             name, _, qualifier = raw.partition(":")
+            if not _FUNCTION_NAME.match(name) or not _QUALIFIER.match(qualifier):
+                raise AlarmEventError(f"dimension {dim} {clean_text(raw, 80)!r} is not a Lambda function name "
+                                      "(1-64 letters, digits, '-' or '_', optionally ':alias' or ':version')")
             targets.append(
                 {
                     "functionName": clean_text(name, 140),
@@ -138,7 +156,7 @@ def _empty_model(event: Any) -> dict[str, Any]:
 def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, Any]:
     event = _dict(event, "event")
     model = _empty_model(event)
-    if event.get("source") != "aws.cloudwatch" or event.get("detail-type") != "CloudWatch Alarm State Change":
+    if event.get("source") not in ALARM_SOURCES or event.get("detail-type") != "CloudWatch Alarm State Change":
         raise AlarmEventError(
             f"expected source 'aws.cloudwatch' and detail-type 'CloudWatch Alarm State Change', got "
             f"{clean_text(event.get('source'), 64)!r} / {clean_text(event.get('detail-type'), 64)!r}"

@@ -234,6 +234,13 @@ def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
             counts.get("gc_pressure", 0) or (util_max or 0) >= 0.95 or trend["leakSuspected"]):
         return _pressure_verdict(ev, config, util_p95, trend, slow=False)
 
+    # 5b. A memory-utilisation alarm (target onboarding) or the proactive sweep, with no failure yet.
+    utilisation_threshold = _utilisation_alarm_threshold(ev)
+    if utilisation_threshold is not None and util_p95 is not None and not failure_events:
+        verdict = _utilisation_verdict(ev, config, utilisation_threshold, util_p95, util_max or 0.0, trend)
+        if verdict is not None:
+            return verdict
+
     # 6. Ordinary exceptions.
     if counts.get("code_error", 0):
         reasons = [f"{counts['code_error']} exception line(s) (e.g. {ev.samples.get('code_error', 'n/a')!r}) with no "
@@ -328,6 +335,49 @@ def _pressure_verdict(ev: Evidence, config: DiagnosisConfig, util_p95: float, tr
     if ev.counts.get("gc_pressure"):
         reasons.append(f"{ev.counts['gc_pressure']} garbage-collector pressure line(s) support this.")
     confidence = 0.85 if (util_p95 >= 0.95 or ev.counts.get("gc_pressure")) and slow else 0.75
+    leak = bool(trend["leakSuspected"])
+    if leak:
+        confidence = min(confidence, 0.7)
+        reasons.append(f"Max Memory Used grew by {trend['growthMb']:.0f} MB across the window: a leak is likely, "
+                       "so raising memory is a stop-gap.")
+    return Verdict("memory_pressure", confidence, reasons, sizing, leak)
+
+
+def _utilisation_alarm_threshold(ev: Evidence) -> float | None:
+    """The alarm's utilisation threshold as a fraction, when the alarm is about MemoryUtilization."""
+    if (ev.alarm_metric or "").lower() != "memoryutilization":
+        return None
+    threshold = ev.alarm_threshold if ev.alarm_threshold and ev.alarm_threshold > 0 else 80.0
+    return threshold / 100.0 if threshold > 1 else threshold
+
+
+def _utilisation_verdict(ev: Evidence, config: DiagnosisConfig, threshold: float, util_p95: float,
+                         util_max: float, trend: dict[str, Any]) -> Verdict | None:
+    """High memory use the operator chose to act on (their threshold), before any failure.
+
+    Sustained use at or above the threshold (p95) is pressure worth headroom and confident enough to act on;
+    occasional peaks are reported for a human (below the usual MinConfidence). Use below the threshold in the
+    collected window is left to the other rules: the alarm saw something the evidence does not show.
+    """
+    if util_max < threshold:
+        return None
+    used = [float(r["maxMemoryUsedMb"]) for r in ev.reports if r.get("maxMemoryUsedMb") is not None]
+    peak = max(used) if used else ev.memory_size_mb * util_max
+    growth = trend["growthMb"] if trend["leakSuspected"] else 0.0
+    # Enough headroom that the peak lands below the threshold (with a 10 % margin), not only the usual headroom.
+    headroom = max(config.headroom, 1.0 / (threshold * 0.9) - 1.0)
+    sizing = size_for_observed_peak(peak, ev.current_memory_mb, config.max_memory, headroom=headroom,
+                                    growth_mb=growth, step=config.min_memory_step)
+    sustained = util_p95 >= threshold
+    reasons = [f"Memory use reached {util_max:.0%} of {ev.memory_size_mb} MB (p95 {util_p95:.0%}, peak {peak:.0f} MB), "
+               f"at or above the {threshold:.0%} utilisation threshold of {ev.alarm_name or 'the alarm'}, with no "
+               "failure yet: raising memory restores headroom before the function runs out."]
+    if sustained:
+        confidence = 0.8
+    else:
+        confidence = 0.65
+        reasons.append("Only occasional invocations reach the threshold (p95 is below it), so a human should "
+                       "decide whether the peaks justify more memory.")
     leak = bool(trend["leakSuspected"])
     if leak:
         confidence = min(confidence, 0.7)

@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "reject": "auto_repair_cli.approval",
     "incidents": "auto_repair_cli.incidents",
     "demo": "auto_repair_cli.demo",
+    "targets": "auto_repair_cli.targets",
 }
 
 

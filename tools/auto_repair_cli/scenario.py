@@ -17,6 +17,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from auto_repair.alarm_event import TARGET_NAMESPACE_PREFIX
+from auto_repair.targets import TargetSettings, desired_alarms
+
 MEMORY_HOG = '''
 import os
 import time
@@ -107,25 +110,18 @@ def put_guide_alarms(
     period: int = 10,
     duration_threshold: float = 30000,
 ) -> list[str]:
-    """The deployment guide's put-metric-alarm, per function: Errors and Duration."""
+    """The deployment guide's put-metric-alarm, per function: Errors (at least one) and Duration.
+
+    The definitions are target onboarding's (``auto_repair.targets``); ``auto-repair targets add`` also creates the
+    Timeout and memory alarms and the log metric filters.
+    """
+    settings = TargetSettings(duration_threshold=duration_threshold, error_threshold=1, period=period,
+                              evaluation_periods=1)
     names = []
-    for metric, stat, threshold in (("Errors", "Sum", 0), ("Duration", "Average", duration_threshold)):
-        name = f"lambda-{metric.lower()}-alarm-{function_name}"
-        cloudwatch.put_metric_alarm(
-            AlarmName=name,
-            AlarmDescription=f"Lambda function {metric.lower()} alarm",
-            MetricName=metric,
-            Namespace="AWS/Lambda",
-            Statistic=stat,
-            Period=period,
-            Threshold=threshold,
-            ComparisonOperator="GreaterThanThreshold",
-            Dimensions=[{"Name": "FunctionName", "Value": function_name}],
-            EvaluationPeriods=1,
-            TreatMissingData="notBreaching",
-            AlarmActions=[topic_arn] if topic_arn else [],
-        )
-        names.append(name)
+    for spec in desired_alarms(function_name, settings, [topic_arn] if topic_arn else [],
+                               kinds=("errors", "duration")):
+        cloudwatch.put_metric_alarm(**spec)
+        names.append(spec["AlarmName"])
     return names
 
 
@@ -147,10 +143,12 @@ class Traffic:
     results: list[Invocation] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    qualifier: str | None = None  # an alias or version, as callers that invoke "name:alias" do
 
     def invoke_once(self) -> Invocation:
-        memory = self.lambda_client.get_function_configuration(FunctionName=self.function_name)["MemorySize"]
-        response = self.lambda_client.invoke(FunctionName=self.function_name, Payload=b"{}")
+        target = {"FunctionName": self.function_name, **({"Qualifier": self.qualifier} if self.qualifier else {})}
+        memory = self.lambda_client.get_function_configuration(**target)["MemorySize"]
+        response = self.lambda_client.invoke(**target, Payload=b"{}")
         payload = response["Payload"].read()
         error = ""
         if response.get("FunctionError"):
@@ -192,12 +190,14 @@ def state_machine_arn(sfn: Any, environment: str) -> str:
 
 
 def executions_for(sfn: Any, machine_arn: str, function_name: str) -> list[dict[str, Any]]:
-    """Executions whose input names the function (via the alarm's dimensions), newest first."""
+    """Executions whose input names the function (via the alarm's dimensions, or the namespace of the metrics
+    that target onboarding publishes: LambdaAutoRepair/Targets/<function>), newest first."""
     found = []
     for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn):
         for execution in page["executions"]:
             described = sfn.describe_execution(executionArn=execution["executionArn"])
-            if f'"{function_name}"' in described.get("input", ""):
+            text = described.get("input", "")
+            if f'"{function_name}"' in text or f'{TARGET_NAMESPACE_PREFIX}{function_name}"' in text:
                 found.append(described)
     return sorted(found, key=lambda e: e["startDate"], reverse=True)
 
@@ -213,16 +213,30 @@ def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = 
         time.sleep(interval)
 
 
+# Outcomes of runs that only recorded an alarm because another run already covers the function
+# (auto_repair.guards): a second alarm while it repairs, a redelivered event, an alarm in the cooldown.
+COVERED_ELSEWHERE = ("DUPLICATE", "LOCKED", "COOLDOWN")
+
+
+def covered_elsewhere(execution: dict[str, Any]) -> bool:
+    try:
+        output = json.loads(execution.get("output") or "{}")
+    except ValueError:
+        return False
+    return isinstance(output, dict) and (output.get("alarm") or {}).get("outcome") in COVERED_ELSEWHERE
+
+
 def wait_for_execution(
     sfn: Any, machine_arn: str, function_name: str, *, timeout: float = 240, after: datetime | None = None
 ) -> dict[str, Any]:
-    """The first execution for the function (started after ``after``) that has finished."""
+    """The first execution for the function (started after ``after``) that has finished, not counting the quick
+    runs that only recorded an alarm another run covers (a flapping alarm, the function's second alarm)."""
 
     def done() -> dict[str, Any] | None:
         for execution in executions_for(sfn, machine_arn, function_name):
             if after and execution["startDate"] < after:
                 continue
-            if execution["status"] != "RUNNING":
+            if execution["status"] != "RUNNING" and not covered_elsewhere(execution):
                 return execution
         return None
 

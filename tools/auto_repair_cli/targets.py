@@ -1,0 +1,178 @@
+"""``auto-repair targets add|remove|list``: put functions under auto-repair (alarms + log metric filters).
+
+``add`` creates, for each function, the deployment guide's alarms with the environment's thresholds (read from the
+functions stack's ``/lambda-auto-repair/<env>/target-alarm-settings`` parameter), the Timeouts / OutOfMemory /
+MaxMemoryUsed / MemoryUtilization log metric filters and the memory-utilisation alarm, and tags the function
+``auto-repair=enabled``. Running it again changes nothing unless the function or the settings changed (a new
+memory size moves the utilisation bands). ``remove`` deletes exactly what ``add`` created and removes the tag.
+What is created is described in ``auto_repair.targets``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from auto_repair.targets import (
+    MANAGED_BY,
+    Result,
+    Targets,
+    TargetsError,
+    TargetSettings,
+    alarm_names,
+    log_group,
+    settings_parameter,
+)
+
+from .common import CommandError, add_target_args, client, environment, print_json
+
+_SYMBOLS = {"create": "+", "adopt": "~", "update": "~", "delete": "-", "tag": "+", "untag": "-",
+            "create-log-group": "+"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("targets", help="onboard functions: alarms and log metric filters (add/remove/list)")
+    inner = parser.add_subparsers(dest="targets_command", metavar="add|remove|list")
+    for name, text in (
+        ("add", "create the alarms and metric filters of each function and tag it auto-repair=enabled"),
+        ("remove", "delete what add created and remove the auto-repair=enabled tag"),
+    ):
+        command = inner.add_parser(name, help=text)
+        command.add_argument("functions", nargs="+", metavar="FUNCTION", help="function names")
+        command.add_argument("--dry-run", action="store_true", help="show the changes, make none")
+        add_target_args(command)
+        command.set_defaults(func=run_change, change=name)
+    lister = inner.add_parser("list", help="onboarded functions, their alarms (with state) and filters")
+    add_target_args(lister)
+    lister.set_defaults(func=run_list)
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _targets(args: argparse.Namespace) -> Targets:
+    env = environment(args)
+    name = settings_parameter(env)
+    try:
+        value = client(args, "ssm").get_parameter(Name=name)["Parameter"]["Value"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            raise CommandError(f"no target settings {name}: deploy the functions stack of {env} first") from exc
+        raise
+    settings = TargetSettings.from_json(value)
+    topic_name = f"lambda-auto-repair-notifications-{env}"
+    topics = [t["TopicArn"] for page in client(args, "sns").get_paginator("list_topics").paginate()
+              for t in page.get("Topics", []) if t["TopicArn"].rsplit(":", 1)[-1] == topic_name]
+    if not topics:
+        raise CommandError(f"no topic {topic_name}: deploy the main stack of {env} first")
+    return Targets(lambda_client=client(args, "lambda"), cloudwatch=client(args, "cloudwatch"),
+                   logs=client(args, "logs"), settings=settings, actions=topics[:1])
+
+
+def _print_result(result: Result, dry_run: bool) -> None:
+    if result.error:
+        print(f"{result.function}: FAILED - {result.error}")
+        return
+    if not result.changes:
+        print(f"{result.function}: up to date (no changes)")
+        return
+    verb = "would change" if dry_run else "changed"
+    counts: dict[str, int] = {}
+    for change in result.changes:
+        counts[change.action] = counts.get(change.action, 0) + 1
+    summary = ", ".join(f"{n} {action}" for action, n in counts.items())
+    print(f"{result.function}: {verb} {len(result.changes)} ({summary})")
+    for change in result.changes:
+        why = f"  ({change.why})" if change.why else ""
+        print(f"  {_SYMBOLS.get(change.action, '?')} {change.kind:9} {change.name}{why}")
+
+
+def run_change(args: argparse.Namespace) -> int:
+    results: list[Result] = []
+    failed = False
+    try:
+        targets = _targets(args)
+    except (CommandError, TargetsError) as exc:
+        print(f"auto-repair: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
+        return 1
+    for name in dict.fromkeys(args.functions):
+        try:
+            if args.change == "add":
+                result = targets.add(name, dry_run=args.dry_run)
+            else:
+                result = targets.remove(name, dry_run=args.dry_run)
+        except TargetsError as exc:
+            result, failed = Result(name, [], applied=False, error=str(exc)), True
+        except (ClientError, BotoCoreError) as exc:
+            result, failed = Result(name, [], applied=False, error=f"AWS error: {exc}"), True
+        results.append(result)
+        if not args.json:
+            _print_result(result, args.dry_run)
+    if args.json:
+        print_json([r.to_dict() for r in results])
+    return 1 if failed else 0
+
+
+def describe(targets: Targets, name: str) -> dict[str, Any]:
+    """One onboarded (or opted-in) function: its alarms with state, its filters, and whether all is in sync."""
+    info = targets.function(name)
+    observed = targets.observe(name, info)
+    alarms = []
+    for alarm_name in alarm_names(name):
+        alarm = observed.alarms.get(alarm_name)
+        if alarm is None:
+            continue
+        comparison = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">="}.get(
+            alarm.get("ComparisonOperator", ""), alarm.get("ComparisonOperator", ""))
+        alarms.append({
+            "name": alarm_name, "state": alarm.get("StateValue", ""), "managed": alarm_name in observed.managed,
+            "condition": f"{alarm.get('MetricName')} {alarm.get('Statistic', '')} {comparison} "
+                         f"{alarm.get('Threshold', 0):g} ({alarm.get('Period')} s x {alarm.get('EvaluationPeriods')})",
+        })
+    if info is None:
+        status = "function deleted: run `targets remove` to clean up"
+    else:
+        changes, _ = targets.plan_add(name, tag_function=True)
+        status = "in sync" if not changes else f"drift: {len(changes)} change(s) - run `targets add {name}`"
+    return {
+        "function": name,
+        "memorySize": info.memory_size if info else None,
+        "tagged": observed.tagged,
+        "status": status,
+        "alarms": alarms,
+        "filters": sorted(observed.filters),
+        "logGroup": log_group(name),
+    }
+
+
+def run_list(args: argparse.Namespace) -> int:
+    try:
+        targets = _targets(args)
+        names = sorted(set(targets.onboarded()) | set(targets.opted_in()))
+        items = [describe(targets, name) for name in names]
+    except (CommandError, TargetsError) as exc:
+        print(f"auto-repair: {exc}", file=sys.stderr)
+        return 2
+    except (ClientError, BotoCoreError) as exc:
+        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print_json(items)
+        return 0
+    if not items:
+        print("no onboarded functions (auto-repair targets add <function>, or tag functions auto-repair=enabled)")
+        return 0
+    for item in items:
+        memory = f"{item['memorySize']} MB" if item["memorySize"] else "deleted"
+        tag = "tagged auto-repair=enabled" if item["tagged"] else "not tagged"
+        print(f"{item['function']} ({memory}, {tag}): {item['status']}")
+        for alarm in item["alarms"]:
+            owner = "" if alarm["managed"] else f"  [not managed by {MANAGED_BY}]"
+            print(f"  alarm  {alarm['name']:48} {alarm['state']:18} {alarm['condition']}{owner}")
+        filters = item["filters"]
+        print(f"  filters on {item['logGroup']} ({len(filters)}): {', '.join(filters) if filters else 'none'}")
+    return 0
