@@ -617,7 +617,7 @@ deploy_stack "${FUNCTIONS_STACK}" "${FUNCTIONS_TEMPLATE}" \
 
 # 4. monitoring
 deploy_stack "${MONITORING_STACK}" "${MONITORING_TEMPLATE}" \
-  "$(stack_parameters "${MONITORING_TEMPLATE}" "${OVERRIDES[@]}")"
+  "$(stack_parameters "${MONITORING_TEMPLATE}" "${OVERRIDES[@]}" "CodeS3Key=code/auto-repair-${CODE_SHA}.zip")"
 
 VALIDATE_ARGS="--environment ${ENVIRONMENT} --region ${REGION}"
 if [[ "${LOCAL}" == true ]]; then

@@ -281,10 +281,20 @@ else
         problem "Alarm ${alarm_name} is in ALARM state"
         alarm_problems=$((alarm_problems + 1))
         ;;
+      *)
+        # An alarm that tells nobody is as good as none: actions on, and the notification topic among them.
+        if ! jq -e --arg n "${alarm_name}" --arg t "${topic_arn}" \
+          '[(.MetricAlarms // [])[] | select(.AlarmName == $n)][0]
+           | (.ActionsEnabled != false) and ($t == "" or ((.AlarmActions // []) | index($t) != null))' \
+          <<<"${alarms_output}" >/dev/null; then
+          problem "Alarm ${alarm_name} does not notify ${TOPIC_NAME} (actions disabled or topic missing)"
+          alarm_problems=$((alarm_problems + 1))
+        fi
+        ;;
     esac
   done
   if [[ "${alarm_problems}" -eq 0 ]]; then
-    ok "All ${#ALARM_NAMES[@]} system alarms exist and none is in ALARM"
+    ok "All ${#ALARM_NAMES[@]} system alarms exist, notify ${TOPIC_NAME} and none is in ALARM"
   fi
 fi
 DASHBOARD="lambda-auto-repair-${ENVIRONMENT}"

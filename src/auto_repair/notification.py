@@ -19,8 +19,19 @@ INVALID_EVENT = "INVALID_EVENT"
 FAILURE = "FAILURE"
 RECOVERY = "RECOVERY"
 SKIPPED = "SKIPPED"
+# Guards (auto_repair.guards): the alarm was recorded but no repair ran, or the repair was stopped before it
+# changed anything.
+DUPLICATE = "DUPLICATE"
+LOCKED = "LOCKED"
+COOLDOWN = "COOLDOWN"
+OUT_OF_SCOPE = "OUT_OF_SCOPE"
+PAUSED = "PAUSED"
+BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+GUARDED = (DUPLICATE, LOCKED, COOLDOWN, OUT_OF_SCOPE, PAUSED, BUDGET_EXHAUSTED)
 
 NEEDS_HUMAN = {ESCALATION, INCONCLUSIVE, HUMAN_REVIEW, APPROVAL_REQUEST, APPROVAL_TIMEOUT, INVALID_EVENT, FAILURE}
+# Paused or over budget: the function is still failing and nothing will repair it by itself.
+NEEDS_HUMAN |= {PAUSED, BUDGET_EXHAUSTED}
 
 _SUBJECT_TAIL = {
     REPAIRED: "recovered",
@@ -37,6 +48,12 @@ _SUBJECT_TAIL = {
     FAILURE: "auto-repair FAILED",
     RECOVERY: "alarm back to OK",
     SKIPPED: "no change needed",
+    DUPLICATE: "duplicate alarm delivery, ignored",
+    LOCKED: "repair already in progress, alarm recorded",
+    COOLDOWN: "in cooldown after a repair, no change",
+    OUT_OF_SCOPE: "not in auto-repair scope, no change",
+    PAUSED: "repairs PAUSED (kill switch), no change",
+    BUDGET_EXHAUSTED: "hourly repair budget exhausted, no change",
 }
 
 
@@ -114,8 +131,18 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
         message["approvalDecision"] = context["approval"]
     if outcome in (IGNORED, INVALID_EVENT):
         message["issue"]["ignoredBecause"] = alarm.get("reason", "")
+    if outcome in GUARDED:
+        message["guard"] = _guard(outcome, alarm, repair)
+    rolled_back = _versions_and_rollback(message, context)
+    drift = (message.get("iacDrift") or {}).get("message")
+    if drift and drift not in message["summary"]:
+        message["summary"] += f" {drift}"
+    title = subject(outcome, environment, function_name, before, after)
+    if rolled_back is not None:
+        title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB did not help, rolled back to "
+                       f"{rolled_back} MB")
     return {
-        "subject": subject(outcome, environment, function_name, before, after),
+        "subject": title,
         "message": message,
         "attributes": {
             "environment": environment,
@@ -133,6 +160,10 @@ def _repair_action(outcome: str, repair: dict[str, Any], decision: dict[str, Any
         return "NONE (dry run: would INCREASE_MEMORY)"
     if status == "SKIPPED":
         return "NONE (already at or above target)"
+    if status in (PAUSED, BUDGET_EXHAUSTED):
+        return f"NONE ({status.lower().replace('_', ' ')}: would INCREASE_MEMORY)"
+    if status == MANUAL_ACTION_REQUIRED:
+        return "NONE (manual action required: see actionRequired)"
     return "NONE"
 
 
@@ -143,16 +174,23 @@ def _summary(outcome: str, context: dict[str, Any], before: Any, after: Any) -> 
     verification = context.get("verification") or {}
     name = alarm.get("functionName") or "the function"
     if outcome == REPAIRED:
-        return f"{name}: memory raised {before} -> {after} MB and verification shows it recovered."
+        iac = (context.get("repair") or {}).get("iac")
+        return (f"{name}: memory raised {before} -> {after} MB and verification shows it recovered."
+                + (f" {iac['message']}" if iac else ""))
     if outcome == ESCALATION:
         return (f"{name}: memory raised {before} -> {after} MB but it did NOT recover "
-                f"({verification.get('reason', '')}). A human must investigate.")
+                f"({verification.get('reason', '')}).{_rollback_sentence(context)} A human must investigate.")
     if outcome == INCONCLUSIVE:
         return f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. Check later."
     if outcome == DRY_RUN:
         return f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed."
     if outcome == NO_ACTION:
         return f"{name}: {decision.get('reason') or 'memory is not the cause'}. No change was made."
+    if outcome == HUMAN_REVIEW and (context.get("repair") or {}).get("status") == MANUAL_ACTION_REQUIRED:
+        repair = context.get("repair") or {}
+        return (f"{name}: needs {repair.get('targetMemory')} MB (now {before} MB) on the version that serves the "
+                f"traffic, but {repair.get('reason', '')}. No change was made; the steps are in actionRequired."
+                + (f" {repair['iac']['message']}" if repair.get("iac") else ""))
     if outcome == HUMAN_REVIEW:
         return f"{name}: {decision.get('reason', 'needs review')}. No change was made; please review the evidence."
     if outcome == APPROVAL_REJECTED:
@@ -166,4 +204,68 @@ def _summary(outcome: str, context: dict[str, Any], before: Any, after: Any) -> 
         return f"{name}: the auto-repair workflow failed ({err.get('Error', 'unknown error')}). See the audit log."
     if outcome == SKIPPED:
         return f"{name}: memory is already at or above the target; nothing to change."
+    if outcome == COOLDOWN:
+        return (f"{name}: alarm {alarm.get('alarmName', '')!r} during the cooldown after the repair at "
+                f"{alarm.get('lastRepairAt', '')}; no change. The cooldown ends at {alarm.get('cooldownEndsAt', '')}.")
+    if outcome in (DUPLICATE, LOCKED, OUT_OF_SCOPE):
+        return f"{name}: alarm {alarm.get('alarmName', '')!r} recorded, no change: {alarm.get('reason', '')}."
+    if outcome in (PAUSED, BUDGET_EXHAUSTED):
+        repair = context.get("repair") or {}
+        return (f"{name}: would raise memory {before} -> {repair.get('targetMemory') or '?'} MB, but "
+                f"{repair.get('reason', outcome)}. No change was made; the function is still failing.")
     return f"{name}: {outcome}"
+
+
+# ExecuteRepair's status when the served version/alias needs a human (auto_repair.repair.MANUAL).
+MANUAL_ACTION_REQUIRED = "MANUAL_ACTION_REQUIRED"
+
+
+def _rollback_sentence(context: dict[str, Any]) -> str:
+    rollback = context.get("rollback") or {}
+    verification = context.get("verification") or {}
+    if rollback.get("status") == "ROLLED_BACK":
+        target = (f"alias {rollback['alias']['name']} back on version {rollback['alias']['restoredVersion']}, "
+                  if rollback.get("alias") else "")
+        return f" The change was rolled back to {rollback.get('restoredMemory')} MB ({target}audited)."
+    if rollback.get("status"):
+        return f" It was NOT rolled back: {rollback.get('reason') or rollback.get('error', '')}."
+    if verification.get("rollbackReason"):
+        return f" {verification['rollbackReason'][0].upper()}{verification['rollbackReason'][1:]}."
+    return ""
+
+
+def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> int | None:
+    """Add alias/version, IaC drift, manual steps and rollback details; return the restored memory if rolled back."""
+    repair = context.get("repair") or {}
+    rollback = context.get("rollback") or {}
+    for key in ("alias", "publishedVersion", "deployment"):
+        if repair.get(key):
+            message["repair"][key] = repair[key]
+    if repair.get("provisionedConcurrency"):
+        message["repair"]["provisionedConcurrency"] = repair["provisionedConcurrency"]
+    warnings = list(repair.get("warnings") or []) + list(rollback.get("warnings") or [])
+    if warnings:
+        message["warnings"] = warnings
+    if repair.get("status") == MANUAL_ACTION_REQUIRED:
+        message["actionRequired"] = {"reason": repair.get("reason", ""), "steps": repair.get("manualSteps") or [],
+                                     "targetMemory": repair.get("targetMemory")}
+    if rollback:
+        message["rollback"] = {k: rollback.get(k) for k in ("status", "fromMemory", "restoredMemory", "alias",
+                                                            "reason", "error") if rollback.get(k) is not None}
+    if rollback.get("status") == "ROLLED_BACK":
+        message["repair"]["action"] = "INCREASE_MEMORY, then ROLLED_BACK"
+        message["repair"]["newMemory"] = rollback.get("restoredMemory")
+        return rollback.get("restoredMemory")
+    if repair.get("iac"):
+        message["iacDrift"] = repair["iac"]
+    return None
+
+
+def _guard(outcome: str, alarm: dict[str, Any], repair: dict[str, Any]) -> dict[str, Any]:
+    """Why a guard stopped this alarm, with what the on-call needs: the holder, the original, the end time."""
+    stopped_repair = outcome in (PAUSED, BUDGET_EXHAUSTED)
+    guard: dict[str, Any] = {"outcome": outcome, "reason": (repair if stopped_repair else alarm).get("reason", "")}
+    for key in ("duplicateOf", "lockHolder", "lockExpiresAt", "cooldownEndsAt", "lastRepairAt", "lastRepairExecution"):
+        if alarm.get(key):
+            guard[key] = alarm[key]
+    return guard

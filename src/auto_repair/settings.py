@@ -53,6 +53,16 @@ class Settings:
     baseline_window_minutes: int = 60
     min_invocations_for_verdict: int = 3
     notify_ignored: bool = False
+    # Guards (auto_repair.guards)
+    scope_mode: str = "opt-in"
+    repair_cooldown_minutes: int = 60
+    max_repairs_per_hour: int = 10
+    paused_parameter: str = ""
+    verification_wait_seconds: int = 600
+    approval_timeout_seconds: int = 3600
+    # Rollback and versions (auto_repair.repair)
+    rollback_on_failure: bool = True
+    allow_alias_update: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -73,4 +83,12 @@ class Settings:
             baseline_window_minutes=_int("BASELINE_WINDOW_MINUTES", 60),
             min_invocations_for_verdict=_int("MIN_INVOCATIONS_FOR_VERDICT", 3),
             notify_ignored=_bool(env.get("NOTIFY_IGNORED")),
+            scope_mode=env.get("SCOPE_MODE", "opt-in"),
+            repair_cooldown_minutes=_int("REPAIR_COOLDOWN_MINUTES", 60),
+            max_repairs_per_hour=_int("MAX_REPAIRS_PER_HOUR", 10),
+            paused_parameter=env.get("PAUSED_PARAMETER") or f"/lambda-auto-repair/{env.get('ENVIRONMENT', 'dev')}/paused",
+            verification_wait_seconds=_int("VERIFICATION_WAIT_SECONDS", 600),
+            approval_timeout_seconds=_int("APPROVAL_TIMEOUT_SECONDS", 3600),
+            rollback_on_failure=_bool(env.get("ROLLBACK_ON_FAILURE"), True),
+            allow_alias_update=_bool(env.get("ALLOW_ALIAS_UPDATE")),
         )

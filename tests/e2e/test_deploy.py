@@ -256,24 +256,41 @@ def test_deploy_redeploy_change_validate_break_destroy(local_cloud: Any, tmp_pat
     for kind in ("main", "functions", "monitoring"):
         at = lines.index(f"Checking stack: lambda-auto-repair-{kind}-{env}")
         assert lines[at + 1].startswith("  Status: ") and lines[at + 2] == "  ✅ Stack is healthy"
-    for expected in ("  ✅ All functions are active", "  ✅ State machine is active"):
+    for expected in (
+        "  ✅ All functions are active",
+        "  ✅ State machine is active",
+        f"  ✅ All 4 system alarms exist, notify lambda-auto-repair-notifications-{env} and none is in ALARM",
+        f"  ✅ Dashboard lambda-auto-repair-{env} exists",
+    ):
         assert expected in lines
     assert "❌" not in healthy.stdout
 
-    # WHEN something breaks (the forwarding rule is disabled) THEN validation names it and exits non-zero
-    events_client = local_cloud.client("events")
+    # WHEN things break (the forwarding rule is disabled, the dashboard and a system alarm are deleted)
+    # THEN validation names each of them and exits non-zero
+    events_client, cloudwatch = local_cloud.client("events"), local_cloud.client("cloudwatch")
     events_client.disable_rule(Name=f"lambda-auto-repair-forward-alarms-{env}")
+    dashboard = f"lambda-auto-repair-{env}"
+    dashboard_body = cloudwatch.get_dashboard(DashboardName=dashboard)["DashboardBody"]
+    dlq_alarm = f"lambda-auto-repair-dlq-depth-{env}"
+    saved_alarm = cloudwatch.describe_alarms(AlarmNames=[dlq_alarm])["MetricAlarms"][0]
+    cloudwatch.delete_dashboards(DashboardNames=[dashboard])
+    cloudwatch.delete_alarms(AlarmNames=[dlq_alarm])
     broken = sh(
         local_cloud, project, "./validate-deployment.sh", "--environment", env, "--local", check=False
     )
     assert broken.returncode != 0
-    assert (
-        f"  ❌ Forwarding rule lambda-auto-repair-forward-alarms-{env} is DISABLED"
-        in broken.stdout.splitlines()
-    )
+    broken_lines = broken.stdout.splitlines()
+    assert f"  ❌ Forwarding rule lambda-auto-repair-forward-alarms-{env} is DISABLED" in broken_lines
+    assert f"  ❌ Alarm {dlq_alarm} not found" in broken_lines
+    assert [line for line in broken_lines if line.startswith(f"  ❌ Dashboard {dashboard} not found")]
+    assert broken_lines[-1] == "❌ 3 problem(s) found"
     # AND it kept checking the rest
     assert "  ✅ All tables are active with TTL enabled" in broken.stdout
     events_client.enable_rule(Name=f"lambda-auto-repair-forward-alarms-{env}")
+    cloudwatch.put_dashboard(DashboardName=dashboard, DashboardBody=dashboard_body)
+    cloudwatch.put_metric_alarm(**{k: saved_alarm[k] for k in (
+        "AlarmName", "AlarmDescription", "AlarmActions", "OKActions", "MetricName", "Namespace", "Statistic",
+        "Dimensions", "Period", "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData")})
 
     # WHEN the deployment is destroyed THEN the stacks and buckets are gone
     sh(local_cloud, project, "./deploy.sh", "--local", "--environment", env, "--destroy")

@@ -227,7 +227,7 @@ def test_kms_key_rotates_has_alias_and_lets_cloudwatch_and_eventbridge_publish()
     services = [
         s["Principal"]["Service"]
         for s in key["KeyPolicy"]["Statement"]
-        if "kms:GenerateDataKey*" in s["Action"] and isinstance(s["Principal"].get("Service"), list)
+        if "kms:GenerateDataKey" in s["Action"] and isinstance(s["Principal"].get("Service"), list)
     ]
     assert ["cloudwatch.amazonaws.com", "events.amazonaws.com"] in services
 
@@ -377,6 +377,7 @@ def test_monitoring_alarms_are_named_and_notify_the_topic() -> None:
             "request-approval",
             "handle-failure",
             "coordinator",
+            "targets",
         )
     }
 

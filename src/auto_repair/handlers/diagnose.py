@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 from auto_repair import aws
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
+from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.policy import decide
 from auto_repair.records import DIAGNOSIS, IncidentStore, now_iso
@@ -14,6 +16,16 @@ from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()
 CONFIG = DiagnosisConfig.from_env()
+_KNOWLEDGE: KnowledgeSource | None = None
+
+
+def knowledge_source() -> KnowledgeSource:
+    """Runbooks and case history from the knowledge bucket, read once per warm environment and TTL."""
+    global _KNOWLEDGE
+    if _KNOWLEDGE is None:
+        bucket = os.environ.get("KNOWLEDGE_BUCKET", "")
+        _KNOWLEDGE = KnowledgeSource(aws.client("s3") if bucket else None, bucket)
+    return _KNOWLEDGE
 
 
 def _clients(config: DiagnosisConfig) -> dict[str, Any]:
@@ -34,7 +46,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     evidence = workflow["evidence"]
     settings = alarm.get("settings") or {}
     started = now_iso()
-    result = diagnose(evidence, config=CONFIG, **_clients(CONFIG))
+    source = knowledge_source()
+    result = diagnose(evidence, config=CONFIG, knowledge=source.entries(), **_clients(CONFIG))
+    result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
     decision = decide(
         result,
         current_memory=int(evidence["currentMemorySize"]),
@@ -65,6 +79,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     method = (result.get("diagnosisMethod") or {}).get("method", "rules")
     metrics.add_metric(name="DiagnosisBedrockUsed" if "bedrock" in method else "DiagnosisRulesOnly",
                        unit="Count", value=1)
+    # Bedrock was asked but failed or answered badly; the dashboard's fallback rate is this over the attempts.
+    if str((result.get("diagnosisMethod") or {}).get("bedrock", "")).startswith("fallback"):
+        metrics.add_metric(name="DiagnosisBedrockFallback", unit="Count", value=1)
     logger.info("diagnosed", extra={"cause": result.get("cause"), "confidence": result.get("confidence"),
                                     "decision": decision})
     return {**result, "diagnosisId": diagnosis_id, "decision": decision}

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
-from auto_repair import aws
+from auto_repair import aws, guards
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import REPAIR, AuditLog, IncidentStore, now_iso
-from auto_repair.repair import RepairError, RepairFailedError, execute_repair
+from auto_repair.repair import RepairError, RepairFailedError, execute_repair, rollback_repair
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -25,6 +26,7 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
             "refusing to apply a change nobody approved"
         )
     settings = alarm.get("settings") or {}
+    tags = ((workflow.get("evidence") or {}).get("function") or {}).get("tags") or {}
     return {
         "functionName": alarm["functionName"],
         "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
@@ -34,7 +36,45 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
         "executionId": execution_id,
         "diagnosisId": workflow["diagnosisResult"].get("diagnosisId", ""),
         "expectedRevisionId": ((workflow.get("evidence") or {}).get("function") or {}).get("revisionId"),
+        # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
+        "deployment": (workflow.get("evidence") or {}).get("deployment") or {},
+        "tags": tags,
+        "allowAliasUpdate": SETTINGS.allow_alias_update
+        and tags.get("auto-repair:alias-update", "").strip().lower() not in ("false", "deny", "no"),
     }
+
+
+ROLLBACK = "ROLLBACK"  # incident record type of a rollback (IncidentStore.get_incident -> "rollback")
+
+
+def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, actor: str) -> dict[str, Any]:
+    """RollbackRepair: verification said the change did not help; put the function back as it was."""
+    repair, verification = workflow["repair"], workflow.get("verification") or {}
+    reason = (f"rollback: verification {verification.get('status')} - "
+              f"{verification.get('rollbackReason') or verification.get('reason')}")
+    started = now_iso()
+    if guards.read_kill_switch(aws.client("ssm"), SETTINGS.paused_parameter):
+        # Paused means hands off, rollbacks included: report where the function was left.
+        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": "PAUSED",
+                  "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
+                  "restoredMemory": None,
+                  "reason": f"rollback not done: repairs are paused ({SETTINGS.paused_parameter})"}
+        store.put(execution_id, ROLLBACK, result)
+        return result
+    try:
+        result = rollback_repair(repair, lambda_client=aws.client("lambda"),
+                                 audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
+    except RepairError as exc:
+        store.put(execution_id, ROLLBACK, {"functionName": repair["functionName"], "executionId": execution_id,
+                                           "status": "FAILED", "startTime": started, "endTime": now_iso(),
+                                           "fromMemory": repair.get("newMemory"), "error": str(exc)})
+        metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
+        logger.exception("rollback failed")
+        raise
+    store.put(execution_id, ROLLBACK, result)
+    metrics.add_metric(name="RepairsRolledBack", unit="Count", value=1)
+    logger.info("rolled back", extra={"restoredMemory": result["restoredMemory"], "fromMemory": result["fromMemory"]})
+    return result
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -45,6 +85,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
     store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
     add_dimension_env(SETTINGS.environment)
+    if event.get("action") == "ROLLBACK":
+        actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
+        return rollback(workflow, execution_id, store, actor)
     diagnosis = workflow["diagnosisResult"]
     reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
               f"{diagnosis['decision'].get('reason')}")
@@ -55,6 +98,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = now_iso()
     try:
         request = build_request(workflow, execution_id)
+        # Guards right before the mutation: the kill switch, then the hourly budget. Blocked = nothing changed.
+        blocked = None if request["dryRun"] else guards.mutation_gate(
+            ssm=aws.client("ssm"), parameter=SETTINGS.paused_parameter, limit=SETTINGS.max_repairs_per_hour,
+            store=guards.GuardStore(aws.table(SETTINGS.state_table)), now=time.time())
+        if blocked:
+            result = guards.blocked_repair(request, blocked, current_memory=diagnosis["decision"]["currentMemory"],
+                                           started=started)
+            store.put(execution_id, REPAIR, {**result, "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING"})
+            metrics.add_metric(name=f"Repairs{blocked['status'].title().replace('_', '')}", unit="Count", value=1)
+            logger.warning("repair blocked by a guard", extra=blocked)
+            return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
                                 audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
     except RepairError as exc:

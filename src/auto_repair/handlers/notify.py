@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from auto_repair import aws, notification
+from auto_repair import aws, guards, knowledge, notification
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import REPAIR, IncidentStore, now_iso
@@ -25,6 +26,13 @@ STATUS = {
     notification.SKIPPED: "CLOSED",
     notification.IGNORED: "CLOSED",
     notification.INVALID_EVENT: "CLOSED",
+    # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
+    notification.DUPLICATE: "CLOSED",
+    notification.LOCKED: "CLOSED",
+    notification.COOLDOWN: "CLOSED",
+    notification.OUT_OF_SCOPE: "CLOSED",
+    notification.PAUSED: "ESCALATED",
+    notification.BUDGET_EXHAUSTED: "ESCALATED",
 }
 
 
@@ -36,6 +44,8 @@ def result_outcome(workflow: dict[str, Any]) -> str:
         return notification.DRY_RUN
     if status == "SKIPPED":
         return notification.SKIPPED
+    if status in guards.MUTATION_OUTCOMES:  # the kill switch or the hourly budget stopped the change
+        return status
     verdict = (workflow.get("verification") or {}).get("status")
     if verdict == "IMPROVED":
         return notification.REPAIRED
@@ -48,7 +58,41 @@ def ignored_outcome(workflow: dict[str, Any]) -> tuple[str, bool]:
     alarm = workflow.get("alarm") or {}
     if alarm.get("outcome") == "INVALID":
         return notification.INVALID_EVENT, True
+    # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
+    # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
+    if alarm.get("outcome") == guards.DUPLICATE:
+        return notification.DUPLICATE, False
+    if alarm.get("outcome") in (guards.LOCKED, guards.COOLDOWN):
+        return alarm["outcome"], True
+    if alarm.get("outcome") == guards.OUT_OF_SCOPE:
+        return notification.OUT_OF_SCOPE, SETTINGS.notify_ignored
     return notification.IGNORED, bool(alarm.get("needsHuman")) or SETTINGS.notify_ignored
+
+
+def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
+    """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
+    repair (the lock expires), so it never fails the notification."""
+    try:
+        done = guards.finish_run(guards.GuardStore(aws.table(SETTINGS.state_table)), workflow, owner=incident_id)
+    except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
+        logger.exception("could not start the cooldown or release the lock")
+        metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
+        return
+    logger.info("guards finished", extra=done)
+
+
+def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> None:
+    """Feed the incident back into the knowledge bucket as case history; never fails the notification."""
+    bucket = os.environ.get("KNOWLEDGE_BUCKET", "")
+    try:
+        key = knowledge.record_case(aws.client("s3"), bucket, workflow, incident_id, outcome)
+    except Exception:  # noqa: BLE001 - the incident is already recorded and notified; the case is a bonus
+        logger.exception("could not write the case entry", extra={"bucket": bucket})
+        metrics.add_metric(name="CaseEntriesFailed", unit="Count", value=1)
+        return
+    if key:
+        logger.info("case entry written", extra={"bucket": bucket, "key": key})
+        metrics.add_metric(name="CaseEntriesWritten", unit="Count", value=1)
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -77,6 +121,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     store.update_incident(incident_id, outcome=outcome, status=STATUS.get(outcome, "CLOSED"), endTime=now_iso(),
                           summary=notification.build(workflow, outcome, SETTINGS.environment)["message"]["summary"])
     add_dimension_env(SETTINGS.environment)
+    record_case(workflow, incident_id, outcome)
+    finish_guards(workflow, incident_id)
     metrics.add_metric(name=f"Outcome{outcome.title().replace('_', '')}", unit="Count", value=1)
+    if "approval" in workflow:  # RequestApproval's result (approved, rejected or timed out): no longer pending
+        metrics.add_metric(name="ApprovalsResolved", unit="Count", value=1)
     logger.info("notified", extra=sent)
     return sent

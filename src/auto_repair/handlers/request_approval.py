@@ -8,7 +8,7 @@ from typing import Any
 from auto_repair import approvals, aws
 from auto_repair.notification import APPROVAL_REQUEST
 from auto_repair.notifier import notify
-from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
+from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.pricing import cost_change_per_million
 from auto_repair.records import APPROVAL, IncidentStore
 from auto_repair.settings import Settings
@@ -25,6 +25,7 @@ def _avg_duration(evidence: dict[str, Any]) -> float | None:
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     token = event["taskToken"]
@@ -54,5 +55,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     sent = notify({**workflow, "approvalRequest": request}, APPROVAL_REQUEST, environment=SETTINGS.environment,
                   sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn, store=store, incident_id=execution_id)
     store.update_incident(execution_id, status="AWAITING_APPROVAL")
+    # Counted only once a human was asked; notify/handle-failure count ApprovalsResolved when the wait is over.
+    add_dimension_env(SETTINGS.environment)
+    metrics.add_metric(name="ApprovalsRequested", unit="Count", value=1)
     logger.info("approval requested", extra={"approvalId": approval_id, "messageId": sent["messageId"]})
     return {"approvalId": approval_id, "messageId": sent["messageId"]}
