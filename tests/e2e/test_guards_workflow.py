@@ -87,20 +87,6 @@ def failing(traffic: scenario.Traffic, n: int = 5) -> bool:
     return sum(1 for r in traffic.results if not r.ok) >= n
 
 
-def outbox(deployed, function_name: str) -> list[dict]:
-    messages = []
-    for path in sorted(deployed.outbox.glob("*.json")):
-        item = json.loads(path.read_text())
-        attributes = item.get("messageAttributes") or item.get("MessageAttributes") or {}
-        fn = attributes.get("functionName", {})
-        fn = fn.get("Value", fn.get("StringValue")) if isinstance(fn, dict) else fn
-        if fn == function_name:
-            body = item.get("message") or item.get("Message")
-            messages.append({"subject": item.get("subject") or item.get("Subject"),
-                             "body": json.loads(body) if isinstance(body, str) else body})
-    return messages
-
-
 def set_kill_switch(deployed, value: str) -> None:
     deployed.cloud.client("ssm").put_parameter(Name=f"/lambda-auto-repair/{deployed.environment}/paused",
                                                Value=value, Type="String", Overwrite=True)
@@ -230,7 +216,7 @@ def test_the_same_alarm_delivered_three_times_repairs_once(deployed, timeline):
     duplicates = outcomes["DUPLICATE"]
     assert len(duplicates) == 2 and {d["duplicateOf"] for d in duplicates} == {timeline["winner"]}
     assert all(d["status"] == "CLOSED" for d in duplicates)
-    kinds = [m["body"]["type"] for m in outbox(deployed, MAIN)]
+    kinds = [m["body"]["type"] for m in deployed.notifications(MAIN)]
     assert kinds.count("REPAIRED") == 1 and "DUPLICATE" not in kinds
     # AND the function was changed exactly once, with a BEFORE and an AFTER audit entry
     assert sorted(a["phase"] for a in audit(deployed, MAIN)) == ["AFTER", "BEFORE"]
@@ -241,7 +227,7 @@ def test_an_alarm_while_a_repair_is_in_flight_is_locked_and_reported(deployed, t
     assert timeline["winner_running_at_second_alarm"]
     [locked] = by_outcome(deployed, MAIN)["LOCKED"]
     assert locked["lockHolder"] == timeline["winner"] and timeline["winner"] in locked["reason"]
-    note = [m for m in outbox(deployed, MAIN) if m["body"]["type"] == "LOCKED"]
+    note = [m for m in deployed.notifications(MAIN) if m["body"]["type"] == "LOCKED"]
     assert len(note) == 1 and note[0]["body"]["guard"]["lockHolder"] == timeline["winner"]
     assert note[0]["subject"] == f"[local] {MAIN}: repair already in progress, alarm recorded"
 
@@ -254,7 +240,7 @@ def test_an_alarm_after_the_repair_falls_in_the_cooldown(deployed, timeline):
     # THEN the record and the notice say when the cooldown ends: the repair time + RepairCooldownMinutes
     assert cooled["lastRepairExecution"] == timeline["winner"]
     assert cooled["cooldownEndsAt"] == guards.iso(int(repaired) + minutes * 60)
-    [note] = [m for m in outbox(deployed, MAIN) if m["body"]["type"] == "COOLDOWN"]
+    [note] = [m for m in deployed.notifications(MAIN) if m["body"]["type"] == "COOLDOWN"]
     assert f"cooldown ends at {cooled['cooldownEndsAt']}" in note["body"]["summary"]
     assert note["body"]["guard"]["cooldownEndsAt"] == cooled["cooldownEndsAt"]
     # AND nothing changed after the one repair
@@ -267,7 +253,7 @@ def test_the_kill_switch_stops_the_change_and_says_so(deployed, timeline):
     assert incident["outcome"] == "PAUSED" and incident["status"] == "ESCALATED"
     assert full["repair"]["status"] == "PAUSED" and full["repair"]["targetMemory"] > 128
     assert memory(deployed, PAUSED_FN) == 128 and audit(deployed, PAUSED_FN) == []
-    [note] = outbox(deployed, PAUSED_FN)
+    [note] = deployed.notifications(PAUSED_FN)
     assert note["body"]["type"] == "PAUSED" and note["body"]["needsHuman"] is True
     assert "/lambda-auto-repair/local/paused" in note["body"]["guard"]["reason"]
 
@@ -279,7 +265,7 @@ def test_a_spent_hourly_budget_stops_the_change_and_says_so(deployed, timeline):
     assert full["repair"]["status"] == "BUDGET_EXHAUSTED"
     assert f"MaxRepairsPerHour={timeline['budget']}" in full["repair"]["reason"]
     assert memory(deployed, BUDGET_FN) == 128 and audit(deployed, BUDGET_FN) == []
-    [note] = outbox(deployed, BUDGET_FN)
+    [note] = deployed.notifications(BUDGET_FN)
     assert note["body"]["type"] == "BUDGET_EXHAUSTED" and note["body"]["needsHuman"] is True
 
 
@@ -290,7 +276,7 @@ def test_an_untagged_function_is_out_of_scope_under_opt_in(deployed, timeline):
     # THEN no diagnosis ran, nothing changed, and no notice went out (NOTIFY_IGNORED is not set)
     full = IncidentStore(table(deployed, "incidents")).get_incident(incident["incidentId"])
     assert "diagnosis" not in full and memory(deployed, SCOPE_FN) == 128
-    assert outbox(deployed, SCOPE_FN) == []
+    assert deployed.notifications(SCOPE_FN) == []
     assert [n["notificationStatus"] for n in full["notifications"]] == ["NOT_REQUIRED"]
 
 

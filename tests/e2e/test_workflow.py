@@ -73,29 +73,11 @@ CASES = {
 }
 
 
-def outbox_messages(deployed, function_name: str) -> list[dict]:
-    messages = []
-    for path in sorted(deployed.outbox.glob("*.json")):
-        item = json.loads(path.read_text())
-        attributes = item.get("messageAttributes") or item.get("MessageAttributes") or {}
-        fn = attributes.get("functionName", {})
-        fn = fn.get("Value", fn.get("StringValue")) if isinstance(fn, dict) else fn
-        if fn == function_name:
-            body = item.get("message") or item.get("Message")
-            messages.append(
-                {
-                    "subject": item.get("subject") or item.get("Subject"),
-                    "body": json.loads(body) if isinstance(body, str) else body,
-                }
-            )
-    return messages
-
-
 def run_approval(deployed, case: Case, stop: threading.Event) -> None:
     """Act like the on-call engineer: read the approval request from the outbox, answer with the CLI."""
     while not stop.is_set():
         requests = [
-            m for m in outbox_messages(deployed, case.name) if m["body"]["type"] == "APPROVAL_REQUEST"
+            m for m in deployed.notifications(case.name) if m["body"]["type"] == "APPROVAL_REQUEST"
         ]
         if requests:
             approval_id = requests[0]["body"]["approval"]["approvalId"]
@@ -186,7 +168,7 @@ def check(deployed, case: Case) -> tuple[dict, dict, list[dict], int]:
     incident = IncidentStore(table(deployed, "incidents")).get_incident(incident_id)
     incident["audit"] = AuditLog(table(deployed, "audit")).for_execution(incident_id)
     memory = deployed.cloud.client("lambda").get_function_configuration(FunctionName=case.name)["MemorySize"]
-    return execution, incident, outbox_messages(deployed, case.name), memory
+    return execution, incident, deployed.notifications(case.name), memory
 
 
 def of_type(messages: list[dict], kind: str) -> dict:
@@ -360,7 +342,7 @@ def test_ok_transition_sends_a_recovery_notice(deployed, results):
     # WHEN its alarm goes back to OK by itself
     notice = scenario.wait_for(
         lambda: [
-            m for m in outbox_messages(deployed, "wf-low-confidence") if m["body"]["type"] == "RECOVERY"
+            m for m in deployed.notifications("wf-low-confidence") if m["body"]["type"] == "RECOVERY"
         ],
         120,
         1,

@@ -7,7 +7,8 @@ them while the local cloud runs::
       "code": "AccessDeniedException", "message": "not authorized", "status": 403, "count": null}]
 
 ``match`` is a substring looked for in the call's arguments (e.g. a function or table name); ``count`` limits
-how many calls fail (null = all). Nothing here exists on AWS; it only shapes the local cloud's answers.
+how many calls fail (null = all). CloudWatch faults reach the client as a bare HTTP 500 (botocore's
+CloudWatch protocol cannot carry moto's error document): enough for "CloudWatch unavailable", not for a code. Nothing here exists on AWS; it only shapes the local cloud's answers.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import logging
 import threading
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 from moto.core.exceptions import JsonRESTError, ServiceException
+from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,29 @@ GUARDED: dict[tuple[str, str], tuple[str, str, str]] = {
     ("dynamodb", "UpdateItem"): ("moto.dynamodb.models", "DynamoDBBackend", "update_item"),
     ("sns", "Publish"): ("moto.sns.models", "SNSBackend", "publish"),
     ("logs", "FilterLogEvents"): ("moto.logs.models", "LogsBackend", "filter_log_events"),
+    ("cloudwatch", "GetMetricData"): ("moto.cloudwatch.models", "CloudWatchBackend", "get_metric_data"),
 }
 JSON_SERVICES = {"lambda", "dynamodb", "logs"}
+QUERY_SERVICES = {"sns"}
+
+
+class QueryProtocolError(HTTPException):
+    """An AWS query-protocol error response: ``<ErrorResponse><Error><Code>...``."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__()
+        self.code = status
+        self.description = (
+            '<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
+            "<RequestId>injected-fault</RequestId></ErrorResponse>"
+        )
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [("Content-Type", "text/xml")]
+
+    def get_body(self, *args: Any, **kwargs: Any) -> str:
+        return self.description
 
 
 class FaultRuleError(ValueError):
@@ -90,6 +114,10 @@ class FaultInjector:
             error = JsonRESTError(code, message)
             error.code = int(rule.get("status", 400))
             return error
+        if service in QUERY_SERVICES:
+            # SNS answers errors as XML documents; an HTTPException carries one through the sns_outbox response
+            # path, where a ServiceException became an HTML 500.
+            return QueryProtocolError(code, message, int(rule.get("status", 400)))
         return ServiceException(code, message)
 
 

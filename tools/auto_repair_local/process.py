@@ -115,6 +115,20 @@ class Deployment:
     def outbox(self) -> Path:
         return self.cloud.state_dir / "outbox"
 
+    def notifications(self, function_name: str) -> list[dict]:
+        """The SNS messages about one function in the local outbox, oldest first: {"subject", "body"}."""
+        messages = []
+        for path in sorted(self.outbox.glob("*.json")):
+            item = json.loads(path.read_text())
+            attributes = item.get("messageAttributes") or item.get("MessageAttributes") or {}
+            fn = attributes.get("functionName", {})
+            fn = fn.get("Value", fn.get("StringValue")) if isinstance(fn, dict) else fn
+            if fn == function_name:
+                body = item.get("message") or item.get("Message")
+                messages.append({"subject": item.get("subject") or item.get("Subject"),
+                                 "body": json.loads(body) if isinstance(body, str) else body})
+        return messages
+
     def faults(self, rules: list[dict]) -> None:
         """Replace the local cloud's injected faults (see auto_repair_local.faults)."""
         (self.cloud.state_dir / "faults.json").write_text(json.dumps(rules))

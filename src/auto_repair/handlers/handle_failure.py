@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
-from auto_repair.notification import FAILURE
+from auto_repair.notification import FAILURE, build
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import FAILURE as FAILURE_RECORD
@@ -26,6 +27,21 @@ def _cause(error: dict[str, Any]) -> str:
     if isinstance(parsed, dict):
         return str(parsed.get("errorMessage") or parsed)[:2000]
     return str(parsed)[:2000]
+
+
+def dead_letter(workflow: dict[str, Any], incident_id: str, exc: Exception) -> None:
+    queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL", "")
+    built = build(workflow, FAILURE, SETTINGS.environment)
+    body = {"kind": "UNDELIVERED_NOTIFICATION", "incidentId": incident_id, "subject": built["subject"],
+            "message": built["message"], "deliveryError": f"{type(exc).__name__}: {exc}"[:1000], "at": now_iso()}
+    metrics.add_metric(name="NotificationsUndelivered", unit="Count", value=1)
+    logger.error("notification undeliverable", extra={"incidentId": incident_id, "error": body["deliveryError"]})
+    if not queue_url:
+        return
+    try:
+        aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(body, default=str)[:250_000])
+    except Exception:  # noqa: BLE001 - the log line above is the last resort
+        logger.exception("could not dead-letter the notification")
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -59,9 +75,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.exception("could not start the cooldown or release the lock")
         metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
 
-    sent = notify({**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}, FAILURE,
-                  environment=SETTINGS.environment, sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn,
-                  store=store, incident_id=incident_id)
+    failed_workflow = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
+    try:
+        sent = notify(failed_workflow, FAILURE, environment=SETTINGS.environment, sns=aws.client("sns"),
+                      topic_arn=SETTINGS.topic_arn, store=store, incident_id=incident_id)
+    except Exception as exc:
+        # Nobody can be told through SNS: park the notice in the dead-letter queue (alarmed on by the monitoring
+        # stack), then fail so the execution shows it. Step Functions has already retried this state.
+        dead_letter(failed_workflow, incident_id, exc)
+        raise
     add_dimension_env(SETTINGS.environment)
     metrics.add_metric(name="WorkflowFailures", unit="Count", value=1)
     if "approval" in workflow:  # RequestApproval's result (approved, rejected or timed out): no longer pending
