@@ -67,6 +67,8 @@ SIGNATURES: tuple[SignatureRule, ...] = (
     # --- out of memory, per managed runtime ---
     SignatureRule("oom", _rx(r"Runtime\.OutOfMemory"), "Runtime.OutOfMemory"),
     SignatureRule("oom", _rx(r"(?<![\w.])MemoryError\b"), "Python MemoryError", "python"),
+    # numpy raises a MemoryError subclass: "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 7.45 GiB ..."
+    SignatureRule("oom", _rx(r"_ArrayMemoryError\b"), "numpy _ArrayMemoryError", "python"),
     SignatureRule("oom", _rx(r"JavaScript heap out of memory|Allocation failed - JavaScript heap|Reached heap limit"),
                   "Node.js heap exhausted", "nodejs"),
     SignatureRule("oom", _rx(r"Array buffer allocation failed"), "Node.js buffer allocation failed", "nodejs"),

@@ -81,6 +81,11 @@ def test_parse_report_line_rejects_non_reports(line: object) -> None:
             "python",
             "MemoryError: Unable to allocate 2.50 GiB for an array with shape (335544320,) and data type float64",
         ),
+        (
+            "python",
+            "[ERROR] _ArrayMemoryError: Unable to allocate 7.45 GiB for an array with shape (1000000000,) and data "
+            "type float64",
+        ),
         ("nodejs", "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"),
         (
             "nodejs",
