@@ -166,6 +166,7 @@ def test_a_repair_that_does_not_help_is_rolled_back(deployed, results):
                                 ("ROLLED_BACK", "UpdateFunctionConfiguration")]
     assert incident["audit"][-1]["newValue"] == {"MemorySize": 128}
     assert incident["rollback"]["status"] == "ROLLED_BACK" and incident["alarm"]["status"] == "ESCALATED"
+    assert incident["repair"]["rolledBack"] is True and incident["repair"]["finalMemory"] == 128
     # AND the on-call team got one escalation that says it was rolled back
     (note,) = [n for n in notes if n["body"]["type"] == "NOT_IMPROVED"]
     assert note["subject"] == f"[local] {case.name}: memory 128->{raised} MB did not help, rolled back to 128 MB"

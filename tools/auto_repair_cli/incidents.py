@@ -142,6 +142,10 @@ def render(incident: dict[str, Any]) -> str:
             f"  repair:       {repair.get('status')} memory {repair.get('originalMemory')} -> "
             f"{repair.get('newMemory')} MB at {repair.get('endTime', '')}"
         )
+        rollback = incident.get("rollback") or {}
+        if rollback:
+            lines.append(f"  rollback:     {rollback.get('status')} to {rollback.get('restoredMemory')} MB at "
+                         f"{rollback.get('endTime', '')} - {rollback.get('reason', '')}")
         if repair.get("status") in ("PAUSED", "BUDGET_EXHAUSTED"):
             lines.append(f"  not applied:  {repair.get('reason')} (target was {repair.get('targetMemory')} MB)")
     verification = incident.get("verification")

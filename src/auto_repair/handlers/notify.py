@@ -115,7 +115,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                   topic_arn=SETTINGS.topic_arn, store=store, incident_id=incident_id, send=send)
     repair = workflow.get("repair")
     if repair and repair.get("repairId"):
-        store.put(incident_id, REPAIR, {**repair, "verificationStatus":
+        rollback = workflow.get("rollback") or {}
+        # The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory.
+        rolled_back = {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))
+                       } if rollback.get("status") == "ROLLED_BACK" else {}
+        store.put(incident_id, REPAIR, {**repair, **rolled_back, "verificationStatus":
                                         (workflow.get("verification") or {}).get("status", "NOT_RUN"),
                                         "notificationStatus": sent["notificationStatus"]})
     store.update_incident(incident_id, outcome=outcome, status=STATUS.get(outcome, "CLOSED"), endTime=now_iso(),
