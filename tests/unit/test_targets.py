@@ -35,14 +35,19 @@ SETTINGS = t.TargetSettings(duration_threshold=45000, error_threshold=2, timeout
 TOPIC = "arn:aws:sns:us-east-1:123456789012:lambda-auto-repair-notifications-dev"
 
 
+def request_id(*parts: object) -> str:
+    # Deterministic: these lines become test ids, which must be the same in every pytest-xdist worker.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(map(str, parts))))
+
+
 def report(used: int, size: int, *, extra: str = "") -> str:
-    return (f"REPORT RequestId: {uuid.uuid4()}\tDuration: 1234.56 ms\tBilled Duration: 1235 ms\t"
+    return (f"REPORT RequestId: {request_id(used, size, extra)}\tDuration: 1234.56 ms\tBilled Duration: 1235 ms\t"
             f"Memory Size: {size} MB\tMax Memory Used: {used} MB\t{extra}")
 
 
 def json_report(used: int, size: int, status: str = "success") -> str:
     return json.dumps({"time": "2025-01-01T00:00:00.000Z", "type": "platform.report", "record": {
-        "requestId": str(uuid.uuid4()), "status": status,
+        "requestId": request_id(used, size, status), "status": status,
         "metrics": {"durationMs": 12.3, "billedDurationMs": 13, "memorySizeMB": size, "maxMemoryUsedMB": used}}})
 
 
@@ -271,6 +276,7 @@ def test_json_log_format_functions_get_json_patterns():
 OOM_LINES = {
     "Runtime.OutOfMemory": "RequestId: 7d3c Error: Runtime exited with error: signal: killed\nRuntime.OutOfMemory",
     "Python MemoryError": "[ERROR] MemoryError\nTraceback (most recent call last):",
+    "numpy _ArrayMemoryError": "[ERROR] _ArrayMemoryError: Unable to allocate 7.45 GiB for an array with shape (10,)",
     "Node.js heap exhausted": "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
     "Node.js buffer allocation failed": "RangeError: Array buffer allocation failed",
     "Java OutOfMemoryError": "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space",
