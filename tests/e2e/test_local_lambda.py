@@ -115,7 +115,8 @@ def invoke(lam, name: str, event: object = None, **kwargs) -> tuple[dict, object
 def log_messages(cloud: LocalCloud, name: str) -> list[str]:
     logs = cloud.client("logs")
     events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
-    return [e["message"] for e in sorted(events, key=lambda e: (e["timestamp"], e["eventId"]))]
+    # moto's eventId is a counter in a string: "10" sorts before "9", so compare it as a number.
+    return [e["message"] for e in sorted(events, key=lambda e: (e["timestamp"], int(e["eventId"])))]
 
 
 def reports(cloud: LocalCloud, name: str) -> list[str]:
