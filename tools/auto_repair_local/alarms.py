@@ -34,6 +34,8 @@ import time
 import uuid
 from typing import Any
 
+from .ticker import start_ticker
+
 log = logging.getLogger("auto_repair_local.alarms")
 
 _COMPARISON = {
@@ -665,11 +667,4 @@ def install(ctx: Any) -> None:
     _patch_backend()
     interval = float(os.environ.get("AUTO_REPAIR_LOCAL_ALARM_TICK", "1"))
 
-    def loop() -> None:
-        while not ctx.stop_event.wait(interval):
-            try:
-                tick()
-            except Exception:  # keep ticking whatever one pass did
-                log.exception("alarm tick failed")
-
-    threading.Thread(target=loop, name="alarm-evaluator", daemon=True).start()
+    start_ticker(ctx, "alarm-evaluator", interval, tick)

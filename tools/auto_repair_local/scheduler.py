@@ -35,6 +35,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from .ticker import start_ticker
+
 log = logging.getLogger("auto_repair_local.scheduler")
 
 FIRE_SOURCE = "auto-repair.local"
@@ -276,11 +278,4 @@ def install(ctx: Any) -> None:
     _patch_events()
     interval = float(os.environ.get("AUTO_REPAIR_LOCAL_SCHEDULE_TICK", "1"))
 
-    def loop() -> None:
-        while not ctx.stop_event.wait(interval):
-            try:
-                _scheduler.tick()
-            except Exception:  # keep ticking whatever one pass did
-                log.exception("schedule tick failed")
-
-    threading.Thread(target=loop, name="event-scheduler", daemon=True).start()
+    start_ticker(ctx, "event-scheduler", interval, _scheduler.tick)
