@@ -99,14 +99,9 @@ while [[ $# -gt 0 ]]; do
 done
 
 # ---------------------------------------------------------------------------------------------- validation
-if [[ -z "${ENVIRONMENT}" && "${LOCAL}" == true ]]; then
-  ENVIRONMENT="local"
-fi
-case "${ENVIRONMENT}" in
-  dev | staging | prod | local) ;;
-  "") die "--environment is required (dev, staging, prod or local)" ;;
-  *) die "invalid --environment '${ENVIRONMENT}' (expected dev, staging, prod or local)" ;;
-esac
+# shellcheck source=scripts/aws-access.sh
+source "${ROOT_DIR}/scripts/aws-access.sh"
+check_environment
 
 if [[ "${MODE}" == "deploy" ]]; then
   if [[ -z "${EMAIL}" && "${LOCAL}" == true ]]; then
@@ -157,8 +152,6 @@ if [[ "${MODE}" == "deploy" ]]; then
 fi
 
 # ---------------------------------------------------------------------------------------------- AWS access
-# shellcheck source=scripts/aws-access.sh
-source "${ROOT_DIR}/scripts/aws-access.sh"
 configure_aws_access
 
 local_cloud_reachable() {

@@ -56,14 +56,9 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-if [[ -z "${ENVIRONMENT}" && "${LOCAL}" == true ]]; then
-  ENVIRONMENT="local"
-fi
-case "${ENVIRONMENT}" in
-  dev | staging | prod | local) ;;
-  "") die "--environment is required (dev, staging, prod or local)" ;;
-  *) die "invalid --environment '${ENVIRONMENT}' (expected dev, staging, prod or local)" ;;
-esac
+# shellcheck source=scripts/aws-access.sh
+source "${ROOT_DIR}/scripts/aws-access.sh"
+check_environment
 if [[ -n "${REGION}" ]] && ! [[ "${REGION}" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]]; then
   die "invalid --region '${REGION}' (expected a region such as us-east-1)"
 fi
@@ -71,8 +66,6 @@ fi
 command -v aws >/dev/null 2>&1 || die "the AWS CLI ('aws') is not installed or not on PATH"
 command -v jq >/dev/null 2>&1 || die "'jq' is not installed or not on PATH"
 
-# shellcheck source=scripts/aws-access.sh
-source "${ROOT_DIR}/scripts/aws-access.sh"
 configure_aws_access
 
 if ! IDENTITY_ERROR="$(aws sts get-caller-identity 2>&1 >/dev/null)"; then

@@ -1,6 +1,19 @@
 # shellcheck shell=bash
-# Sourced by deploy.sh and validate-deployment.sh: one definition of how they reach AWS or the local cloud.
-# Reads PROFILE, LOCAL and REGION from the caller; exports the AWS_* variables every `aws` call then uses.
+# Sourced by deploy.sh and validate-deployment.sh: one definition of which environment they act on and how
+# they reach AWS or the local cloud. Reads ENVIRONMENT, PROFILE, LOCAL and REGION from the caller; exports the
+# AWS_* variables every `aws` call then uses. The caller defines die().
+
+# --local alone means the local environment; anything else must be one the parameter files exist for.
+check_environment() {
+  if [[ -z "${ENVIRONMENT}" && "${LOCAL}" == true ]]; then
+    ENVIRONMENT="local"
+  fi
+  case "${ENVIRONMENT}" in
+    dev | staging | prod | local) ;;
+    "") die "--environment is required (dev, staging, prod or local)" ;;
+    *) die "invalid --environment '${ENVIRONMENT}' (expected dev, staging, prod or local)" ;;
+  esac
+}
 
 configure_aws_access() {
   if [[ -n "${PROFILE}" ]]; then

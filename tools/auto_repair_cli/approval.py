@@ -9,13 +9,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-import sys
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from auto_repair import approvals
 
-from .common import CommandError, add_target_args, client, environment, print_json, table
+from .common import add_target_args, client, environment, print_json, reports_errors, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,24 +27,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=run, approve=approve)
 
 
+@reports_errors(approvals.ApprovalError, exit_code=1)
 def run(args: argparse.Namespace) -> int:
-    try:
-        env = environment(args)
-        state = table(args, f"lambda-auto-repair-state-{env}")
-        result = approvals.resolve(
-            state,
-            client(args, "stepfunctions"),
-            args.approval_id,
-            approve=args.approve,
-            who=args.by,
-            reason=args.reason,
-        )
-    except (CommandError, approvals.ApprovalError) as exc:
-        print(f"auto-repair: {exc}", file=sys.stderr)
-        return 1
-    except (ClientError, BotoCoreError) as exc:
-        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
-        return 1
+    env = environment(args)
+    state = table(args, f"lambda-auto-repair-state-{env}")
+    result = approvals.resolve(
+        state,
+        client(args, "stepfunctions"),
+        args.approval_id,
+        approve=args.approve,
+        who=args.by,
+        reason=args.reason,
+    )
     if args.json:
         print_json({k: v for k, v in result.items() if k != "taskToken"})
     else:

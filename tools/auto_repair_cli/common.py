@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 ENVIRONMENTS = ("dev", "staging", "prod", "local")
 
 
 class CommandError(RuntimeError):
     """A command failed in a way the operator can act on; printed as one line, exit code 1."""
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def reports_errors(*operator_errors: type[Exception], exit_code: int = 2) -> Callable[[Command], Command]:
+    """One line on stderr instead of a traceback: the operator's own mistakes (``CommandError`` and the given
+    domain errors) exit with ``exit_code``, AWS errors with 1."""
+
+    def wrap(command: Command) -> Command:
+        @functools.wraps(command)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return command(args)
+            except (CommandError, *operator_errors) as exc:
+                print(f"auto-repair: {exc}", file=sys.stderr)
+                return exit_code
+            except (ClientError, BotoCoreError) as exc:
+                print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
+                return 1
+
+        return run
+
+    return wrap
 
 
 def add_target_args(parser: argparse.ArgumentParser) -> None:

@@ -8,11 +8,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from auto_repair.records import AuditLog, IncidentStore
 
-from .common import CommandError, add_target_args, environment, print_json, table
+from .common import CommandError, add_target_args, environment, print_json, reports_errors, table
 
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -58,17 +56,9 @@ def _store(args: argparse.Namespace) -> IncidentStore:
     return IncidentStore(table(args, f"lambda-auto-repair-incidents-{environment(args)}"))
 
 
+@reports_errors()
 def run_list(args: argparse.Namespace) -> int:
-    try:
-        items = _store(args).list_incidents(
-            function_name=args.function, since=parse_since(args.since), limit=args.limit
-        )
-    except CommandError as exc:
-        print(f"auto-repair: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
-        return 1
+    items = _store(args).list_incidents(function_name=args.function, since=parse_since(args.since), limit=args.limit)
     if args.json:
         print_json(items)
         return 0
@@ -84,18 +74,12 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors()
 def run_show(args: argparse.Namespace) -> int:
     execution_id = args.execution_id.rsplit(":", 1)[-1]
-    try:
-        env = environment(args)
-        incident = _store(args).get_incident(execution_id)
-        audit = AuditLog(table(args, f"lambda-auto-repair-audit-{env}")).for_execution(execution_id)
-    except CommandError as exc:
-        print(f"auto-repair: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
-        return 1
+    env = environment(args)
+    incident = _store(args).get_incident(execution_id)
+    audit = AuditLog(table(args, f"lambda-auto-repair-audit-{env}")).for_execution(execution_id)
     if "alarm" not in incident:
         print(f"auto-repair: no incident {execution_id!r} in {env}", file=sys.stderr)
         return 1

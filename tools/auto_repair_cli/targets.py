@@ -11,7 +11,6 @@ What is created is described in ``auto_repair.targets``.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,7 +26,7 @@ from auto_repair.targets import (
     settings_parameter,
 )
 
-from .common import CommandError, add_target_args, client, environment, print_json
+from .common import CommandError, add_target_args, client, environment, print_json, reports_errors
 
 _SYMBOLS = {"create": "+", "adopt": "~", "update": "~", "delete": "-", "tag": "+", "untag": "-",
             "create-log-group": "+"}
@@ -88,17 +87,11 @@ def _print_result(result: Result, dry_run: bool) -> None:
         print(f"  {_SYMBOLS.get(change.action, '?')} {change.kind:9} {change.name}{why}")
 
 
+@reports_errors(TargetsError)
 def run_change(args: argparse.Namespace) -> int:
     results: list[Result] = []
     failed = False
-    try:
-        targets = _targets(args)
-    except (CommandError, TargetsError) as exc:
-        print(f"auto-repair: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
-        return 1
+    targets = _targets(args)
     for name in dict.fromkeys(args.functions):
         try:
             if args.change == "add":
@@ -149,17 +142,11 @@ def describe(targets: Targets, name: str) -> dict[str, Any]:
     }
 
 
+@reports_errors(TargetsError)
 def run_list(args: argparse.Namespace) -> int:
-    try:
-        targets = _targets(args)
-        names = sorted(set(targets.onboarded()) | set(targets.opted_in()))
-        items = [describe(targets, name) for name in names]
-    except (CommandError, TargetsError) as exc:
-        print(f"auto-repair: {exc}", file=sys.stderr)
-        return 2
-    except (ClientError, BotoCoreError) as exc:
-        print(f"auto-repair: AWS error: {exc}", file=sys.stderr)
-        return 1
+    targets = _targets(args)
+    names = sorted(set(targets.onboarded()) | set(targets.opted_in()))
+    items = [describe(targets, name) for name in names]
     if args.json:
         print_json(items)
         return 0
