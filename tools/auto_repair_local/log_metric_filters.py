@@ -142,6 +142,19 @@ class _Parser:
             return True
         return False
 
+    def boolean(self, operand: Any) -> Any:
+        """``a || b && c`` with ``&&`` binding tighter (both pattern syntaxes); ``operand`` parses one term."""
+        node = self._conjunction(operand)
+        while self.accept("||"):
+            node = ("or", node, self._conjunction(operand))
+        return node
+
+    def _conjunction(self, operand: Any) -> Any:
+        node = operand(self)
+        while self.accept("&&"):
+            node = ("and", node, operand(self))
+        return node
+
     def value(self) -> _Value:
         kind, text = self.take()
         if kind == "str":
@@ -269,16 +282,7 @@ class JsonPattern(FilterPattern):
             raise FilterPatternError(f"unexpected {parser.peek()[1]!r} in JSON filter pattern")  # type: ignore[index]
 
     def _or(self, p: _Parser) -> Any:
-        node = self._and(p)
-        while p.accept("||"):
-            node = ("or", node, self._and(p))
-        return node
-
-    def _and(self, p: _Parser) -> Any:
-        node = self._unary(p)
-        while p.accept("&&"):
-            node = ("and", node, self._unary(p))
-        return node
+        return p.boolean(self._unary)
 
     def _unary(self, p: _Parser) -> Any:
         if p.accept("("):
@@ -407,16 +411,7 @@ class DelimitedPattern(FilterPattern):
             raise FilterPatternError("field names in a space-delimited filter pattern must be unique")
 
     def _or(self, p: _Parser) -> Any:
-        node = self._and(p)
-        while p.accept("||"):
-            node = ("or", node, self._and(p))
-        return node
-
-    def _and(self, p: _Parser) -> Any:
-        node = self._cond(p)
-        while p.accept("&&"):
-            node = ("and", node, self._cond(p))
-        return node
+        return p.boolean(self._cond)
 
     def _cond(self, p: _Parser) -> Any:
         kind, name = p.take()
