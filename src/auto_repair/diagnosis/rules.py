@@ -31,7 +31,6 @@ def _fmt_pct(value: float | None) -> str:
 
 
 def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
-    current = ev.current_memory_mb
     counts = ev.counts
     utils = ev.utilisations
     util_max = max(utils) if utils else None
@@ -64,12 +63,7 @@ def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
     # 2. Initialisation failures: the handler never ran, memory is irrelevant.
     init_count = counts.get("init_error", 0) + ev.init_failures
     if init_count and init_count >= counts.get("code_error", 0) * 0.5:
-        reasons = [f"{init_count} initialisation/import failure(s) (e.g. {ev.samples.get('init_error', 'n/a')!r}): "
-                   "the function fails before its handler runs, which more memory does not change."]
-        if weak_contradicted:
-            reasons.append(f"The process was killed while using only {_fmt_pct(util_max)} of its memory, so the kill "
-                           "was not the memory limit.")
-        return Verdict("init_error", 0.85 if init_count >= 2 else 0.75, reasons)
+        return _init_verdict(ev, init_count, weak_contradicted, util_max)
 
     # 3. Permissions, throttling, downstream: specific signatures that explain the failures.
     specific = {
@@ -86,31 +80,10 @@ def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
 
     # 4. Slowness and timeouts without a dependency signature: pressure, CPU starvation, or waiting.
     reference_ms = _reference_duration(ev)
-    durations = ev.durations
-    p95 = quantile(durations, 0.95)
-    ratio = metrics.get("durationRatioToBaseline")
-    slow = bool(timeouts) or alarm_metric == "duration" or (ratio is not None and ratio >= 1.5) or (
-        p95 is not None and reference_ms is not None and p95 >= 0.8 * reference_ms)
+    slow = _is_slow(ev, timeouts, alarm_metric, reference_ms)
     code_dominates = counts.get("code_error", 0) > timeouts and alarm_metric != "duration"
     if slow and not code_dominates and ev.reports:
-        if util_p95 is not None and util_p95 >= PRESSURE_UTILISATION:
-            return _pressure_verdict(ev, config, util_p95, trend, slow=True)
-        cpu = _cpu_verdict(ev, config, ok, timeouts, reference_ms, util_p95)
-        if cpu is not None:
-            return cpu
-        if timeouts and not ok:
-            return Verdict("downstream_timeout", 0.6, [
-                f"All {timeouts} observed invocation(s) ran to the {ev.timeout_seconds:g} s timeout while using "
-                f"{_fmt_pct(util_max)} of memory and none completed: the function is blocked waiting (network, VPC "
-                "egress, an unresolved promise or lock), not computing, so more memory is not a safe bet."])
-        if current >= ONE_VCPU_MB and timeouts:
-            return Verdict("insufficient_data", 0.4, [
-                f"Invocations are slow at {current} MB, already at or above one full vCPU: single-threaded code gains "
-                "nothing from more memory, and no dependency or memory signature explains the delay."])
-        spread = _spread(ev.ok_durations)
-        return Verdict("downstream_timeout", 0.5, [
-            f"Durations vary widely (p95/p50 = {spread:.1f}) at low memory use ({_fmt_pct(util_p95)} p95) with no "
-            "memory signature: time is spent waiting on something outside the function."])
+        return _slow_verdict(ev, config, ok, timeouts, reference_ms, util_p95, util_max, trend)
 
     # 5. Memory pressure without failures.
     if util_p95 is not None and util_p95 >= PRESSURE_UTILISATION and not code_dominates and (
@@ -124,7 +97,55 @@ def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
         if verdict is not None:
             return verdict
 
-    # 6. Ordinary exceptions.
+    # 6. Ordinary exceptions, or nothing that explains the alarm.
+    return _last_resort_verdict(ev, util_max)
+
+
+def _init_verdict(ev: Evidence, init_count: int, weak_contradicted: bool, util_max: float | None) -> Verdict:
+    reasons = [f"{init_count} initialisation/import failure(s) (e.g. {ev.samples.get('init_error', 'n/a')!r}): "
+               "the function fails before its handler runs, which more memory does not change."]
+    if weak_contradicted:
+        reasons.append(f"The process was killed while using only {_fmt_pct(util_max)} of its memory, so the kill "
+                       "was not the memory limit.")
+    return Verdict("init_error", 0.85 if init_count >= 2 else 0.75, reasons)
+
+
+def _is_slow(ev: Evidence, timeouts: int, alarm_metric: str, reference_ms: float | None) -> bool:
+    """Timeouts, a Duration alarm, a slowdown against the baseline, or p95 near the reference duration."""
+    p95 = quantile(ev.durations, 0.95)
+    ratio = ev.metrics.get("durationRatioToBaseline")
+    return bool(timeouts) or alarm_metric == "duration" or (ratio is not None and ratio >= 1.5) or (
+        p95 is not None and reference_ms is not None and p95 >= 0.8 * reference_ms)
+
+
+def _slow_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts: int,
+                  reference_ms: float | None, util_p95: float | None, util_max: float | None,
+                  trend: dict[str, Any]) -> Verdict:
+    """Slowness and timeouts without a dependency signature: pressure, CPU starvation, or waiting."""
+    current = ev.current_memory_mb
+    if util_p95 is not None and util_p95 >= PRESSURE_UTILISATION:
+        return _pressure_verdict(ev, config, util_p95, trend, slow=True)
+    cpu = _cpu_verdict(ev, config, ok, timeouts, reference_ms, util_p95)
+    if cpu is not None:
+        return cpu
+    if timeouts and not ok:
+        return Verdict("downstream_timeout", 0.6, [
+            f"All {timeouts} observed invocation(s) ran to the {ev.timeout_seconds:g} s timeout while using "
+            f"{_fmt_pct(util_max)} of memory and none completed: the function is blocked waiting (network, VPC "
+            "egress, an unresolved promise or lock), not computing, so more memory is not a safe bet."])
+    if current >= ONE_VCPU_MB and timeouts:
+        return Verdict("insufficient_data", 0.4, [
+            f"Invocations are slow at {current} MB, already at or above one full vCPU: single-threaded code gains "
+            "nothing from more memory, and no dependency or memory signature explains the delay."])
+    spread = _spread(ev.ok_durations)
+    return Verdict("downstream_timeout", 0.5, [
+        f"Durations vary widely (p95/p50 = {spread:.1f}) at low memory use ({_fmt_pct(util_p95)} p95) with no "
+        "memory signature: time is spent waiting on something outside the function."])
+
+
+def _last_resort_verdict(ev: Evidence, util_max: float | None) -> Verdict:
+    """Ordinary exceptions when there are any; otherwise the evidence explains nothing."""
+    counts, metrics = ev.counts, ev.metrics
     if counts.get("code_error", 0):
         reasons = [f"{counts['code_error']} exception line(s) (e.g. {ev.samples.get('code_error', 'n/a')!r}) with no "
                    "out-of-memory signature: the code fails, memory does not."]
