@@ -10,6 +10,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
+from .errors import AutoRepairError
 from .records import from_dynamo, now_iso, to_dynamo
 
 PENDING = "PENDING"
@@ -17,7 +18,7 @@ APPROVED = "APPROVED"
 REJECTED = "REJECTED"
 
 
-class ApprovalError(RuntimeError):
+class ApprovalError(AutoRepairError, RuntimeError):
     """The approval does not exist, is no longer pending, or could not be sent."""
 
 

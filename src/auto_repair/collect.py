@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .errors import AutoRepairError
 from .evidence import parse_report_line
 from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
 
@@ -40,7 +41,7 @@ MAX_EVENTS_SCANNED = 5000
 MAX_PAGES = 20
 
 
-class CollectError(RuntimeError):
+class CollectError(AutoRepairError, RuntimeError):
     """The function itself could not be described: nothing to diagnose."""
 
 

@@ -27,6 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from .alarm_event import PROCEED, clean_text
+from .errors import AutoRepairError
 from .records import from_dynamo, now_iso
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
@@ -56,7 +57,7 @@ PAUSED_VALUES = ("true", "1", "yes", "on", "paused")
 _DESERIALIZE = TypeDeserializer().deserialize
 
 
-class GuardError(RuntimeError):
+class GuardError(AutoRepairError, RuntimeError):
     """A guard could not decide (state table or kill switch unreadable): refuse rather than guess."""
 
 

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import AutoRepairError
+
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
                 "approvedBy")
 BUNDLED_DIR = Path(__file__).with_name("knowledge_data")
@@ -33,7 +35,7 @@ _TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]|[a-z0-9]")
 _STOP = frozenset("a an and are as at be by for from has in is it its of on or that the this to was were with".split())
 
 
-class KnowledgeError(ValueError):
+class KnowledgeError(AutoRepairError, ValueError):
     """Raised for an entry that does not follow the knowledge-base entry model."""
 
 

@@ -10,10 +10,6 @@ from .notification import NEEDS_HUMAN, build
 from .records import NOTIFICATION_PREFIX, IncidentStore, now_iso
 
 
-class NotificationError(RuntimeError):
-    """The notification could not be published."""
-
-
 def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:
     attributes = {k: {"DataType": "String", "StringValue": str(v)} for k, v in built["attributes"].items()}
     response = sns.publish(

@@ -26,10 +26,6 @@ NOTIFICATION_PREFIX = "NOTIFICATION#"
 MAX_ITEM_JSON = 300_000  # DynamoDB items are capped at 400 KB
 
 
-class RecordsError(RuntimeError):
-    """A record could not be written or read."""
-
-
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 

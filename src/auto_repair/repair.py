@@ -19,6 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .errors import AutoRepairError
 from .records import AuditLog, now_iso
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
 
@@ -33,7 +34,7 @@ ROLLBACK_STARTED = "ROLLBACK_STARTED"
 ROLLBACK_FAILED = "ROLLBACK_FAILED"
 
 
-class RepairError(RuntimeError):
+class RepairError(AutoRepairError, RuntimeError):
     """Base class for repair failures."""
 
 

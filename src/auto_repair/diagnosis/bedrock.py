@@ -8,6 +8,7 @@ from typing import Any
 
 from auto_repair.evidence import Evidence
 
+from ..errors import AutoRepairError
 from .constants import CAUSES, REVIEW_CONFIDENCE_CAP, TOOL_NAME
 from .rules import Verdict
 
@@ -73,7 +74,7 @@ def build_prompt(ev: Evidence, verdict: Verdict, result: dict[str, Any], bounds:
     return prompt + "\n" + "\n".join(tail)
 
 
-class ReviewRejectedError(ValueError):
+class ReviewRejectedError(AutoRepairError, ValueError):
     """The model's answer did not validate against the review schema."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import AutoRepairError
 
-class DiagnosisError(ValueError):
+
+class DiagnosisError(AutoRepairError, ValueError):
     """The request cannot be diagnosed (missing functionName, bad currentMemorySize ...)."""

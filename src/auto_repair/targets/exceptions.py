@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import AutoRepairError
 
-class TargetsError(ValueError):
+
+class TargetsError(AutoRepairError, ValueError):
     """Onboarding cannot proceed: a bad function name, a system function, or unusable settings."""
