@@ -10,7 +10,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
-from .errors import AutoRepairError
+from .errors import AutoRepairError, error_code
 from .records import from_dynamo, now_iso, to_dynamo
 
 PENDING = "PENDING"
@@ -68,7 +68,7 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             ExpressionAttributeValues={":s": status, ":w": who, ":t": now_iso(), ":r": reason},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if error_code(exc) == "ConditionalCheckFailedException":
             current = get(state_table, approval_id)
             raise ApprovalError(f"{approval_id} is already {current.get('status')}") from exc
         raise
@@ -82,6 +82,6 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             sfn.send_task_failure(taskToken=item["taskToken"], error="ApprovalRejected",
                                   cause=f"rejected by {who}: {reason}"[:256])
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         raise ApprovalError(f"could not deliver the decision to the workflow ({code}); it may have timed out") from exc
     return {**item, "status": status, "decidedBy": who}

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .errors import AutoRepairError
+from .errors import AutoRepairError, error_code
 from .evidence import parse_report_line
 from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
 
@@ -207,7 +207,7 @@ def get_log_lines(
         else:
             truncated = True
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code == "ResourceNotFoundException":
             return [], [f"log group {group} does not exist"]
         return [], [f"logs: {code or type(exc).__name__}"]
@@ -229,7 +229,7 @@ def _provisioned(lambda_client: Any, name: str) -> tuple[list[dict[str, Any]] | 
         configs = lambda_client.list_provisioned_concurrency_configs(FunctionName=name).get(
             "ProvisionedConcurrencyConfigs", [])
     except ClientError as exc:
-        return None, str(exc.response.get("Error", {}).get("Code") or "error")
+        return None, error_code(exc, "error")
     except BotoCoreError as exc:
         return None, type(exc).__name__
     return [{"qualifier": c.get("FunctionArn", "").rsplit(":", 1)[-1],
@@ -251,14 +251,14 @@ def describe_deployment(lambda_client: Any, name: str, target: dict[str, Any]) -
                 "routingConfig": dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})}
             deployment["version"] = alias["FunctionVersion"]
         except ClientError as exc:
-            deployment["readErrors"].append(f"alias {target['qualifier']}: {exc.response.get('Error', {}).get('Code')}")
+            deployment["readErrors"].append(f"alias {target['qualifier']}: {error_code(exc)}")
     if deployment.get("version") and deployment["version"] != "$LATEST":
         try:
             version = lambda_client.get_function_configuration(FunctionName=name, Qualifier=deployment["version"])
             latest = lambda_client.get_function_configuration(FunctionName=name)
         except ClientError as exc:
             deployment["readErrors"].append(f"version {deployment['version']}: "
-                                            f"{exc.response.get('Error', {}).get('Code')}")
+                                            f"{error_code(exc)}")
         else:
             deployment.update(
                 memorySize=int(version.get("MemorySize", 128)), codeSha256=version.get("CodeSha256", ""),
@@ -294,7 +294,7 @@ def collect_evidence(
     try:
         function = describe_function(lambda_client, name)
     except ClientError as exc:
-        raise CollectError(f"cannot describe function {name}: {exc.response.get('Error', {}).get('Code')}") from exc
+        raise CollectError(f"cannot describe function {name}: {error_code(exc)}") from exc
     alarm_time = parse_time(alarm.get("stateChangeTime"), now)
     period = alarm.get("period") if isinstance(alarm.get("period"), int) and alarm["period"] > 0 else 60
     period = max(1 if period < 60 else 60, min(period, 300))

@@ -13,3 +13,15 @@ from __future__ import annotations
 
 class AutoRepairError(Exception):
     """Base of every exception the product raises on purpose."""
+
+
+def error_code(exc: BaseException, default: str = "") -> str:
+    """The code of an AWS error: botocore's ``ClientError`` or anything else carrying its ``response``.
+
+    ``default`` when there is none (not an AWS error, or a response without a code); duck-typed so that pure
+    modules need not import botocore.
+    """
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    code = error.get("Code") if isinstance(error, dict) else None
+    return str(code) if code else default

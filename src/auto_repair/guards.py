@@ -27,7 +27,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from .alarm_event import PROCEED, clean_text
-from .errors import AutoRepairError
+from .errors import AutoRepairError, error_code
 from .records import from_dynamo, now_iso
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
@@ -136,7 +136,7 @@ class Lock:
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 def _old_item(exc: ClientError) -> dict[str, Any]:
@@ -165,7 +165,7 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return _old_item(exc)
-            raise GuardError(f"state table write failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"state table write failed: {error_code(exc)}") from exc
         return None
 
     # -- idempotency
@@ -199,7 +199,7 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
-            raise GuardError(f"lock release failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"lock release failed: {error_code(exc)}") from exc
         return True
 
     # -- cooldown
@@ -218,7 +218,7 @@ class GuardStore:
             item = self._table.get_item(Key={"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN"},
                                         ConsistentRead=True).get("Item")
         except ClientError as exc:
-            raise GuardError(f"cooldown read failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"cooldown read failed: {error_code(exc)}") from exc
         if not item:
             return None
         item = from_dynamo(item)
@@ -247,7 +247,7 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False, int(_old_item(exc).get("repairs", limit))
-            raise GuardError(f"budget update failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"budget update failed: {error_code(exc)}") from exc
         return True, int(from_dynamo(response.get("Attributes", {})).get("repairs", 1))
 
 
@@ -298,7 +298,7 @@ def read_kill_switch(ssm: Any, parameter: str) -> bool:
     try:
         value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         raise KillSwitchError(f"cannot read the kill switch {parameter} ({code}); no change made") from exc
     return is_paused(value)
 

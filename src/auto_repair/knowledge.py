@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import AutoRepairError
+from .errors import AutoRepairError, error_code
 
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
                 "approvedBy")
@@ -145,7 +145,7 @@ class KnowledgeSource:
                 self.note = f"bucket: {len(stored)} entries" + (f", {len(skipped)} malformed skipped" if skipped
                                                                  else "")
             except Exception as exc:  # noqa: BLE001 - knowledge is an aid; the rules decide without it
-                self._entries, self.note = bundled, f"bundled (bucket unreadable: {_error_code(exc)})"
+                self._entries, self.note = bundled, f"bundled (bucket unreadable: {error_code(exc, type(exc).__name__)})"
         self._loaded_at = now
         return self._entries
 
@@ -218,7 +218,7 @@ def retrieve_references(query: str, *, entries: list[dict[str, Any]] | None, kno
                 return refs, "bedrock-kb"
             why = "fallback: Retrieve returned no usable results"
         except Exception as exc:  # noqa: BLE001 - any failure of the optional service falls back to local ranking
-            why = f"fallback: {_error_code(exc)}"
+            why = f"fallback: {error_code(exc, type(exc).__name__)}"
         refs = rank(local, query, k)
         return refs, why if refs else "none"
     refs = rank(local, query, k)
@@ -252,15 +252,6 @@ def function_history(entries: Iterable[dict[str, Any]], function_name: str, k: i
     cases = [e for e in entries if e.get("category") == "case" and tag in e.get("tags", [])]
     cases.sort(key=lambda e: str(e.get("createdAt") or ""), reverse=True)
     return cases[:k]
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__
 
 
 def _now() -> str:

@@ -7,9 +7,10 @@ import inspect
 import pkgutil
 
 import pytest
+from botocore.exceptions import ClientError
 
 import auto_repair
-from auto_repair.errors import AutoRepairError
+from auto_repair.errors import AutoRepairError, error_code
 
 
 def _product_exceptions() -> list[type[BaseException]]:
@@ -56,3 +57,32 @@ def test_builtin_bases_are_kept(module: str, name: str, builtin: type[Exception]
         raise cls("boom")
     # AND the class name (the Lambda errorType the state machine's Catch matches) is unchanged
     assert cls.__name__ == name
+
+
+class _Carrier(Exception):
+    """Something that is not a ClientError but carries a response (a wrapped or hand-made AWS error)."""
+
+    def __init__(self, response: object) -> None:
+        super().__init__("carrier")
+        self.response = response
+
+
+@pytest.mark.parametrize(
+    ("exc", "default", "expected"),
+    [
+        (ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "x"}}, "GetFunction"), "",
+         "ResourceNotFoundException"),
+        (ClientError({"Error": {"Code": "ThrottlingException"}}, "PutItem"), "error", "ThrottlingException"),
+        (ClientError({"Error": {"Message": "no code"}}, "PutItem"), "", ""),
+        (ClientError({}, "PutItem"), "error", "error"),
+        (_Carrier({"Error": {"Code": "ExecutionAlreadyExists"}}), "", "ExecutionAlreadyExists"),
+        (_Carrier({"Error": None}), "fallback", "fallback"),
+        (_Carrier({"Error": "AccessDenied"}), "", ""),
+        (_Carrier(None), "", ""),
+        (_Carrier("not a dict"), "x", "x"),
+        (ValueError("not AWS"), "ValueError", "ValueError"),
+    ],
+)
+def test_error_code(exc: BaseException, default: str, expected: str) -> None:
+    # GIVEN an exception, AWS or not WHEN its code is read THEN it is the response's Error.Code or the default
+    assert error_code(exc, default) == expected

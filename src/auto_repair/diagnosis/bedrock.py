@@ -8,7 +8,7 @@ from typing import Any
 
 from auto_repair.evidence import Evidence
 
-from ..errors import AutoRepairError
+from ..errors import AutoRepairError, error_code
 from .constants import CAUSES, REVIEW_CONFIDENCE_CAP, TOOL_NAME
 from .rules import Verdict
 
@@ -115,7 +115,7 @@ def _error_label(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error") or {}
-        code = error.get("Code") or type(exc).__name__
+        code = error_code(exc, type(exc).__name__)
         message = str(error.get("Message") or "")[:120]
         return f"{code}: {message}" if message else str(code)
     return type(exc).__name__

@@ -24,6 +24,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auto_repair import aws
+from auto_repair.errors import error_code
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.targets import (
     MEMORY_ALARM_PREFIX,
@@ -104,7 +105,7 @@ def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str,
         try:
             response = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(event))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            if error_code(exc) == "ExecutionAlreadyExists":
                 skipped.append({**base, "reason": f"already swept today ({name})"})
                 continue
             raise

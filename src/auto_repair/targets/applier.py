@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..alarm_event import TARGET_NAMESPACE_PREFIX
+from ..errors import error_code
 from .constants import (
     _FUNCTION_NAME,
     FILTER_PREFIX,
@@ -31,11 +32,6 @@ from .exceptions import TargetsError
 from .plans import ADOPT, CREATE, DELETE, TAG, UNTAG, UPDATE, Change, Observed, plan_offboard, plan_onboard
 from .settings import TargetSettings
 from .sweep import Finding, sweep_findings, sweep_queries
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 @dataclass
@@ -66,7 +62,7 @@ class Targets:
         try:
             return FunctionInfo.from_configuration(self.lambda_client.get_function_configuration(FunctionName=name))
         except Exception as exc:
-            if _code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise
 
@@ -83,7 +79,7 @@ class Targets:
             pages = self._metric_filters(log_group(name))
             observed.filters = {f["filterName"]: f for f in pages if f["filterName"].startswith(FILTER_PREFIX)}
         except Exception as exc:
-            if _code(exc) != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
             observed.log_group_exists = False
         if info is not None and info.arn:
@@ -182,7 +178,7 @@ class Targets:
                 try:
                     self.logs.put_metric_filter(**change.spec)
                 except Exception as exc:
-                    if _code(exc) != "ResourceNotFoundException":
+                    if error_code(exc) != "ResourceNotFoundException":
                         raise
                     # The group appeared missing only now (deleted meanwhile); Lambda would create it anyway.
                     self._create_log_group(change.spec["logGroupName"])
@@ -192,7 +188,7 @@ class Targets:
                 try:
                     self.logs.delete_metric_filter(logGroupName=change.spec["logGroupName"], filterName=change.name)
                 except Exception as exc:
-                    if _code(exc) != "ResourceNotFoundException":
+                    if error_code(exc) != "ResourceNotFoundException":
                         raise
             elif change.kind == "function" and change.action == TAG and info is not None:
                 self.lambda_client.tag_resource(Resource=info.arn, Tags={OPT_IN_TAG: OPT_IN_VALUE})
@@ -204,7 +200,7 @@ class Targets:
         try:
             self.logs.create_log_group(logGroupName=group)
         except Exception as exc:
-            if _code(exc) != "ResourceAlreadyExistsException":
+            if error_code(exc) != "ResourceAlreadyExistsException":
                 raise
 
     def reconcile(self, *, only: Iterable[str] | None = None) -> list[Result]:
