@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
+from .clock import epoch_in, now_iso
 from .errors import AutoRepairError, error_code
-from .records import from_dynamo, now_iso, to_dynamo
+from .records import from_dynamo, to_dynamo
 
 PENDING = "PENDING"
 APPROVED = "APPROVED"
@@ -42,7 +42,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "targetMemory": target_memory,
         "status": PENDING,
         "requestedAt": now_iso(),
-        "expiresAt": int(time.time()) + max(timeout_seconds, 60) + 86400,
+        "expiresAt": epoch_in(max(timeout_seconds, 60) + 86400),
     }
     state_table.put_item(Item=to_dynamo(item), ConditionExpression=Attr("pk").not_exists())
     return item

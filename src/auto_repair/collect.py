@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .clock import iso_millis, parse_time
 from .errors import AutoRepairError, error_code
 from .evidence import parse_report_line
 from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
@@ -43,23 +44,6 @@ MAX_PAGES = 20
 
 class CollectError(AutoRepairError, RuntimeError):
     """The function itself could not be described: nothing to diagnose."""
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(value: str | None, default: datetime) -> datetime:
-    if not value:
-        return default
-    text = value.strip().replace("Z", "+00:00")
-    # CloudWatch writes "+0000"; fromisoformat wants "+00:00".
-    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return default
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def describe_function(lambda_client: Any, function_name: str, qualifier: str | None = None) -> dict[str, Any]:
@@ -143,7 +127,7 @@ def get_series(
     for result in results:
         key = labels.get(result["Id"], result.get("Label", ""))
         points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
-        series[key] = [{"timestamp": iso(ts), "value": float(v)} for ts, v in points]
+        series[key] = [{"timestamp": iso_millis(ts), "value": float(v)} for ts, v in points]
     return series, missing
 
 
@@ -194,7 +178,7 @@ def get_log_lines(
                 if version and ran and ran != version:
                     continue
                 entry = {
-                    "timestamp": iso(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
+                    "timestamp": iso_millis(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
                     "message": message[:MAX_LINE_CHARS],
                 }
                 if ran:
@@ -345,8 +329,8 @@ def collect_evidence(
         "baselineSeries": baseline,
         "dataComplete": not missing,
         "missingData": missing,
-        "window": {"start": iso(window_start), "end": iso(now), "periodSeconds": period,
-                   "baselineStart": iso(baseline_start)},
+        "window": {"start": iso_millis(window_start), "end": iso_millis(now), "periodSeconds": period,
+                   "baselineStart": iso_millis(baseline_start)},
         "function": function,
         "deployment": deployment,
     }

@@ -27,8 +27,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from .alarm_event import PROCEED, clean_text
+from .clock import iso_seconds, now_iso
 from .errors import AutoRepairError, error_code
-from .records import from_dynamo, now_iso
+from .records import from_dynamo
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
 DUPLICATE = "DUPLICATE"
@@ -70,10 +71,6 @@ class ScopeModeError(GuardError):
 
 
 # ---------------------------------------------------------------------------------------------- pure rules
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def idempotency_key(event: Any, alarm: dict[str, Any]) -> str | None:
     """``EVENT#<alarm ARN>#<state timestamp>``; the event id when the state has no timestamp; None if neither.
 
@@ -172,7 +169,7 @@ class GuardStore:
     def claim_event(self, key: str, *, owner: str, function_name: str, now: float) -> Claim:
         """First claim of an alarm state change wins; a retry of the same execution claims it again."""
         item = {"pk": key, "sk": "EVENT", "incidentId": owner, "functionName": function_name,
-                "claimedAt": iso(now), "expiresAt": int(now) + EVENT_KEY_TTL_SECONDS}
+                "claimedAt": iso_seconds(now), "expiresAt": int(now) + EVENT_KEY_TTL_SECONDS}
         old = self._put(item, "attribute_not_exists(pk) OR incidentId = :me", values={":me": owner})
         if old is None:
             return Claim(first=True, owner=owner)
@@ -183,7 +180,7 @@ class GuardStore:
                      alarm_name: str = "") -> Lock:
         expires = int(now) + int(ttl_seconds)
         item = {"pk": f"LOCK#{function_name}", "sk": "LOCK", "owner": owner, "functionName": function_name,
-                "alarmName": alarm_name, "acquiredAt": iso(now), "expiresAt": expires}
+                "alarmName": alarm_name, "acquiredAt": iso_seconds(now), "expiresAt": expires}
         old = self._put(item, "attribute_not_exists(pk) OR expiresAt < :now OR #o = :me",
                         names={"#o": "owner"}, values={":now": int(now), ":me": owner})
         if old is None:
@@ -206,7 +203,7 @@ class GuardStore:
     def start_cooldown(self, function_name: str, *, repaired_at: float, execution_id: str) -> bool:
         """Record the repair time; an older repair never overwrites a newer one. Idempotent."""
         item = {"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN", "functionName": function_name,
-                "repairedAt": int(repaired_at), "repairedAtIso": iso(repaired_at), "repairedBy": execution_id,
+                "repairedAt": int(repaired_at), "repairedAtIso": iso_seconds(repaired_at), "repairedBy": execution_id,
                 "expiresAt": int(repaired_at) + COOLDOWN_KEEP_SECONDS}
         return self._put(item, "attribute_not_exists(pk) OR repairedAt <= :r", values={":r": int(repaired_at)}) is None
 
@@ -225,7 +222,7 @@ class GuardStore:
         ends = float(item["repairedAt"]) + minutes * 60
         if ends <= now:
             return None
-        return {"endsAt": iso(ends), "repairedAt": item.get("repairedAtIso", iso(float(item["repairedAt"]))),
+        return {"endsAt": iso_seconds(ends), "repairedAt": item.get("repairedAtIso", iso_seconds(float(item["repairedAt"]))),
                 "repairedBy": item.get("repairedBy", "")}
 
     # -- hourly budget
@@ -279,9 +276,9 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
     name = alarm["functionName"]
     lock = store.acquire_lock(name, owner=owner, ttl_seconds=lock_ttl, now=now, alarm_name=alarm.get("alarmName", ""))
     if not lock.acquired:
-        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso(lock.expires_at),
+        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso_seconds(lock.expires_at),
                 "reason": f"a repair of {name} is already in flight (execution {lock.holder}, lock expires "
-                          f"{iso(lock.expires_at)}); this alarm is recorded, not repaired"}
+                          f"{iso_seconds(lock.expires_at)}); this alarm is recorded, not repaired"}
     cooldown = store.active_cooldown(name, minutes=cooldown_minutes, now=now)
     if cooldown:
         store.release_lock(name, owner=owner)
@@ -289,7 +286,7 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
                 "lastRepairAt": cooldown["repairedAt"], "lastRepairExecution": cooldown["repairedBy"],
                 "reason": f"{name} was repaired at {cooldown['repairedAt']} (execution {cooldown['repairedBy']}); "
                           f"no new repair until the cooldown ends at {cooldown['endsAt']}"}
-    return {**alarm, "lockOwner": owner, "lockExpiresAt": iso(lock.expires_at)}
+    return {**alarm, "lockOwner": owner, "lockExpiresAt": iso_seconds(lock.expires_at)}
 
 
 # ---------------------------------------------------------------------------------------------- mutation gate

@@ -21,10 +21,10 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .clock import iso_seconds, utc_now
 from .errors import AutoRepairError, error_code
 
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
@@ -254,10 +254,6 @@ def function_history(entries: Iterable[dict[str, Any]], function_name: str, k: i
     return cases[:k]
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None) -> dict[str, Any]:
     """A case-history entry for a resolved incident (workflow context: alarm, diagnosisResult, repair, verification).
 
@@ -297,7 +293,7 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
             lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")
     if incident.get("outcome"):
         lines.append(f"Outcome: {incident['outcome']}.")
-    timestamp = now or _now()
+    timestamp = now or iso_seconds(utc_now())
     tags = [t for t in ("case", f"function:{function}", str(cause), str(status).lower(), runtime,
                         str(incident.get("outcome") or "").lower()) if t]
     return {

@@ -19,8 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .clock import now_iso
 from .errors import AutoRepairError, error_code
-from .records import AuditLog, now_iso
+from .records import AuditLog
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
 
 SUCCEEDED = "SUCCEEDED"

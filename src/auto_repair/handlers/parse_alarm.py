@@ -13,9 +13,10 @@ from botocore.exceptions import ClientError
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
+from auto_repair.clock import now_iso
 from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import IncidentStore, now_iso
+from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..alarm_event import SWEEP_SOURCE
+from ..clock import alarm_time, iso_seconds
 from .constants import SWEEP_ALARM_PREFIX, SWEEP_LOOKBACK, SWEEP_PERIOD_SECONDS
 from .desired import namespace
 
@@ -71,11 +72,6 @@ def sweep_findings(
     return findings
 
 
-def _aws_time(ts: datetime) -> str:
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}+0000"
-
-
 def sweep_execution_name(function_name: str, now: datetime) -> str:
     """One sweep incident per function per day: the name makes a second start that day fail (idempotent)."""
     return f"sweep-{function_name}-{now.astimezone(UTC):%Y%m%d}"[:80]
@@ -98,7 +94,7 @@ def sweep_event(
     )
     reason_data = {
         "version": "1.0",
-        "queryDate": _aws_time(now),
+        "queryDate": alarm_time(now),
         "statistic": "Maximum",
         "period": SWEEP_PERIOD_SECONDS,
         "recentDatapoints": [finding.peak],
@@ -110,14 +106,14 @@ def sweep_event(
         "detail-type": "CloudWatch Alarm State Change",
         "source": SWEEP_SOURCE,
         "account": account,
-        "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "time": iso_seconds(now),
         "region": region,
         "resources": [],
         "detail": {
             "alarmName": f"{SWEEP_ALARM_PREFIX}{fn}"[:255],
             "state": {"value": "ALARM", "reason": reason, "reasonData": json.dumps(reason_data),
-                      "timestamp": _aws_time(min(finding.at, now))},
-            "previousState": {"value": "OK", "reason": "below the threshold", "timestamp": _aws_time(now)},
+                      "timestamp": alarm_time(min(finding.at, now))},
+            "previousState": {"value": "OK", "reason": "below the threshold", "timestamp": alarm_time(now)},
             "configuration": {
                 "description": "Lambda Auto-Repair proactive memory sweep",
                 "metrics": [{"id": "sweep", "metricStat": {
