@@ -18,7 +18,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from auto_repair.collect import parse_time
+from auto_repair.clock import parse_time
 from auto_repair_cli import scenario
 from auto_repair_local.process import deploy, start_local_cloud, stop_local_cloud
 

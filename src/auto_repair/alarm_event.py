@@ -11,6 +11,8 @@ import json
 import re
 from typing import Any
 
+from .errors import AutoRepairError
+
 PROCEED = "PROCEED"
 IGNORED = "IGNORED"
 INVALID = "INVALID"
@@ -34,7 +36,7 @@ SWEEP_SOURCE = "lambda-auto-repair.sweep"
 ALARM_SOURCES = ("aws.cloudwatch", SWEEP_SOURCE)
 
 
-class AlarmEventError(ValueError):
+class AlarmEventError(AutoRepairError, ValueError):
     """The event is not a well-formed CloudWatch alarm state change."""
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
-from .records import from_dynamo, now_iso, to_dynamo
+from .clock import epoch_in, now_iso
+from .errors import AutoRepairError, error_code
+from .records import from_dynamo, to_dynamo
 
 PENDING = "PENDING"
 APPROVED = "APPROVED"
 REJECTED = "REJECTED"
 
 
-class ApprovalError(RuntimeError):
+class ApprovalError(AutoRepairError, RuntimeError):
     """The approval does not exist, is no longer pending, or could not be sent."""
 
 
@@ -41,7 +42,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "targetMemory": target_memory,
         "status": PENDING,
         "requestedAt": now_iso(),
-        "expiresAt": int(time.time()) + max(timeout_seconds, 60) + 86400,
+        "expiresAt": epoch_in(max(timeout_seconds, 60) + 86400),
     }
     state_table.put_item(Item=to_dynamo(item), ConditionExpression=Attr("pk").not_exists())
     return item
@@ -67,7 +68,7 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             ExpressionAttributeValues={":s": status, ":w": who, ":t": now_iso(), ":r": reason},
         )
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+        if error_code(exc) == "ConditionalCheckFailedException":
             current = get(state_table, approval_id)
             raise ApprovalError(f"{approval_id} is already {current.get('status')}") from exc
         raise
@@ -81,6 +82,6 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             sfn.send_task_failure(taskToken=item["taskToken"], error="ApprovalRejected",
                                   cause=f"rejected by {who}: {reason}"[:256])
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         raise ApprovalError(f"could not deliver the decision to the workflow ({code}); it may have timed out") from exc
     return {**item, "status": status, "decidedBy": who}

@@ -12,6 +12,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .clock import iso_millis, parse_time
+from .errors import AutoRepairError, error_code
 from .evidence import parse_report_line
 from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
 
@@ -40,25 +42,8 @@ MAX_EVENTS_SCANNED = 5000
 MAX_PAGES = 20
 
 
-class CollectError(RuntimeError):
+class CollectError(AutoRepairError, RuntimeError):
     """The function itself could not be described: nothing to diagnose."""
-
-
-def iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def parse_time(value: str | None, default: datetime) -> datetime:
-    if not value:
-        return default
-    text = value.strip().replace("Z", "+00:00")
-    # CloudWatch writes "+0000"; fromisoformat wants "+00:00".
-    text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return default
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def describe_function(lambda_client: Any, function_name: str, qualifier: str | None = None) -> dict[str, Any]:
@@ -142,7 +127,7 @@ def get_series(
     for result in results:
         key = labels.get(result["Id"], result.get("Label", ""))
         points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
-        series[key] = [{"timestamp": iso(ts), "value": float(v)} for ts, v in points]
+        series[key] = [{"timestamp": iso_millis(ts), "value": float(v)} for ts, v in points]
     return series, missing
 
 
@@ -193,7 +178,7 @@ def get_log_lines(
                 if version and ran and ran != version:
                     continue
                 entry = {
-                    "timestamp": iso(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
+                    "timestamp": iso_millis(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
                     "message": message[:MAX_LINE_CHARS],
                 }
                 if ran:
@@ -206,7 +191,7 @@ def get_log_lines(
         else:
             truncated = True
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code == "ResourceNotFoundException":
             return [], [f"log group {group} does not exist"]
         return [], [f"logs: {code or type(exc).__name__}"]
@@ -228,7 +213,7 @@ def _provisioned(lambda_client: Any, name: str) -> tuple[list[dict[str, Any]] | 
         configs = lambda_client.list_provisioned_concurrency_configs(FunctionName=name).get(
             "ProvisionedConcurrencyConfigs", [])
     except ClientError as exc:
-        return None, str(exc.response.get("Error", {}).get("Code") or "error")
+        return None, error_code(exc, "error")
     except BotoCoreError as exc:
         return None, type(exc).__name__
     return [{"qualifier": c.get("FunctionArn", "").rsplit(":", 1)[-1],
@@ -250,14 +235,14 @@ def describe_deployment(lambda_client: Any, name: str, target: dict[str, Any]) -
                 "routingConfig": dict((alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {})}
             deployment["version"] = alias["FunctionVersion"]
         except ClientError as exc:
-            deployment["readErrors"].append(f"alias {target['qualifier']}: {exc.response.get('Error', {}).get('Code')}")
+            deployment["readErrors"].append(f"alias {target['qualifier']}: {error_code(exc)}")
     if deployment.get("version") and deployment["version"] != "$LATEST":
         try:
             version = lambda_client.get_function_configuration(FunctionName=name, Qualifier=deployment["version"])
             latest = lambda_client.get_function_configuration(FunctionName=name)
         except ClientError as exc:
             deployment["readErrors"].append(f"version {deployment['version']}: "
-                                            f"{exc.response.get('Error', {}).get('Code')}")
+                                            f"{error_code(exc)}")
         else:
             deployment.update(
                 memorySize=int(version.get("MemorySize", 128)), codeSha256=version.get("CodeSha256", ""),
@@ -293,7 +278,7 @@ def collect_evidence(
     try:
         function = describe_function(lambda_client, name)
     except ClientError as exc:
-        raise CollectError(f"cannot describe function {name}: {exc.response.get('Error', {}).get('Code')}") from exc
+        raise CollectError(f"cannot describe function {name}: {error_code(exc)}") from exc
     alarm_time = parse_time(alarm.get("stateChangeTime"), now)
     period = alarm.get("period") if isinstance(alarm.get("period"), int) and alarm["period"] > 0 else 60
     period = max(1 if period < 60 else 60, min(period, 300))
@@ -344,8 +329,8 @@ def collect_evidence(
         "baselineSeries": baseline,
         "dataComplete": not missing,
         "missingData": missing,
-        "window": {"start": iso(window_start), "end": iso(now), "periodSeconds": period,
-                   "baselineStart": iso(baseline_start)},
+        "window": {"start": iso_millis(window_start), "end": iso_millis(now), "periodSeconds": period,
+                   "baselineStart": iso_millis(baseline_start)},
         "function": function,
         "deployment": deployment,
     }

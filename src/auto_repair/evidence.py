@@ -460,6 +460,15 @@ def _mean(values: list[float]) -> float | None:
 
 def extract_evidence(request: dict[str, Any]) -> Evidence:
     """Build :class:`Evidence` from a diagnosis request. Validation of required fields is the caller's job."""
+    ev = _request_facts(request)
+    logs = request.get("logs")
+    _LogReader(ev).read(logs if isinstance(logs, list) else [])
+    ev.metrics = _metric_figures(request)
+    return ev
+
+
+def _request_facts(request: dict[str, Any]) -> Evidence:
+    """The evidence the request states outright: the function, its configuration, the alarm."""
     alarm = request.get("alarmDetails") if isinstance(request.get("alarmDetails"), dict) else {}
     timeout = _num(request.get("timeoutSeconds"))
     ev = Evidence(
@@ -477,77 +486,98 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
     missing = request.get("missingData")
     ev.missing_data = [str(m) for m in missing][:10] if isinstance(missing, list) else []
     ev.alarm_values = _series_values(request.get("metrics"))
+    return ev
 
-    counts: dict[str, int] = {}
-    invocations: dict[str, Invocation] = {}
-    anonymous: list[Invocation] = []
-    order = 0
 
-    def invocation_for(rid: str | None) -> Invocation:
-        nonlocal order
-        order += 1
+class _LogReader:
+    """Reads log lines into ``ev``: REPORT and INIT_REPORT lines, signatures, and the invocation each belongs to."""
+
+    def __init__(self, ev: Evidence) -> None:
+        self.ev = ev
+        self.counts: dict[str, int] = {}
+        self.invocations: dict[str, Invocation] = {}
+        self.anonymous: list[Invocation] = []
+        self.order = 0
+        # A plain print or traceback line carries no request id; the START ... REPORT bracket of its log stream
+        # says which invocation it belongs to (one invocation at a time per stream). Without this, a MemoryError
+        # line and the REPORT line of the same invocation counted as two failing invocations.
+        self.in_progress: dict[str, str] = {}
+
+    def read(self, entries: list[Any]) -> None:
+        for entry in entries:
+            message = entry.get("message") if isinstance(entry, dict) else entry
+            if not isinstance(message, str) or not message.strip():
+                continue
+            stream = str(entry.get("logStreamName") or "") if isinstance(entry, dict) else ""
+            self.ev.log_lines += 1
+            start = _START.match(message)
+            if start:
+                self.in_progress[stream] = start.group(1).lower()
+                continue
+            report = parse_report_line(message)
+            if report is not None:
+                self._report(message, stream, report)
+                continue
+            init = _INIT_REPORT.search(message)
+            if init and init.group(1).lower() in ("error", "timeout"):
+                self._init_failure(message, init)
+                continue
+            rules = classify_message(message)
+            if rules:
+                self._signatures(message, stream, rules)
+        self.ev.counts = self.counts
+        self.ev.invocations = sorted(list(self.invocations.values()) + self.anonymous, key=lambda inv: inv.order)
+
+    def _invocation_for(self, rid: str | None) -> Invocation:
+        self.order += 1
         if rid is None:
-            inv = Invocation(request_id=None, order=order)
-            anonymous.append(inv)
+            inv = Invocation(request_id=None, order=self.order)
+            self.anonymous.append(inv)
             return inv
-        if rid not in invocations:
-            invocations[rid] = Invocation(request_id=rid, order=order)
-        return invocations[rid]
+        if rid not in self.invocations:
+            self.invocations[rid] = Invocation(request_id=rid, order=self.order)
+        return self.invocations[rid]
 
-    # A plain print or traceback line carries no request id; the START ... REPORT bracket of its log stream
-    # says which invocation it belongs to (one invocation at a time per stream). Without this, a MemoryError
-    # line and the REPORT line of the same invocation counted as two failing invocations.
-    in_progress: dict[str, str] = {}
-    logs = request.get("logs")
-    entries = logs if isinstance(logs, list) else []
-    for entry in entries:
-        message = entry.get("message") if isinstance(entry, dict) else entry
-        if not isinstance(message, str) or not message.strip():
-            continue
-        stream = str(entry.get("logStreamName") or "") if isinstance(entry, dict) else ""
-        ev.log_lines += 1
-        start = _START.match(message)
-        if start:
-            in_progress[stream] = start.group(1).lower()
-            continue
-        report = parse_report_line(message)
-        if report is not None:
-            if report["requestId"] and in_progress.get(stream) == str(report["requestId"]).lower():
-                del in_progress[stream]
-            inv = invocation_for(report["requestId"])
-            inv.report = report
-            ev.reports.append(report)
-            if report.get("errorType") == "Runtime.OutOfMemory":
-                counts["oom"] = counts.get("oom", 0) + 1
-                ev.strong_oom += 1
-                _add_label(ev, "Runtime.OutOfMemory (REPORT)", None)
-            elif report.get("status") == "timeout":
-                inv.kinds.add("timeout")
-            elif report.get("errorType") and report["errorType"].startswith("Runtime.") and report.get("status"):
-                # e.g. Runtime.InvalidEntrypoint / Runtime.ExitError on the REPORT line itself.
-                for kind in {rule.kind for rule in classify_message(report["errorType"])} & set(_FAILURE_KINDS):
-                    inv.kinds.add(kind)
-                    counts[kind] = counts.get(kind, 0) + 1
-                    ev.samples.setdefault(kind, _sanitise(message))
-            continue
-        init = _INIT_REPORT.search(message)
-        if init and init.group(1).lower() in ("error", "timeout"):
-            ev.init_failures += 1
-            if (init.group(2) or "") == "Runtime.OutOfMemory":
-                counts["oom"] = counts.get("oom", 0) + 1
-                ev.strong_oom += 1
-                _add_label(ev, "Runtime.OutOfMemory during init", None)
-            else:
-                counts["init_error"] = counts.get("init_error", 0) + 1
-                ev.samples.setdefault("init_error", _sanitise(message))
-            continue
-        rules = classify_message(message)
-        if not rules:
-            continue
+    def _count(self, kind: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def _report(self, message: str, stream: str, report: dict[str, Any]) -> None:
+        ev = self.ev
+        if report["requestId"] and self.in_progress.get(stream) == str(report["requestId"]).lower():
+            del self.in_progress[stream]
+        inv = self._invocation_for(report["requestId"])
+        inv.report = report
+        ev.reports.append(report)
+        if report.get("errorType") == "Runtime.OutOfMemory":
+            self._count("oom")
+            ev.strong_oom += 1
+            _add_label(ev, "Runtime.OutOfMemory (REPORT)", None)
+        elif report.get("status") == "timeout":
+            inv.kinds.add("timeout")
+        elif report.get("errorType") and report["errorType"].startswith("Runtime.") and report.get("status"):
+            # e.g. Runtime.InvalidEntrypoint / Runtime.ExitError on the REPORT line itself.
+            for kind in {rule.kind for rule in classify_message(report["errorType"])} & set(_FAILURE_KINDS):
+                inv.kinds.add(kind)
+                self._count(kind)
+                ev.samples.setdefault(kind, _sanitise(message))
+
+    def _init_failure(self, message: str, init: re.Match[str]) -> None:
+        ev = self.ev
+        ev.init_failures += 1
+        if (init.group(2) or "") == "Runtime.OutOfMemory":
+            self._count("oom")
+            ev.strong_oom += 1
+            _add_label(ev, "Runtime.OutOfMemory during init", None)
+        else:
+            self._count("init_error")
+            ev.samples.setdefault("init_error", _sanitise(message))
+
+    def _signatures(self, message: str, stream: str, rules: list[SignatureRule]) -> None:
+        ev = self.ev
         rid_match = _UUID.search(message)
-        inv = invocation_for(rid_match.group(0).lower() if rid_match else in_progress.get(stream))
+        inv = self._invocation_for(rid_match.group(0).lower() if rid_match else self.in_progress.get(stream))
         for kind in {rule.kind for rule in rules}:
-            counts[kind] = counts.get(kind, 0) + 1
+            self._count(kind)
             if kind in _FAILURE_KINDS:
                 inv.kinds.add(kind)
             if kind == "injection":
@@ -567,12 +597,12 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
             if alloc is not None:
                 ev.requested_allocation_mb = max(alloc, ev.requested_allocation_mb or 0.0)
 
-    ev.counts = counts
-    ev.invocations = sorted(list(invocations.values()) + anonymous, key=lambda inv: inv.order)
 
+def _metric_figures(request: dict[str, Any]) -> dict[str, float | None]:
+    """The CloudWatch figures of the window and of the baseline window before it."""
     series = _series_stats(request.get("metricSeries"))
     baseline = _series_stats(request.get("baselineSeries"))
-    ev.metrics = {
+    metrics: dict[str, float | None] = {
         "errorsSum": sum(series["Errors.Sum"]) if series.get("Errors.Sum") else None,
         "throttlesSum": sum(series["Throttles.Sum"]) if series.get("Throttles.Sum") else None,
         "invocationsSum": sum(series["Invocations.Sum"]) if series.get("Invocations.Sum") else None,
@@ -584,11 +614,11 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
         "concurrencyMax": max(series["ConcurrentExecutions.Maximum"])
         if series.get("ConcurrentExecutions.Maximum") else None,
     }
-    if ev.metrics["durationAvgMs"] and ev.metrics["baselineDurationAvgMs"]:
-        ev.metrics["durationRatioToBaseline"] = ev.metrics["durationAvgMs"] / ev.metrics["baselineDurationAvgMs"]
-    if ev.metrics["invocationsSum"] and ev.metrics["errorsSum"] is not None:
-        ev.metrics["errorRate"] = ev.metrics["errorsSum"] / ev.metrics["invocationsSum"]
-    return ev
+    if metrics["durationAvgMs"] and metrics["baselineDurationAvgMs"]:
+        metrics["durationRatioToBaseline"] = metrics["durationAvgMs"] / metrics["baselineDurationAvgMs"]
+    if metrics["invocationsSum"] and metrics["errorsSum"] is not None:
+        metrics["errorRate"] = metrics["errorsSum"] / metrics["invocationsSum"]
+    return metrics
 
 
 def _add_label(ev: Evidence, label: str, runtime: str | None) -> None:

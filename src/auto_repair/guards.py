@@ -27,7 +27,9 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from .alarm_event import PROCEED, clean_text
-from .records import from_dynamo, now_iso
+from .clock import iso_seconds, now_iso
+from .errors import AutoRepairError, error_code
+from .records import from_dynamo
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
 DUPLICATE = "DUPLICATE"
@@ -56,7 +58,7 @@ PAUSED_VALUES = ("true", "1", "yes", "on", "paused")
 _DESERIALIZE = TypeDeserializer().deserialize
 
 
-class GuardError(RuntimeError):
+class GuardError(AutoRepairError, RuntimeError):
     """A guard could not decide (state table or kill switch unreadable): refuse rather than guess."""
 
 
@@ -69,10 +71,6 @@ class ScopeModeError(GuardError):
 
 
 # ---------------------------------------------------------------------------------------------- pure rules
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def idempotency_key(event: Any, alarm: dict[str, Any]) -> str | None:
     """``EVENT#<alarm ARN>#<state timestamp>``; the event id when the state has no timestamp; None if neither.
 
@@ -135,7 +133,7 @@ class Lock:
 
 
 def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    return error_code(exc) == "ConditionalCheckFailedException"
 
 
 def _old_item(exc: ClientError) -> dict[str, Any]:
@@ -164,14 +162,14 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return _old_item(exc)
-            raise GuardError(f"state table write failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"state table write failed: {error_code(exc)}") from exc
         return None
 
     # -- idempotency
     def claim_event(self, key: str, *, owner: str, function_name: str, now: float) -> Claim:
         """First claim of an alarm state change wins; a retry of the same execution claims it again."""
         item = {"pk": key, "sk": "EVENT", "incidentId": owner, "functionName": function_name,
-                "claimedAt": iso(now), "expiresAt": int(now) + EVENT_KEY_TTL_SECONDS}
+                "claimedAt": iso_seconds(now), "expiresAt": int(now) + EVENT_KEY_TTL_SECONDS}
         old = self._put(item, "attribute_not_exists(pk) OR incidentId = :me", values={":me": owner})
         if old is None:
             return Claim(first=True, owner=owner)
@@ -182,7 +180,7 @@ class GuardStore:
                      alarm_name: str = "") -> Lock:
         expires = int(now) + int(ttl_seconds)
         item = {"pk": f"LOCK#{function_name}", "sk": "LOCK", "owner": owner, "functionName": function_name,
-                "alarmName": alarm_name, "acquiredAt": iso(now), "expiresAt": expires}
+                "alarmName": alarm_name, "acquiredAt": iso_seconds(now), "expiresAt": expires}
         old = self._put(item, "attribute_not_exists(pk) OR expiresAt < :now OR #o = :me",
                         names={"#o": "owner"}, values={":now": int(now), ":me": owner})
         if old is None:
@@ -198,14 +196,14 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False
-            raise GuardError(f"lock release failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"lock release failed: {error_code(exc)}") from exc
         return True
 
     # -- cooldown
     def start_cooldown(self, function_name: str, *, repaired_at: float, execution_id: str) -> bool:
         """Record the repair time; an older repair never overwrites a newer one. Idempotent."""
         item = {"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN", "functionName": function_name,
-                "repairedAt": int(repaired_at), "repairedAtIso": iso(repaired_at), "repairedBy": execution_id,
+                "repairedAt": int(repaired_at), "repairedAtIso": iso_seconds(repaired_at), "repairedBy": execution_id,
                 "expiresAt": int(repaired_at) + COOLDOWN_KEEP_SECONDS}
         return self._put(item, "attribute_not_exists(pk) OR repairedAt <= :r", values={":r": int(repaired_at)}) is None
 
@@ -217,14 +215,14 @@ class GuardStore:
             item = self._table.get_item(Key={"pk": f"COOLDOWN#{function_name}", "sk": "COOLDOWN"},
                                         ConsistentRead=True).get("Item")
         except ClientError as exc:
-            raise GuardError(f"cooldown read failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"cooldown read failed: {error_code(exc)}") from exc
         if not item:
             return None
         item = from_dynamo(item)
         ends = float(item["repairedAt"]) + minutes * 60
         if ends <= now:
             return None
-        return {"endsAt": iso(ends), "repairedAt": item.get("repairedAtIso", iso(float(item["repairedAt"]))),
+        return {"endsAt": iso_seconds(ends), "repairedAt": item.get("repairedAtIso", iso_seconds(float(item["repairedAt"]))),
                 "repairedBy": item.get("repairedBy", "")}
 
     # -- hourly budget
@@ -246,7 +244,7 @@ class GuardStore:
         except ClientError as exc:
             if _conditional_failed(exc):
                 return False, int(_old_item(exc).get("repairs", limit))
-            raise GuardError(f"budget update failed: {exc.response.get('Error', {}).get('Code')}") from exc
+            raise GuardError(f"budget update failed: {error_code(exc)}") from exc
         return True, int(from_dynamo(response.get("Attributes", {})).get("repairs", 1))
 
 
@@ -278,9 +276,9 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
     name = alarm["functionName"]
     lock = store.acquire_lock(name, owner=owner, ttl_seconds=lock_ttl, now=now, alarm_name=alarm.get("alarmName", ""))
     if not lock.acquired:
-        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso(lock.expires_at),
+        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso_seconds(lock.expires_at),
                 "reason": f"a repair of {name} is already in flight (execution {lock.holder}, lock expires "
-                          f"{iso(lock.expires_at)}); this alarm is recorded, not repaired"}
+                          f"{iso_seconds(lock.expires_at)}); this alarm is recorded, not repaired"}
     cooldown = store.active_cooldown(name, minutes=cooldown_minutes, now=now)
     if cooldown:
         store.release_lock(name, owner=owner)
@@ -288,7 +286,7 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
                 "lastRepairAt": cooldown["repairedAt"], "lastRepairExecution": cooldown["repairedBy"],
                 "reason": f"{name} was repaired at {cooldown['repairedAt']} (execution {cooldown['repairedBy']}); "
                           f"no new repair until the cooldown ends at {cooldown['endsAt']}"}
-    return {**alarm, "lockOwner": owner, "lockExpiresAt": iso(lock.expires_at)}
+    return {**alarm, "lockOwner": owner, "lockExpiresAt": iso_seconds(lock.expires_at)}
 
 
 # ---------------------------------------------------------------------------------------------- mutation gate
@@ -297,7 +295,7 @@ def read_kill_switch(ssm: Any, parameter: str) -> bool:
     try:
         value = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         raise KillSwitchError(f"cannot read the kill switch {parameter} ({code}); no change made") from exc
     return is_paused(value)
 

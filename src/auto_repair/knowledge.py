@@ -21,9 +21,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from .clock import iso_seconds, utc_now
+from .errors import AutoRepairError, error_code
 
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
                 "approvedBy")
@@ -33,7 +35,7 @@ _TOKEN = re.compile(r"[a-z0-9][a-z0-9._-]*[a-z0-9]|[a-z0-9]")
 _STOP = frozenset("a an and are as at be by for from has in is it its of on or that the this to was were with".split())
 
 
-class KnowledgeError(ValueError):
+class KnowledgeError(AutoRepairError, ValueError):
     """Raised for an entry that does not follow the knowledge-base entry model."""
 
 
@@ -143,7 +145,7 @@ class KnowledgeSource:
                 self.note = f"bucket: {len(stored)} entries" + (f", {len(skipped)} malformed skipped" if skipped
                                                                  else "")
             except Exception as exc:  # noqa: BLE001 - knowledge is an aid; the rules decide without it
-                self._entries, self.note = bundled, f"bundled (bucket unreadable: {_error_code(exc)})"
+                self._entries, self.note = bundled, f"bundled (bucket unreadable: {error_code(exc, type(exc).__name__)})"
         self._loaded_at = now
         return self._entries
 
@@ -216,7 +218,7 @@ def retrieve_references(query: str, *, entries: list[dict[str, Any]] | None, kno
                 return refs, "bedrock-kb"
             why = "fallback: Retrieve returned no usable results"
         except Exception as exc:  # noqa: BLE001 - any failure of the optional service falls back to local ranking
-            why = f"fallback: {_error_code(exc)}"
+            why = f"fallback: {error_code(exc, type(exc).__name__)}"
         refs = rank(local, query, k)
         return refs, why if refs else "none"
     refs = rank(local, query, k)
@@ -250,19 +252,6 @@ def function_history(entries: Iterable[dict[str, Any]], function_name: str, k: i
     cases = [e for e in entries if e.get("category") == "case" and tag in e.get("tags", [])]
     cases.sort(key=lambda e: str(e.get("createdAt") or ""), reverse=True)
     return cases[:k]
-
-
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code")
-        if code:
-            return str(code)
-    return type(exc).__name__
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None) -> dict[str, Any]:
@@ -304,7 +293,7 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
             lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")
     if incident.get("outcome"):
         lines.append(f"Outcome: {incident['outcome']}.")
-    timestamp = now or _now()
+    timestamp = now or iso_seconds(utc_now())
     tags = [t for t in ("case", f"function:{function}", str(cause), str(status).lower(), runtime,
                         str(incident.get("outcome") or "").lower()) if t]
     return {

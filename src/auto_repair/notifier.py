@@ -6,12 +6,9 @@ import json
 import logging
 from typing import Any
 
+from .clock import now_iso
 from .notification import NEEDS_HUMAN, build
-from .records import NOTIFICATION_PREFIX, IncidentStore, now_iso
-
-
-class NotificationError(RuntimeError):
-    """The notification could not be published."""
+from .records import NOTIFICATION_PREFIX, IncidentStore
 
 
 def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:

@@ -8,13 +8,13 @@ single queries. Audit table: PK ``functionName``, SK ``auditId`` (time-ordered);
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
+
+from .clock import epoch_in, now_iso
 
 ALARM = "ALARM"
 DIAGNOSIS = "DIAGNOSIS"
@@ -24,14 +24,6 @@ APPROVAL = "APPROVAL"
 FAILURE = "FAILURE"
 NOTIFICATION_PREFIX = "NOTIFICATION#"
 MAX_ITEM_JSON = 300_000  # DynamoDB items are capped at 400 KB
-
-
-class RecordsError(RuntimeError):
-    """A record could not be written or read."""
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def to_dynamo(value: Any) -> Any:
@@ -65,7 +57,7 @@ class IncidentStore:
         self._ttl_days = ttl_days
 
     def _expires(self) -> int:
-        return int(time.time()) + self._ttl_days * 86400
+        return epoch_in(self._ttl_days * 86400)
 
     def put(self, incident_id: str, record_type: str, data: dict[str, Any]) -> dict[str, Any]:
         item = {**_bounded(data), "incidentId": incident_id, "recordType": record_type, "expiresAt": self._expires()}
@@ -179,7 +171,7 @@ class AuditLog:
             "oldValue": old_value,
             "newValue": new_value,
             "details": details or {},
-            "expiresAt": int(time.time()) + self._ttl_days * 86400,
+            "expiresAt": epoch_in(self._ttl_days * 86400),
         }
         self._table.put_item(Item=to_dynamo(item))
         return item

@@ -19,7 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from .records import AuditLog, now_iso
+from .clock import now_iso
+from .errors import AutoRepairError, error_code
+from .records import AuditLog
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
 
 SUCCEEDED = "SUCCEEDED"
@@ -33,7 +35,7 @@ ROLLBACK_STARTED = "ROLLBACK_STARTED"
 ROLLBACK_FAILED = "ROLLBACK_FAILED"
 
 
-class RepairError(RuntimeError):
+class RepairError(AutoRepairError, RuntimeError):
     """Base class for repair failures."""
 
 
@@ -45,12 +47,8 @@ class RepairRolledBackError(RepairError):
     """The change was applied but did not take; it was reverted."""
 
 
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def _message(exc: ClientError) -> str:
-    return f"{_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
+    return f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
 
 
 def wait_until_updated(
@@ -170,7 +168,7 @@ def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -
     try:
         config = run.wait()
     except ClientError as exc:
-        raise RepairFailedError(f"{name}: cannot read configuration ({_code(exc)}): no change made") from exc
+        raise RepairFailedError(f"{name}: cannot read configuration ({error_code(exc)}): no change made") from exc
     original = int(config["MemorySize"])
     target = _target(request)
     result.update(originalMemory=original, newMemory=original, revisionId=config.get("RevisionId", ""))
@@ -210,7 +208,7 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
     except ClientError as exc:
         run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
                    reason=_message(exc))
-        raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({_code(exc)}): no change made") from exc
+        raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({error_code(exc)}): no change made") from exc
 
     final = run.wait()
     if final.get("LastUpdateStatus") == "Failed":
@@ -232,7 +230,7 @@ def _update_memory(
         try:
             return run.lam.update_function_configuration(**kwargs)
         except ClientError as exc:
-            if _code(exc) == "ResourceConflictException" and attempt < attempts - 1:
+            if error_code(exc) == "ResourceConflictException" and attempt < attempts - 1:
                 # Another update is in progress: wait for it, then try again on the new revision.
                 config = run.wait()
                 if done(config):
@@ -270,7 +268,7 @@ def _provisioned_configs(run: _Run) -> tuple[list[dict[str, Any]], str | None]:
         configs = run.lam.list_provisioned_concurrency_configs(FunctionName=run.name).get(
             "ProvisionedConcurrencyConfigs", [])
     except ClientError as exc:
-        return [], _code(exc)
+        return [], error_code(exc)
     return [{"qualifier": c.get("FunctionArn", "").rsplit(":", 1)[-1],
              "requested": c.get("RequestedProvisionedConcurrentExecutions"), "status": c.get("Status")}
             for c in configs], None
@@ -288,7 +286,7 @@ def _repair_published(
         served = run.lam.get_function_configuration(FunctionName=name, Qualifier=version)
         latest = run.wait()
     except ClientError as exc:
-        raise RepairFailedError(f"{name}: cannot read {alias_name or deployment.get('version')} ({_code(exc)}): "
+        raise RepairFailedError(f"{name}: cannot read {alias_name or deployment.get('version')} ({error_code(exc)}): "
                                 "no change made") from exc
     original = int(served["MemorySize"])
     target = _target(request)
@@ -404,8 +402,8 @@ def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None,
     except ClientError as exc:
         run.record("FAILED", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                    {"alias": alias, "FunctionVersion": old}, reason=_message(exc))
-        _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({_code(exc)})")
-        raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({_code(exc)}); "
+        _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({error_code(exc)})")
+        raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({error_code(exc)}); "
                                     f"alias still on {old}, $LATEST restored (version {new} stays, unused)") from exc
     run.record("AFTER", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                {"alias": alias, "FunctionVersion": new}, details={"revisionId": moved.get("RevisionId")})
@@ -422,7 +420,7 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
         try:
             config = run.lam.get_provisioned_concurrency_config(FunctionName=run.name, Qualifier=alias)
         except ClientError as exc:
-            warnings.append(f"provisioned concurrency on {alias}: {_code(exc)}")
+            warnings.append(f"provisioned concurrency on {alias}: {error_code(exc)}")
             return {"qualifier": alias, "status": "UNKNOWN"}
         status = config.get("Status")
         if status != "IN_PROGRESS" or time.monotonic() >= deadline:
@@ -487,7 +485,7 @@ def _rollback_alias(run: _Run, alias: dict[str, Any]) -> None:
         current = run.lam.get_alias(FunctionName=run.name, Name=name)
     except ClientError as exc:
         run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
-        raise RepairFailedError(f"{run.name}: cannot read alias {name} ({_code(exc)}): not rolled back") from exc
+        raise RepairFailedError(f"{run.name}: cannot read alias {name} ({error_code(exc)}): not rolled back") from exc
     if str(current["FunctionVersion"]) == str(old):
         return  # already back (a retried rollback whose first attempt got this far)
     if str(current["FunctionVersion"]) != str(new):
@@ -504,7 +502,7 @@ def _rollback_alias(run: _Run, alias: dict[str, Any]) -> None:
         run.lam.update_alias(**kwargs)
     except ClientError as exc:
         run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
-        raise RepairFailedError(f"{run.name}: moving alias {name} back to {old} failed ({_code(exc)})") from exc
+        raise RepairFailedError(f"{run.name}: moving alias {name} back to {old} failed ({error_code(exc)})") from exc
     run.record(ROLLED_BACK, "UpdateAlias", before, after)
 
 
@@ -515,7 +513,7 @@ def _rollback_latest(run: _Run, applied: int, original: int, revision: str | Non
     except ClientError as exc:
         run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
                    reason=f"{run.reason}; {_message(exc)}")
-        raise RepairFailedError(f"{run.name}: cannot read configuration ({_code(exc)}): not rolled back") from exc
+        raise RepairFailedError(f"{run.name}: cannot read configuration ({error_code(exc)}): not rolled back") from exc
     current = int(config["MemorySize"])
     if current == original:
         return  # already back (a retried rollback, or someone restored it by hand): nothing to do

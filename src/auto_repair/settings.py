@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .errors import AutoRepairError
 
-class SettingsError(ValueError):
+
+class SettingsError(AutoRepairError, ValueError):
     """An environment variable the template should have set is missing or malformed."""
 
 

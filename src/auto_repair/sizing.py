@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from .errors import AutoRepairError
+
 STEP_MB = 64
 LAMBDA_MIN_MB = 128
 LAMBDA_MAX_MB = 10240
@@ -32,7 +34,7 @@ OOM_MIN_FACTOR = 1.25
 OOM_MAX_FACTOR = 2.0
 
 
-class SizingError(ValueError):
+class SizingError(AutoRepairError, ValueError):
     """Raised for impossible sizing inputs (non-positive sizes)."""
 
 

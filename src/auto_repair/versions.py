@@ -28,10 +28,6 @@ FROZEN_FIELDS = ("CodeSha256", "Runtime", "Handler", "Timeout", "Role", "Environ
                  "FileSystemConfigs", "TracingConfig", "DeadLetterConfig")
 
 
-class VersionsError(ValueError):
-    """A deployment description that cannot be used."""
-
-
 def stream_version(stream_name: str | None) -> str | None:
     """``2026/11/22/[3]abc`` -> ``"3"``; ``[$LATEST]`` -> ``"$LATEST"``; None when the name says nothing."""
     match = _STREAM_VERSION.search(stream_name or "")

@@ -26,6 +26,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 
 from auto_repair import guards
+from auto_repair.clock import iso_seconds
 from auto_repair.records import IncidentStore
 from auto_repair_cli import scenario
 
@@ -239,7 +240,7 @@ def test_an_alarm_after_the_repair_falls_in_the_cooldown(deployed, timeline):
     minutes = json.loads((REPO / "parameters" / "local.json").read_text())["RepairCooldownMinutes"]
     # THEN the record and the notice say when the cooldown ends: the repair time + RepairCooldownMinutes
     assert cooled["lastRepairExecution"] == timeline["winner"]
-    assert cooled["cooldownEndsAt"] == guards.iso(int(repaired) + minutes * 60)
+    assert cooled["cooldownEndsAt"] == iso_seconds(int(repaired) + minutes * 60)
     [note] = [m for m in deployed.notifications(MAIN) if m["body"]["type"] == "COOLDOWN"]
     assert f"cooldown ends at {cooled['cooldownEndsAt']}" in note["body"]["summary"]
     assert note["body"]["guard"]["cooldownEndsAt"] == cooled["cooldownEndsAt"]

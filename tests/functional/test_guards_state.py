@@ -14,6 +14,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from auto_repair import guards
+from auto_repair.clock import iso_seconds
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -132,10 +133,10 @@ def test_cooldown_follows_the_current_setting_and_never_moves_backwards(aws):
     assert s.active_cooldown("orders", minutes=30, now=NOW) is None
     assert s.start_cooldown("orders", repaired_at=NOW, execution_id="exec-1")
     active = s.active_cooldown("orders", minutes=30, now=NOW + 60)
-    assert active == {"endsAt": guards.iso(NOW + 1800), "repairedAt": guards.iso(NOW), "repairedBy": "exec-1"}
+    assert active == {"endsAt": iso_seconds(NOW + 1800), "repairedAt": iso_seconds(NOW), "repairedBy": "exec-1"}
     assert s.active_cooldown("orders", minutes=30, now=NOW + 1800) is None  # ended
     assert s.active_cooldown("orders", minutes=0, now=NOW + 1) is None  # RepairCooldownMinutes=0 switches it off
-    assert s.active_cooldown("orders", minutes=60, now=NOW + 1800)["endsAt"] == guards.iso(NOW + 3600)
+    assert s.active_cooldown("orders", minutes=60, now=NOW + 1800)["endsAt"] == iso_seconds(NOW + 3600)
     # an older repair's late write does not shorten a newer cooldown; the same write twice is fine
     assert s.start_cooldown("orders", repaired_at=NOW + 100, execution_id="exec-2")
     assert s.start_cooldown("orders", repaired_at=NOW + 100, execution_id="exec-2")
@@ -148,7 +149,7 @@ def test_admit_function_checks_the_cooldown_under_the_lock_and_lets_go_of_it(aws
     alarm = {"outcome": "PROCEED", "functionName": "orders", "alarmName": "a"}
     s.start_cooldown("orders", repaired_at=NOW, execution_id="exec-1")
     cooled = guards.admit_function(alarm, s, owner="exec-2", lock_ttl=600, cooldown_minutes=10, now=NOW + 60)
-    assert cooled["outcome"] == "COOLDOWN" and cooled["cooldownEndsAt"] == guards.iso(NOW + 600)
+    assert cooled["outcome"] == "COOLDOWN" and cooled["cooldownEndsAt"] == iso_seconds(NOW + 600)
     assert cooled["lastRepairExecution"] == "exec-1" and "cooldown ends at" in cooled["reason"]
     # the lock it took to look was given back
     assert s.acquire_lock("orders", owner="exec-3", ttl_seconds=1000, now=NOW + 61).acquired
@@ -214,7 +215,7 @@ class FailingCooldownTable:
 def test_finish_run_starts_the_cooldown_then_releases_the_lock(aws):
     s = store(aws)
     workflow = {"alarm": {"outcome": "PROCEED", "functionName": "orders"},
-                "repair": {"status": "SUCCEEDED", "endTime": guards.iso(NOW)}}
+                "repair": {"status": "SUCCEEDED", "endTime": iso_seconds(NOW)}}
     s.acquire_lock("orders", owner="exec-1", ttl_seconds=600, now=NOW)
     assert guards.finish_run(s, workflow, owner="exec-1") == {"cooldownStarted": True, "lockReleased": True}
     assert s.active_cooldown("orders", minutes=5, now=NOW + 1)["repairedBy"] == "exec-1"
@@ -231,7 +232,7 @@ def test_a_failed_cooldown_write_keeps_the_lock(aws):
     s = guards.GuardStore(FailingCooldownTable(table))
     s.acquire_lock("orders", owner="exec-1", ttl_seconds=600, now=NOW)
     workflow = {"alarm": {"outcome": "PROCEED", "functionName": "orders"},
-                "repair": {"status": "SUCCEEDED", "endTime": guards.iso(NOW)}}
+                "repair": {"status": "SUCCEEDED", "endTime": iso_seconds(NOW)}}
     with pytest.raises(guards.GuardError, match="ProvisionedThroughputExceeded"):
         guards.finish_run(s, workflow, owner="exec-1")
     # THEN the lock stands in for the cooldown until it expires

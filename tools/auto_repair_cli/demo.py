@@ -13,14 +13,13 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from auto_repair.collect import parse_time
+from auto_repair.clock import parse_time, utc_now
 from auto_repair.records import AuditLog, IncidentStore
 
 from . import scenario
@@ -135,7 +134,7 @@ def _loop(args: argparse.Namespace, env: dict[str, str], started: float) -> str:
     first = traffic.invoke_once()
     _step(started, f"first invocation at 128 MB: {'ok' if first.ok else 'FAILED ' + first.error}")
     traffic.start()
-    begun = datetime.now(UTC)
+    begun = utc_now()
     try:
         _step(started, "traffic running (1 call/s); waiting for alarm -> workflow -> repair -> verification")
         execution = scenario.wait_for_execution(

@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from auto_repair.errors import error_code
 from auto_repair.targets import (
     MANAGED_BY,
     Result,
@@ -56,7 +57,7 @@ def _targets(args: argparse.Namespace) -> Targets:
     try:
         value = client(args, "ssm").get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+        if error_code(exc) == "ParameterNotFound":
             raise CommandError(f"no target settings {name}: deploy the functions stack of {env} first") from exc
         raise
     settings = TargetSettings.from_json(value)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from auto_repair import aws
+from auto_repair.clock import utc_now
 from auto_repair.collect import collect_evidence
 from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
 from auto_repair.settings import Settings
@@ -22,7 +22,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         lambda_client=aws.client("lambda"),
         cloudwatch=aws.client("cloudwatch"),
         logs=aws.client("logs"),
-        now=datetime.now(UTC),
+        now=utc_now(),
         analysis_minutes=SETTINGS.analysis_window_minutes,
         baseline_minutes=SETTINGS.baseline_window_minutes,
         # The raw alarm event (ReceiveEvent keeps it under rawEvent): its ExecutedVersion dimension names a version.

@@ -5,16 +5,16 @@ An OK transition closes the function's open incident, records the time to recove
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from auto_repair import aws
 from auto_repair.alarm_event import INVALID, parse_alarm_event
-from auto_repair.collect import parse_time
+from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.notification import RECOVERY
 from auto_repair.notifier import notify
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
-from auto_repair.records import IncidentStore, now_iso
+from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -63,7 +63,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"action": "none", "reason": alarm.get("reason")}
     if alarm["currentState"] == "OK" and alarm.get("previousState") == "ALARM":
         store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-        result = handle_ok(alarm, store, aws.client("sns"), datetime.now(UTC))
+        result = handle_ok(alarm, store, aws.client("sns"), utc_now())
     else:
         result = {"action": "none", "reason": f"{alarm.get('previousState')} -> {alarm['currentState']}: "
                                                "nothing to do"}

@@ -7,11 +7,12 @@ import uuid
 from typing import Any
 
 from auto_repair import aws
+from auto_repair.clock import now_iso
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
 from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.policy import decide
-from auto_repair.records import DIAGNOSIS, IncidentStore, now_iso
+from auto_repair.records import DIAGNOSIS, IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()

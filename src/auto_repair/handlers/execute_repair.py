@@ -7,8 +7,9 @@ import time
 from typing import Any
 
 from auto_repair import aws, guards
+from auto_repair.clock import now_iso
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, AuditLog, IncidentStore, now_iso
+from auto_repair.records import REPAIR, AuditLog, IncidentStore
 from auto_repair.repair import RepairError, RepairFailedError, execute_repair, rollback_repair
 from auto_repair.settings import Settings
 

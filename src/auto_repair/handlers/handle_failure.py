@@ -8,11 +8,12 @@ from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
+from auto_repair.clock import now_iso
 from auto_repair.notification import FAILURE, build
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import FAILURE as FAILURE_RECORD
-from auto_repair.records import IncidentStore, now_iso
+from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()

@@ -6,9 +6,10 @@ import os
 from typing import Any
 
 from auto_repair import aws, guards, knowledge, notification
+from auto_repair.clock import now_iso
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, IncidentStore, now_iso
+from auto_repair.records import REPAIR, IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()

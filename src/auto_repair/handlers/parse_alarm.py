@@ -13,8 +13,10 @@ from botocore.exceptions import ClientError
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
+from auto_repair.clock import now_iso
+from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import IncidentStore, now_iso
+from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings
 
 SETTINGS = Settings.from_env()
@@ -63,7 +65,7 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     try:
         config = lambda_client.get_function_configuration(FunctionName=name)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code == "ResourceNotFoundException":
             return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         raise
@@ -71,7 +73,7 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     try:
         tags = lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
     except ClientError as exc:
-        tags, unreadable = {}, exc.response.get("Error", {}).get("Code", "error")
+        tags, unreadable = {}, error_code(exc, "error")
     policy = policy_settings(settings, tags)
     ok, why = guards.in_scope(tags, settings.scope_mode)
     if not ok:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from auto_repair import aws
+from auto_repair.clock import utc_now
+from auto_repair.errors import error_code
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.targets import (
     MEMORY_ALARM_PREFIX,
@@ -104,7 +106,7 @@ def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str,
         try:
             response = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(event))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            if error_code(exc) == "ExecutionAlreadyExists":
                 skipped.append({**base, "reason": f"already swept today ({name})"})
                 continue
             raise
@@ -143,7 +145,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             targets, aws.client("stepfunctions"),
             threshold=options.get("threshold", settings.memory_utilization_threshold),
             machine_arn=state_machine_arn(ENVIRONMENT, partition=partition, region=region, account=account),
-            account=account, region=region, now=datetime.now(UTC), only=functions,
+            account=account, region=region, now=utc_now(), only=functions,
         )
         out["sweep"] = sweep
         metrics.add_metric(name="SweepIncidents", unit="Count", value=len(sweep["started"]))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from auto_repair import aws
-from auto_repair.collect import get_log_lines, get_series, parse_time
+from auto_repair.clock import now_iso, parse_time, utc_now
+from auto_repair.collect import get_log_lines, get_series
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, VERIFICATION, IncidentStore, now_iso
+from auto_repair.records import REPAIR, VERIFICATION, IncidentStore
 from auto_repair.settings import Settings
 from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, compare, rollback_decision, window_stats
 
@@ -24,7 +24,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alarm, evidence, repair = workflow["alarm"], workflow["evidence"], workflow["repair"]
     execution_id = meta.get("executionId") or alarm.get("executionId", "")
     attempt = int((workflow.get("verification") or {}).get("attempt", 0)) + 1
-    now = datetime.now(UTC)
+    now = utc_now()
     repaired_at = parse_time(repair.get("endTime"), now)
     name = alarm["functionName"]
     period = int((evidence.get("window") or {}).get("periodSeconds", 60))

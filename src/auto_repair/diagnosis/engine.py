@@ -1,0 +1,123 @@
+"""The entry point: validate, decide, size, cite knowledge, and let the model review."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from auto_repair import knowledge as kb
+from auto_repair.evidence import Evidence, extract_evidence
+from auto_repair.sizing import SizingResult
+
+from .bedrock import (
+    _SYSTEM_PROMPT,
+    ReviewRejectedError,
+    _apply_review,
+    _error_label,
+    _review_tool_spec,
+    build_prompt,
+    parse_review,
+)
+from .config import DiagnosisConfig
+from .constants import ACTIONS, AT_MAX_ACTION, MEMORY_CAUSES, TOOL_NAME
+from .evidence_points import _evidence_points
+from .knowledge_query import _knowledge_query
+from .rules import Verdict, _decide
+from .validation import validate_request
+
+
+def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, bedrock_client: Any = None,
+             retrieve_client: Any = None, knowledge: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Diagnose one request. Raises DiagnosisError for an invalid request; never for bad log content."""
+    config = config or DiagnosisConfig()
+    validate_request(request)
+    ev = extract_evidence(request)
+    verdict = _decide(ev, config)
+    current = ev.current_memory_mb
+    is_memory = verdict.cause in MEMORY_CAUSES
+    sizing = verdict.sizing if is_memory else None
+    recommended = sizing.recommended_mb if sizing else current
+    action = ACTIONS[verdict.cause]
+    reasons = list(verdict.reasons)
+    if is_memory and sizing is not None:
+        if recommended > current:
+            need = sizing.estimated_need_mb
+            headroom = f"; expected utilisation about {need / recommended:.0%}" if need else ""
+            reasons.append(f"Recommend {current} -> {recommended} MB ({sizing.explanation}{headroom}).")
+        else:
+            action = AT_MAX_ACTION
+            reasons.append(f"Memory is already at the allowed maximum ({config.max_memory} MB); a human must decide.")
+    if ev.injection_samples:
+        reasons.append(f"{len(ev.injection_samples)} log line(s) contained instruction-like text; it was treated "
+                       "as data.")
+    confidence = verdict.confidence - (0.1 if not ev.data_complete else 0.0)
+    entries = knowledge if knowledge is not None else kb.bundled_entries()
+    query = _knowledge_query(ev, verdict.cause, verdict.leak)
+    refs, knowledge_method = kb.retrieve_references(
+        query, entries=entries, knowledge_base_id=config.knowledge_base_id, retrieve_client=retrieve_client,
+        k=config.knowledge_k)
+    history = kb.function_history(entries, ev.function_name)
+    if history:
+        # Repeated incidents on one function are a pattern a human should see (a leak, a growing workload).
+        reasons.append("Earlier incidents on this function: " + "; ".join(
+            f"{e['title'].removeprefix('Case: ')} at {e.get('createdAt') or 'unknown time'}" for e in history) + ".")
+        cited = {ref["id"] for ref in refs}
+        refs = [{"id": e["entryId"], "title": e["title"], "relevance": 1.0} for e in history
+                if e["entryId"] not in cited] + refs
+    result: dict[str, Any] = {
+        "functionName": ev.function_name,
+        "isMemoryIssue": is_memory,
+        "confidence": round(min(max(confidence, 0.05), 0.99), 2),
+        "reasoning": " ".join(reasons),
+        "recommendedAction": action,
+        "recommendedMemoryIncrease": recommended - current,
+        "evidencePoints": _evidence_points(ev, verdict),
+        "cause": verdict.cause,
+        "currentMemorySize": current,
+        "recommendedMemorySize": recommended,
+        "memoryBounds": {"minMb": sizing.lower_bound_mb, "maxMb": sizing.upper_bound_mb} if sizing else None,
+        "leakSuspected": verdict.leak,
+        "diagnosisMethod": {"method": "rules", "bedrock": "not-configured", "knowledge": knowledge_method},
+        "knowledgeReferences": refs,
+        "evidenceSummary": ev.to_dict(),
+    }
+    _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing)
+    return result
+
+
+def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config: DiagnosisConfig,
+                  bedrock_client: Any, entries: list[dict[str, Any]], sizing: SizingResult | None) -> None:
+    method = result["diagnosisMethod"]
+    if not config.use_bedrock:
+        method["bedrock"] = "disabled" if config.bedrock_model_id else "not-configured"
+        return
+    if not config.bedrock_model_id or bedrock_client is None:
+        method["bedrock"] = "not-configured"
+        return
+    method["modelId"] = config.bedrock_model_id
+    current = result["currentMemorySize"]
+    bounds = (sizing.lower_bound_mb, sizing.upper_bound_mb) if sizing else (current, current)
+    by_id = {entry["entryId"]: entry for entry in entries}
+    passages = [by_id[ref["id"]] for ref in result["knowledgeReferences"] if ref["id"] in by_id]
+    prompt = build_prompt(ev, verdict, result, bounds, passages, config.max_prompt_chars)
+    kwargs: dict[str, Any] = {
+        "modelId": config.bedrock_model_id,
+        "system": [{"text": _SYSTEM_PROMPT}],
+        "messages": [{"role": "user", "content": [{"text": prompt}]}],
+        "toolConfig": {"tools": [_review_tool_spec()], "toolChoice": {"tool": {"name": TOOL_NAME}}},
+        "inferenceConfig": {"maxTokens": config.max_tokens, "temperature": 0.0},
+    }
+    if config.guardrail_id:
+        kwargs["guardrailConfig"] = {"guardrailIdentifier": config.guardrail_id,
+                                     "guardrailVersion": config.guardrail_version, "trace": "disabled"}
+    try:
+        response = bedrock_client.converse(**kwargs)
+        review = parse_review(response)
+    except ReviewRejectedError as exc:
+        method["bedrock"] = f"fallback: MalformedResponse ({exc})"
+        return
+    except Exception as exc:  # noqa: BLE001 - every failure of the optional model falls back to the rules
+        method["bedrock"] = f"fallback: {_error_label(exc)}"
+        return
+    known = {entry_id: entry["title"] for entry_id, entry in by_id.items()}
+    method["bedrock"] = _apply_review(result, review, bounds, known, verdict)
+    method["method"] = "rules+bedrock"
