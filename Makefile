@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEMPLATES := lambda-auto-repair-main.yaml lambda-auto-repair-functions.yaml lambda-auto-repair-monitoring.yaml
-SCRIPTS := deploy.sh validate-deployment.sh
+SCRIPTS := deploy.sh validate-deployment.sh $(wildcard scripts/*.sh)
 
 .PHONY: setup demo test lint unit functional e2e bench clean
 
@@ -30,7 +30,7 @@ lint: setup
 	@CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE $(BIN)/checkov --quiet --compact --skip-download \
 		--framework cloudformation $(addprefix -f ,$(TEMPLATES))
 	@echo "==> shellcheck"
-	@$(BIN)/shellcheck $(SCRIPTS) scripts/aws-access.sh
+	@$(BIN)/shellcheck $(SCRIPTS)
 	@echo "==> ruff"
 	@$(BIN)/ruff check src tools tests bench
 

@@ -3,14 +3,19 @@
 # See docs/DEPLOYMENT.md and ./validate-deployment.sh --help.
 set -euo pipefail
 
-ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-
 SCRIPT_NAME="$(basename "$0")"
-ROLES=(parse-alarm collect diagnose execute-repair verify notify request-approval handle-failure coordinator)
+ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ALARMS=(failed-executions handler-errors dlq-depth sns-delivery-failures)
 
+# shellcheck source=scripts/common.sh
+source "${ROOT_DIR}/scripts/common.sh"
+# shellcheck source=scripts/aws-access.sh
+source "${ROOT_DIR}/scripts/aws-access.sh"
+# 1 means "the deployment has problems"; a usage or access error is 2.
+DIE_STATUS=2
+
 usage() {
-  cat <<EOF
+  cat <<USAGE
 Usage: ${SCRIPT_NAME} --environment <dev|staging|prod|local> [--region REGION] [--profile PROFILE] [--local]
 
 Checks the deployment's stacks, Lambda functions, state machine, event bus and rules, DynamoDB tables,
@@ -23,56 +28,35 @@ Options:
   -p, --profile PROFILE   AWS CLI profile (default: AWS_PROFILE)
       --local             check the local cloud (http://127.0.0.1:\${AUTO_REPAIR_LOCAL_PORT:-4566})
   -h, --help              show this help
-EOF
-}
-
-die() {
-  echo "${SCRIPT_NAME}: error: $*" >&2
-  exit 2
+USAGE
 }
 
 ENVIRONMENT=""
 REGION=""
 PROFILE=""
 LOCAL=false
+STACKS=()
+PROBLEMS=0
+TOPIC_NAME=""
+TOPIC_ARN=""
 
-need_value() {
-  if [[ $# -lt 2 || -z "$2" || "$2" == --* ]]; then
-    die "option $1 requires a value (see --help)"
-  fi
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      -e | --environment) need_value "$@"; ENVIRONMENT="$2"; shift 2 ;;
+      --environment=*) ENVIRONMENT="${1#*=}"; shift ;;
+      -r | --region) need_value "$@"; REGION="$2"; shift 2 ;;
+      --region=*) REGION="${1#*=}"; shift ;;
+      -p | --profile) need_value "$@"; PROFILE="$2"; shift 2 ;;
+      --profile=*) PROFILE="${1#*=}"; shift ;;
+      --local) LOCAL=true; shift ;;
+      -h | --help) usage; exit 0 ;;
+      *) die "unknown option '$1' (see --help)" ;;
+    esac
+  done
 }
 
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    -e | --environment) need_value "$@"; ENVIRONMENT="$2"; shift 2 ;;
-    --environment=*) ENVIRONMENT="${1#*=}"; shift ;;
-    -r | --region) need_value "$@"; REGION="$2"; shift 2 ;;
-    --region=*) REGION="${1#*=}"; shift ;;
-    -p | --profile) need_value "$@"; PROFILE="$2"; shift 2 ;;
-    --profile=*) PROFILE="${1#*=}"; shift ;;
-    --local) LOCAL=true; shift ;;
-    -h | --help) usage; exit 0 ;;
-    *) die "unknown option '$1' (see --help)" ;;
-  esac
-done
-
-# shellcheck source=scripts/aws-access.sh
-source "${ROOT_DIR}/scripts/aws-access.sh"
-check_environment
-if [[ -n "${REGION}" ]] && ! [[ "${REGION}" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]]; then
-  die "invalid --region '${REGION}' (expected a region such as us-east-1)"
-fi
-
-command -v aws >/dev/null 2>&1 || die "the AWS CLI ('aws') is not installed or not on PATH"
-command -v jq >/dev/null 2>&1 || die "'jq' is not installed or not on PATH"
-
-configure_aws_access
-
-if ! IDENTITY_ERROR="$(aws sts get-caller-identity 2>&1 >/dev/null)"; then
-  die "AWS credentials are missing or invalid ($(echo "${IDENTITY_ERROR}" | grep -v '^$' | tail -n 1))"
-fi
-
-PROBLEMS=0
+# ---------------------------------------------------------------------------------------------- output
 ok() { echo "  ✅ $*"; }
 problem() {
   echo "  ❌ $*"
@@ -80,189 +64,220 @@ problem() {
 }
 note() { echo "  ⚠️  $*"; }
 # The last line of an AWS CLI error, for "why".
-reason_of() { echo "$1" | grep -v '^$' | tail -n 1 | sed -E 's/^An error occurred \(([^)]*)\) when calling the [A-Za-z]+ operation: /\1: /'; }
-
-MAIN_STACK="lambda-auto-repair-main-${ENVIRONMENT}"
-FUNCTIONS_STACK="lambda-auto-repair-functions-${ENVIRONMENT}"
-MONITORING_STACK="lambda-auto-repair-monitoring-${ENVIRONMENT}"
-
-echo "=== Lambda Auto-Repair System Validation ==="
-echo "Environment: ${ENVIRONMENT}"
-echo "Region: ${REGION}"
-echo "============================================="
+reason_of() { last_line "$1" | sed -E 's/^An error occurred \(([^)]*)\) when calling the [A-Za-z]+ operation: /\1: /'; }
 
 # ---------------------------------------------------------------------------------------------- stacks
-for stack in "${MAIN_STACK}" "${FUNCTIONS_STACK}" "${MONITORING_STACK}"; do
-  echo "Checking stack: ${stack}"
-  if ! status="$(aws cloudformation describe-stacks --stack-name "${stack}" \
-    --query 'Stacks[0].StackStatus' --output text 2>&1)"; then
-    echo "  Status: NOT_FOUND"
-    problem "Stack ${stack} not found ($(reason_of "${status}"))"
-    continue
-  fi
-  echo "  Status: ${status}"
-  case "${status}" in
-    CREATE_COMPLETE | UPDATE_COMPLETE | IMPORT_COMPLETE) ok "Stack is healthy" ;;
-    *_IN_PROGRESS) problem "Stack ${stack} is busy (${status})" ;;
-    *) problem "Stack ${stack} is not healthy (${status})" ;;
-  esac
-done
+check_stacks() {
+  local stack status
+  for stack in "${STACKS[@]}"; do
+    echo "Checking stack: ${stack}"
+    if ! status="$(aws cloudformation describe-stacks --stack-name "${stack}" \
+      --query 'Stacks[0].StackStatus' --output text 2>&1)"; then
+      echo "  Status: NOT_FOUND"
+      problem "Stack ${stack} not found ($(reason_of "${status}"))"
+      continue
+    fi
+    echo "  Status: ${status}"
+    case "${status}" in
+      CREATE_COMPLETE | UPDATE_COMPLETE | IMPORT_COMPLETE) ok "Stack is healthy" ;;
+      *_IN_PROGRESS) problem "Stack ${stack} is busy (${status})" ;;
+      *) problem "Stack ${stack} is not healthy (${status})" ;;
+    esac
+  done
+}
 
 # ---------------------------------------------------------------------------------------------- functions
-echo "Validating Lambda functions..."
-function_problems=0
-for role in "${ROLES[@]}"; do
-  name="lambda-auto-repair-${role}-${ENVIRONMENT}"
-  if ! config="$(aws lambda get-function-configuration --function-name "${name}" --output json 2>&1)"; then
-    problem "Function ${name} not found ($(reason_of "${config}"))"
-    function_problems=$((function_problems + 1))
-    continue
+# The deployment's Lambda functions, one name per line, whichever stack declares them: the stacks are the one
+# list, so a function added to (or moved between) templates is checked without editing this script.
+deployed_functions() {
+  local stack
+  for stack in "${STACKS[@]}"; do
+    aws cloudformation list-stack-resources --stack-name "${stack}" --output json 2>/dev/null |
+      jq -r '.StackResourceSummaries[] | select(.ResourceType == "AWS::Lambda::Function")
+             | .PhysicalResourceId // empty' || true
+  done
+}
+
+check_functions() {
+  local function_problems=0 name config state update_status
+  local -a names=()
+  echo "Validating Lambda functions..."
+  mapfile -t names < <(deployed_functions)
+  if [[ ${#names[@]} -eq 0 ]]; then
+    problem "No Lambda functions found in the stacks ${STACKS[*]}"
+    return 0
   fi
-  state="$(jq -r '.State // "Active"' <<<"${config}")"
-  update_status="$(jq -r '.LastUpdateStatus // "Successful"' <<<"${config}")"
-  if [[ "${state}" != "Active" ]]; then
-    problem "Function ${name} is ${state} ($(jq -r '.StateReason // "no reason given"' <<<"${config}"))"
-    function_problems=$((function_problems + 1))
-  elif [[ "${update_status}" == "Failed" ]]; then
-    problem "Function ${name} last update failed ($(jq -r '.LastUpdateStatusReason // "no reason given"' <<<"${config}"))"
-    function_problems=$((function_problems + 1))
+  for name in "${names[@]}"; do
+    if ! config="$(aws lambda get-function-configuration --function-name "${name}" --output json 2>&1)"; then
+      problem "Function ${name} not found ($(reason_of "${config}"))"
+      function_problems=$((function_problems + 1))
+      continue
+    fi
+    state="$(jq -r '.State // "Active"' <<<"${config}")"
+    update_status="$(jq -r '.LastUpdateStatus // "Successful"' <<<"${config}")"
+    if [[ "${state}" != "Active" ]]; then
+      problem "Function ${name} is ${state} ($(jq -r '.StateReason // "no reason given"' <<<"${config}"))"
+      function_problems=$((function_problems + 1))
+    elif [[ "${update_status}" == "Failed" ]]; then
+      problem "Function ${name} last update failed ($(jq -r '.LastUpdateStatusReason // "no reason given"' <<<"${config}"))"
+      function_problems=$((function_problems + 1))
+    fi
+  done
+  if [[ "${function_problems}" -eq 0 ]]; then
+    ok "All functions are active"
   fi
-done
-if [[ "${function_problems}" -eq 0 ]]; then
-  ok "All functions are active"
-fi
+}
 
 # ---------------------------------------------------------------------------------------------- state machine
-echo "Validating Step Functions..."
-STATE_MACHINE="lambda-auto-repair-workflow-${ENVIRONMENT}"
-if ! sm_arn="$(aws stepfunctions list-state-machines --output json 2>&1)"; then
-  problem "State machine ${STATE_MACHINE} could not be listed ($(reason_of "${sm_arn}"))"
-else
-  sm_arn="$(jq -r --arg n "${STATE_MACHINE}" '[.stateMachines[] | select(.name == $n) | .stateMachineArn][0] // ""' <<<"${sm_arn}")"
+check_state_machine() {
+  local state_machine="lambda-auto-repair-workflow-${ENVIRONMENT}" sm_arn sm_status
+  echo "Validating Step Functions..."
+  if ! sm_arn="$(aws stepfunctions list-state-machines --output json 2>&1)"; then
+    problem "State machine ${state_machine} could not be listed ($(reason_of "${sm_arn}"))"
+    return 0
+  fi
+  sm_arn="$(jq -r --arg n "${state_machine}" '[.stateMachines[] | select(.name == $n) | .stateMachineArn][0] // ""' <<<"${sm_arn}")"
   if [[ -z "${sm_arn}" ]]; then
-    problem "State machine ${STATE_MACHINE} not found"
+    problem "State machine ${state_machine} not found"
   elif ! sm_status="$(aws stepfunctions describe-state-machine --state-machine-arn "${sm_arn}" \
     --query 'status' --output text 2>&1)"; then
-    problem "State machine ${STATE_MACHINE} could not be described ($(reason_of "${sm_status}"))"
+    problem "State machine ${state_machine} could not be described ($(reason_of "${sm_status}"))"
   elif [[ "${sm_status}" != "ACTIVE" && "${sm_status}" != "None" ]]; then
-    problem "State machine ${STATE_MACHINE} is ${sm_status}"
+    problem "State machine ${state_machine} is ${sm_status}"
   else
     ok "State machine is active"
   fi
-fi
+}
 
 # ---------------------------------------------------------------------------------------------- events
-echo "Validating EventBridge..."
-BUS="lambda-auto-repair-bus-${ENVIRONMENT}"
-FORWARD_RULE="lambda-auto-repair-forward-alarms-${ENVIRONMENT}"
-if ! bus_output="$(aws events describe-event-bus --name "${BUS}" --output json 2>&1)"; then
-  problem "Event bus ${BUS} not found ($(reason_of "${bus_output}"))"
-else
-  ok "Event bus ${BUS} exists"
-  if ! rules="$(aws events list-rules --event-bus-name "${BUS}" --output json 2>&1)"; then
-    problem "Rules of event bus ${BUS} could not be listed ($(reason_of "${rules}"))"
-  elif [[ "$(jq '.Rules | length' <<<"${rules}")" -eq 0 ]]; then
-    problem "Event bus ${BUS} has no rules (the functions stack adds them)"
-  else
-    bus_rule_problems=0
-    while IFS=$'\t' read -r rule_name rule_state; do
-      if [[ "${rule_state}" != "ENABLED" ]]; then
-        problem "Rule ${rule_name} on ${BUS} is ${rule_state}"
-        bus_rule_problems=$((bus_rule_problems + 1))
-        continue
-      fi
-      targets="$(aws events list-targets-by-rule --rule "${rule_name}" --event-bus-name "${BUS}" \
-        --query 'length(Targets)' --output text 2>/dev/null || echo 0)"
-      if [[ "${targets}" == "0" ]]; then
-        problem "Rule ${rule_name} on ${BUS} has no targets"
-        bus_rule_problems=$((bus_rule_problems + 1))
-      fi
-    done < <(jq -r '.Rules[] | [.Name, .State] | @tsv' <<<"${rules}")
-    if [[ "${bus_rule_problems}" -eq 0 ]]; then
-      ok "$(jq '.Rules | length' <<<"${rules}") rule(s) on ${BUS} are enabled with targets"
-    fi
+check_bus_rules() {
+  local bus="$1" rules bus_rule_problems=0 rule_name rule_state targets
+  if ! rules="$(aws events list-rules --event-bus-name "${bus}" --output json 2>&1)"; then
+    problem "Rules of event bus ${bus} could not be listed ($(reason_of "${rules}"))"
+    return 0
   fi
-fi
-if ! forward="$(aws events describe-rule --name "${FORWARD_RULE}" --output json 2>&1)"; then
-  problem "Forwarding rule ${FORWARD_RULE} not found on the default bus ($(reason_of "${forward}"))"
-else
+  if [[ "$(jq '.Rules | length' <<<"${rules}")" -eq 0 ]]; then
+    problem "Event bus ${bus} has no rules (the functions stack adds them)"
+    return 0
+  fi
+  while IFS=$'\t' read -r rule_name rule_state; do
+    if [[ "${rule_state}" != "ENABLED" ]]; then
+      problem "Rule ${rule_name} on ${bus} is ${rule_state}"
+      bus_rule_problems=$((bus_rule_problems + 1))
+      continue
+    fi
+    targets="$(aws events list-targets-by-rule --rule "${rule_name}" --event-bus-name "${bus}" \
+      --query 'length(Targets)' --output text 2>/dev/null || echo 0)"
+    if [[ "${targets}" == "0" ]]; then
+      problem "Rule ${rule_name} on ${bus} has no targets"
+      bus_rule_problems=$((bus_rule_problems + 1))
+    fi
+  done < <(jq -r '.Rules[] | [.Name, .State] | @tsv' <<<"${rules}")
+  if [[ "${bus_rule_problems}" -eq 0 ]]; then
+    ok "$(jq '.Rules | length' <<<"${rules}") rule(s) on ${bus} are enabled with targets"
+  fi
+}
+
+check_forwarding_rule() {
+  local bus="$1" forward_rule="lambda-auto-repair-forward-alarms-${ENVIRONMENT}" forward forward_state forward_target
+  if ! forward="$(aws events describe-rule --name "${forward_rule}" --output json 2>&1)"; then
+    problem "Forwarding rule ${forward_rule} not found on the default bus ($(reason_of "${forward}"))"
+    return 0
+  fi
   forward_state="$(jq -r '.State' <<<"${forward}")"
-  forward_target="$(aws events list-targets-by-rule --rule "${FORWARD_RULE}" \
+  forward_target="$(aws events list-targets-by-rule --rule "${forward_rule}" \
     --query 'Targets[0].Arn' --output text 2>/dev/null || true)"
   if [[ "${forward_state}" != "ENABLED" ]]; then
-    problem "Forwarding rule ${FORWARD_RULE} is ${forward_state}"
-  elif [[ "${forward_target}" != *":event-bus/${BUS}" ]]; then
-    problem "Forwarding rule ${FORWARD_RULE} does not target ${BUS} (target: ${forward_target:-none})"
+    problem "Forwarding rule ${forward_rule} is ${forward_state}"
+  elif [[ "${forward_target}" != *":event-bus/${bus}" ]]; then
+    problem "Forwarding rule ${forward_rule} does not target ${bus} (target: ${forward_target:-none})"
   else
-    ok "Forwarding rule ${FORWARD_RULE} is enabled"
+    ok "Forwarding rule ${forward_rule} is enabled"
   fi
-fi
+}
+
+check_events() {
+  local bus="lambda-auto-repair-bus-${ENVIRONMENT}" bus_output
+  echo "Validating EventBridge..."
+  if ! bus_output="$(aws events describe-event-bus --name "${bus}" --output json 2>&1)"; then
+    problem "Event bus ${bus} not found ($(reason_of "${bus_output}"))"
+  else
+    ok "Event bus ${bus} exists"
+    check_bus_rules "${bus}"
+  fi
+  check_forwarding_rule "${bus}"
+}
 
 # ---------------------------------------------------------------------------------------------- tables
-echo "Validating DynamoDB tables..."
-table_problems=0
-for table_kind in incidents audit state; do
-  table="lambda-auto-repair-${table_kind}-${ENVIRONMENT}"
-  if ! table_status="$(aws dynamodb describe-table --table-name "${table}" \
-    --query 'Table.TableStatus' --output text 2>&1)"; then
-    problem "Table ${table} not found ($(reason_of "${table_status}"))"
-    table_problems=$((table_problems + 1))
-    continue
+check_tables() {
+  local table_problems=0 table_kind table table_status ttl_status
+  echo "Validating DynamoDB tables..."
+  for table_kind in incidents audit state; do
+    table="lambda-auto-repair-${table_kind}-${ENVIRONMENT}"
+    if ! table_status="$(aws dynamodb describe-table --table-name "${table}" \
+      --query 'Table.TableStatus' --output text 2>&1)"; then
+      problem "Table ${table} not found ($(reason_of "${table_status}"))"
+      table_problems=$((table_problems + 1))
+      continue
+    fi
+    if [[ "${table_status}" != "ACTIVE" ]]; then
+      problem "Table ${table} is ${table_status}"
+      table_problems=$((table_problems + 1))
+      continue
+    fi
+    ttl_status="$(aws dynamodb describe-time-to-live --table-name "${table}" \
+      --query 'TimeToLiveDescription.TimeToLiveStatus' --output text 2>/dev/null || echo UNKNOWN)"
+    if [[ "${ttl_status}" != "ENABLED" && "${ttl_status}" != "ENABLING" ]]; then
+      problem "Table ${table} has TTL ${ttl_status} (expected ENABLED on expiresAt)"
+      table_problems=$((table_problems + 1))
+    fi
+  done
+  if [[ "${table_problems}" -eq 0 ]]; then
+    ok "All tables are active with TTL enabled"
   fi
-  if [[ "${table_status}" != "ACTIVE" ]]; then
-    problem "Table ${table} is ${table_status}"
-    table_problems=$((table_problems + 1))
-    continue
-  fi
-  ttl_status="$(aws dynamodb describe-time-to-live --table-name "${table}" \
-    --query 'TimeToLiveDescription.TimeToLiveStatus' --output text 2>/dev/null || echo UNKNOWN)"
-  if [[ "${ttl_status}" != "ENABLED" && "${ttl_status}" != "ENABLING" ]]; then
-    problem "Table ${table} has TTL ${ttl_status} (expected ENABLED on expiresAt)"
-    table_problems=$((table_problems + 1))
-  fi
-done
-if [[ "${table_problems}" -eq 0 ]]; then
-  ok "All tables are active with TTL enabled"
-fi
+}
 
 # ---------------------------------------------------------------------------------------------- notifications
-echo "Validating SNS..."
-TOPIC_NAME="lambda-auto-repair-notifications-${ENVIRONMENT}"
-topic_arn=""
-if topics="$(aws sns list-topics --output json 2>&1)"; then
-  topic_arn="$(jq -r --arg n "${TOPIC_NAME}" '[.Topics[].TopicArn | select(endswith(":" + $n))][0] // ""' <<<"${topics}")"
-fi
-if [[ -z "${topic_arn}" ]]; then
-  problem "Topic ${TOPIC_NAME} not found"
-else
-  ok "Topic ${TOPIC_NAME} exists"
-  if ! subscriptions="$(aws sns list-subscriptions-by-topic --topic-arn "${topic_arn}" --output json 2>&1)"; then
-    problem "Subscriptions of ${TOPIC_NAME} could not be listed ($(reason_of "${subscriptions}"))"
-  else
-    email_count="$(jq '[.Subscriptions[] | select(.Protocol == "email")] | length' <<<"${subscriptions}")"
-    pending_count="$(jq '[.Subscriptions[] | select(.Protocol == "email" and .SubscriptionArn == "PendingConfirmation")] | length' <<<"${subscriptions}")"
-    if [[ "${email_count}" -eq 0 ]]; then
-      problem "Topic ${TOPIC_NAME} has no e-mail subscription"
-    elif [[ "${pending_count}" -gt 0 ]]; then
-      ok "E-mail subscription exists"
-      note "${pending_count} e-mail subscription(s) pending confirmation; click the link in the AWS e-mail"
-    else
-      ok "E-mail subscription exists"
-    fi
+# Sets TOPIC_ARN (empty when the topic is missing): the alarm check needs it.
+check_notifications() {
+  local topics subscriptions email_count pending_count
+  echo "Validating SNS..."
+  if topics="$(aws sns list-topics --output json 2>&1)"; then
+    TOPIC_ARN="$(jq -r --arg n "${TOPIC_NAME}" '[.Topics[].TopicArn | select(endswith(":" + $n))][0] // ""' <<<"${topics}")"
   fi
-fi
+  if [[ -z "${TOPIC_ARN}" ]]; then
+    problem "Topic ${TOPIC_NAME} not found"
+    return 0
+  fi
+  ok "Topic ${TOPIC_NAME} exists"
+  if ! subscriptions="$(aws sns list-subscriptions-by-topic --topic-arn "${TOPIC_ARN}" --output json 2>&1)"; then
+    problem "Subscriptions of ${TOPIC_NAME} could not be listed ($(reason_of "${subscriptions}"))"
+    return 0
+  fi
+  email_count="$(jq '[.Subscriptions[] | select(.Protocol == "email")] | length' <<<"${subscriptions}")"
+  pending_count="$(jq '[.Subscriptions[] | select(.Protocol == "email" and .SubscriptionArn == "PendingConfirmation")] | length' <<<"${subscriptions}")"
+  if [[ "${email_count}" -eq 0 ]]; then
+    problem "Topic ${TOPIC_NAME} has no e-mail subscription"
+  elif [[ "${pending_count}" -gt 0 ]]; then
+    ok "E-mail subscription exists"
+    note "${pending_count} e-mail subscription(s) pending confirmation; click the link in the AWS e-mail"
+  else
+    ok "E-mail subscription exists"
+  fi
+}
 
 # ---------------------------------------------------------------------------------------------- monitoring
-echo "Validating CloudWatch..."
-ALARM_NAMES=()
-for alarm in "${ALARMS[@]}"; do
-  ALARM_NAMES+=("lambda-auto-repair-${alarm}-${ENVIRONMENT}")
-done
-if ! alarms_output="$(aws cloudwatch describe-alarms --alarm-names "${ALARM_NAMES[@]}" --output json 2>&1)"; then
-  problem "Alarms could not be described ($(reason_of "${alarms_output}"))"
-else
-  alarm_problems=0
-  for alarm_name in "${ALARM_NAMES[@]}"; do
+check_alarms() {
+  local alarm alarms_output alarm_problems=0 alarm_name alarm_state
+  local -a alarm_names=()
+  for alarm in "${ALARMS[@]}"; do
+    alarm_names+=("lambda-auto-repair-${alarm}-${ENVIRONMENT}")
+  done
+  if ! alarms_output="$(aws cloudwatch describe-alarms --alarm-names "${alarm_names[@]}" --output json 2>&1)"; then
+    problem "Alarms could not be described ($(reason_of "${alarms_output}"))"
+    return 0
+  fi
+  for alarm_name in "${alarm_names[@]}"; do
     alarm_state="$(jq -r --arg n "${alarm_name}" \
       '[(.MetricAlarms // [])[] | select(.AlarmName == $n) | .StateValue][0] // "MISSING"' <<<"${alarms_output}")"
     case "${alarm_state}" in
@@ -276,7 +291,7 @@ else
         ;;
       *)
         # An alarm that tells nobody is as good as none: actions on, and the notification topic among them.
-        if ! jq -e --arg n "${alarm_name}" --arg t "${topic_arn}" \
+        if ! jq -e --arg n "${alarm_name}" --arg t "${TOPIC_ARN}" \
           '[(.MetricAlarms // [])[] | select(.AlarmName == $n)][0]
            | (.ActionsEnabled != false) and ($t == "" or ((.AlarmActions // []) | index($t) != null))' \
           <<<"${alarms_output}" >/dev/null; then
@@ -287,20 +302,53 @@ else
     esac
   done
   if [[ "${alarm_problems}" -eq 0 ]]; then
-    ok "All ${#ALARM_NAMES[@]} system alarms exist, notify ${TOPIC_NAME} and none is in ALARM"
+    ok "All ${#alarm_names[@]} system alarms exist, notify ${TOPIC_NAME} and none is in ALARM"
   fi
-fi
-DASHBOARD="lambda-auto-repair-${ENVIRONMENT}"
-if ! dashboard_output="$(aws cloudwatch get-dashboard --dashboard-name "${DASHBOARD}" --output json 2>&1)"; then
-  problem "Dashboard ${DASHBOARD} not found ($(reason_of "${dashboard_output}"))"
-else
-  ok "Dashboard ${DASHBOARD} exists"
-fi
+}
 
-echo "============================================="
-if [[ "${PROBLEMS}" -eq 0 ]]; then
-  echo "✅ All checks passed"
-  exit 0
-fi
-echo "❌ ${PROBLEMS} problem(s) found"
-exit 1
+check_dashboard() {
+  local dashboard="lambda-auto-repair-${ENVIRONMENT}" dashboard_output
+  if ! dashboard_output="$(aws cloudwatch get-dashboard --dashboard-name "${dashboard}" --output json 2>&1)"; then
+    problem "Dashboard ${dashboard} not found ($(reason_of "${dashboard_output}"))"
+  else
+    ok "Dashboard ${dashboard} exists"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------- main
+main() {
+  parse_args "$@"
+  check_environment
+  check_region
+  require_aws_cli_and_jq
+  configure_aws_access
+  caller_account >/dev/null
+
+  STACKS=("lambda-auto-repair-main-${ENVIRONMENT}" "lambda-auto-repair-functions-${ENVIRONMENT}"
+    "lambda-auto-repair-monitoring-${ENVIRONMENT}")
+  TOPIC_NAME="lambda-auto-repair-notifications-${ENVIRONMENT}"
+
+  echo "=== Lambda Auto-Repair System Validation ==="
+  echo "Environment: ${ENVIRONMENT}"
+  echo "Region: ${REGION}"
+  echo "============================================="
+  check_stacks
+  check_functions
+  check_state_machine
+  check_events
+  check_tables
+  check_notifications
+  echo "Validating CloudWatch..."
+  check_alarms
+  check_dashboard
+
+  echo "============================================="
+  if [[ "${PROBLEMS}" -eq 0 ]]; then
+    echo "✅ All checks passed"
+    exit 0
+  fi
+  echo "❌ ${PROBLEMS} problem(s) found"
+  exit 1
+}
+
+main "$@"

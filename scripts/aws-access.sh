@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Sourced by deploy.sh and validate-deployment.sh: one definition of which environment they act on and how
 # they reach AWS or the local cloud. Reads ENVIRONMENT, PROFILE, LOCAL and REGION from the caller; exports the
-# AWS_* variables every `aws` call then uses. The caller defines die().
+# AWS_* variables every `aws` call then uses. The caller sources scripts/common.sh first (die, last_line).
 
 # --local alone means the local environment; anything else must be one the parameter files exist for.
 check_environment() {
@@ -13,6 +13,13 @@ check_environment() {
     "") die "--environment is required (dev, staging, prod or local)" ;;
     *) die "invalid --environment '${ENVIRONMENT}' (expected dev, staging, prod or local)" ;;
   esac
+}
+
+# An explicit --region must look like one: a typo would otherwise surface as an endpoint error much later.
+check_region() {
+  if [[ -n "${REGION}" ]] && ! [[ "${REGION}" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]]; then
+    die "invalid --region '${REGION}' (expected a region such as us-east-1)"
+  fi
 }
 
 configure_aws_access() {
@@ -35,4 +42,13 @@ configure_aws_access() {
   REGION="${REGION:-us-east-1}"
   export AWS_REGION="${REGION}" AWS_DEFAULT_REGION="${REGION}"
   export AWS_PAGER=""
+}
+
+# Prints the account the credentials belong to; dies with the CLI's reason when there are none or they fail.
+caller_account() {
+  local identity
+  if ! identity="$(aws sts get-caller-identity --output json 2>&1)"; then
+    die "AWS credentials are missing or invalid ($(last_line "${identity}"))"
+  fi
+  jq -r '.Account' <<<"${identity}"
 }

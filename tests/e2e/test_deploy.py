@@ -40,7 +40,7 @@ def make_project(root: Path) -> Path:
     project.mkdir()
     for name in ["deploy.sh", "validate-deployment.sh", "requirements-lambda.txt", *TEMPLATES]:
         shutil.copy2(REPO / name, project / name)
-    for directory in ("parameters", "scripts", "src", "knowledge"):
+    for directory in ("parameters", "scripts", "src", "knowledge", "tools"):
         if (REPO / directory).exists():
             shutil.copytree(
                 REPO / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")

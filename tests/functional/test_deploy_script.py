@@ -26,13 +26,18 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def endpoint():
+def _moto_server():
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+# Shared by the tests that create nothing (they assert the cloud stays empty).
+endpoint = pytest.fixture(scope="module")(_moto_server)
+# For a test that leaves stacks behind.
+own_endpoint = pytest.fixture(_moto_server)
 
 
 def base_env(endpoint: str, **extra: str) -> dict[str, str]:
@@ -273,9 +278,12 @@ def test_package_is_reproducible_across_copies(endpoint: str, tmp_path: Path) ->
             "lambda-auto-repair-monitoring.yaml",
         ):
             shutil.copy2(REPO / name, project / name)
-        shutil.copytree(REPO / "parameters", project / "parameters")
-        shutil.copytree(REPO / "scripts", project / "scripts")
-        shutil.copytree(REPO / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for directory in ("parameters", "scripts", "tools", "knowledge"):
+            shutil.copytree(REPO / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__"))
+        # symlinks=True: src/auto_repair/knowledge_data stays the link to knowledge/ that a checkout has
+        shutil.copytree(
+            REPO / "src", project / "src", symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         (project / "src" / "auto_repair" / "__pycache__").mkdir(exist_ok=True)
         (project / "src" / "auto_repair" / "__pycache__" / f"junk{attempt}.pyc").write_bytes(b"x")
         for path in project.rglob("*"):
@@ -299,3 +307,56 @@ def test_package_is_reproducible_across_copies(endpoint: str, tmp_path: Path) ->
     # THEN the content-addressed keys are identical (byte-identical zips, no .pyc, fixed timestamps)
     assert keys[0] == keys[1]
     assert keys[0].startswith("code/auto-repair-") and len(keys[0]) == len("code/auto-repair-.zip") + 64
+
+
+# ---------------------------------------------------------------------------------------------- validation
+TARGETS_STACK_TEMPLATE = """
+Resources:
+  TargetsRole:
+    Type: AWS::IAM::Role
+    Properties:
+      RoleName: lambda-auto-repair-targets-role-dev
+      AssumeRolePolicyDocument:
+        Version: '2012-10-17'
+        Statement:
+          - Effect: Allow
+            Principal: {Service: lambda.amazonaws.com}
+            Action: sts:AssumeRole
+  TargetsFunction:
+    Type: AWS::Lambda::Function
+    Properties:
+      FunctionName: lambda-auto-repair-targets-dev
+      Runtime: python3.12
+      Handler: index.handler
+      Role: !GetAtt TargetsRole.Arn
+      Code:
+        ZipFile: "def handler(event, context):\n    return None\n"
+"""
+
+
+def test_validate_checks_the_functions_the_stacks_declare(own_endpoint: str) -> None:
+    # GIVEN only a monitoring stack, whose one function was then deleted behind CloudFormation's back
+    fake = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    cfn = boto3.client("cloudformation", endpoint_url=own_endpoint, **fake)
+    cfn.create_stack(StackName="lambda-auto-repair-monitoring-dev", TemplateBody=TARGETS_STACK_TEMPLATE,
+                     Capabilities=["CAPABILITY_NAMED_IAM"])
+    boto3.client("lambda", endpoint_url=own_endpoint, **fake).delete_function(
+        FunctionName="lambda-auto-repair-targets-dev"
+    )
+    # WHEN validate-deployment.sh runs
+    proc = run(["--environment", "dev"], base_env(own_endpoint), VALIDATE)
+    # THEN it reports the missing function by the name the stack gave it, and no function of a missing stack
+    assert proc.returncode == 1, proc.stderr
+    functions = [line for line in proc.stdout.splitlines() if line.startswith("  ❌ Function ")]
+    assert len(functions) == 1
+    assert functions[0].startswith("  ❌ Function lambda-auto-repair-targets-dev not found (")
+
+
+def test_validate_without_stacks_says_no_function_was_found(endpoint: str) -> None:
+    # GIVEN no stacks at all WHEN validate-deployment.sh runs THEN the functions check says so in one line
+    proc = run(["--environment", "staging"], base_env(endpoint), VALIDATE)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    at = lines.index("Validating Lambda functions...")
+    assert lines[at + 1].startswith("  ❌ No Lambda functions found in the stacks lambda-auto-repair-main-staging ")
+    assert lines[at + 2] == "Validating Step Functions..."

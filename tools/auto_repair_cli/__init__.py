@@ -1,1 +1,1 @@
-"""The operator command line: auto-repair local|approve|reject|incidents|diagnose|targets."""
+"""The operator command line: auto-repair local|approve|reject|incidents|diagnose|targets|package."""

@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "incidents": "auto_repair_cli.incidents",
     "demo": "auto_repair_cli.demo",
     "targets": "auto_repair_cli.targets",
+    "package": "auto_repair_cli.package",
 }
 
 
