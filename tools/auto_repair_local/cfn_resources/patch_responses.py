@@ -49,23 +49,40 @@ class InsufficientCapabilities(CloudFormationError):
     code = "InsufficientCapabilitiesException"
 
 
+def _check_capabilities(self: Any) -> None:
+    body = self._get_param("TemplateBody")
+    if not body and self._get_param("TemplateURL"):
+        body = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
+    if not body and self._get_bool_param("UsePreviousTemplate", False):
+        body = self.cloudformation_backend.get_stack(self._get_param("StackName")).template
+    needed, _ = required_capabilities(_template_dict(body))
+    given = set(self._get_param("Capabilities", []) or [])
+    if needed and not (
+        set(needed) & given or (needed == ["CAPABILITY_IAM"] and "CAPABILITY_NAMED_IAM" in given)
+    ):
+        # AWS refuses before doing anything; moto did not check, so a missing --capabilities went unnoticed.
+        raise InsufficientCapabilities(f"Requires capabilities : [{needed[0]}]")
+
+
+def _template_parameters(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """ValidateTemplate's Parameters list, from the template's Parameters section."""
+    parameters = []
+    for key, spec in (template.get("Parameters") or {}).items():
+        item: dict[str, Any] = {
+            "ParameterKey": key,
+            "NoEcho": str(spec.get("NoEcho", False)).lower() == "true",
+        }
+        if "Default" in spec:
+            item["DefaultValue"] = str(spec["Default"])
+        if "Description" in spec:
+            item["Description"] = spec["Description"]
+        parameters.append(item)
+    return parameters
+
+
 def _patch_responses() -> None:
     responses = cfn_responses.CloudFormationResponse
     orig_validate = responses.validate_template
-
-    def _check_capabilities(self: Any) -> None:
-        body = self._get_param("TemplateBody")
-        if not body and self._get_param("TemplateURL"):
-            body = self._get_stack_from_s3_url(self._get_param("TemplateURL"))
-        if not body and self._get_bool_param("UsePreviousTemplate", False):
-            body = self.cloudformation_backend.get_stack(self._get_param("StackName")).template
-        needed, _ = required_capabilities(_template_dict(body))
-        given = set(self._get_param("Capabilities", []) or [])
-        if needed and not (
-            set(needed) & given or (needed == ["CAPABILITY_IAM"] and "CAPABILITY_NAMED_IAM" in given)
-        ):
-            # AWS refuses before doing anything; moto did not check, so a missing --capabilities went unnoticed.
-            raise InsufficientCapabilities(f"Requires capabilities : [{needed[0]}]")
 
     for action in ("create_stack", "update_stack", "create_change_set"):
         original = getattr(responses, action)
@@ -91,17 +108,7 @@ def _patch_responses() -> None:
         template = _template_dict(body)
         if not template:
             return orig_validate(self)
-        parameters = []
-        for key, spec in (template.get("Parameters") or {}).items():
-            item: dict[str, Any] = {
-                "ParameterKey": key,
-                "NoEcho": str(spec.get("NoEcho", False)).lower() == "true",
-            }
-            if "Default" in spec:
-                item["DefaultValue"] = str(spec["Default"])
-            if "Description" in spec:
-                item["Description"] = spec["Description"]
-            parameters.append(item)
+        parameters = _template_parameters(template)
         capabilities, types = required_capabilities(template)
         result: dict[str, Any] = {"Parameters": parameters, "Capabilities": capabilities}
         if template.get("Description"):
