@@ -18,6 +18,12 @@ another version (Lambda re-allocates then), ``READY`` afterwards. The runtime do
 for provisioned concurrency; only the configuration and its status are modelled.
 
 ``patch()`` applies the same changes to moto in-process (functional tests) and returns an undo function.
+
+Patches (see ``MOTO_TOUCHPOINTS``; every replacement is listed in ``_REPLACEMENTS``). AWS behaviour:
+https://docs.aws.amazon.com/lambda/latest/dg/configuration-versions.html,
+https://docs.aws.amazon.com/lambda/latest/dg/snapstart.html and
+https://docs.aws.amazon.com/lambda/latest/dg/provisioned-concurrency.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -40,6 +46,46 @@ from moto.awslambda.exceptions import (
 )
 from moto.awslambda.models import LambdaAlias, LambdaBackend, LambdaFunction, LambdaStorage
 from moto.awslambda.responses import LambdaResponse
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.awslambda.models.LambdaFunction.get_configuration(on_create)",
+    "moto.awslambda.models.LambdaFunction.update_configuration(config_updates)",
+    "moto.awslambda.models.LambdaFunction.update_function_code(updated_spec)",
+    "moto.awslambda.models.LambdaFunction#version",
+    "moto.awslambda.models.LambdaFunction#code_sha_256",
+    "moto.awslambda.models.LambdaFunction#function_name",
+    "moto.awslambda.models.LambdaFunction#function_arn",
+    "moto.awslambda.models.LambdaFunction#account_id",
+    "moto.awslambda.models.LambdaFunction#region",
+    "moto.awslambda.models.LambdaBackend.create_function(spec)",
+    "moto.awslambda.models.LambdaBackend.update_function_configuration(function_name, qualifier, body)",
+    "moto.awslambda.models.LambdaBackend.update_function_code(function_name, qualifier, body)",
+    "moto.awslambda.models.LambdaBackend.get_function(function_name_or_arn, qualifier)",
+    "moto.awslambda.models.LambdaBackend.get_alias(name, function_name)",
+    "moto.awslambda.models.LambdaStorage.publish_version(name_or_arn, description)",
+    "moto.awslambda.models.LambdaStorage.get_function_by_name_or_arn_forbid_qualifier(name_or_arn)",
+    "moto.awslambda.models.LambdaStorage#_functions",
+    "moto.awslambda.models.LambdaAlias.update(description, function_version, routing_config)",
+    "moto.awslambda.models.LambdaAlias.to_json()",
+    "moto.awslambda.models.LambdaAlias#arn",
+    "moto.awslambda.models.LambdaAlias#name",
+    "moto.awslambda.models.LambdaAlias#function_version",
+    "moto.awslambda.models.LambdaAlias#revision_id",
+    "moto.awslambda.responses.LambdaResponse.publish_version()",
+    "moto.awslambda.responses.LambdaResponse.update_alias()",
+    "moto.awslambda.responses.LambdaResponse.dispatch()",
+    "moto.awslambda.responses.LambdaResponse#backend",
+    "moto.awslambda.responses.LambdaResponse#path",
+    "moto.awslambda.responses.LambdaResponse#body",
+    "moto.awslambda.responses.LambdaResponse#querystring",
+    "moto.awslambda.urls.url_paths",
+    "moto.awslambda.exceptions.InvalidParameterValueException(message)",
+    "moto.awslambda.exceptions.LambdaClientError(error, message)",
+    "moto.awslambda.exceptions.PreconditionFailedException(message)",
+)
 
 SNAPSTART_SECONDS = float(os.environ.get("AUTO_REPAIR_LOCAL_SNAPSTART_SECONDS", "3"))
 PC_SECONDS = float(os.environ.get("AUTO_REPAIR_LOCAL_PC_SECONDS", "1"))

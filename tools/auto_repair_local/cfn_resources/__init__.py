@@ -15,6 +15,18 @@ moto 5.2.5 builds its type registry from the *direct* subclasses of ``CloudForma
 * records per-resource stack events, with ``ResourceStatusReason`` on failure, and rolls back a failed create;
 * makes ``ExecuteChangeSet`` (what ``aws cloudformation deploy`` uses) record outputs and exports, as create/update
   stack do, and makes ``UpdateStack`` refresh exports and answer "No updates are to be performed." like AWS.
+
+Patches (see ``MOTO_TOUCHPOINTS`` here and in each submodule): ``moto.cloudformation.parsing`` (resource
+create/update/delete, the model registry), ``moto.cloudformation.models.CloudFormationBackend`` (stack lifecycle),
+``moto.cloudformation.responses.CloudFormationResponse`` (capabilities, ValidateTemplate) and the CloudFormation
+models of ``moto.events`` / ``moto.stepfunctions``. AWS behaviour:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-template-resource-type-ref.html,
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-rollback-triggers.html
+
+Modules: ``models`` (new resource types), ``updaters`` (in-place updates, post-create fixes, deletes), ``events``
+(stack events), ``patch_parsing`` / ``patch_backend`` / ``patch_responses`` / ``patch_models`` (the patches).
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -41,6 +53,15 @@ from .patch_models import _patch_event_bus_physical_id, _patch_state_machine
 from .patch_parsing import _patch_parsing
 from .patch_responses import InsufficientCapabilities, _patch_responses, _template_dict, required_capabilities
 from .updaters import DELETERS, POST_CREATE, UPDATERS, Updater
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.parsing.get_model_list.cache_clear()",
+    "moto.cloudformation.parsing.get_model_map.cache_clear()",
+    "moto.cloudformation.parsing.get_name_type_map.cache_clear()",
+)
 
 _installed = False
 

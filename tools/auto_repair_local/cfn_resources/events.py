@@ -1,10 +1,29 @@
-"""Per-resource stack events, as CloudFormation records them."""
+"""Per-resource stack events, as CloudFormation records them.
+
+AWS behaviour: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackEvent.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from moto.cloudformation import models as cfn_models
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.models.cloudformation_backends",
+    "moto.cloudformation.models.CloudFormationBackend#stacks",
+    "moto.cloudformation.models.Event(stack_id, stack_name, logical_resource_id, physical_resource_id, resource_type, resource_status, resource_status_reason, resource_properties)",
+    "moto.cloudformation.models.Stack#events",
+    "moto.cloudformation.models.Stack#stack_id",
+    "moto.cloudformation.models.Stack#name",
+    "moto.cloudformation.parsing.ResourceMap#_account_id",
+    "moto.cloudformation.parsing.ResourceMap#_region_name",
+    "moto.cloudformation.parsing.ResourceMap#stack_id",
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stack events

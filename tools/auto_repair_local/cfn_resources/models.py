@@ -1,4 +1,10 @@
-"""CloudFormation resource models for the types moto 5.2.5 skips (and a replacement Lambda permission)."""
+"""CloudFormation resource models for the types moto 5.2.5 skips (and a replacement Lambda permission).
+
+moto's registry sees only *direct* subclasses of ``moto.core.common_models.CloudFormationModel``
+(``moto.cloudformation.parsing.get_model_list``). AWS behaviour: the resource type pages under
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-template-resource-type-ref.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,61 @@ from moto.core.common_models import CloudFormationModel
 from moto.utilities.utils import get_partition
 
 from ._shared import _policy_json, _props, log
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.core.common_models.CloudFormationModel.create_from_cloudformation_json(resource_name, cloudformation_json, account_id, region_name)",
+    "moto.core.common_models.CloudFormationModel.update_from_cloudformation_json(original_resource, new_resource_name, cloudformation_json, account_id, region_name)",
+    "moto.core.common_models.CloudFormationModel.delete_from_cloudformation_json(resource_name, cloudformation_json, account_id, region_name)",
+    "moto.core.common_models.CloudFormationModel.cloudformation_type()",
+    "moto.core.common_models.CloudFormationModel.cloudformation_name_type()",
+    "moto.core.common_models.CloudFormationModel.has_cfn_attr(attr)",
+    "moto.cloudformation.parsing.get_model_list()",
+    "moto.cloudformation.exceptions.UnformattedGetAttTemplateException()",
+    "moto.utilities.utils.get_partition(region)",
+    "moto.cloudwatch.models.cloudwatch_backends",
+    "moto.cloudwatch.models.CloudWatchBackend.put_metric_alarm(name, namespace, metric_name, metric_data_queries, comparison_operator, evaluation_periods, datapoints_to_alarm, period, threshold, statistic, extended_statistic, description, dimensions, alarm_actions, ok_actions, insufficient_data_actions, unit, actions_enabled, treat_missing_data, evaluate_low_sample_count_percentile, threshold_metric_id, rule, tags)",
+    "moto.cloudwatch.models.CloudWatchBackend.delete_alarms(alarm_names)",
+    "moto.cloudwatch.models.Alarm#alarm_arn",
+    "moto.cloudwatch.models.Dimension(name, value)",
+    "moto.cloudwatch.models.Metric(metric_name, namespace, dimensions)",
+    "moto.cloudwatch.models.MetricStat(metric, period, stat, unit)",
+    "moto.cloudwatch.models.MetricDataQuery(query_id, label, period, return_data, expression, metric_stat)",
+    "moto.sns.models.sns_backends",
+    "moto.sns.models.SNSBackend.subscribe(topic_arn, endpoint, protocol)",
+    "moto.sns.models.SNSBackend.set_subscription_attributes(arn, name, value)",
+    "moto.sns.models.SNSBackend.unsubscribe(subscription_arn)",
+    "moto.sns.models.SNSBackend.get_topic(arn)",
+    "moto.sns.models.SNSBackend#subscriptions",
+    "moto.sns.models.SNSBackend#topics",
+    "moto.sns.models.Subscription#arn",
+    "moto.sns.models.Subscription#topic_arn",
+    "moto.sns.models.Subscription#protocol",
+    "moto.sns.models.Subscription#endpoint",
+    "moto.sns.models.Subscription#attributes",
+    "moto.sns.models.Topic#policy",
+    "moto.sns.models.Topic#_policy_json",
+    "moto.sns.models.Topic._create_default_topic_policy(region_name, account_id, name)",
+    "moto.sqs.models.sqs_backends",
+    "moto.sqs.models.SQSBackend.set_queue_attributes(queue_name, attributes)",
+    "moto.sqs.models.SQSBackend#queues",
+    "moto.s3.models.s3_backends",
+    "moto.s3.models.S3Backend.put_bucket_policy(bucket_name, policy)",
+    "moto.s3.models.S3Backend.delete_bucket_policy(bucket_name)",
+    "moto.s3.models.S3Backend#buckets",
+    "moto.logs.models.logs_backends",
+    "moto.logs.models.LogsBackend.put_metric_filter(filter_name, filter_pattern, log_group_name, metric_transformations)",
+    "moto.logs.models.LogsBackend.delete_metric_filter(filter_name, log_group_name)",
+    "moto.scheduler.models.scheduler_backends",
+    "moto.scheduler.models.EventBridgeSchedulerBackend.create_schedule(description, end_date, flexible_time_window, group_name, kms_key_arn, name, schedule_expression, schedule_expression_timezone, start_date, state, target, action_after_completion)",
+    "moto.scheduler.models.EventBridgeSchedulerBackend.delete_schedule(group_name, name)",
+    "moto.scheduler.models.Schedule#arn",
+    "moto.awslambda.utils.get_backend(account_id, region)",
+    "moto.awslambda.models.LambdaBackend.add_permission(function_name, qualifier, raw)",
+    "moto.awslambda.models.LambdaBackend.remove_permission(function_name, sid)",
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # New resource models. Each subclasses CloudFormationModel *directly* so moto's registry sees it.

@@ -1,4 +1,11 @@
-"""Patches moto's CloudFormation backend: rollback, exports, change sets, 'No updates'."""
+"""Patches moto's CloudFormation backend: rollback, exports, change sets, 'No updates'.
+
+Wraps ``moto.cloudformation.models.CloudFormationBackend.create_stack``, ``.update_stack`` and
+``.execute_change_set``, and ``moto.cloudformation.responses.CloudFormationResponse._validate_different_update``.
+AWS behaviour: https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-changesets.html
+and https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-stack-exports.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,49 @@ from moto.cloudformation.exceptions import ValidationError
 
 from ._shared import log
 from .events import _failure_reason
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.models.CloudFormationBackend.create_stack(name)",
+    "moto.cloudformation.models.CloudFormationBackend.update_stack(name, template, role_arn, parameters, tags)",
+    "moto.cloudformation.models.CloudFormationBackend.execute_change_set(change_set_name, stack_name)",
+    "moto.cloudformation.models.CloudFormationBackend.get_stack(name_or_stack_id)",
+    "moto.cloudformation.models.CloudFormationBackend.describe_change_set(change_set_name)",
+    "moto.cloudformation.models.CloudFormationBackend._resolve_update_parameters(instance, incoming_params)",
+    "moto.cloudformation.models.CloudFormationBackend#stacks",
+    "moto.cloudformation.models.CloudFormationBackend#exports",
+    "moto.cloudformation.models.Stack.parse_template(template)",
+    "moto.cloudformation.models.Stack._parse_template()",
+    "moto.cloudformation.models.Stack._create_output_map()",
+    "moto.cloudformation.models.Stack._add_stack_event(resource_status, resource_status_reason)",
+    "moto.cloudformation.models.Stack#exports",
+    "moto.cloudformation.models.Stack#template",
+    "moto.cloudformation.models.Stack#template_dict",
+    "moto.cloudformation.models.Stack#parameters",
+    "moto.cloudformation.models.Stack#tags",
+    "moto.cloudformation.models.Stack#status",
+    "moto.cloudformation.models.Stack#description",
+    "moto.cloudformation.models.Stack#output_map",
+    "moto.cloudformation.models.Stack#resource_map",
+    "moto.cloudformation.models.Stack#cross_stack_resources",
+    "moto.cloudformation.models.Stack#events",
+    "moto.cloudformation.models.ChangeSet#stack_id",
+    "moto.cloudformation.models.ChangeSet#change_set_type",
+    "moto.cloudformation.models.ChangeSet#execution_status",
+    "moto.cloudformation.models.ChangeSet#template",
+    "moto.cloudformation.models.ChangeSet#parameters",
+    "moto.cloudformation.models.Export#exporting_stack_id",
+    "moto.cloudformation.models.Export#name",
+    "moto.cloudformation.parsing.ResourceMap.delete()",
+    "moto.cloudformation.parsing.ResourceMap#cross_stack_resources",
+    "moto.cloudformation.parsing.ResourceMap#_resource_json_map",
+    "moto.cloudformation.parsing.OutputMap#_output_json_map",
+    "moto.cloudformation.responses.CloudFormationResponse._validate_different_update(incoming_params, stack_body, old_stack)",
+    "moto.cloudformation.responses.CloudFormationResponse._get_action()",
+    "moto.cloudformation.exceptions.ValidationError(name_or_id, message)",
+)
 
 
 def _refresh_exports(backend: Any, stack: Any) -> None:

@@ -1,10 +1,29 @@
-"""Patches moto's EventBus and StateMachine CloudFormation models."""
+"""Patches moto's EventBus and StateMachine CloudFormation models.
+
+Patches ``moto.events.models.EventBus`` (adds ``physical_resource_id``) and wraps
+``moto.stepfunctions.models.StateMachine``'s CloudFormation create/update. AWS behaviour:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-events-eventbus.html and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-stepfunctions-statemachine.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .updaters import _state_machine_props
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.events.models.EventBus#name",
+    "moto.core.config.default_user_config",
+    "moto.stepfunctions.models.stepfunctions_backends",
+    "moto.stepfunctions.parser.models.stepfunctions_parser_backends",
+    "moto.stepfunctions.models.StateMachine.create_from_cloudformation_json(resource_name, cloudformation_json)",
+    "moto.stepfunctions.models.StateMachine.update_from_cloudformation_json(original_resource, new_resource_name, cloudformation_json)",
+)
 
 
 def _patch_event_bus_physical_id() -> None:

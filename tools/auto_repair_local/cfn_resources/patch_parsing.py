@@ -1,4 +1,10 @@
-"""Patches moto's template parser: unsupported types fail, every type updates, events are recorded."""
+"""Patches moto's template parser: unsupported types fail, every type updates, events are recorded.
+
+Replaces ``moto.cloudformation.parsing.parse_and_create_resource``, ``.parse_and_update_resource``,
+``.ResourceMap._delete_resource`` and ``.ResourceMap.update`` (each delegating to moto's original). AWS behaviour:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,27 @@ from moto.cloudformation.exceptions import ValidationError
 from ._shared import _PREVIOUS_JSON, _props
 from .events import _add_resource_event, _failure_reason, _physical_id
 from .updaters import DELETERS, POST_CREATE, UPDATERS
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.parsing.parse_and_create_resource(logical_id, resource_json, resources_map, account_id, region_name)",
+    "moto.cloudformation.parsing.parse_and_update_resource(logical_id, resource_json, resources_map, account_id, region_name)",
+    "moto.cloudformation.parsing.ResourceMap._delete_resource(parsed_resource, resource_json)",
+    "moto.cloudformation.parsing.ResourceMap.update(template, parameters)",
+    "moto.cloudformation.parsing.NULL_MODELS",
+    "moto.cloudformation.parsing.get_model_map()",
+    "moto.cloudformation.parsing.clean_json(resource_json, resources_map)",
+    "moto.cloudformation.parsing.parse_resource_and_generate_name(logical_id, resource_json, resources_map)",
+    "moto.cloudformation.parsing.resource_class_from_type(resource_type)",
+    "moto.cloudformation.parsing.ResourceMap#lazy_condition_map",
+    "moto.cloudformation.parsing.ResourceMap#_parsed_resources",
+    "moto.cloudformation.parsing.ResourceMap#_resource_json_map",
+    "moto.cloudformation.parsing.ResourceMap#_account_id",
+    "moto.cloudformation.parsing.ResourceMap#_region_name",
+    "moto.cloudformation.exceptions.ValidationError(name_or_id, message)",
+)
 
 # moto's own functions, captured by _patch_parsing before it replaces them (the replacements delegate to them).
 _moto: dict[str, Any] = {}

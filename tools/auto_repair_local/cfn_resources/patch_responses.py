@@ -1,4 +1,11 @@
-"""Patches moto's CloudFormation API layer: capabilities and ValidateTemplate."""
+"""Patches moto's CloudFormation API layer: capabilities and ValidateTemplate.
+
+Wraps ``moto.cloudformation.responses.CloudFormationResponse.create_stack``, ``.update_stack`` and
+``.create_change_set`` (capabilities) and replaces ``.validate_template``. AWS behaviour:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/control-access-with-iam.html#using-iam-capabilities and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_ValidateTemplate.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,26 @@ from typing import Any
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import CloudFormationError, ValidationError
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.responses.CloudFormationResponse.create_stack()",
+    "moto.cloudformation.responses.CloudFormationResponse.update_stack()",
+    "moto.cloudformation.responses.CloudFormationResponse.create_change_set()",
+    "moto.cloudformation.responses.CloudFormationResponse.validate_template()",
+    "moto.cloudformation.responses.CloudFormationResponse._get_param(param_name)",
+    "moto.cloudformation.responses.CloudFormationResponse._get_bool_param(param_name)",
+    "moto.cloudformation.responses.CloudFormationResponse._get_stack_from_s3_url(template_url)",
+    "moto.cloudformation.responses.CloudFormationResponse.cloudformation_backend",
+    "moto.cloudformation.models.CloudFormationBackend.validate_template(template)",
+    "moto.cloudformation.models.CloudFormationBackend.get_stack(name_or_stack_id)",
+    "moto.cloudformation.models.Stack.parse_template(template)",
+    "moto.cloudformation.exceptions.CloudFormationError",
+    "moto.cloudformation.exceptions.ValidationError(name_or_id, message)",
+    "moto.core.responses.ActionResult(result)",
+)
 
 _IAM_NAME_PROPERTIES = {
     "AWS::IAM::Role": "RoleName",

@@ -1,4 +1,9 @@
-"""In-place updates, post-create fixes and deletes for moto models that lack or get them wrong."""
+"""In-place updates, post-create fixes and deletes for moto models that lack or get them wrong.
+
+What AWS updates in place and what it replaces:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,73 @@ from moto.cloudformation import parsing
 from moto.utilities.utils import get_partition
 
 from ._shared import _policy_json, _props
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.parsing.get_model_map()",
+    "moto.kms.models.kms_backends",
+    "moto.kms.models.KmsBackend.enable_key_rotation(key_id)",
+    "moto.kms.models.KmsBackend.disable_key_rotation(key_id)",
+    "moto.kms.models.KmsBackend.enable_key(key_id)",
+    "moto.kms.models.KmsBackend.disable_key(key_id)",
+    "moto.kms.models.Key#id",
+    "moto.kms.models.Key#description",
+    "moto.kms.models.Key#policy",
+    "moto.dynamodb.models.dynamodb_backends",
+    "moto.dynamodb.models.DynamoDBBackend.update_time_to_live(table_name, ttl_spec)",
+    "moto.dynamodb.models.DynamoDBBackend.update_continuous_backups(table_name, point_in_time_spec)",
+    "moto.dynamodb.models.DynamoDBBackend.update_table(name, attr_definitions, global_index, throughput, billing_mode, stream_spec, deletion_protection_enabled, warm_throughput)",
+    "moto.dynamodb.models.table.Table#name",
+    "moto.dynamodb.models.table.Table#schema",
+    "moto.dynamodb.models.table.Table#global_indexes",
+    "moto.dynamodb.models.table.Table#sse_specification",
+    "moto.logs.models.logs_backends",
+    "moto.logs.models.LogsBackend.put_retention_policy(log_group_name, retention_in_days)",
+    "moto.logs.models.LogsBackend.delete_retention_policy(log_group_name)",
+    "moto.logs.models.LogGroup#name",
+    "moto.logs.models.LogGroup#kms_key_id",
+    "moto.utilities.utils.get_partition(region)",
+    "moto.iam.models.iam_backends",
+    "moto.iam.models.IAMBackend.attach_role_policy(policy_arn, role_name)",
+    "moto.iam.models.IAMBackend.detach_role_policy(policy_arn, role_name)",
+    "moto.iam.models.IAMBackend.attach_user_policy(policy_arn, user_name)",
+    "moto.iam.models.IAMBackend.detach_user_policy(policy_arn, user_name)",
+    "moto.iam.models.IAMBackend.attach_group_policy(policy_arn, group_name)",
+    "moto.iam.models.IAMBackend.detach_group_policy(policy_arn, group_name)",
+    "moto.iam.models.IAMBackend.create_policy_version(policy_arn, policy_document, set_as_default)",
+    "moto.iam.models.IAMBackend.delete_policy_version(policy_arn, version_id)",
+    "moto.iam.models.IAMBackend.delete_policy(policy_arn)",
+    "moto.iam.models.IAMBackend.delete_role(role_name)",
+    "moto.iam.models.IAMBackend#roles",
+    "moto.iam.models.IAMBackend#users",
+    "moto.iam.models.IAMBackend#groups",
+    "moto.iam.models.IAMBackend#managed_policies",
+    "moto.iam.models.IAMBackend#instance_profiles",
+    "moto.iam.models.ManagedPolicy#arn",
+    "moto.iam.models.ManagedPolicy#name",
+    "moto.iam.models.ManagedPolicy#versions",
+    "moto.iam.models.ManagedPolicy#default_version_id",
+    "moto.iam.models.PolicyVersion#document",
+    "moto.iam.models.PolicyVersion#version_id",
+    "moto.iam.models.PolicyVersion#is_default",
+    "moto.iam.models.AWSManagedPolicy.from_data(name, account_id, region_name, data)",
+    "moto.iam.aws_managed_policies.aws_managed_policies_data",
+    "moto.iam.models.Role.put_policy(policy_name, policy_json)",
+    "moto.iam.models.Role.delete_policy(policy_name)",
+    "moto.iam.models.Role#policies",
+    "moto.iam.models.Role#managed_policies",
+    "moto.iam.models.Role#assume_role_policy_document",
+    "moto.iam.models.Role#description",
+    "moto.iam.models.Role#max_session_duration",
+    "moto.iam.models.InstanceProfile#roles",
+    "moto.awslambda.utils.get_backend(account_id, region)",
+    "moto.awslambda.models.LambdaFunction._create_zipfile_from_plaintext_code(code)",
+    "moto.awslambda.models.LambdaFunction#function_name",
+    "moto.awslambda.models.LambdaBackend.update_function_configuration(function_name, qualifier, body)",
+    "moto.awslambda.models.LambdaBackend.update_function_code(function_name, qualifier, body)",
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # In-place updates and deletes for moto models that lack them (keyed by resource type).
