@@ -20,9 +20,8 @@ Patches (see ``MOTO_TOUCHPOINTS`` here and in each submodule): ``moto.cloudforma
 create/update/delete, the model registry), ``moto.cloudformation.models.CloudFormationBackend`` (stack lifecycle),
 ``moto.cloudformation.responses.CloudFormationResponse`` (capabilities, ValidateTemplate) and the CloudFormation
 models of ``moto.events`` / ``moto.stepfunctions``. AWS behaviour:
-https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-template-resource-type-ref.html,
-https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html and
-https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-rollback-triggers.html
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-template-resource-type-ref.html and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html
 
 Modules: ``models`` (new resource types), ``updaters`` (in-place updates, post-create fixes, deletes), ``events``
 (stack events), ``patch_parsing`` / ``patch_backend`` / ``patch_responses`` / ``patch_models`` (the patches).
