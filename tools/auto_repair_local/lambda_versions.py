@@ -343,8 +343,10 @@ _REPLACEMENTS: tuple[tuple[type, str, Callable[..., Any]], ...] = (
 def patch() -> Callable[[], None]:
     """Install the changes on moto's classes; the returned function restores the originals."""
     saved: list[tuple[Any, str, Any, bool]] = []
-    for owner, name, _ in _REPLACEMENTS:
-        _moto[f"{owner.__name__}.{name}"] = getattr(owner, name, None)
+    for owner, name, replacement in _REPLACEMENTS:
+        current = getattr(owner, name, None)
+        if current is not replacement:  # patched twice: keep delegating to moto's method, not to ourselves
+            _moto[f"{owner.__name__}.{name}"] = current
     for owner, name, value in _REPLACEMENTS:
         saved.append((owner, name, vars(owner).get(name), name in vars(owner)))
         setattr(owner, name, value)
