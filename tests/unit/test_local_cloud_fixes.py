@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from auto_repair_local.s3_policy import effective_policy
 
 
@@ -77,3 +79,25 @@ def test_lambda_environment_values_become_strings_as_cloudformation_makes_them()
     _string_environment(spec)
     assert spec["Environment"]["Variables"] == {"MAX_MEMORY_MB": "3008", "DRY_RUN": "false", "RATE": "0.7",
                                                 "NAME": "x"}
+
+
+@pytest.mark.parametrize(
+    ("stat", "expected"),
+    [("Sum", (30.0, 4.0)), ("SampleCount", (4.0, 4.0)), ("Average", (7.5, 4.0)), ("Minimum", (1.0, 4.0)),
+     ("Maximum", (20.0, 4.0))],
+)
+def test_alarm_statistics_over_statistic_values_datapoints(stat: str, expected: tuple[float, float]) -> None:
+    # GIVEN two datapoints published as StatisticValues (PutMetricData's pre-aggregated form)
+    from moto.cloudwatch.models import MetricAggregatedDatum
+
+    from auto_repair_local.alarms import _stat
+
+    datums = [
+        MetricAggregatedDatum("NS", "M", min_stat=1, max_stat=9, sample_count=2, sum_stat=10, dimensions=[],
+                              timestamp=None),
+        MetricAggregatedDatum("NS", "M", min_stat=5, max_stat=20, sample_count=2, sum_stat=20, dimensions=[],
+                              timestamp=None),
+    ]
+    # WHEN the alarm evaluator computes a statistic over them
+    # THEN it combines moto's stored aggregates (it read attributes moto does not have before)
+    assert _stat(datums, stat) == expected

@@ -17,6 +17,12 @@ Buckets are aligned to multiples of the period. The current, still-open period c
 for the period to close; the local cloud reacts faster, which only shortens latency). Composite alarms are
 evaluated after the metric alarms on each tick (AlarmRule with ALARM/OK/INSUFFICIENT_DATA, AND, OR, NOT, TRUE,
 FALSE; not AT_LEAST).
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.cloudwatch.models.CloudWatchBackend.put_metric_alarm`` and
+``.set_alarm_state``, adds ``moto.cloudwatch.responses.CloudWatchResponse.put_composite_alarm``, reads moto's stored
+datapoints. AWS behaviour: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html
+and https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,69 @@ import uuid
 from typing import Any
 
 from .ticker import start_ticker
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudwatch.models.CloudWatchBackend.put_metric_alarm(name)",
+    "moto.cloudwatch.models.CloudWatchBackend.set_alarm_state(alarm_name, reason, reason_data, state_value)",
+    "moto.cloudwatch.models.CloudWatchBackend#alarms",
+    "moto.cloudwatch.models.CloudWatchBackend#metric_data",
+    "moto.cloudwatch.models.CloudWatchBackend#account_id",
+    "moto.cloudwatch.models.CloudWatchBackend#region_name",
+    "moto.cloudwatch.models.cloudwatch_backends",
+    "moto.cloudwatch.responses.CloudWatchResponse.put_metric_alarm()",
+    "moto.cloudwatch.models.Alarm.update_state(reason, reason_data, state_value)",
+    "moto.cloudwatch.models.Alarm#name",
+    "moto.cloudwatch.models.Alarm#alarm_arn",
+    "moto.cloudwatch.models.Alarm#state_value",
+    "moto.cloudwatch.models.Alarm#state_reason",
+    "moto.cloudwatch.models.Alarm#state_reason_data",
+    "moto.cloudwatch.models.Alarm#state_updated_timestamp",
+    "moto.cloudwatch.models.Alarm#history",
+    "moto.cloudwatch.models.Alarm#rule",
+    "moto.cloudwatch.models.Alarm#namespace",
+    "moto.cloudwatch.models.Alarm#metric_name",
+    "moto.cloudwatch.models.Alarm#dimensions",
+    "moto.cloudwatch.models.Alarm#metric_data_queries",
+    "moto.cloudwatch.models.Alarm#period",
+    "moto.cloudwatch.models.Alarm#statistic",
+    "moto.cloudwatch.models.Alarm#extended_statistic",
+    "moto.cloudwatch.models.Alarm#threshold",
+    "moto.cloudwatch.models.Alarm#comparison_operator",
+    "moto.cloudwatch.models.Alarm#evaluation_periods",
+    "moto.cloudwatch.models.Alarm#datapoints_to_alarm",
+    "moto.cloudwatch.models.Alarm#treat_missing_data",
+    "moto.cloudwatch.models.Alarm#alarm_actions",
+    "moto.cloudwatch.models.Alarm#ok_actions",
+    "moto.cloudwatch.models.Alarm#insufficient_data_actions",
+    "moto.cloudwatch.models.Alarm#actions_enabled",
+    "moto.cloudwatch.models.Alarm#description",
+    "moto.cloudwatch.models.Alarm#unit",
+    "moto.cloudwatch.models.Alarm#configuration_updated_timestamp",
+    "moto.cloudwatch.models.MetricDataQuery#id",
+    "moto.cloudwatch.models.MetricDataQuery#metric_stat",
+    "moto.cloudwatch.models.MetricStat#metric",
+    "moto.cloudwatch.models.MetricStat#period",
+    "moto.cloudwatch.models.MetricStat#stat",
+    "moto.cloudwatch.models.Metric#metric_name",
+    "moto.cloudwatch.models.Metric#namespace",
+    "moto.cloudwatch.models.Metric#dimensions",
+    "moto.cloudwatch.models.MetricDatumBase#namespace",
+    "moto.cloudwatch.models.MetricDatumBase#name",
+    "moto.cloudwatch.models.MetricDatumBase#dimensions",
+    "moto.cloudwatch.models.MetricDatumBase#timestamp",
+    "moto.cloudwatch.models.MetricDatum#value",
+    "moto.cloudwatch.models.MetricAggregatedDatum#sum",
+    "moto.cloudwatch.models.MetricAggregatedDatum#sample_count",
+    "moto.cloudwatch.models.MetricAggregatedDatum#min",
+    "moto.cloudwatch.models.MetricAggregatedDatum#max",
+    "moto.events.models.events_backends",
+    "moto.events.models.EventsBackend.put_events(events)",
+    "moto.sns.models.sns_backends",
+    "moto.sns.models.SNSBackend.publish(message, arn)",
+)
 
 log = logging.getLogger("auto_repair_local.alarms")
 
@@ -116,10 +185,10 @@ def _stat(datums: list[Any], stat: str) -> tuple[float | None, float]:
             agg_sum += float(d.value)
             agg_count += 1
             agg_min, agg_max = min(agg_min, float(d.value)), max(agg_max, float(d.value))
-        else:  # StatisticValues
-            agg_sum += float(d.sum_stat)
+        else:  # StatisticValues (moto's MetricAggregatedDatum keeps them as sum / sample_count / min / max)
+            agg_sum += float(d.sum)
             agg_count += float(d.sample_count)
-            agg_min, agg_max = min(agg_min, float(d.min_stat)), max(agg_max, float(d.max_stat))
+            agg_min, agg_max = min(agg_min, float(d.min)), max(agg_max, float(d.max))
     if agg_count == 0:
         return None, 0.0
     if stat == "SampleCount":

@@ -3,11 +3,25 @@
 ``Fn::Sub`` with a variable map: moto substitutes with Python's ``string.Template``, which turns ``$$`` into
 ``$``. CloudFormation leaves ``$$`` alone, and Step Functions definitions depend on it (``$$.Execution.Id``
 is the context object; ``$.Execution.Id`` is a path into the input).
+
+Patches (see ``MOTO_TOUCHPOINTS``): ``moto.cloudformation.parsing.clean_json`` (``Fn::Sub`` with a map) and
+``moto.awslambda.models.LambdaFunction.__init__`` (environment values as strings). AWS behaviour:
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-sub.html and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-environment.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudformation.parsing.clean_json(resource_json, resources_map)",
+    "moto.awslambda.models.LambdaFunction.__init__(account_id, spec)",
+)
 
 
 def substitute(template: str, values: dict[str, str]) -> str:

@@ -5,6 +5,11 @@ window at a 10-second period over 50 busy functions is hundreds of thousands of 
 the workflow asks several per incident. Here each call first narrows the datapoints to the metrics its
 queries name (namespace, metric name, dimensions), then lets moto compute the statistics as before, so the
 answers are moto's own. Calls with a Metrics Insights (SELECT) query are left untouched.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.cloudwatch.models.CloudWatchBackend.get_metric_data`` and
+``.get_all_metrics``. A speed-up only: answers stay moto's; the API it serves:
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_GetMetricData.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,19 @@ from __future__ import annotations
 import functools
 import threading
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.cloudwatch.models.CloudWatchBackend.get_metric_data(queries)",
+    "moto.cloudwatch.models.CloudWatchBackend.get_all_metrics()",
+    "moto.cloudwatch.models.MetricDatumBase#namespace",
+    "moto.cloudwatch.models.MetricDatumBase#name",
+    "moto.cloudwatch.models.MetricDatumBase#dimensions",
+    "moto.cloudwatch.models.Dimension#name",
+    "moto.cloudwatch.models.Dimension#value",
+)
 
 _SCOPE = threading.local()
 

@@ -14,6 +14,14 @@ disabled rules, and its pattern matcher flattens only objects, so a pattern cann
 * a failed delivery is retried per the target's ``RetryPolicy`` (bounded, short back-off) and then sent to the
   target's ``DeadLetterConfig`` queue with the message attributes AWS adds (RULE_ARN, TARGET_ARN, ERROR_CODE,
   ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS).
+
+Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.events.models.Rule.send_to_targets`` and
+``moto.events.models.EventPattern.matches_event``. AWS behaviour:
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html,
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html,
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html and
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-patterns.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,32 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.events.models.Rule.send_to_targets(original_event, transform_input)",
+    "moto.events.models.Rule._send_to_events_archive(resource_id, event)",
+    "moto.events.models.Rule#state",
+    "moto.events.models.Rule#event_pattern",
+    "moto.events.models.Rule#targets",
+    "moto.events.models.Rule#arn",
+    "moto.events.models.Rule#name",
+    "moto.events.models.Rule#account_id",
+    "moto.events.models.Rule#region_name",
+    "moto.events.models.EventPattern.matches_event(event)",
+    "moto.events.models.EventPattern#_pattern",
+    "moto.events.models.EventBus#rules",
+    "moto.events.models.events_backends",
+    "moto.events.models.EventsBackend.describe_event_bus(name)",
+    "moto.utilities.arns.parse_arn(arn)",
+    "moto.sqs.models.sqs_backends",
+    "moto.sqs.models.SQSBackend.send_message(queue_name, message_body, message_attributes, group_id)",
+    "moto.logs.models.logs_backends",
+    "moto.logs.models.LogsBackend.create_log_stream(log_group_name, log_stream_name)",
+    "moto.logs.models.LogsBackend.put_log_events(log_group_name, log_stream_name, log_events)",
+)
 
 log = logging.getLogger("auto_repair_local.events_delivery")
 

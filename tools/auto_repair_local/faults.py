@@ -9,6 +9,10 @@ them while the local cloud runs::
 ``match`` is a substring looked for in the call's arguments (e.g. a function or table name); ``count`` limits
 how many calls fail (null = all). CloudWatch faults reach the client as a bare HTTP 500 (botocore's
 CloudWatch protocol cannot carry moto's error document): enough for "CloudWatch unavailable", not for a code. Nothing here exists on AWS; it only shapes the local cloud's answers.
+
+Patches (see ``MOTO_TOUCHPOINTS``): guards the moto backend methods listed in ``GUARDED``. Nothing here
+exists on AWS (it injects failures for tests); it raises moto's own error types.
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,20 @@ from xml.sax.saxutils import escape
 
 from moto.core.exceptions import JsonRESTError, ServiceException
 from werkzeug.exceptions import HTTPException
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.core.exceptions.JsonRESTError(error_type, message)",
+    "moto.core.exceptions.ServiceException",
+    "moto.awslambda.models.LambdaBackend.update_function_configuration(function_name, qualifier, body)",
+    "moto.dynamodb.models.DynamoDBBackend.put_item()",
+    "moto.dynamodb.models.DynamoDBBackend.update_item()",
+    "moto.sns.models.SNSBackend.publish()",
+    "moto.logs.models.LogsBackend.filter_log_events()",
+    "moto.cloudwatch.models.CloudWatchBackend.get_metric_data()",
+)
 
 log = logging.getLogger(__name__)
 

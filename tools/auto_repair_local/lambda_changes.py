@@ -13,6 +13,12 @@ CloudTrail ``AWS API Call via CloudTrail`` events an account with a trail would 
 
 moto also leaves ``LastModified`` at the creation time when ``UpdateFunctionConfiguration`` changes a function;
 AWS sets it to the time of the change (the memory sweep ignores utilisation measured before it).
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.awslambda.models.LambdaBackend.tag_resource`` /
+``.untag_resource`` and ``moto.awslambda.models.LambdaFunction.update_configuration``. AWS behaviour:
+https://docs.aws.amazon.com/lambda/latest/api/API_TagResource.html and
+https://docs.aws.amazon.com/lambda/latest/api/API_UpdateFunctionConfiguration.html (``LastModified``)
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,23 @@ import json
 import logging
 import threading
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.awslambda.models.LambdaBackend.tag_resource(resource_arn, tags)",
+    "moto.awslambda.models.LambdaBackend.untag_resource(resource_arn, tag_keys)",
+    "moto.awslambda.models.LambdaBackend._get_resource_by_arn(arn)",
+    "moto.awslambda.models.LambdaBackend#account_id",
+    "moto.awslambda.models.LambdaBackend#region_name",
+    "moto.awslambda.models.LambdaFunction.update_configuration(config_updates)",
+    "moto.awslambda.models.LambdaFunction#last_modified",
+    "moto.awslambda.models.LambdaFunction#tags",
+    "moto.core.utils.iso_8601_datetime_with_nanoseconds()",
+    "moto.events.models.events_backends",
+    "moto.events.models.EventsBackend.put_events(events)",
+)
 
 log = logging.getLogger("auto_repair_local.lambda_changes")
 

@@ -10,6 +10,12 @@ subprocesses (``lambda_worker.py``), one per concurrent execution environment, a
 enforces what Lambda's sandbox enforces: peak RSS above MemorySize and the timeout both kill the worker. Each
 invocation writes START/END/REPORT and the function's output to ``/aws/lambda/<name>`` and publishes ``AWS/Lambda``
 metrics to moto's CloudWatch backend.
+
+Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.awslambda.models.LambdaFunction.invoke`` and
+``moto.awslambda.models.LambdaBackend.invoke``, wraps ``moto.awslambda.responses.LambdaResponse.invoke``. AWS behaviour:
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtime-environment.html and
+https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -41,6 +47,41 @@ from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.logs.models import logs_backends
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.awslambda.models.LambdaFunction.invoke(body, request_headers, response_headers)",
+    "moto.awslambda.models.LambdaBackend.invoke(function_name, qualifier, body, headers, response_headers)",
+    "moto.awslambda.models.LambdaBackend.get_function(function_name_or_arn, qualifier)",
+    "moto.awslambda.models.LambdaBackend.layers_versions_by_arn(layer_version_arn)",
+    "moto.awslambda.responses.LambdaResponse.invoke()",
+    "moto.awslambda.responses.LambdaResponse#querystring",
+    "moto.awslambda.exceptions.LambdaClientError(error, message)",
+    "moto.awslambda.models.lambda_backends",
+    "moto.awslambda.models.LambdaFunction#code_bytes",
+    "moto.awslambda.models.LambdaFunction#layers",
+    "moto.awslambda.models.LambdaFunction#account_id",
+    "moto.awslambda.models.LambdaFunction#region",
+    "moto.awslambda.models.LambdaFunction#function_name",
+    "moto.awslambda.models.LambdaFunction#function_arn",
+    "moto.awslambda.models.LambdaFunction#version",
+    "moto.awslambda.models.LambdaFunction#handler",
+    "moto.awslambda.models.LambdaFunction#run_time",
+    "moto.awslambda.models.LambdaFunction#memory_size",
+    "moto.awslambda.models.LambdaFunction#timeout",
+    "moto.awslambda.models.LambdaFunction#environment_vars",
+    "moto.awslambda.models.LambdaFunction#package_type",
+    "moto.awslambda.models.LambdaFunction#reserved_concurrency",
+    "moto.logs.models.logs_backends",
+    "moto.logs.models.LogsBackend.ensure_log_group(log_group_name)",
+    "moto.logs.models.LogsBackend.ensure_log_stream(log_group_name, log_stream_name)",
+    "moto.logs.models.LogsBackend.put_log_events(log_group_name, log_stream_name, log_events)",
+    "moto.logs.models.LogsBackend#groups",
+    "moto.cloudwatch.models.cloudwatch_backends",
+    "moto.cloudwatch.models.CloudWatchBackend.put_metric_data(namespace, metric_data)",
+)
 
 if TYPE_CHECKING:
     from auto_repair_local.server import LocalCloudContext

@@ -19,6 +19,12 @@ The pattern language (``compile_pattern``) is the documented one: terms (``ERROR
 ``IS NULL``, ``NOT EXISTS``) and space-delimited patterns (``[ip, user, ..., status=4*, bytes>1000 && bytes<2000]``,
 quoted and bracketed fields as one field). It is pure and also used by the unit tests to check the onboarding
 patterns of ``auto_repair.targets`` against real log lines.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.logs.models.LogsBackend.put_log_events``,
+``.put_metric_filter`` and ``.delete_metric_filter``. AWS behaviour:
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/MonitoringLogData.html and
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,25 @@ import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.logs.models.LogsBackend.put_log_events(log_group_name, log_stream_name, log_events)",
+    "moto.logs.models.LogsBackend.put_metric_filter(filter_name, filter_pattern, log_group_name, metric_transformations)",
+    "moto.logs.models.LogsBackend.delete_metric_filter(filter_name, log_group_name)",
+    "moto.logs.models.LogsBackend#filters",
+    "moto.logs.models.LogsBackend#groups",
+    "moto.logs.models.LogsBackend#account_id",
+    "moto.logs.models.LogsBackend#region_name",
+    "moto.logs.metric_filters.MetricFilters.get_matching_filters(log_group_name)",
+    "moto.logs.metric_filters.MetricFilters.delete_filter(filter_name, log_group_name)",
+    "moto.logs.exceptions.InvalidParameterException(msg)",
+    "moto.logs.exceptions.ResourceNotFoundException(msg)",
+    "moto.cloudwatch.models.cloudwatch_backends",
+    "moto.cloudwatch.models.CloudWatchBackend.put_metric_data(namespace, metric_data)",
+)
 
 log = logging.getLogger("auto_repair_local.log_metric_filters")
 

@@ -4,12 +4,27 @@ moto evaluates a bucket policy's statements but ignores their ``Condition`` bloc
 "deny when aws:SecureTransport is false" statement denies *every* request. The local cloud stands in for
 S3's TLS endpoint, so requests to it count as secure transport; statements whose conditions cannot be
 evaluated here are left out rather than applied unconditionally.
+
+Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.s3.models.FakeBucket.get_permission``. AWS behaviour:
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.s3.models.FakeBucket.get_permission(action, resource)",
+    "moto.s3.models.FakeBucket#policy",
+    "moto.iam.access_control.IAMPolicy(policy)",
+    "moto.iam.access_control.IAMPolicy.is_action_permitted(action, resource)",
+    "moto.iam.access_control.PermissionResult.NEUTRAL",
+)
 
 # Condition keys and the value they have for every request to the local cloud.
 KNOWN_CONTEXT = {"aws:securetransport": "true"}

@@ -20,6 +20,11 @@ alarm state change on the default bus. This module:
                                         "Detail": "{\\"rule\\": \\"my-rule\\"}"}]'
 
   The entry fails with ``ResourceNotFoundException`` when no scheduled rule of that name is on the default bus.
+
+Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.events.models.Rule.send_to_targets`` (after
+``events_delivery``) and wraps ``moto.events.models.EventsBackend.put_events``. AWS behaviour:
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-rule-schedule.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -36,6 +41,22 @@ from dataclasses import dataclass
 from typing import Any
 
 from .ticker import start_ticker
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.events.models.Rule.send_to_targets(original_event, transform_input)",
+    "moto.events.models.Rule#scheduled_expression",
+    "moto.events.models.Rule#event_pattern",
+    "moto.events.models.Rule#arn",
+    "moto.events.models.Rule#name",
+    "moto.events.models.EventPattern.get_pattern()",
+    "moto.events.models.EventsBackend.put_events(events)",
+    "moto.events.models.EventsBackend#event_buses",
+    "moto.events.models.EventBus#rules",
+    "moto.events.models.events_backends",
+)
 
 log = logging.getLogger("auto_repair_local.scheduler")
 

@@ -3,6 +3,9 @@
 Run as ``python -m auto_repair_local.server --port 4566 --state-dir .local-cloud``; normally started by
 ``auto-repair local up``. Every extension module exposes ``install(ctx: LocalCloudContext) -> None`` and is
 installed once, before the first request is served.
+
+moto contract (see ``MOTO_TOUCHPOINTS``): moto's threaded server and its Step Functions interpreter switch.
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.server.ThreadedMotoServer(ip_address, port, verbose)",
+    "moto.server.ThreadedMotoServer.start()",
+    "moto.server.ThreadedMotoServer.stop()",
+    "moto.core.config.default_user_config",
+)
 
 # Order matters: CloudFormation types first so stacks can be created as soon as the port opens.
 EXTENSIONS: tuple[str, ...] = (
@@ -84,6 +97,11 @@ def _configure_environment(ctx: LocalCloudContext) -> None:
 def install_extensions(ctx: LocalCloudContext) -> list[str]:
     from moto.core.config import default_user_config
 
+    from auto_repair_local import moto_contract
+
+    # Before any patch touches moto: a moto the patches were not written for refuses to start (MotoContractError).
+    for problem in moto_contract.enforce(os.environ):
+        log.warning("moto contract broken (started anyway, %s=1): %s", moto_contract.ALLOW_ENV, problem)
     default_user_config["stepfunctions"]["execute_state_machine"] = True
     installed = []
     for name in EXTENSIONS:
@@ -142,7 +160,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    serve(LocalCloudContext(host=args.host, port=args.port, state_dir=args.state_dir.resolve()))
+    from auto_repair_local.moto_contract import MotoContractError
+
+    try:
+        serve(LocalCloudContext(host=args.host, port=args.port, state_dir=args.state_dir.resolve()))
+    except MotoContractError as exc:
+        print(f"local cloud: refusing to start: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,6 +4,13 @@
   shares the ARN ``...:None`` and ``$$.Execution.Name`` is null.
 * ``$$.Execution.StartTime`` is an ISO-8601 string on AWS; moto puts a datetime in the context object,
   which breaks the serialisation of any state that reads it.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps
+``moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution`` and
+``moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_environment``. AWS behaviour:
+https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html and
+https://docs.aws.amazon.com/step-functions/latest/dg/input-output-contextobject.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -11,6 +18,14 @@ from __future__ import annotations
 import datetime
 import uuid
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.stepfunctions.parser.models.StepFunctionsParserBackend.start_execution(state_machine_arn, name)",
+    "moto.stepfunctions.parser.backend.execution_worker.ExecutionWorker._get_evaluation_environment()",
+)
 
 
 def iso_z(value: datetime.datetime) -> str:

@@ -8,6 +8,10 @@ handles sqs, http(s) and lambda only). The local cloud has no mail server and no
   filter policy is honoured with moto's own matcher (``FilterPolicyMatcher``);
 * e-mail subscriptions are confirmed at once (moto already reports ``PendingConfirmation: false``): nobody could
   click the confirmation link. Deliveries to other protocols (SQS, Lambda, HTTP) are left to moto unchanged.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sns.models.Subscription.publish``. AWS behaviour:
+https://docs.aws.amazon.com/sns/latest/dg/sns-email-notifications.html
+Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,19 @@ import os
 import threading
 from pathlib import Path
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.sns.models.Subscription.publish(message, message_id, subject, message_attributes, message_structure)",
+    "moto.sns.models.Subscription._parse_message_structure(message, protocol)",
+    "moto.sns.models.Subscription#_filter_policy_matcher",
+    "moto.sns.models.Subscription#protocol",
+    "moto.sns.models.Subscription#endpoint",
+    "moto.sns.models.Subscription#topic",
+    "moto.sns.utils.FilterPolicyMatcher.matches(message_attributes, message)",
+)
 
 log = logging.getLogger("auto_repair_local.sns_outbox")
 _EMAIL = ("email", "email-json")
