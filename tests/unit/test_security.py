@@ -495,6 +495,22 @@ def test_only_the_executor_may_change_functions_and_only_in_scope_never_our_own(
     assert scope["AllowedValues"] == ["opt-in", "opt-out"] and scope["Default"] == "opt-in"
 
 
+def imported_role(templates: dict, value: Any) -> tuple[dict[str, Any], str]:
+    """(template, logical id) of the role behind a RoleArn: a GetAtt here, or an import of the main stack's export."""
+    if "Fn::GetAtt" in value:
+        return templates[FUNCTIONS.name], value["Fn::GetAtt"][0]
+    export = sub_text(value["Fn::ImportValue"])
+    assert export is not None and export.startswith("${MainStackName}-"), value
+    main = templates[MAIN.name]
+    output = main["Outputs"][export.removeprefix("${MainStackName}-")]
+    assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-" + export.removeprefix("${MainStackName}-")}
+    return main, output["Value"]["Fn::GetAtt"][0]
+
+
+def function_arn(name: str) -> str:
+    return f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}"
+
+
 def test_state_machine_invokes_only_its_own_functions_and_publishes_only_to_our_topic(
     templates: dict,
 ) -> None:
@@ -503,27 +519,30 @@ def test_state_machine_invokes_only_its_own_functions_and_publishes_only_to_our_
     (machine,) = [
         r["Properties"] for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]
-    role = machine["RoleArn"]["Fn::GetAtt"][0]
-    allowed = [s for d in role_documents(template, role) for s in statements(d) if s.get("Effect") == "Allow"]
-    # the functions the definition calls
-    variables = machine["DefinitionString"]["Fn::Sub"][1]
+    owner, role = imported_role(templates, machine["RoleArn"])
+    allowed = [s for d in role_documents(owner, role) for s in statements(d) if s.get("Effect") == "Allow"]
+    # the functions the definition calls, by the ARN their names give (the role is created before them)
+    variables = machine["DefinitionSubstitutions"]
     called = {v["Fn::GetAtt"][0] for v in variables.values() if isinstance(v, dict) and "Fn::GetAtt" in v}
+    for logical in called:
+        assert resources[logical]["Type"] == "AWS::Lambda::Function"
+        assert sub_text(resources[logical]["Properties"]["FunctionName"]).startswith("lambda-auto-repair-")
+    expected = {function_arn(sub_text(resources[k]["Properties"]["FunctionName"])) for k in called}
     invokable: set[str] = set()
     for statement in allowed:
         for action in actions(statement):
             service = action.split(":")[0]
             if action == "lambda:InvokeFunction":
                 for resource in as_list(statement["Resource"]):
-                    assert set(resource) == {"Fn::GetAtt"}, resource  # a named function, never a pattern
-                    invokable.add(resource["Fn::GetAtt"][0])
+                    text = sub_text(resource)
+                    # one named function of this environment, never a pattern
+                    assert set(resource) == {"Fn::Sub"} and text and not WILDCARD.search(text), resource
+                    invokable.add(text)
             elif action == "sns:Publish":
-                assert as_list(statement["Resource"]) == [TOPIC_REF]
+                assert as_list(statement["Resource"]) in ([TOPIC_REF], [{"Ref": "NotificationTopic"}])
             else:
                 assert service in {"logs", "xray", "kms"}, action
-    assert invokable == called, "the role may invoke exactly the functions the workflow calls"
-    for logical in invokable:
-        assert resources[logical]["Type"] == "AWS::Lambda::Function"
-        assert sub_text(resources[logical]["Properties"]["FunctionName"]).startswith("lambda-auto-repair-")
+    assert invokable == expected, "the role may invoke exactly the functions the workflow calls"
 
 
 def test_customer_managed_key_rotates_and_encrypts_every_store(templates: dict) -> None:
