@@ -486,13 +486,19 @@ def test_only_the_executor_may_change_functions_and_only_in_scope_never_our_own(
         mutators[name] = found
         problems += issues
     assert problems == []
-    assert {name: found for name, found in mutators.items() if found} == {
-        FUNCTIONS.name: {"ExecuteRepairRole"}
-    }
-    role = templates[FUNCTIONS.name]["Resources"]["ExecuteRepairRole"]["Properties"]
+    # The roles live in the main stack (created with CAPABILITY_NAMED_IAM), so ScopeMode does too: the executor's
+    # condition and the functions' SCOPE_MODE read the one parameter (exported, imported by the functions stack).
+    assert {name: found for name, found in mutators.items() if found} == {MAIN.name: {"ExecuteRepairRole"}}
+    role = templates[MAIN.name]["Resources"]["ExecuteRepairRole"]["Properties"]
     assert role["RoleName"] == {"Fn::Sub": "lambda-auto-repair-execution-${Environment}"}
-    scope = templates[FUNCTIONS.name]["Parameters"]["ScopeMode"]
+    scope = templates[MAIN.name]["Parameters"]["ScopeMode"]
     assert scope["AllowedValues"] == ["opt-in", "opt-out"] and scope["Default"] == "opt-in"
+    assert "ScopeMode" not in templates[FUNCTIONS.name]["Parameters"]
+    assert templates[MAIN.name]["Outputs"]["ScopeMode"]["Value"] == {"Ref": "ScopeMode"}
+    imported = {"Fn::ImportValue": {"Fn::Sub": "${MainStackName}-ScopeMode"}}
+    environments = [r["Properties"]["Environment"]["Variables"] for r in templates[FUNCTIONS.name]["Resources"].values()
+                    if r["Type"] == "AWS::Lambda::Function"]
+    assert [v["SCOPE_MODE"] for v in environments if "SCOPE_MODE" in v] == [imported]
 
 
 def imported_role(templates: dict, value: Any) -> tuple[dict[str, Any], str]:
