@@ -486,13 +486,35 @@ def test_only_the_executor_may_change_functions_and_only_in_scope_never_our_own(
         mutators[name] = found
         problems += issues
     assert problems == []
-    assert {name: found for name, found in mutators.items() if found} == {
-        FUNCTIONS.name: {"ExecuteRepairRole"}
-    }
-    role = templates[FUNCTIONS.name]["Resources"]["ExecuteRepairRole"]["Properties"]
+    # The roles live in the main stack (created with CAPABILITY_NAMED_IAM), so ScopeMode does too: the executor's
+    # condition and the functions' SCOPE_MODE read the one parameter (exported, imported by the functions stack).
+    assert {name: found for name, found in mutators.items() if found} == {MAIN.name: {"ExecuteRepairRole"}}
+    role = templates[MAIN.name]["Resources"]["ExecuteRepairRole"]["Properties"]
     assert role["RoleName"] == {"Fn::Sub": "lambda-auto-repair-execution-${Environment}"}
-    scope = templates[FUNCTIONS.name]["Parameters"]["ScopeMode"]
+    scope = templates[MAIN.name]["Parameters"]["ScopeMode"]
     assert scope["AllowedValues"] == ["opt-in", "opt-out"] and scope["Default"] == "opt-in"
+    assert "ScopeMode" not in templates[FUNCTIONS.name]["Parameters"]
+    assert templates[MAIN.name]["Outputs"]["ScopeMode"]["Value"] == {"Ref": "ScopeMode"}
+    imported = {"Fn::ImportValue": {"Fn::Sub": "${MainStackName}-ScopeMode"}}
+    environments = [r["Properties"]["Environment"]["Variables"] for r in templates[FUNCTIONS.name]["Resources"].values()
+                    if r["Type"] == "AWS::Lambda::Function"]
+    assert [v["SCOPE_MODE"] for v in environments if "SCOPE_MODE" in v] == [imported]
+
+
+def imported_role(templates: dict, value: Any) -> tuple[dict[str, Any], str]:
+    """(template, logical id) of the role behind a RoleArn: a GetAtt here, or an import of the main stack's export."""
+    if "Fn::GetAtt" in value:
+        return templates[FUNCTIONS.name], value["Fn::GetAtt"][0]
+    export = sub_text(value["Fn::ImportValue"])
+    assert export is not None and export.startswith("${MainStackName}-"), value
+    main = templates[MAIN.name]
+    output = main["Outputs"][export.removeprefix("${MainStackName}-")]
+    assert output["Export"]["Name"] == {"Fn::Sub": "${AWS::StackName}-" + export.removeprefix("${MainStackName}-")}
+    return main, output["Value"]["Fn::GetAtt"][0]
+
+
+def function_arn(name: str) -> str:
+    return f"arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}"
 
 
 def test_state_machine_invokes_only_its_own_functions_and_publishes_only_to_our_topic(
@@ -503,27 +525,30 @@ def test_state_machine_invokes_only_its_own_functions_and_publishes_only_to_our_
     (machine,) = [
         r["Properties"] for r in resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"
     ]
-    role = machine["RoleArn"]["Fn::GetAtt"][0]
-    allowed = [s for d in role_documents(template, role) for s in statements(d) if s.get("Effect") == "Allow"]
-    # the functions the definition calls
-    variables = machine["DefinitionString"]["Fn::Sub"][1]
+    owner, role = imported_role(templates, machine["RoleArn"])
+    allowed = [s for d in role_documents(owner, role) for s in statements(d) if s.get("Effect") == "Allow"]
+    # the functions the definition calls, by the ARN their names give (the role is created before them)
+    variables = machine["DefinitionSubstitutions"]
     called = {v["Fn::GetAtt"][0] for v in variables.values() if isinstance(v, dict) and "Fn::GetAtt" in v}
+    for logical in called:
+        assert resources[logical]["Type"] == "AWS::Lambda::Function"
+        assert sub_text(resources[logical]["Properties"]["FunctionName"]).startswith("lambda-auto-repair-")
+    expected = {function_arn(sub_text(resources[k]["Properties"]["FunctionName"])) for k in called}
     invokable: set[str] = set()
     for statement in allowed:
         for action in actions(statement):
             service = action.split(":")[0]
             if action == "lambda:InvokeFunction":
                 for resource in as_list(statement["Resource"]):
-                    assert set(resource) == {"Fn::GetAtt"}, resource  # a named function, never a pattern
-                    invokable.add(resource["Fn::GetAtt"][0])
+                    text = sub_text(resource)
+                    # one named function of this environment, never a pattern
+                    assert set(resource) == {"Fn::Sub"} and text and not WILDCARD.search(text), resource
+                    invokable.add(text)
             elif action == "sns:Publish":
-                assert as_list(statement["Resource"]) == [TOPIC_REF]
+                assert as_list(statement["Resource"]) in ([TOPIC_REF], [{"Ref": "NotificationTopic"}])
             else:
                 assert service in {"logs", "xray", "kms"}, action
-    assert invokable == called, "the role may invoke exactly the functions the workflow calls"
-    for logical in invokable:
-        assert resources[logical]["Type"] == "AWS::Lambda::Function"
-        assert sub_text(resources[logical]["Properties"]["FunctionName"]).startswith("lambda-auto-repair-")
+    assert invokable == expected, "the role may invoke exactly the functions the workflow calls"
 
 
 def test_customer_managed_key_rotates_and_encrypts_every_store(templates: dict) -> None:

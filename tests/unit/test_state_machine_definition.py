@@ -1,13 +1,16 @@
-"""Static checks of the Step Functions definition embedded in the functions template."""
+"""Static checks of the Step Functions definition embedded in the functions template (a YAML Definition object)."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cfnlint.decode import decode
+
+from auto_repair_local.cfn_state_machine import render
 
 FUNCTIONS = Path(__file__).resolve().parents[2] / "lambda-auto-repair-functions.yaml"
 TRANSIENT_LAMBDA_ERRORS = {
@@ -18,18 +21,27 @@ TRANSIENT_LAMBDA_ERRORS = {
 }
 
 
-def definition() -> dict:
-    """The ASL as CloudFormation would render it: variable-map values substituted literally, others dummied."""
+def properties() -> dict[str, Any]:
     template, matches = decode(str(FUNCTIONS))
     assert not matches, matches
-    body, variables = template["Resources"]["StateMachine"]["Properties"]["DefinitionString"]["Fn::Sub"]
-    for key, value in variables.items():
-        rendered = value if isinstance(value, str) else f"arn:aws:lambda:us-east-1:123456789012:function:{key}"
-        body = body.replace("${" + key + "}", rendered)
-    # Remaining ${Param} references are numbers (wait seconds, timeouts) or pseudo parameters inside strings.
-    body = re.sub(r"\$\{AWS::[A-Za-z]+\}", "aws", body)
-    body = re.sub(r"\$\{[A-Za-z]+\}", "60", body)
-    return json.loads(body)
+    return json.loads(json.dumps(template["Resources"]["StateMachine"]["Properties"]))
+
+
+def dummy(key: str, value: Any) -> str:
+    """What CloudFormation would resolve a substitution to: a function ARN, a partition ARN, a number's text."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{value['Fn::GetAtt'][0]}"
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return value["Fn::Sub"].replace("${AWS::Partition}", "aws")
+    assert value == {"Ref": key}, f"{key}: {value}"
+    return "60"
+
+
+def definition() -> dict:
+    """The ASL as the AWS resource provider renders it (object to JSON, then textual substitution)."""
+    props = properties()
+    substitutions = {k: dummy(k, v) for k, v in props["DefinitionSubstitutions"].items()}
+    return json.loads(render({"Definition": props["Definition"], "DefinitionSubstitutions": substitutions}))
 
 
 STATES = definition()["States"]
@@ -40,8 +52,8 @@ def test_definition_starts_at_parse_alarm_event_and_every_next_exists() -> None:
     asl = definition()
     # A Pass state first wraps the input, so even a bare JSON string gets ResultPaths and a record.
     assert asl["StartAt"] == "ReceiveEvent"
-    assert STATES["ReceiveEvent"] == {**STATES["ReceiveEvent"], "Type": "Pass", "Parameters": {"rawEvent.$": "$"},
-                                      "Next": "ParseAlarmEvent"}
+    assert STATES["ReceiveEvent"] == {**STATES["ReceiveEvent"], "Type": "Pass", "Next": "ParseAlarmEvent"}
+    assert STATES["ReceiveEvent"]["Parameters"]["rawEvent.$"] == "$"
     targets = set()
     for state in STATES.values():
         targets.update(filter(None, [state.get("Next"), state.get("Default")]))
@@ -82,3 +94,33 @@ def test_the_lambda_tasks_pass_the_execution_identity() -> None:
         params = state["Parameters"].get("Payload", state["Parameters"])
         assert params["meta"]["executionId.$"] == "$$.Execution.Name", name
         assert params["context.$"] == ("$.rawEvent" if name == "ParseAlarmEvent" else "$"), name
+
+
+def test_definition_is_a_yaml_object_and_every_substitution_is_used() -> None:
+    # GIVEN the state machine WHEN a reviewer reads it THEN it is an object (not a JSON string), each ${X} has a
+    # substitution and each substitution is used
+    props = properties()
+    assert "DefinitionString" not in props and isinstance(props["Definition"], dict)
+    used = set(re.findall(r"\$\{([A-Za-z0-9]+)\}", json.dumps(props["Definition"])))
+    assert used == set(props["DefinitionSubstitutions"])
+
+
+def test_waits_are_numbers_read_by_path_because_substitutions_can_only_insert_text() -> None:
+    # GIVEN the environment's wait and approval timeout WHEN the run starts THEN ReceiveEvent turns them into
+    # numbers once (a substituted "600" stays a string, which Step Functions rejects in Seconds/TimeoutSeconds)
+    waits = STATES["ReceiveEvent"]["Parameters"]["waits"]
+    assert waits == {"verificationSeconds.$": "States.StringToJson('60')",
+                     "approvalTimeoutSeconds.$": "States.StringToJson('60')"}
+    substitutions = properties()["DefinitionSubstitutions"]
+    assert substitutions["VerificationWaitSeconds"] == {"Ref": "VerificationWaitSeconds"}
+    assert substitutions["ApprovalTimeoutSeconds"] == {"Ref": "ApprovalTimeoutSeconds"}
+    for name in ("WaitForVerification", "ExtendVerification"):
+        assert STATES[name] == {"Type": "Wait", "SecondsPath": "$.waits.verificationSeconds", "Next": "VerifyRepair"}
+    assert STATES["RequestApproval"]["TimeoutSecondsPath"] == "$.waits.approvalTimeoutSeconds"
+    assert not any("Seconds" in state or "TimeoutSeconds" in state for state in STATES.values())
+
+
+def test_the_definition_is_valid_asl_for_the_local_cloud() -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    AmazonStateLanguageParser.parse(json.dumps(definition()))
