@@ -3,9 +3,10 @@
 Replaces, for ``AWS::StepFunctions::StateMachine`` created or updated by a stack, the definition handling of
 moto 5.2.5 (``moto.stepfunctions.models.StateMachine.create_from_cloudformation_json`` /
 ``update_from_cloudformation_json`` read ``DefinitionString`` only) and the lenient fallback in ``cfn_resources``
-(one replacement pass, ``str()`` of any value, placeholders left behind). Written for moto 5.2.x.
+(one replacement pass, ``str()`` of any value, placeholders left behind). Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 
-What AWS does (aws-cloudformation-resource-providers-stepfunctions, ``DefinitionProcessor``): exactly one of
+What AWS does (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-stepfunctions-statemachine.html;
+aws-cloudformation-resource-providers-stepfunctions, ``DefinitionProcessor``): exactly one of
 ``Definition``, ``DefinitionString`` and ``DefinitionS3Location``; a ``Definition`` object is written out as JSON;
 then every ``${key}`` of ``DefinitionSubstitutions`` is replaced by the value's text, repeatedly (a value may
 contain another placeholder), and a value that is not a string, integer or boolean fails the resource. The
@@ -22,6 +23,15 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+
+# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
+# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
+MOTO_VERSIONS = ">=5.2.5,<5.3"
+MOTO_TOUCHPOINTS = (
+    "moto.stepfunctions.models.StateMachine.create_from_cloudformation_json(resource_name, cloudformation_json)",
+    "moto.stepfunctions.models.StateMachine.update_from_cloudformation_json(original_resource, new_resource_name,"
+    " cloudformation_json)",
+)
 
 DEFINITION_KEYS = ("Definition", "DefinitionString", "DefinitionS3Location")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
