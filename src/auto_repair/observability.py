@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "lambda-auto-repair")
+from auto_repair.settings import get_settings
+
+# The handler decorators need these objects at import, and Powertools reads its own POWERTOOLS_* variables when
+# they are built; the service name and namespace are the only settings resolved that early.
+SERVICE = get_settings().service_name
 
 logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "LambdaAutoRepair"), service=SERVICE)
+metrics = Metrics(namespace=get_settings().metrics_namespace, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 # Step Functions passes {"context": <workflow context>, "meta": {executionId, executionArn, ...}}.

@@ -7,7 +7,6 @@ optimistic-lock guards here can really fail.
 
 from __future__ import annotations
 
-import importlib
 import io
 import time
 import zipfile
@@ -19,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from auto_repair import notification
 from auto_repair.collect import collect_evidence
+from auto_repair.handlers import execute_repair as execute_repair_handler
 from auto_repair.records import AuditLog, IncidentStore
 from auto_repair.repair import (
     MANUAL,
@@ -476,23 +476,10 @@ def test_collect_keeps_latest_for_plain_functions(aws, role):
 
 
 # ------------------------------------------------------------------------------------------------- handlers
-ENV = {"ENVIRONMENT": "dev", "INCIDENTS_TABLE": "incidents", "AUDIT_TABLE": "audit", "STATE_TABLE": "state",
-       "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1", "MAX_REPAIRS_PER_HOUR": "100"}
-
-
 @pytest.fixture
-def execute_handler(aws, monkeypatch):
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("ALLOW_ALIAS_UPDATE", "true")
-    aws.client("ssm").put_parameter(Name="/lambda-auto-repair/dev/paused", Value="false", Type="String")
-    from auto_repair import aws as aws_clients
-
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
-    yield importlib.reload(importlib.import_module("auto_repair.handlers.execute_repair"))
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
+def execute_handler(function_env):
+    function_env(MAX_REPAIRS_PER_HOUR="100", ALLOW_ALIAS_UPDATE="true")
+    return execute_repair_handler
 
 
 CONTEXT = SimpleNamespace(function_name="lambda-auto-repair-execute-repair-dev", memory_limit_in_mb=256,

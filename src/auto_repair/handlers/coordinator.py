@@ -15,9 +15,8 @@ from auto_repair.notification import RECOVERY
 from auto_repair.notifier import notify
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.records import IncidentStore, now_iso
-from auto_repair.settings import Settings
+from auto_repair.settings import get_settings
 
-SETTINGS = Settings.from_env()
 RECOVERABLE = ("OPEN", "RESOLVED", "ESCALATED", "AWAITING_APPROVAL", "FAILED")
 IN_PROGRESS = ("OPEN", "AWAITING_APPROVAL")
 
@@ -45,7 +44,7 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
                           status="RECOVERED" if incident.get("status") != "FAILED" else "FAILED")
     context = {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
                          "stateChangeTime": alarm.get("stateChangeTime", "")}}
-    sent = notify(context, RECOVERY, environment=SETTINGS.environment, sns=sns, topic_arn=SETTINGS.topic_arn,
+    sent = notify(context, RECOVERY, environment=get_settings().environment, sns=sns, topic_arn=get_settings().topic_arn,
                   store=store, incident_id=incident["incidentId"])
     metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)
     return {"action": "closed", "incidentId": incident["incidentId"], "timeToRecoverySeconds": seconds,
@@ -57,12 +56,12 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alarm = parse_alarm_event(event)
-    add_dimension_env(SETTINGS.environment)
+    add_dimension_env(get_settings().environment)
     if alarm["outcome"] == INVALID or not alarm.get("functionName"):
         logger.warning("coordinator ignored event", extra={"reason": alarm.get("reason")})
         return {"action": "none", "reason": alarm.get("reason")}
     if alarm["currentState"] == "OK" and alarm.get("previousState") == "ALARM":
-        store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+        store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
         result = handle_ok(alarm, store, aws.client("sns"), datetime.now(UTC))
     else:
         result = {"action": "none", "reason": f"{alarm.get('previousState')} -> {alarm['currentState']}: "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -10,9 +9,7 @@ from auto_repair import aws, guards
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import REPAIR, AuditLog, IncidentStore, now_iso
 from auto_repair.repair import RepairError, RepairFailedError, execute_repair, rollback_repair
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
+from auto_repair.settings import get_settings
 
 
 def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]:
@@ -30,7 +27,7 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
     return {
         "functionName": alarm["functionName"],
         "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
-        "maxMemory": int(settings.get("maxMemory", SETTINGS.max_memory_mb)),
+        "maxMemory": int(settings.get("maxMemory", get_settings().max_memory_mb)),
         "dryRun": bool(decision.get("dryRun")) or decision.get("action") == "DRY_RUN",
         "targetMemory": int(decision["targetMemory"]),
         "executionId": execution_id,
@@ -39,7 +36,7 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
         # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
         "deployment": (workflow.get("evidence") or {}).get("deployment") or {},
         "tags": tags,
-        "allowAliasUpdate": SETTINGS.allow_alias_update
+        "allowAliasUpdate": get_settings().allow_alias_update
         and tags.get("auto-repair:alias-update", "").strip().lower() not in ("false", "deny", "no"),
     }
 
@@ -53,17 +50,17 @@ def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, 
     reason = (f"rollback: verification {verification.get('status')} - "
               f"{verification.get('rollbackReason') or verification.get('reason')}")
     started = now_iso()
-    if guards.read_kill_switch(aws.client("ssm"), SETTINGS.paused_parameter):
+    if guards.read_kill_switch(aws.client("ssm"), get_settings().paused_parameter):
         # Paused means hands off, rollbacks included: report where the function was left.
         result = {"functionName": repair["functionName"], "executionId": execution_id, "status": "PAUSED",
                   "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
                   "restoredMemory": None,
-                  "reason": f"rollback not done: repairs are paused ({SETTINGS.paused_parameter})"}
+                  "reason": f"rollback not done: repairs are paused ({get_settings().paused_parameter})"}
         store.put(execution_id, ROLLBACK, result)
         return result
     try:
         result = rollback_repair(repair, lambda_client=aws.client("lambda"),
-                                 audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
+                                 audit=AuditLog(aws.table(get_settings().audit_table)), actor=actor, reason=reason)
     except RepairError as exc:
         store.put(execution_id, ROLLBACK, {"functionName": repair["functionName"], "executionId": execution_id,
                                            "status": "FAILED", "startTime": started, "endTime": now_iso(),
@@ -83,10 +80,10 @@ def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, 
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    add_dimension_env(SETTINGS.environment)
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
+    add_dimension_env(get_settings().environment)
     if event.get("action") == "ROLLBACK":
-        actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
+        actor = get_settings().function_name
         return rollback(workflow, execution_id, store, actor)
     diagnosis = workflow["diagnosisResult"]
     reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
@@ -94,14 +91,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     approval = workflow.get("approval") or {}
     if approval.get("approvedBy"):
         reason += f"; approved by {approval['approvedBy']}"
-    actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
+    actor = get_settings().function_name
     started = now_iso()
     try:
         request = build_request(workflow, execution_id)
         # Guards right before the mutation: the kill switch, then the hourly budget. Blocked = nothing changed.
         blocked = None if request["dryRun"] else guards.mutation_gate(
-            ssm=aws.client("ssm"), parameter=SETTINGS.paused_parameter, limit=SETTINGS.max_repairs_per_hour,
-            store=guards.GuardStore(aws.table(SETTINGS.state_table)), now=time.time())
+            ssm=aws.client("ssm"), parameter=get_settings().paused_parameter, limit=get_settings().max_repairs_per_hour,
+            store=guards.GuardStore(aws.table(get_settings().state_table)), now=time.time())
         if blocked:
             result = guards.blocked_repair(request, blocked, current_memory=diagnosis["decision"]["currentMemory"],
                                            started=started)
@@ -110,7 +107,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
-                                audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
+                                audit=AuditLog(aws.table(get_settings().audit_table)), actor=actor, reason=reason)
     except RepairError as exc:
         store.put(execution_id, REPAIR, {
             "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from auto_repair import aws, guards, knowledge, notification
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import REPAIR, IncidentStore, now_iso
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
+from auto_repair.settings import get_settings
 
 # Incident status once the workflow has reached each outcome.
 STATUS = {
@@ -65,15 +62,15 @@ def ignored_outcome(workflow: dict[str, Any]) -> tuple[str, bool]:
     if alarm.get("outcome") in (guards.LOCKED, guards.COOLDOWN):
         return alarm["outcome"], True
     if alarm.get("outcome") == guards.OUT_OF_SCOPE:
-        return notification.OUT_OF_SCOPE, SETTINGS.notify_ignored
-    return notification.IGNORED, bool(alarm.get("needsHuman")) or SETTINGS.notify_ignored
+        return notification.OUT_OF_SCOPE, get_settings().notify_ignored
+    return notification.IGNORED, bool(alarm.get("needsHuman")) or get_settings().notify_ignored
 
 
 def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
     try:
-        done = guards.finish_run(guards.GuardStore(aws.table(SETTINGS.state_table)), workflow, owner=incident_id)
+        done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
         logger.exception("could not start the cooldown or release the lock")
         metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
@@ -83,7 +80,7 @@ def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
 
 def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> None:
     """Feed the incident back into the knowledge bucket as case history; never fails the notification."""
-    bucket = os.environ.get("KNOWLEDGE_BUCKET", "")
+    bucket = get_settings().knowledge_bucket
     try:
         key = knowledge.record_case(aws.client("s3"), bucket, workflow, incident_id, outcome)
     except Exception:  # noqa: BLE001 - the incident is already recorded and notified; the case is a bonus
@@ -110,9 +107,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         outcome = requested
     alarm = workflow.get("alarm") or {}
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    sent = notify(workflow, outcome, environment=SETTINGS.environment, sns=aws.client("sns"),
-                  topic_arn=SETTINGS.topic_arn, store=store, incident_id=incident_id, send=send)
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
+    sent = notify(workflow, outcome, environment=get_settings().environment, sns=aws.client("sns"),
+                  topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id, send=send)
     repair = workflow.get("repair")
     if repair and repair.get("repairId"):
         rollback = workflow.get("rollback") or {}
@@ -123,8 +120,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                         (workflow.get("verification") or {}).get("status", "NOT_RUN"),
                                         "notificationStatus": sent["notificationStatus"]})
     store.update_incident(incident_id, outcome=outcome, status=STATUS.get(outcome, "CLOSED"), endTime=now_iso(),
-                          summary=notification.build(workflow, outcome, SETTINGS.environment)["message"]["summary"])
-    add_dimension_env(SETTINGS.environment)
+                          summary=notification.build(workflow, outcome, get_settings().environment)["message"]["summary"])
+    add_dimension_env(get_settings().environment)
     record_case(workflow, incident_id, outcome)
     finish_guards(workflow, incident_id)
     metrics.add_metric(name=f"Outcome{outcome.title().replace('_', '')}", unit="Count", value=1)

@@ -15,10 +15,7 @@ from auto_repair import aws, guards
 from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.records import IncidentStore, now_iso
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
-
+from auto_repair.settings import Settings, get_settings
 
 TAG_PREFIX = "auto-repair:"
 
@@ -110,16 +107,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     account = context.invoked_function_arn.split(":")[4]
     region = context.invoked_function_arn.split(":")[3]
     alarm = parse_alarm_event(raw, account=account, region=region)
-    state = guards.GuardStore(aws.table(SETTINGS.state_table))
+    state = guards.GuardStore(aws.table(get_settings().state_table))
     # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
     alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
     if alarm["outcome"] == PROCEED:
-        alarm = check_target(alarm, SETTINGS, aws.client("lambda"))
+        alarm = check_target(alarm, get_settings(), aws.client("lambda"))
     if alarm["outcome"] == PROCEED:
-        lock_ttl = guards.lock_ttl_seconds(SETTINGS.verification_wait_seconds, SETTINGS.approval_timeout_seconds,
+        lock_ttl = guards.lock_ttl_seconds(get_settings().verification_wait_seconds, get_settings().approval_timeout_seconds,
                                            bool(alarm["settings"].get("approvalRequired")))
         alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
-                                      cooldown_minutes=SETTINGS.repair_cooldown_minutes, now=time.time())
+                                      cooldown_minutes=get_settings().repair_cooldown_minutes, now=time.time())
     if alarm["outcome"] == PROCEED:
         alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
     alarm.update(
@@ -127,12 +124,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         executionArn=meta.get("executionArn", ""),
         receivedAt=now_iso(),
     )
-    alarm.setdefault("settings", policy_settings(SETTINGS, {}))
-    IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).start_incident(
+    alarm.setdefault("settings", policy_settings(get_settings(), {}))
+    IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
                                        "functionName": alarm.get("functionName")})
-    add_dimension_env(SETTINGS.environment)
+    add_dimension_env(get_settings().environment)
     metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
     return alarm
