@@ -10,11 +10,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr
 from botocore.exceptions import ClientError
 
+from .outcomes import ApprovalStatus
 from .records import from_dynamo, now_iso, to_dynamo
-
-PENDING = "PENDING"
-APPROVED = "APPROVED"
-REJECTED = "REJECTED"
 
 
 class ApprovalError(RuntimeError):
@@ -39,7 +36,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "functionName": function_name,
         "currentMemory": current_memory,
         "targetMemory": target_memory,
-        "status": PENDING,
+        "status": ApprovalStatus.PENDING,
         "requestedAt": now_iso(),
         "expiresAt": int(time.time()) + max(timeout_seconds, 60) + 86400,
     }
@@ -57,12 +54,12 @@ def get(state_table: Any, approval_id: str) -> dict[str, Any]:
 def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who: str, reason: str = "") -> dict:
     """Approve or reject exactly once; the output carries the pinned memory, never a new one."""
     item = get(state_table, approval_id)
-    status = APPROVED if approve else REJECTED
+    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
     try:
         state_table.update_item(
             Key=_key(approval_id),
             UpdateExpression="SET #s = :s, decidedBy = :w, decidedAt = :t, decisionReason = :r",
-            ConditionExpression=Attr("status").eq(PENDING),
+            ConditionExpression=Attr("status").eq(ApprovalStatus.PENDING),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": status, ":w": who, ":t": now_iso(), ":r": reason},
         )

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from auto_repair.outcomes import Notice
+
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
                 "approvedBy")
 BUNDLED_DIR = Path(__file__).with_name("knowledge_data")
@@ -149,7 +151,7 @@ class KnowledgeSource:
 
 
 # Outcomes whose incident teaches something: memory fixed it, memory did not fix it, memory was not the cause.
-CASE_OUTCOMES = frozenset({"REPAIRED", "NOT_IMPROVED", "NO_ACTION"})
+CASE_OUTCOMES = frozenset({Notice.REPAIRED, Notice.NOT_IMPROVED, Notice.NO_ACTION})
 
 
 def record_case(s3: Any, bucket: str, workflow: dict[str, Any], incident_id: str, outcome: str) -> str | None:

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from .notification import NEEDS_HUMAN, build
+from .outcomes import DeliveryStatus
 from .records import NOTIFICATION_PREFIX, IncidentStore, now_iso
 
 
@@ -42,9 +43,9 @@ def notify(
                               "message": built["message"]}
     if send:
         record["messageId"] = publish(sns, topic_arn, built)
-        record["notificationStatus"] = "SENT"
+        record["notificationStatus"] = DeliveryStatus.SENT
     else:
-        record["notificationStatus"] = "NOT_REQUIRED"
+        record["notificationStatus"] = DeliveryStatus.NOT_REQUIRED
     recorded = True
     try:
         store.put(incident_id, f"{NOTIFICATION_PREFIX}{record['sentAt']}#{outcome}", record)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-REPAIR = "REPAIR"
-NO_ACTION = "NO_ACTION"
-HUMAN_REVIEW = "HUMAN_REVIEW"
-DRY_RUN = "DRY_RUN"
+from auto_repair.outcomes import PolicyAction
 
 LAMBDA_MIN_MB = 128
 LAMBDA_MAX_MB = 10240
@@ -36,11 +33,11 @@ def decide(
     confidence = float(diagnosis.get("confidence") or 0.0)
     if not diagnosis.get("isMemoryIssue"):
         cause = diagnosis.get("cause") or "not a memory issue"
-        return {**decision, "action": NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
+        return {**decision, "action": PolicyAction.NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
     if confidence < min_confidence:
         return {
             **decision,
-            "action": HUMAN_REVIEW,
+            "action": PolicyAction.HUMAN_REVIEW,
             "reason": f"confidence {confidence:.2f} is below the minimum {min_confidence:.2f}",
         }
     recommended = diagnosis.get("recommendedMemorySize")
@@ -54,9 +51,9 @@ def decide(
             if current_memory >= max_memory
             else f"the recommendation ({int(recommended)} MB) does not raise memory above {current_memory} MB"
         )
-        return {**decision, "action": HUMAN_REVIEW, "reason": f"memory issue, but {why}"}
+        return {**decision, "action": PolicyAction.HUMAN_REVIEW, "reason": f"memory issue, but {why}"}
     decision["targetMemory"] = target
     if dry_run:
-        return {**decision, "action": DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
+        return {**decision, "action": PolicyAction.DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
     decision["approvalRequired"] = bool(approval_required)
-    return {**decision, "action": REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}
+    return {**decision, "action": PolicyAction.REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}

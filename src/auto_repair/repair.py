@@ -19,18 +19,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from .outcomes import AuditPhase, RepairStatus
 from .records import AuditLog, now_iso
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
-
-SUCCEEDED = "SUCCEEDED"
-DRY_RUN = "DRY_RUN"
-SKIPPED = "SKIPPED"
-MANUAL = "MANUAL_ACTION_REQUIRED"
-ROLLED_BACK = "ROLLED_BACK"
-
-# Audit phases of a rollback (a repair's own phases are BEFORE, AFTER, FAILED, ROLLED_BACK).
-ROLLBACK_STARTED = "ROLLBACK_STARTED"
-ROLLBACK_FAILED = "ROLLBACK_FAILED"
 
 
 class RepairError(RuntimeError):
@@ -152,8 +143,8 @@ def execute_repair(
     else:
         result = _repair_latest(run, request, result)
     owner = iac_owner(request.get("tags"))
-    if owner and result["status"] in (SUCCEEDED, MANUAL):
-        memory = result["newMemory"] if result["status"] == SUCCEEDED else result["targetMemory"]
+    if owner and result["status"] in (RepairStatus.SUCCEEDED, RepairStatus.MANUAL_ACTION_REQUIRED):
+        memory = result["newMemory"] if result["status"] == RepairStatus.SUCCEEDED else result["targetMemory"]
         result["iac"] = drift_notice(owner, memory)
     ended = now_iso()
     result.setdefault("timestamp", ended)
@@ -177,16 +168,16 @@ def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -
 
     if target <= original:
         # Someone (or an earlier repair) already raised it: lowering memory is never our business.
-        result.update(status=SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
+        result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
         return result
     if result["dryRun"]:
-        result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
+        result.update(status=RepairStatus.DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
                       reason=f"dry run: would raise memory {original} -> {target} MB")
         return result
     _check_revision(name, request.get("expectedRevisionId"), config.get("RevisionId"))
 
     final = _raise_latest(run, original, target, config.get("RevisionId"))
-    result.update(status=SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
+    result.update(status=RepairStatus.SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
                   revisionId=final.get("RevisionId", ""), reason=run.reason)
     return result
 
@@ -203,12 +194,12 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
                   details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Set $LATEST's memory to ``target`` (audited, guarded, confirmed). On a half-applied change: restore."""
     name = run.name
-    run.record("BEFORE", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
+    run.record(AuditPhase.BEFORE, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
                details={"revisionId": revision, **(details or {})})
     try:
         _update_memory(run, target, revision, done=lambda c: int(c["MemorySize"]) >= target)
     except ClientError as exc:
-        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
+        run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
                    reason=_message(exc))
         raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({_code(exc)}): no change made") from exc
 
@@ -217,7 +208,7 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
         why = final.get("LastUpdateStatusReason", "unknown reason")
         _restore(run, original, final, f"update failed: {why}")
         raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
-    run.record("AFTER", "UpdateFunctionConfiguration", {"MemorySize": original},
+    run.record(AuditPhase.AFTER, "UpdateFunctionConfiguration", {"MemorySize": original},
                {"MemorySize": int(final.get("MemorySize", target))}, details={"revisionId": final.get("RevisionId")})
     return final
 
@@ -252,11 +243,11 @@ def _restore(run: _Run, original: int, current: dict[str, Any], why: str) -> Non
         restored = run.wait()
     except (ClientError, RepairError) as exc:
         detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
-        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
+        run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
                    reason=f"{why}; restoring {original} MB failed: {detail}")
         raise RepairFailedError(f"{run.name}: {why}; restoring {original} MB failed ({detail}): the function may "
                                 f"be at {changed} MB, see the audit log") from exc
-    run.record("ROLLED_BACK", "UpdateFunctionConfiguration", {"MemorySize": changed},
+    run.record(AuditPhase.ROLLED_BACK, "UpdateFunctionConfiguration", {"MemorySize": changed},
                {"MemorySize": int(restored.get("MemorySize", original))}, reason=why)
 
 
@@ -298,7 +289,7 @@ def _repair_published(
                   deployment={"kind": kind, "alias": alias_name, "version": version,
                               "packageType": served.get("PackageType", "Zip"), "snapStart": snap_start})
     if target <= original:
-        result.update(status=SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
+        result.update(status=RepairStatus.SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
         return result
     if alias and deployment.get("version") and str(deployment["version"]) != version:
         raise RepairFailedError(f"{name}: alias {alias_name} moved from version {deployment['version']} to {version} "
@@ -328,14 +319,14 @@ def _repair_published(
                         "itself; a new version would start without it")
     if blockers:
         result.update(
-            status=MANUAL, reason="; ".join(blockers),
+            status=RepairStatus.MANUAL_ACTION_REQUIRED, reason="; ".join(blockers),
             manualSteps=manual_steps(name, target, alias=alias_name, version=version, provisioned=provisioned,
                                      snap_start=snap_start, owner=iac_owner(request.get("tags"))),
             provisionedConcurrency=provisioned, **({"warnings": [f"provisioned concurrency unknown: {pc_error}"]}
                                                    if pc_error else {}))
         return result
     if result["dryRun"]:
-        result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
+        result.update(status=RepairStatus.DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
                       reason=f"dry run: would raise memory {original} -> {target} MB, publish a version and move "
                              f"alias {alias_name} to it")
         return result
@@ -356,7 +347,7 @@ def _repair_published(
     pc_status = _await_provisioned(run, alias_name, provisioned, warnings)
     latest_now = run.lam.get_function_configuration(FunctionName=name)
     result.update(
-        status=SUCCEEDED, newMemory=target, reason=run.reason, revisionId=latest_now.get("RevisionId", ""),
+        status=RepairStatus.SUCCEEDED, newMemory=target, reason=run.reason, revisionId=latest_now.get("RevisionId", ""),
         publishedVersion=new_version, latestOriginalMemory=latest_original,
         alias={"name": alias_name, "previousVersion": version, "newVersion": new_version,
                "revisionId": moved.get("RevisionId", "")},
@@ -366,7 +357,7 @@ def _repair_published(
 
 def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], original: int, target: int,
              snap_start: bool, alias: str) -> str:
-    run.record("BEFORE", "PublishVersion", {"MemorySize": original}, {"MemorySize": target},
+    run.record(AuditPhase.BEFORE, "PublishVersion", {"MemorySize": original}, {"MemorySize": target},
                details={"codeSha256": served.get("CodeSha256"), "snapStart": snap_start})
     kwargs: dict[str, Any] = {"FunctionName": run.name,
                               "Description": f"lambda-auto-repair {run.execution_id}: memory {original}->{target} MB"[:256]}
@@ -386,15 +377,15 @@ def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], origina
             # The version exists and has the new memory; only the alias move is left to a human.
             why += (f"; it keeps its {target} MB: once it is Active, run aws lambda update-alias --function-name "
                     f"{run.name} --name {alias} --function-version {new_version}")
-        run.record("FAILED", "PublishVersion", {"MemorySize": original}, {"MemorySize": original}, reason=why)
+        run.record(AuditPhase.FAILED, "PublishVersion", {"MemorySize": original}, {"MemorySize": original}, reason=why)
         raise RepairFailedError(why) from exc
-    run.record("AFTER", "PublishVersion", {"MemorySize": original}, {"MemorySize": target, "Version": new_version})
+    run.record(AuditPhase.AFTER, "PublishVersion", {"MemorySize": original}, {"MemorySize": target, "Version": new_version})
     return new_version
 
 
 def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None, latest_original: int
                 ) -> dict[str, Any]:
-    run.record("BEFORE", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+    run.record(AuditPhase.BEFORE, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                {"alias": alias, "FunctionVersion": new}, details={"revisionId": revision})
     kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": alias, "FunctionVersion": new}
     if revision:
@@ -402,12 +393,12 @@ def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None,
     try:
         moved = run.lam.update_alias(**kwargs)
     except ClientError as exc:
-        run.record("FAILED", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+        run.record(AuditPhase.FAILED, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                    {"alias": alias, "FunctionVersion": old}, reason=_message(exc))
         _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({_code(exc)})")
         raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({_code(exc)}); "
                                     f"alias still on {old}, $LATEST restored (version {new} stays, unused)") from exc
-    run.record("AFTER", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+    run.record(AuditPhase.AFTER, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                {"alias": alias, "FunctionVersion": new}, details={"revisionId": moved.get("RevisionId")})
     return moved
 
@@ -453,7 +444,7 @@ def rollback_repair(
 ) -> dict[str, Any]:
     """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
     repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
-    if repair.get("status") != SUCCEEDED:
+    if repair.get("status") != RepairStatus.SUCCEEDED:
         raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
     run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0)
     original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
@@ -476,7 +467,7 @@ def rollback_repair(
     else:
         _rollback_latest(run, applied, original, repair.get("revisionId"))
     ended = now_iso()
-    result.update(status=ROLLED_BACK, endTime=ended, timestamp=ended, **({"warnings": warnings} if warnings else {}))
+    result.update(status=RepairStatus.ROLLED_BACK, endTime=ended, timestamp=ended, **({"warnings": warnings} if warnings else {}))
     return result
 
 
@@ -486,26 +477,26 @@ def _rollback_alias(run: _Run, alias: dict[str, Any]) -> None:
     try:
         current = run.lam.get_alias(FunctionName=run.name, Name=name)
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: cannot read alias {name} ({_code(exc)}): not rolled back") from exc
     if str(current["FunctionVersion"]) == str(old):
         return  # already back (a retried rollback whose first attempt got this far)
     if str(current["FunctionVersion"]) != str(new):
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before,
                    reason=f"{run.reason}; alias {name} now points at {current['FunctionVersion']}, not {new}: "
                           "someone changed it, left alone")
         raise RepairFailedError(f"{run.name}: alias {name} moved to version {current['FunctionVersion']} since the "
                                 "repair: not rolled back")
-    run.record(ROLLBACK_STARTED, "UpdateAlias", before, after, details={"revisionId": alias.get("revisionId")})
+    run.record(AuditPhase.ROLLBACK_STARTED, "UpdateAlias", before, after, details={"revisionId": alias.get("revisionId")})
     kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": name, "FunctionVersion": old}
     if alias.get("revisionId"):
         kwargs["RevisionId"] = alias["revisionId"]
     try:
         run.lam.update_alias(**kwargs)
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: moving alias {name} back to {old} failed ({_code(exc)})") from exc
-    run.record(ROLLED_BACK, "UpdateAlias", before, after)
+    run.record(AuditPhase.ROLLED_BACK, "UpdateAlias", before, after)
 
 
 def _rollback_latest(run: _Run, applied: int, original: int, revision: str | None) -> None:
@@ -513,31 +504,31 @@ def _rollback_latest(run: _Run, applied: int, original: int, revision: str | Non
     try:
         config = run.wait()
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
                    reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: cannot read configuration ({_code(exc)}): not rolled back") from exc
     current = int(config["MemorySize"])
     if current == original:
         return  # already back (a retried rollback, or someone restored it by hand): nothing to do
     if current != applied or (revision and config.get("RevisionId") != revision):
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", {"MemorySize": current}, {"MemorySize": current},
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", {"MemorySize": current}, {"MemorySize": current},
                    reason=f"{run.reason}; the function changed since the repair (memory {current} MB, revision "
                           f"{config.get('RevisionId')}): left alone")
         raise RepairFailedError(f"{run.name}: changed since the repair (memory {current} MB): not rolled back")
-    run.record(ROLLBACK_STARTED, "UpdateFunctionConfiguration", before, after,
+    run.record(AuditPhase.ROLLBACK_STARTED, "UpdateFunctionConfiguration", before, after,
                details={"revisionId": config.get("RevisionId")})
     try:
         _update_memory(run, original, config.get("RevisionId"), done=lambda c: int(c["MemorySize"]) == original)
         final = run.wait()
     except (ClientError, RepairError) as exc:
         detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before, reason=f"{run.reason}; {detail}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before, reason=f"{run.reason}; {detail}")
         raise RepairFailedError(f"{run.name}: restoring {original} MB failed ({detail})") from exc
     if final.get("LastUpdateStatus") == "Failed" or int(final.get("MemorySize", -1)) != original:
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before,
                    {"MemorySize": int(final.get("MemorySize", -1))},
                    reason=f"{run.reason}; {final.get('LastUpdateStatusReason', 'memory not restored')}")
         raise RepairFailedError(f"{run.name}: restoring {original} MB did not take "
                                 f"({final.get('LastUpdateStatusReason', 'memory not restored')})")
-    run.record(ROLLED_BACK, "UpdateFunctionConfiguration", before, after,
+    run.record(AuditPhase.ROLLED_BACK, "UpdateFunctionConfiguration", before, after,
                details={"revisionId": final.get("RevisionId")})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auto_repair import notification as n
+from auto_repair.outcomes import Notice
 
 
 def context(**extra):
@@ -38,7 +39,7 @@ def context(**extra):
 
 
 def test_repaired_message_has_every_design_field():
-    built = n.build(context(), n.REPAIRED, "prod")
+    built = n.build(context(), Notice.REPAIRED, "prod")
     msg = built["message"]
     assert set(msg) >= {"type", "functionName", "issue", "diagnosis", "repair", "verification"}
     assert set(msg["issue"]) >= {"description", "alarmName", "detectedAt"}
@@ -70,7 +71,7 @@ def test_no_action_report_says_nothing_changed():
         "targetMemory": 128,
         "reason": "diagnosis: downstream_timeout; memory is not the cause",
     }
-    msg = n.build(ctx, n.NO_ACTION, "dev")["message"]
+    msg = n.build(ctx, Notice.NO_ACTION, "dev")["message"]
     assert msg["repair"]["action"] == "NONE" and msg["repair"]["newMemory"] == 128
     assert "No change" in msg["summary"]
 
@@ -78,5 +79,5 @@ def test_no_action_report_says_nothing_changed():
 def test_long_function_name_and_unicode_keep_subject_valid():
     ctx = context()
     ctx["alarm"]["functionName"] = "f" * 140 + "é"
-    subject = n.build(ctx, n.ESCALATION, "prod")["subject"]
+    subject = n.build(ctx, Notice.NOT_IMPROVED, "prod")["subject"]
     assert len(subject) < 100

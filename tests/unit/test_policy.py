@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auto_repair.policy import DRY_RUN, HUMAN_REVIEW, NO_ACTION, REPAIR, decide
+from auto_repair.outcomes import PolicyAction
+from auto_repair.policy import decide
 
 
 def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
@@ -19,14 +20,14 @@ def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
 @pytest.mark.parametrize(
     ("diagnosis", "kwargs", "action", "target"),
     [
-        (diag(), {}, REPAIR, 512),
-        (diag(is_memory=False, cause="downstream_timeout"), {}, NO_ACTION, 128),
-        (diag(confidence=0.5), {}, HUMAN_REVIEW, 128),
-        (diag(size=20000), {}, REPAIR, 1024),  # capped at MaxMemory
-        (diag(size=64), {}, HUMAN_REVIEW, 128),  # never lower
-        (diag(), {"current_memory": 1024}, HUMAN_REVIEW, 1024),  # already at the cap
-        (diag(), {"dry_run": True}, DRY_RUN, 512),
-        (diag(size=None) | {"recommendedMemoryIncrease": 256}, {}, REPAIR, 384),
+        (diag(), {}, PolicyAction.REPAIR, 512),
+        (diag(is_memory=False, cause="downstream_timeout"), {}, PolicyAction.NO_ACTION, 128),
+        (diag(confidence=0.5), {}, PolicyAction.HUMAN_REVIEW, 128),
+        (diag(size=20000), {}, PolicyAction.REPAIR, 1024),  # capped at MaxMemory
+        (diag(size=64), {}, PolicyAction.HUMAN_REVIEW, 128),  # never lower
+        (diag(), {"current_memory": 1024}, PolicyAction.HUMAN_REVIEW, 1024),  # already at the cap
+        (diag(), {"dry_run": True}, PolicyAction.DRY_RUN, 512),
+        (diag(size=None) | {"recommendedMemoryIncrease": 256}, {}, PolicyAction.REPAIR, 384),
     ],
 )
 def test_decisions(diagnosis, kwargs, action, target):

@@ -21,6 +21,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auto_repair.collect import parse_time
+from auto_repair.outcomes import Notice
 from auto_repair.records import AuditLog, IncidentStore
 
 from . import scenario
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"\nDemo wall time: {time.monotonic() - started:.1f}s")
-    return 0 if outcome == "REPAIRED" else 1
+    return 0 if outcome == Notice.REPAIRED else 1
 
 
 def _clients(port: int) -> dict[str, Any]:
@@ -220,7 +221,7 @@ def _report(
     print(render(incident))
     outcome = notification.get("outcome", execution["status"])
     print(f"\nOutcome: {outcome}")
-    if outcome != "REPAIRED":
+    if outcome != Notice.REPAIRED:
         failed = [name for _, name in steps][-1:] or ["?"]
         print(
             f"The loop did not close: last step {failed[0]}, execution {execution['status']}", file=sys.stderr

@@ -9,8 +9,9 @@ from auto_repair import aws
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
 from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import RecordType
 from auto_repair.policy import decide
-from auto_repair.records import DIAGNOSIS, IncidentStore, now_iso
+from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
 
 _KNOWLEDGE: KnowledgeSource | None = None
@@ -71,7 +72,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "missingData": evidence.get("missingData"),
     }
     incident_id = meta.get("executionId") or alarm.get("executionId")
-    IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).put(incident_id, DIAGNOSIS, record)
+    IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).put(incident_id, RecordType.DIAGNOSIS, record)
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name="DiagnosisConfidence", unit="None", value=float(result.get("confidence") or 0))
     method = (result.get("diagnosisMethod") or {}).get("method", "rules")

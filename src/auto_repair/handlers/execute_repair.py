@@ -7,7 +7,8 @@ from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, AuditLog, IncidentStore, now_iso
+from auto_repair.outcomes import DeliveryStatus, PolicyAction, RecordType, RepairStatus, TaskAction, Verdict
+from auto_repair.records import AuditLog, IncidentStore, now_iso
 from auto_repair.repair import RepairError, RepairFailedError, execute_repair, rollback_repair
 from auto_repair.settings import get_settings
 
@@ -28,7 +29,7 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
         "functionName": alarm["functionName"],
         "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
         "maxMemory": int(settings.get("maxMemory", get_settings().max_memory_mb)),
-        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == "DRY_RUN",
+        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == PolicyAction.DRY_RUN,
         "targetMemory": int(decision["targetMemory"]),
         "executionId": execution_id,
         "diagnosisId": workflow["diagnosisResult"].get("diagnosisId", ""),
@@ -41,9 +42,6 @@ def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]
     }
 
 
-ROLLBACK = "ROLLBACK"  # incident record type of a rollback (IncidentStore.get_incident -> "rollback")
-
-
 def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, actor: str) -> dict[str, Any]:
     """RollbackRepair: verification said the change did not help; put the function back as it was."""
     repair, verification = workflow["repair"], workflow.get("verification") or {}
@@ -52,23 +50,23 @@ def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, 
     started = now_iso()
     if guards.read_kill_switch(aws.client("ssm"), get_settings().paused_parameter):
         # Paused means hands off, rollbacks included: report where the function was left.
-        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": "PAUSED",
+        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.PAUSED,
                   "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
                   "restoredMemory": None,
                   "reason": f"rollback not done: repairs are paused ({get_settings().paused_parameter})"}
-        store.put(execution_id, ROLLBACK, result)
+        store.put(execution_id, RecordType.ROLLBACK, result)
         return result
     try:
         result = rollback_repair(repair, lambda_client=aws.client("lambda"),
                                  audit=AuditLog(aws.table(get_settings().audit_table)), actor=actor, reason=reason)
     except RepairError as exc:
-        store.put(execution_id, ROLLBACK, {"functionName": repair["functionName"], "executionId": execution_id,
-                                           "status": "FAILED", "startTime": started, "endTime": now_iso(),
+        store.put(execution_id, RecordType.ROLLBACK, {"functionName": repair["functionName"], "executionId": execution_id,
+                                           "status": RepairStatus.FAILED, "startTime": started, "endTime": now_iso(),
                                            "fromMemory": repair.get("newMemory"), "error": str(exc)})
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
         logger.exception("rollback failed")
         raise
-    store.put(execution_id, ROLLBACK, result)
+    store.put(execution_id, RecordType.ROLLBACK, result)
     metrics.add_metric(name="RepairsRolledBack", unit="Count", value=1)
     logger.info("rolled back", extra={"restoredMemory": result["restoredMemory"], "fromMemory": result["fromMemory"]})
     return result
@@ -82,7 +80,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
     add_dimension_env(get_settings().environment)
-    if event.get("action") == "ROLLBACK":
+    if event.get("action") == TaskAction.ROLLBACK:
         actor = get_settings().function_name
         return rollback(workflow, execution_id, store, actor)
     diagnosis = workflow["diagnosisResult"]
@@ -102,25 +100,25 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if blocked:
             result = guards.blocked_repair(request, blocked, current_memory=diagnosis["decision"]["currentMemory"],
                                            started=started)
-            store.put(execution_id, REPAIR, {**result, "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING"})
+            store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.NOT_RUN, "notificationStatus": DeliveryStatus.PENDING})
             metrics.add_metric(name=f"Repairs{blocked['status'].title().replace('_', '')}", unit="Count", value=1)
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
                                 audit=AuditLog(aws.table(get_settings().audit_table)), actor=actor, reason=reason)
     except RepairError as exc:
-        store.put(execution_id, REPAIR, {
+        store.put(execution_id, RecordType.REPAIR, {
             "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
             "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
             "originalMemory": diagnosis["decision"].get("currentMemory"),
-            "newMemory": diagnosis["decision"].get("currentMemory"), "status": "FAILED", "error": str(exc),
-            "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING",
+            "newMemory": diagnosis["decision"].get("currentMemory"), "status": RepairStatus.FAILED, "error": str(exc),
+            "verificationStatus": Verdict.NOT_RUN, "notificationStatus": DeliveryStatus.PENDING,
         })
         metrics.add_metric(name="RepairsFailed", unit="Count", value=1)
         logger.exception("repair failed")
         raise
-    store.put(execution_id, REPAIR, {**result, "verificationStatus": "PENDING", "notificationStatus": "PENDING"})
-    if result["status"] == "SUCCEEDED":
+    store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.PENDING, "notificationStatus": DeliveryStatus.PENDING})
+    if result["status"] == RepairStatus.SUCCEEDED:
         metrics.add_metric(name="RepairsExecuted", unit="Count", value=1)
     logger.info("repair done", extra={"status": result["status"], "originalMemory": result["originalMemory"],
                                       "newMemory": result["newMemory"]})

@@ -7,10 +7,10 @@ from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
-from auto_repair.notification import FAILURE, build
+from auto_repair.notification import build
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import FAILURE as FAILURE_RECORD
+from auto_repair.outcomes import IncidentStatus, Notice, RecordType
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
 
@@ -28,7 +28,7 @@ def _cause(error: dict[str, Any]) -> str:
 
 def dead_letter(workflow: dict[str, Any], incident_id: str, exc: Exception) -> None:
     queue_url = get_settings().dead_letter_queue_url
-    built = build(workflow, FAILURE, get_settings().environment)
+    built = build(workflow, Notice.FAILURE, get_settings().environment)
     body = {"kind": "UNDELIVERED_NOTIFICATION", "incidentId": incident_id, "subject": built["subject"],
             "message": built["message"], "deliveryError": f"{type(exc).__name__}: {exc}"[:1000], "at": now_iso()}
     metrics.add_metric(name="NotificationsUndelivered", unit="Count", value=1)
@@ -57,8 +57,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
               "functionName": alarm.get("functionName", "")}
     # Recording is best effort here: the notification must go out even if DynamoDB is what failed.
     try:
-        store.put(incident_id, FAILURE_RECORD, record)
-        store.update_incident(incident_id, status="FAILED", outcome=FAILURE, endTime=now_iso(),
+        store.put(incident_id, RecordType.FAILURE, record)
+        store.update_incident(incident_id, status=IncidentStatus.FAILED, outcome=Notice.FAILURE, endTime=now_iso(),
                               error=record["error"], functionName=alarm.get("functionName") or "(none)",
                               startTime=meta.get("startTime") or now_iso())
     except Exception:
@@ -74,7 +74,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     failed_workflow = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
     try:
-        sent = notify(failed_workflow, FAILURE, environment=get_settings().environment, sns=aws.client("sns"),
+        sent = notify(failed_workflow, Notice.FAILURE, environment=get_settings().environment, sns=aws.client("sns"),
                       topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id)
     except Exception as exc:
         # Nobody can be told through SNS: park the notice in the dead-letter queue (alarmed on by the monitoring

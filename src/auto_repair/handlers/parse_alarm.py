@@ -12,8 +12,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auto_repair import aws, guards
-from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
+from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import AlarmOutcome, GuardOutcome
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import Settings, get_settings
 
@@ -56,13 +57,13 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     not repaired."""
     name = alarm["functionName"]
     if name.startswith(settings.system_prefix):
-        return {**alarm, "outcome": IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
+        return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
     try:
         config = lambda_client.get_function_configuration(FunctionName=name)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "ResourceNotFoundException":
-            return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
+            return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         raise
     unreadable = ""
     try:
@@ -74,7 +75,7 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     if not ok:
         if unreadable:  # fail closed: an unreadable opt-in tag is not an opt-in
             why = f"{why}; its tags could not be read ({unreadable})"
-        return {**alarm, "settings": policy, "outcome": guards.OUT_OF_SCOPE, "scopeMode": settings.scope_mode,
+        return {**alarm, "settings": policy, "outcome": GuardOutcome.OUT_OF_SCOPE, "scopeMode": settings.scope_mode,
                 "reason": f"{name} is out of scope: {why}"}
     return {**alarm, "settings": policy, "scopeMode": settings.scope_mode}
 
@@ -110,14 +111,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = guards.GuardStore(aws.table(get_settings().state_table))
     # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
     alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
-    if alarm["outcome"] == PROCEED:
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
         alarm = check_target(alarm, get_settings(), aws.client("lambda"))
-    if alarm["outcome"] == PROCEED:
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
         lock_ttl = guards.lock_ttl_seconds(get_settings().verification_wait_seconds, get_settings().approval_timeout_seconds,
                                            bool(alarm["settings"].get("approvalRequired")))
         alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
                                       cooldown_minutes=get_settings().repair_cooldown_minutes, now=time.time())
-    if alarm["outcome"] == PROCEED:
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
         alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
     alarm.update(
         executionId=execution_id,

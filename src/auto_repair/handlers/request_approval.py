@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from auto_repair import approvals, aws
-from auto_repair.notification import APPROVAL_REQUEST
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import ApprovalStatus, IncidentStatus, Notice, RecordType
 from auto_repair.pricing import cost_change_per_million
-from auto_repair.records import APPROVAL, IncidentStore
+from auto_repair.records import IncidentStore
 from auto_repair.settings import get_settings
 
 
@@ -47,10 +47,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "howToReject": f"auto-repair reject {approval_id} {env_flag} --reason '...'",
     }
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
-    store.put(execution_id, APPROVAL, {**request, "status": approvals.PENDING})
-    sent = notify({**workflow, "approvalRequest": request}, APPROVAL_REQUEST, environment=get_settings().environment,
+    store.put(execution_id, RecordType.APPROVAL, {**request, "status": ApprovalStatus.PENDING})
+    sent = notify({**workflow, "approvalRequest": request}, Notice.APPROVAL_REQUEST, environment=get_settings().environment,
                   sns=aws.client("sns"), topic_arn=get_settings().topic_arn, store=store, incident_id=execution_id)
-    store.update_incident(execution_id, status="AWAITING_APPROVAL")
+    store.update_incident(execution_id, status=IncidentStatus.AWAITING_APPROVAL)
     # Counted only once a human was asked; notify/handle-failure count ApprovalsResolved when the wait is over.
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name="ApprovalsRequested", unit="Count", value=1)
