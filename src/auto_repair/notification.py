@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_repair.outcomes import MUTATION_OUTCOMES, Notice, RepairStatus, Verdict
+from auto_repair.outcomes import (
+    MUTATION_OUTCOMES,
+    AlarmOutcome,
+    GuardOutcome,
+    IncidentStatus,
+    Notice,
+    NotifyRequest,
+    RepairStatus,
+    Verdict,
+)
+from auto_repair.workflow import WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
 GUARDED = (Notice.DUPLICATE, Notice.LOCKED, Notice.COOLDOWN, Notice.OUT_OF_SCOPE, Notice.PAUSED,
@@ -15,6 +25,76 @@ NEEDS_HUMAN = {Notice.NOT_IMPROVED, Notice.INCONCLUSIVE, Notice.HUMAN_REVIEW, No
                Notice.APPROVAL_TIMEOUT, Notice.INVALID_EVENT, Notice.FAILURE}
 # Paused or over budget: the function is still failing and nothing will repair it by itself.
 NEEDS_HUMAN |= {Notice.PAUSED, Notice.BUDGET_EXHAUSTED}
+
+# The incident's status once the workflow has reached each notice.
+INCIDENT_STATUS: dict[str, IncidentStatus] = {
+    Notice.REPAIRED: IncidentStatus.RESOLVED,
+    Notice.NOT_IMPROVED: IncidentStatus.ESCALATED,
+    Notice.INCONCLUSIVE: IncidentStatus.ESCALATED,
+    Notice.HUMAN_REVIEW: IncidentStatus.ESCALATED,
+    Notice.APPROVAL_TIMEOUT: IncidentStatus.CLOSED,
+    Notice.APPROVAL_REJECTED: IncidentStatus.CLOSED,
+    Notice.DRY_RUN: IncidentStatus.CLOSED,
+    Notice.NO_ACTION: IncidentStatus.CLOSED,
+    Notice.SKIPPED: IncidentStatus.CLOSED,
+    Notice.IGNORED: IncidentStatus.CLOSED,
+    Notice.INVALID_EVENT: IncidentStatus.CLOSED,
+    # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
+    Notice.DUPLICATE: IncidentStatus.CLOSED,
+    Notice.LOCKED: IncidentStatus.CLOSED,
+    Notice.COOLDOWN: IncidentStatus.CLOSED,
+    Notice.OUT_OF_SCOPE: IncidentStatus.CLOSED,
+    Notice.PAUSED: IncidentStatus.ESCALATED,
+    Notice.BUDGET_EXHAUSTED: IncidentStatus.ESCALATED,
+}
+
+
+def incident_status(outcome: str) -> IncidentStatus:
+    return INCIDENT_STATUS.get(outcome, IncidentStatus.CLOSED)
+
+
+def result_outcome(context: WorkflowContext) -> str:
+    """The notice of a run that reached NotifyResult, from its repair and verification."""
+    status = (context.get("repair") or {}).get("status")
+    if status == RepairStatus.DRY_RUN:
+        return Notice.DRY_RUN
+    if status == RepairStatus.SKIPPED:
+        return Notice.SKIPPED
+    if status in MUTATION_OUTCOMES:  # the kill switch or the hourly budget stopped the change
+        return Notice(status)
+    verdict = (context.get("verification") or {}).get("status")
+    if verdict == Verdict.IMPROVED:
+        return Notice.REPAIRED
+    if verdict == Verdict.NOT_IMPROVED:
+        return Notice.NOT_IMPROVED
+    return Notice.INCONCLUSIVE
+
+
+def ignored_outcome(context: WorkflowContext, *, notify_ignored: bool) -> tuple[str, bool]:
+    """The notice of an alarm that started no repair, and whether to send it (NOTIFY_IGNORED widens that)."""
+    alarm = context.get("alarm") or {}
+    outcome = alarm.get("outcome")
+    if outcome == AlarmOutcome.INVALID:
+        return Notice.INVALID_EVENT, True
+    # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
+    # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
+    if outcome == GuardOutcome.DUPLICATE:
+        return Notice.DUPLICATE, False
+    if outcome in (GuardOutcome.LOCKED, GuardOutcome.COOLDOWN):
+        return Notice(outcome), True
+    if outcome == GuardOutcome.OUT_OF_SCOPE:
+        return Notice.OUT_OF_SCOPE, notify_ignored
+    return Notice.IGNORED, bool(alarm.get("needsHuman")) or notify_ignored
+
+
+def requested_outcome(requested: str | None, context: WorkflowContext, *, notify_ignored: bool) -> tuple[str, bool]:
+    """(notice, send?) for NotifyResult's ``outcome`` parameter: RESULT (or none), IGNORED, or a notice itself."""
+    if requested == NotifyRequest.RESULT or requested is None:
+        return result_outcome(context), True
+    if requested == NotifyRequest.IGNORED:
+        return ignored_outcome(context, notify_ignored=notify_ignored)
+    return requested, True
+
 
 _SUBJECT_TAIL = {
     Notice.REPAIRED: "recovered",

@@ -1,16 +1,67 @@
-"""DetermineAction: what the workflow may do with a diagnosis. Pure code.
+"""The environment's policy, narrowed per function by tags, and DetermineAction: what the workflow may do with a
+diagnosis. Pure code.
 
 The diagnosis says what is wrong; the policy says what we are allowed to do about it in this environment.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from auto_repair.outcomes import PolicyAction
 
+if TYPE_CHECKING:
+    from auto_repair.settings import Settings
+    from auto_repair.workflow import Policy
+
+TAG_PREFIX = "auto-repair:"
+# auto-repair:alias-update=<one of these> withdraws the environment's AllowAliasUpdate for one function.
+ALIAS_UPDATE_DENIED = ("false", "deny", "no")
+
 LAMBDA_MIN_MB = 128
 LAMBDA_MAX_MB = 10240
+
+
+def _policy_tags(tags: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
+    """(tag key, name after the prefix, normalised value) of each ``auto-repair:*`` tag."""
+    for key, value in tags.items():
+        if key.startswith(TAG_PREFIX):
+            yield key, key[len(TAG_PREFIX):], value.strip().lower()
+
+
+def from_tags(settings: Settings, tags: Mapping[str, str]) -> Policy:
+    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
+    policy: Policy = {
+        "environment": settings.environment,
+        "approvalRequired": settings.approval_required,
+        "dryRun": settings.dry_run,
+        "maxMemory": settings.max_memory_mb,
+        "minConfidence": settings.min_confidence,
+        "overrides": {},
+    }
+    for key, name, value in _policy_tags(tags):
+        if name == "dry-run" and value in ("true", "false"):
+            policy["dryRun"] = value == "true"
+        elif name == "approval" and value in ("required", "none"):
+            policy["approvalRequired"] = value == "required"
+        elif name == "min-confidence":
+            try:
+                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
+            except ValueError:
+                continue
+        elif name == "max-memory" and value.isdigit():
+            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
+        else:
+            continue
+        policy["overrides"][key] = value
+    return policy
+
+
+def alias_update_allowed(allowed: bool, tags: Mapping[str, str]) -> bool:
+    """AllowAliasUpdate for one function: a tag can only withdraw it, never grant it."""
+    return allowed and all(value not in ALIAS_UPDATE_DENIED for _, name, value in _policy_tags(tags)
+                           if name == "alias-update")
 
 
 def decide(

@@ -15,13 +15,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from .outcomes import AuditPhase, RepairStatus
-from .records import AuditLog, now_iso
+from .outcomes import AuditPhase, DeliveryStatus, PolicyAction, RecordType, RepairStatus, Verdict
+from .policy import alias_update_allowed
+from .records import AuditLog, IncidentStore, now_iso
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
+
+if TYPE_CHECKING:
+    from .workflow import Rollback, WorkflowContext
 
 
 class RepairError(RuntimeError):
@@ -428,8 +432,95 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The workflow's repair request
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_request(workflow: WorkflowContext, execution_id: str, *, max_memory: int,
+                  allow_alias_update: bool) -> dict[str, Any]:
+    """The design's repair request. The memory value comes from the decision, never from the approval."""
+    alarm = workflow["alarm"]
+    diagnosis = workflow["diagnosisResult"]
+    decision = diagnosis["decision"]
+    approval = workflow.get("approval")
+    if approval is not None and int(approval.get("targetMemory", -1)) != int(decision["targetMemory"]):
+        raise RepairFailedError(
+            f"approval pinned {approval.get('targetMemory')} MB but the decision is {decision['targetMemory']} MB: "
+            "refusing to apply a change nobody approved"
+        )
+    policy = alarm.get("settings")
+    evidence = workflow.get("evidence") or {}
+    function = evidence.get("function") or {}
+    tags = function.get("tags") or {}
+    return {
+        "functionName": alarm["functionName"],
+        "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
+        "maxMemory": int(policy["maxMemory"] if policy and "maxMemory" in policy else max_memory),
+        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == PolicyAction.DRY_RUN,
+        "targetMemory": int(decision["targetMemory"]),
+        "executionId": execution_id,
+        "diagnosisId": diagnosis.get("diagnosisId", ""),
+        "expectedRevisionId": function.get("revisionId"),
+        # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
+        "deployment": evidence.get("deployment") or {},
+        "tags": tags,
+        "allowAliasUpdate": alias_update_allowed(allow_alias_update, tags),
+    }
+
+
+def repair_reason(workflow: WorkflowContext) -> str:
+    """Why the change is made, for the audit entries: the diagnosis, the decision and who approved it."""
+    diagnosis = workflow["diagnosisResult"]
+    reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
+              f"{diagnosis['decision'].get('reason')}")
+    approval = workflow.get("approval") or {}
+    if approval.get("approvedBy"):
+        reason += f"; approved by {approval['approvedBy']}"
+    return reason
+
+
+def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, *, started: str) -> dict[str, Any]:
+    """The REPAIR record of a repair that raised: the function keeps the memory it had."""
+    diagnosis = workflow["diagnosisResult"]
+    return {
+        "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
+        "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
+        "originalMemory": diagnosis["decision"].get("currentMemory"),
+        "newMemory": diagnosis["decision"].get("currentMemory"), "status": RepairStatus.FAILED, "error": str(exc),
+        "verificationStatus": Verdict.NOT_RUN, "notificationStatus": DeliveryStatus.PENDING,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Rollback
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: IncidentStore, lambda_client: Any,
+                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str) -> Rollback:
+    """RollbackRepair: verification said the change did not help; put the function back as it was and record
+    the ROLLBACK. Paused (the kill switch) means hands off, rollbacks included: the record says where the function
+    was left. A failed rollback is recorded, then re-raised for the workflow's failure path."""
+    repair, verification = workflow["repair"], workflow.get("verification") or {}
+    reason = (f"rollback: verification {verification.get('status')} - "
+              f"{verification.get('rollbackReason') or verification.get('reason')}")
+    started = now_iso()
+    result: Rollback
+    if paused:
+        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.PAUSED,
+                  "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
+                  "restoredMemory": None, "reason": f"rollback not done: repairs are paused ({paused_parameter})"}
+        store.put(execution_id, RecordType.ROLLBACK, dict(result))
+        return result
+    try:
+        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason)
+    except RepairError as exc:
+        store.put(execution_id, RecordType.ROLLBACK, {
+            "functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.FAILED,
+            "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"), "error": str(exc)})
+        raise
+    store.put(execution_id, RecordType.ROLLBACK, restored)
+    return cast("Rollback", restored)
 
 
 def rollback_repair(

@@ -7,74 +7,9 @@ from typing import Any
 from auto_repair import aws, guards, knowledge, notification
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.outcomes import (
-    MUTATION_OUTCOMES,
-    AlarmOutcome,
-    GuardOutcome,
-    IncidentStatus,
-    Notice,
-    NotifyRequest,
-    RecordType,
-    RepairStatus,
-    Verdict,
-)
+from auto_repair.outcomes import RecordType, RepairStatus, Verdict
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
-
-# Incident status once the workflow has reached each outcome.
-STATUS = {
-    Notice.REPAIRED: IncidentStatus.RESOLVED,
-    Notice.NOT_IMPROVED: IncidentStatus.ESCALATED,
-    Notice.INCONCLUSIVE: IncidentStatus.ESCALATED,
-    Notice.HUMAN_REVIEW: IncidentStatus.ESCALATED,
-    Notice.APPROVAL_TIMEOUT: IncidentStatus.CLOSED,
-    Notice.APPROVAL_REJECTED: IncidentStatus.CLOSED,
-    Notice.DRY_RUN: IncidentStatus.CLOSED,
-    Notice.NO_ACTION: IncidentStatus.CLOSED,
-    Notice.SKIPPED: IncidentStatus.CLOSED,
-    Notice.IGNORED: IncidentStatus.CLOSED,
-    Notice.INVALID_EVENT: IncidentStatus.CLOSED,
-    # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
-    Notice.DUPLICATE: IncidentStatus.CLOSED,
-    Notice.LOCKED: IncidentStatus.CLOSED,
-    Notice.COOLDOWN: IncidentStatus.CLOSED,
-    Notice.OUT_OF_SCOPE: IncidentStatus.CLOSED,
-    Notice.PAUSED: IncidentStatus.ESCALATED,
-    Notice.BUDGET_EXHAUSTED: IncidentStatus.ESCALATED,
-}
-
-
-def result_outcome(workflow: dict[str, Any]) -> str:
-    """The outcome of a run that reached NotifyResult, from its repair and verification."""
-    repair = workflow.get("repair") or {}
-    status = repair.get("status")
-    if status == RepairStatus.DRY_RUN:
-        return Notice.DRY_RUN
-    if status == RepairStatus.SKIPPED:
-        return Notice.SKIPPED
-    if status in MUTATION_OUTCOMES:  # the kill switch or the hourly budget stopped the change
-        return status
-    verdict = (workflow.get("verification") or {}).get("status")
-    if verdict == Verdict.IMPROVED:
-        return Notice.REPAIRED
-    if verdict == Verdict.NOT_IMPROVED:
-        return Notice.NOT_IMPROVED
-    return Notice.INCONCLUSIVE
-
-
-def ignored_outcome(workflow: dict[str, Any]) -> tuple[str, bool]:
-    alarm = workflow.get("alarm") or {}
-    if alarm.get("outcome") == AlarmOutcome.INVALID:
-        return Notice.INVALID_EVENT, True
-    # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
-    # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
-    if alarm.get("outcome") == GuardOutcome.DUPLICATE:
-        return Notice.DUPLICATE, False
-    if alarm.get("outcome") in (GuardOutcome.LOCKED, GuardOutcome.COOLDOWN):
-        return alarm["outcome"], True
-    if alarm.get("outcome") == GuardOutcome.OUT_OF_SCOPE:
-        return Notice.OUT_OF_SCOPE, get_settings().notify_ignored
-    return Notice.IGNORED, bool(alarm.get("needsHuman")) or get_settings().notify_ignored
 
 
 def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
@@ -109,13 +44,8 @@ def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> Non
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     requested = event.get("outcome") if isinstance(event, dict) else None
-    send = True
-    if requested == NotifyRequest.RESULT or requested is None:
-        outcome = result_outcome(workflow)
-    elif requested == NotifyRequest.IGNORED:
-        outcome, send = ignored_outcome(workflow)
-    else:
-        outcome = requested
+    outcome, send = notification.requested_outcome(requested, workflow,
+                                                   notify_ignored=get_settings().notify_ignored)
     alarm = workflow.get("alarm") or {}
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
@@ -130,7 +60,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store.put(incident_id, RecordType.REPAIR, {**repair, **rolled_back, "verificationStatus":
                                         (workflow.get("verification") or {}).get("status", Verdict.NOT_RUN),
                                         "notificationStatus": sent["notificationStatus"]})
-    store.update_incident(incident_id, outcome=outcome, status=STATUS.get(outcome, IncidentStatus.CLOSED), endTime=now_iso(),
+    store.update_incident(incident_id, outcome=outcome, status=notification.incident_status(outcome),
+                          endTime=now_iso(),
                           summary=notification.build(workflow, outcome, get_settings().environment)["message"]["summary"])
     add_dimension_env(get_settings().environment)
     record_case(workflow, incident_id, outcome)

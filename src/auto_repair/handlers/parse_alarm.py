@@ -15,41 +15,9 @@ from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import AlarmOutcome, GuardOutcome
+from auto_repair.policy import from_tags
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import Settings, get_settings
-
-TAG_PREFIX = "auto-repair:"
-
-
-def policy_settings(settings: Settings, tags: dict[str, str]) -> dict[str, Any]:
-    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
-    policy: dict[str, Any] = {
-        "environment": settings.environment,
-        "approvalRequired": settings.approval_required,
-        "dryRun": settings.dry_run,
-        "maxMemory": settings.max_memory_mb,
-        "minConfidence": settings.min_confidence,
-        "overrides": {},
-    }
-    for key, value in tags.items():
-        if not key.startswith(TAG_PREFIX):
-            continue
-        name, value = key[len(TAG_PREFIX):], value.strip().lower()
-        if name == "dry-run" and value in ("true", "false"):
-            policy["dryRun"] = value == "true"
-        elif name == "approval" and value in ("required", "none"):
-            policy["approvalRequired"] = value == "required"
-        elif name == "min-confidence":
-            try:
-                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
-            except ValueError:
-                continue
-        elif name == "max-memory" and value.isdigit():
-            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
-        else:
-            continue
-        policy["overrides"][key] = value
-    return policy
 
 
 def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
@@ -70,7 +38,7 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
         tags = lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
     except ClientError as exc:
         tags, unreadable = {}, exc.response.get("Error", {}).get("Code", "error")
-    policy = policy_settings(settings, tags)
+    policy = from_tags(settings, tags)
     ok, why = guards.in_scope(tags, settings.scope_mode)
     if not ok:
         if unreadable:  # fail closed: an unreadable opt-in tag is not an opt-in
@@ -125,7 +93,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         executionArn=meta.get("executionArn", ""),
         receivedAt=now_iso(),
     )
-    alarm.setdefault("settings", policy_settings(get_settings(), {}))
+    alarm.setdefault("settings", from_tags(get_settings(), {}))
     IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )
