@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from botocore.exceptions import ClientError
 from .alarm_event import clean_text
 from .outcomes import AlarmOutcome, GuardOutcome, RepairStatus
 from .records import from_dynamo, now_iso
+from .workflow import WorkflowContext
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
 
@@ -319,7 +321,7 @@ def blocked_repair(request: dict[str, Any], blocked: dict[str, str], *, current_
             "targetMemory": request.get("targetMemory"), "status": blocked["status"], "reason": blocked["reason"]}
 
 
-def repaired_at(repair: dict[str, Any] | None) -> float | None:
+def repaired_at(repair: Mapping[str, Any] | None) -> float | None:
     """When an applied repair happened (epoch seconds), or None if the run applied no change."""
     if not repair or repair.get("status") != RepairStatus.SUCCEEDED:
         return None
@@ -330,7 +332,7 @@ def repaired_at(repair: dict[str, Any] | None) -> float | None:
         return time.time()
 
 
-def finish_run(store: GuardStore, workflow: dict[str, Any], *, owner: str) -> dict[str, bool]:
+def finish_run(store: GuardStore, workflow: WorkflowContext, *, owner: str) -> dict[str, bool]:
     """At a terminal state: start the cooldown if this run applied a repair, then release its lock.
 
     If the cooldown cannot be written the lock is kept: it expires on its own, and until then it stands in for

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from auto_repair.outcomes import (
@@ -96,7 +97,7 @@ def requested_outcome(requested: str | None, context: WorkflowContext, *, notify
     return requested, True
 
 
-_SUBJECT_TAIL = {
+_SUBJECT_TAIL: dict[str, str] = {
     Notice.REPAIRED: "recovered",
     Notice.NOT_IMPROVED: "NOT recovered, needs attention",
     Notice.INCONCLUSIVE: "verification inconclusive",
@@ -136,7 +137,7 @@ def subject(outcome: str, environment: str, function_name: str, before: int | No
     return _ascii(f"[{environment}] {name}: {change}{_SUBJECT_TAIL.get(outcome, outcome.lower())}")
 
 
-def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, Any]:
+def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str, Any]:
     """Return ``{subject, message, attributes}`` for the workflow context at its end."""
     alarm = context.get("alarm") or {}
     diagnosis = context.get("diagnosisResult") or {}
@@ -215,7 +216,7 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
     }
 
 
-def _repair_action(outcome: str, repair: dict[str, Any], decision: dict[str, Any]) -> str:
+def _repair_action(outcome: str, repair: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
     status = repair.get("status")
     if status == RepairStatus.SUCCEEDED:
         return "INCREASE_MEMORY"
@@ -230,57 +231,50 @@ def _repair_action(outcome: str, repair: dict[str, Any], decision: dict[str, Any
     return "NONE"
 
 
-def _summary(outcome: str, context: dict[str, Any], before: Any, after: Any) -> str:
+def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) -> str:
     alarm = context.get("alarm") or {}
-    diagnosis = context.get("diagnosisResult") or {}
-    decision = diagnosis.get("decision") or {}
-    verification = context.get("verification") or {}
+    decision = (context.get("diagnosisResult") or {}).get("decision") or {}
+    repair = context.get("repair") or {}
     name = alarm.get("functionName") or "the function"
-    if outcome == Notice.REPAIRED:
-        iac = (context.get("repair") or {}).get("iac")
-        return (f"{name}: memory raised {before} -> {after} MB and verification shows it recovered."
-                + (f" {iac['message']}" if iac else ""))
+    alarm_name, why = alarm.get("alarmName", ""), alarm.get("reason", "")
+    iac = f" {(repair.get('iac') or {}).get('message', '')}" if repair.get("iac") else ""
+    if outcome == Notice.HUMAN_REVIEW and repair.get("status") == RepairStatus.MANUAL_ACTION_REQUIRED:
+        return (f"{name}: needs {repair.get('targetMemory')} MB (now {before} MB) on the version that serves the "
+                f"traffic, but {repair.get('reason', '')}. No change was made; the steps are in actionRequired.{iac}")
     if outcome == Notice.NOT_IMPROVED:
         return (f"{name}: memory raised {before} -> {after} MB but it did NOT recover "
-                f"({verification.get('reason', '')}).{_rollback_sentence(context)} A human must investigate.")
-    if outcome == Notice.INCONCLUSIVE:
-        return f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. Check later."
-    if outcome == Notice.DRY_RUN:
-        return f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed."
-    if outcome == Notice.NO_ACTION:
-        return f"{name}: {decision.get('reason') or 'memory is not the cause'}. No change was made."
-    if outcome == Notice.HUMAN_REVIEW and (context.get("repair") or {}).get("status") == RepairStatus.MANUAL_ACTION_REQUIRED:
-        repair = context.get("repair") or {}
-        return (f"{name}: needs {repair.get('targetMemory')} MB (now {before} MB) on the version that serves the "
-                f"traffic, but {repair.get('reason', '')}. No change was made; the steps are in actionRequired."
-                + (f" {repair['iac']['message']}" if repair.get("iac") else ""))
-    if outcome == Notice.HUMAN_REVIEW:
-        return f"{name}: {decision.get('reason', 'needs review')}. No change was made; please review the evidence."
-    if outcome == Notice.APPROVAL_REJECTED:
-        return f"{name}: the change {before} -> {after} MB was rejected. No change was made."
-    if outcome == Notice.APPROVAL_TIMEOUT:
-        return f"{name}: nobody approved the change {before} -> {after} MB in time. No change was made."
-    if outcome in (Notice.IGNORED, Notice.INVALID_EVENT):
-        return f"Alarm {alarm.get('alarmName', '')!r} ignored: {alarm.get('reason', '')}."
-    if outcome == Notice.FAILURE:
-        err = context.get("error") or {}
-        return f"{name}: the auto-repair workflow failed ({err.get('Error', 'unknown error')}). See the audit log."
-    if outcome == Notice.SKIPPED:
-        return f"{name}: memory is already at or above the target; nothing to change."
-    if outcome == Notice.COOLDOWN:
-        return (f"{name}: alarm {alarm.get('alarmName', '')!r} during the cooldown after the repair at "
-                f"{alarm.get('lastRepairAt', '')}; no change. The cooldown ends at {alarm.get('cooldownEndsAt', '')}.")
-    if outcome in (Notice.DUPLICATE, Notice.LOCKED, Notice.OUT_OF_SCOPE):
-        return f"{name}: alarm {alarm.get('alarmName', '')!r} recorded, no change: {alarm.get('reason', '')}."
-    if outcome in (Notice.PAUSED, Notice.BUDGET_EXHAUSTED):
-        repair = context.get("repair") or {}
+                f"({(context.get('verification') or {}).get('reason', '')}).{_rollback_sentence(context)} "
+                "A human must investigate.")
+    if outcome in MUTATION_OUTCOMES:
         return (f"{name}: would raise memory {before} -> {repair.get('targetMemory') or '?'} MB, but "
                 f"{repair.get('reason', outcome)}. No change was made; the function is still failing.")
-    return f"{name}: {outcome}"
+    sentences: dict[str, str] = {
+        Notice.REPAIRED: f"{name}: memory raised {before} -> {after} MB and verification shows it recovered.{iac}",
+        Notice.INCONCLUSIVE: f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. "
+                             "Check later.",
+        Notice.DRY_RUN: f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed.",
+        Notice.NO_ACTION: f"{name}: {decision.get('reason') or 'memory is not the cause'}. No change was made.",
+        Notice.HUMAN_REVIEW: f"{name}: {decision.get('reason', 'needs review')}. No change was made; please review "
+                             "the evidence.",
+        Notice.APPROVAL_REJECTED: f"{name}: the change {before} -> {after} MB was rejected. No change was made.",
+        Notice.APPROVAL_TIMEOUT: f"{name}: nobody approved the change {before} -> {after} MB in time. No change was "
+                                 "made.",
+        Notice.IGNORED: f"Alarm {alarm_name!r} ignored: {why}.",
+        Notice.INVALID_EVENT: f"Alarm {alarm_name!r} ignored: {why}.",
+        Notice.FAILURE: f"{name}: the auto-repair workflow failed "
+                        f"({(context.get('error') or {}).get('Error', 'unknown error')}). See the audit log.",
+        Notice.SKIPPED: f"{name}: memory is already at or above the target; nothing to change.",
+        Notice.COOLDOWN: f"{name}: alarm {alarm_name!r} during the cooldown after the repair at "
+                         f"{alarm.get('lastRepairAt', '')}; no change. The cooldown ends at "
+                         f"{alarm.get('cooldownEndsAt', '')}.",
+        Notice.DUPLICATE: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+        Notice.LOCKED: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+        Notice.OUT_OF_SCOPE: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+    }
+    return sentences.get(outcome, f"{name}: {outcome}")
 
 
-
-def _rollback_sentence(context: dict[str, Any]) -> str:
+def _rollback_sentence(context: WorkflowContext) -> str:
     rollback = context.get("rollback") or {}
     verification = context.get("verification") or {}
     if rollback.get("status") == RepairStatus.ROLLED_BACK:
@@ -294,7 +288,7 @@ def _rollback_sentence(context: dict[str, Any]) -> str:
     return ""
 
 
-def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> int | None:
+def _versions_and_rollback(message: dict[str, Any], context: WorkflowContext) -> int | None:
     """Add alias/version, IaC drift, manual steps and rollback details; return the restored memory if rolled back."""
     repair = context.get("repair") or {}
     rollback = context.get("rollback") or {}
@@ -321,7 +315,7 @@ def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> 
     return None
 
 
-def _guard(outcome: str, alarm: dict[str, Any], repair: dict[str, Any]) -> dict[str, Any]:
+def _guard(outcome: str, alarm: Mapping[str, Any], repair: Mapping[str, Any]) -> dict[str, Any]:
     """Why a guard stopped this alarm, with what the on-call needs: the holder, the original, the end time."""
     stopped_repair = outcome in (Notice.PAUSED, Notice.BUDGET_EXHAUSTED)
     guard: dict[str, Any] = {"outcome": outcome, "reason": (repair if stopped_repair else alarm).get("reason", "")}

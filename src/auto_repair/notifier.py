@@ -9,6 +9,7 @@ from typing import Any
 from .notification import NEEDS_HUMAN, build
 from .outcomes import DeliveryStatus
 from .records import NOTIFICATION_PREFIX, IncidentStore, now_iso
+from .workflow import WorkflowContext
 
 
 class NotificationError(RuntimeError):
@@ -27,7 +28,7 @@ def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:
 
 
 def notify(
-    context: dict[str, Any],
+    context: WorkflowContext,
     outcome: str,
     *,
     environment: str,

@@ -6,7 +6,7 @@ An OK transition closes the function's open incident, records the time to recove
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from auto_repair import aws
 from auto_repair.alarm_event import parse_alarm_event
@@ -16,6 +16,7 @@ from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.outcomes import AlarmOutcome, IncidentStatus, Notice
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
+from auto_repair.workflow import WorkflowContext
 
 RECOVERABLE = (IncidentStatus.OPEN, IncidentStatus.RESOLVED, IncidentStatus.ESCALATED, IncidentStatus.AWAITING_APPROVAL,
                IncidentStatus.FAILED)
@@ -44,8 +45,9 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
     store.update_incident(incident["incidentId"], recoveredAt=now_iso(), timeToRecoverySeconds=round(seconds, 1),
                           status=IncidentStatus.RECOVERED if incident.get("status") != IncidentStatus.FAILED
                           else IncidentStatus.FAILED)
-    context = {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
-                         "stateChangeTime": alarm.get("stateChangeTime", "")}}
+    # The incident's ALARM record is the alarm model it started from.
+    context = cast(WorkflowContext, {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
+                                               "stateChangeTime": alarm.get("stateChangeTime", "")}})
     sent = notify(context, Notice.RECOVERY, environment=get_settings().environment, sns=sns, topic_arn=get_settings().topic_arn,
                   store=store, incident_id=incident["incidentId"])
     metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)

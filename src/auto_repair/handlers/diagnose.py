@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from auto_repair import aws
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
@@ -42,19 +43,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     alarm = workflow["alarm"]
     evidence = workflow["evidence"]
-    settings = alarm.get("settings") or {}
+    policy: Mapping[str, Any] = alarm.get("settings") or {}
     started = now_iso()
     source = knowledge_source()
     config = DiagnosisConfig.from_settings(get_settings())
-    result = diagnose(evidence, config=config, knowledge=source.entries(), **_clients(config))
+    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), **_clients(config))
     result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
     decision = decide(
         result,
         current_memory=int(evidence["currentMemorySize"]),
-        max_memory=int(settings.get("maxMemory", get_settings().max_memory_mb)),
-        min_confidence=float(settings.get("minConfidence", get_settings().min_confidence)),
-        dry_run=bool(settings.get("dryRun", get_settings().dry_run)),
-        approval_required=bool(settings.get("approvalRequired", get_settings().approval_required)),
+        max_memory=int(policy.get("maxMemory", get_settings().max_memory_mb)),
+        min_confidence=float(policy.get("minConfidence", get_settings().min_confidence)),
+        dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
+        approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)),
     )
     diagnosis_id = uuid.uuid4().hex
     record = {
@@ -71,7 +72,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "dataComplete": evidence.get("dataComplete"),
         "missingData": evidence.get("missingData"),
     }
-    incident_id = meta.get("executionId") or alarm.get("executionId")
+    incident_id = meta.get("executionId") or alarm.get("executionId", "")
     IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).put(incident_id, RecordType.DIAGNOSIS, record)
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name="DiagnosisConfidence", unit="None", value=float(result.get("confidence") or 0))

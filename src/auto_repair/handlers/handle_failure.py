@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
@@ -13,6 +13,7 @@ from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logge
 from auto_repair.outcomes import IncidentStatus, Notice, RecordType
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
+from auto_repair.workflow import Alarm, WorkflowContext
 
 
 def _cause(error: dict[str, Any]) -> str:
@@ -26,7 +27,7 @@ def _cause(error: dict[str, Any]) -> str:
     return str(parsed)[:2000]
 
 
-def dead_letter(workflow: dict[str, Any], incident_id: str, exc: Exception) -> None:
+def dead_letter(workflow: WorkflowContext, incident_id: str, exc: Exception) -> None:
     queue_url = get_settings().dead_letter_queue_url
     built = build(workflow, Notice.FAILURE, get_settings().environment)
     body = {"kind": "UNDELIVERED_NOTIFICATION", "incidentId": incident_id, "subject": built["subject"],
@@ -49,7 +50,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     error = workflow.get("error") or {"Error": "Unknown", "Cause": ""}
     if "alarm" not in workflow:
         # ParseAlarmEvent itself failed: rebuild what we can so the record names the alarm.
-        workflow = {**workflow, "alarm": parse_alarm_event(workflow.get("rawEvent", workflow))}
+        workflow = {**workflow, "alarm": cast(Alarm, parse_alarm_event(workflow.get("rawEvent", workflow)))}
     alarm = workflow["alarm"]
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
@@ -72,7 +73,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.exception("could not start the cooldown or release the lock")
         metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
 
-    failed_workflow = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
+    failed_workflow: WorkflowContext = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
     try:
         sent = notify(failed_workflow, Notice.FAILURE, environment=get_settings().environment, sns=aws.client("sns"),
                       topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id)

@@ -10,9 +10,10 @@ from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logge
 from auto_repair.outcomes import RecordType, RepairStatus, Verdict
 from auto_repair.records import IncidentStore, now_iso
 from auto_repair.settings import get_settings
+from auto_repair.workflow import WorkflowContext
 
 
-def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
+def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
     try:
@@ -24,7 +25,7 @@ def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
     logger.info("guards finished", extra=done)
 
 
-def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> None:
+def record_case(workflow: WorkflowContext, incident_id: str, outcome: str) -> None:
     """Feed the incident back into the knowledge bucket as case history; never fails the notification."""
     bucket = get_settings().knowledge_bucket
     try:

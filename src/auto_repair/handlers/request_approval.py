@@ -11,9 +11,10 @@ from auto_repair.outcomes import ApprovalStatus, IncidentStatus, Notice, RecordT
 from auto_repair.pricing import cost_change_per_million
 from auto_repair.records import IncidentStore
 from auto_repair.settings import get_settings
+from auto_repair.workflow import Evidence
 
 
-def _avg_duration(evidence: dict[str, Any]) -> float | None:
+def _avg_duration(evidence: Evidence) -> float | None:
     points = (evidence.get("metricSeries") or {}).get("Duration.Average") or []
     values = [p["value"] for p in points if p.get("value") is not None]
     return sum(values) / len(values) if values else None

@@ -63,7 +63,8 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
                 raise TargetsError("'threshold' must be a percentage in [1, 100]")
             options["threshold"] = float(threshold)
         return action, functions, options
-    source, detail = event.get("source"), event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    source = event.get("source")
+    detail: dict[str, Any] = event["detail"] if isinstance(event.get("detail"), dict) else {}
     if source == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return SCHEDULED, None, {}
     names: list[str] = []
