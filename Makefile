@@ -33,6 +33,8 @@ lint: setup
 	@$(BIN)/shellcheck $(SCRIPTS)
 	@echo "==> ruff"
 	@$(BIN)/ruff check src tools tests bench
+	@echo "==> mypy"
+	@$(BIN)/mypy src
 
 unit: setup
 	@$(BIN)/pytest -q tests/unit

@@ -12,10 +12,7 @@ import re
 from typing import Any
 
 from .errors import AutoRepairError
-
-PROCEED = "PROCEED"
-IGNORED = "IGNORED"
-INVALID = "INVALID"
+from .outcomes import AlarmOutcome
 
 # Namespaces whose metrics identify a Lambda function, and the dimension that names it.
 FUNCTION_DIMENSIONS: dict[str, tuple[str, ...]] = {
@@ -126,7 +123,7 @@ def parse_alarm_event(event: Any, *, account: str | None = None, region: str | N
         return _parse(event, account=account, region=region)
     except AlarmEventError as exc:
         model = _empty_model(event)
-        model.update(outcome=INVALID, reason=f"malformed alarm event: {exc}", needsHuman=True)
+        model.update(outcome=AlarmOutcome.INVALID, reason=f"malformed alarm event: {exc}", needsHuman=True)
         return model
 
 
@@ -184,10 +181,10 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
         currentValue=current,
     )
     if account and model["account"] and model["account"] != account:
-        model.update(outcome=IGNORED, reason=f"event for account {model['account']}, not this account {account}")
+        model.update(outcome=AlarmOutcome.IGNORED, reason=f"event for account {model['account']}, not this account {account}")
         return model
     if region and model["region"] and model["region"] != region:
-        model.update(outcome=IGNORED, reason=f"event for region {model['region']}, not this region {region}")
+        model.update(outcome=AlarmOutcome.IGNORED, reason=f"event for region {model['region']}, not this region {region}")
         return model
 
     configuration = detail.get("configuration") or {}
@@ -195,7 +192,7 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
     metrics = configuration.get("metrics")
     if metrics is None:
         kind = "composite alarm" if "alarmRule" in configuration else "alarm without metrics"
-        model.update(outcome=IGNORED, reason=f"{kind}: no metric names a Lambda function")
+        model.update(outcome=AlarmOutcome.IGNORED, reason=f"{kind}: no metric names a Lambda function")
         return model
     if not isinstance(metrics, list):
         raise AlarmEventError("'detail.configuration.metrics' must be a list")
@@ -204,7 +201,7 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
     model["functionNames"] = names
     if not targets:
         seen = ", ".join(sorted(set(namespaces))) or "none"
-        model.update(outcome=IGNORED, reason=f"alarm is not about a Lambda function (metric namespaces: {seen})")
+        model.update(outcome=AlarmOutcome.IGNORED, reason=f"alarm is not about a Lambda function (metric namespaces: {seen})")
         return model
     first = targets[0]
     model.update(
@@ -217,7 +214,7 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
     )
     if len(names) > 1:
         model.update(
-            outcome=IGNORED,
+            outcome=AlarmOutcome.IGNORED,
             needsHuman=True,
             reason=(
                 f"alarm spans {len(names)} functions ({', '.join(names[:10])}); a repair cannot be attributed "
@@ -226,7 +223,7 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
         )
         return model
     if value != "ALARM":
-        model.update(outcome=IGNORED, reason=f"state is {value}, only ALARM starts a repair")
+        model.update(outcome=AlarmOutcome.IGNORED, reason=f"state is {value}, only ALARM starts a repair")
         return model
-    model.update(outcome=PROCEED, reason="Lambda alarm in ALARM state")
+    model.update(outcome=AlarmOutcome.PROCEED, reason="Lambda alarm in ALARM state")
     return model

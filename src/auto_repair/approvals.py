@@ -11,11 +11,8 @@ from botocore.exceptions import ClientError
 
 from .clock import epoch_in, now_iso
 from .errors import AutoRepairError, error_code
+from .outcomes import ApprovalStatus
 from .records import from_dynamo, to_dynamo
-
-PENDING = "PENDING"
-APPROVED = "APPROVED"
-REJECTED = "REJECTED"
 
 
 class ApprovalError(AutoRepairError, RuntimeError):
@@ -40,7 +37,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "functionName": function_name,
         "currentMemory": current_memory,
         "targetMemory": target_memory,
-        "status": PENDING,
+        "status": ApprovalStatus.PENDING,
         "requestedAt": now_iso(),
         "expiresAt": epoch_in(max(timeout_seconds, 60) + 86400),
     }
@@ -58,12 +55,12 @@ def get(state_table: Any, approval_id: str) -> dict[str, Any]:
 def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who: str, reason: str = "") -> dict:
     """Approve or reject exactly once; the output carries the pinned memory, never a new one."""
     item = get(state_table, approval_id)
-    status = APPROVED if approve else REJECTED
+    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
     try:
         state_table.update_item(
             Key=_key(approval_id),
             UpdateExpression="SET #s = :s, decidedBy = :w, decidedAt = :t, decisionReason = :r",
-            ConditionExpression=Attr("status").eq(PENDING),
+            ConditionExpression=Attr("status").eq(ApprovalStatus.PENDING),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": status, ":w": who, ":t": now_iso(), ":r": reason},
         )

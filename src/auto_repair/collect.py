@@ -7,6 +7,7 @@ Missing data never fails the collection: what could not be read is listed in ``m
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,7 +99,7 @@ def get_series(
     dimensions = [{"Name": "FunctionName", "Value": function_name}]
     if resource:
         dimensions = [{"Name": "FunctionName", "Value": function_name}, {"Name": "Resource", "Value": resource}]
-    queries = [
+    queries: list[dict[str, Any]] = [
         {
             "Id": f"m{i}",
             "Label": key,
@@ -123,7 +124,7 @@ def get_series(
                 results.extend(_metric_data(cloudwatch, [query], start, end))
             except (ClientError, BotoCoreError) as exc:
                 missing.append(f"metric {query['Label']}: {type(exc).__name__}")
-    labels = {q["Id"]: q["Label"] for q in queries}
+    labels: dict[str, str] = {q["Id"]: q["Label"] for q in queries}
     for result in results:
         key = labels.get(result["Id"], result.get("Label", ""))
         points = sorted(zip(result.get("Timestamps", []), result.get("Values", []), strict=False))
@@ -258,7 +259,7 @@ def describe_deployment(lambda_client: Any, name: str, target: dict[str, Any]) -
 
 
 def collect_evidence(
-    alarm: dict[str, Any],
+    alarm: Mapping[str, Any],
     *,
     lambda_client: Any,
     cloudwatch: Any,
@@ -266,7 +267,7 @@ def collect_evidence(
     now: datetime,
     analysis_minutes: int,
     baseline_minutes: int,
-    event: dict[str, Any] | None = None,
+    event: Any = None,
 ) -> dict[str, Any]:
     """The design's diagnosis request for the alarmed function, plus configuration and windows.
 
@@ -280,7 +281,7 @@ def collect_evidence(
     except ClientError as exc:
         raise CollectError(f"cannot describe function {name}: {error_code(exc)}") from exc
     alarm_time = parse_time(alarm.get("stateChangeTime"), now)
-    period = alarm.get("period") if isinstance(alarm.get("period"), int) and alarm["period"] > 0 else 60
+    period: int = alarm["period"] if isinstance(alarm.get("period"), int) and alarm["period"] > 0 else 60
     period = max(1 if period < 60 else 60, min(period, 300))
     window_start = min(alarm_time, now) - timedelta(minutes=analysis_minutes)
     baseline_start = window_start - timedelta(minutes=baseline_minutes)

@@ -353,7 +353,7 @@ class Evidence:
 
     @property
     def ok_durations(self) -> list[float]:
-        return [inv.report["durationMs"] for inv in self.invocations_by_outcome("ok")  # type: ignore[index]
+        return [inv.report["durationMs"] for inv in self.invocations_by_outcome("ok")
                 if inv.report and inv.report.get("durationMs") is not None]
 
     @property
@@ -390,6 +390,7 @@ class Evidence:
         used = self._used(self.reports)
         utils = self.utilisations
         durations = self.durations
+        p95 = quantile(durations, 0.95)
         ok_d = self.ok_durations
         init = [r["initDurationMs"] for r in self.reports if r.get("initDurationMs") is not None]
         timeout_ms = self.timeout_ms
@@ -430,8 +431,7 @@ class Evidence:
                 "maxMs": rnd(max(durations)) if durations else None,
                 "okP50Ms": rnd(quantile(ok_d, 0.5)), "okP95Ms": rnd(quantile(ok_d, 0.95)),
                 "oomMedianMs": rnd(quantile(self.oom_durations, 0.5)),
-                "p95ToTimeout": rnd(quantile(durations, 0.95) / timeout_ms, 3)
-                if durations and timeout_ms else None,
+                "p95ToTimeout": rnd(p95 / timeout_ms, 3) if p95 is not None and timeout_ms else None,
             },
             "init": {"count": len(init), "p95Ms": rnd(quantile(init, 0.95)), "maxMs": rnd(max(init)) if init else None},
             "metrics": {k: rnd(v, 3) for k, v in self.metrics.items() if v is not None},
@@ -469,7 +469,8 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
 
 def _request_facts(request: dict[str, Any]) -> Evidence:
     """The evidence the request states outright: the function, its configuration, the alarm."""
-    alarm = request.get("alarmDetails") if isinstance(request.get("alarmDetails"), dict) else {}
+    details = request.get("alarmDetails")
+    alarm: dict[str, Any] = details if isinstance(details, dict) else {}
     timeout = _num(request.get("timeoutSeconds"))
     ev = Evidence(
         function_name=str(request.get("functionName")),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,20 +27,14 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from .alarm_event import PROCEED, clean_text
+from .alarm_event import clean_text
 from .clock import iso_seconds, now_iso
 from .errors import AutoRepairError, error_code
+from .outcomes import AlarmOutcome, GuardOutcome, RepairStatus
 from .records import from_dynamo
+from .workflow import WorkflowContext
 
 # Outcomes of the guards (the alarm's ``outcome`` at admission, the repair's ``status`` before mutation).
-DUPLICATE = "DUPLICATE"
-LOCKED = "LOCKED"
-COOLDOWN = "COOLDOWN"
-OUT_OF_SCOPE = "OUT_OF_SCOPE"
-PAUSED = "PAUSED"
-BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
-ADMISSION_OUTCOMES = (DUPLICATE, LOCKED, COOLDOWN, OUT_OF_SCOPE)
-MUTATION_OUTCOMES = (PAUSED, BUDGET_EXHAUSTED)
 
 OPT_IN = "opt-in"
 OPT_OUT = "opt-out"
@@ -251,7 +246,7 @@ class GuardStore:
 # ---------------------------------------------------------------------------------------------- admission
 def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: str, now: float) -> dict[str, Any]:
     """Idempotency: a second delivery of the same state change becomes DUPLICATE (original incident named)."""
-    if alarm.get("outcome") != PROCEED:
+    if alarm.get("outcome") != AlarmOutcome.PROCEED:
         return alarm
     key = idempotency_key(event, alarm)
     if key is None:
@@ -259,7 +254,7 @@ def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: 
     claim = store.claim_event(key, owner=owner, function_name=alarm.get("functionName", ""), now=now)
     if claim.first:
         return {**alarm, "idempotencyKey": key}
-    return {**alarm, "outcome": DUPLICATE, "idempotencyKey": key, "duplicateOf": claim.owner,
+    return {**alarm, "outcome": GuardOutcome.DUPLICATE, "idempotencyKey": key, "duplicateOf": claim.owner,
             "reason": f"duplicate delivery of the alarm state change {alarm.get('alarmName', '')!r} at "
                       f"{alarm.get('stateChangeTime', '')}; already handled by execution {claim.owner}"}
 
@@ -271,18 +266,18 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
     The cooldown is written by the lock holder before it releases the lock, so checking it only after winning
     the lock leaves no window in which a repair can slip past a cooldown that is about to start.
     """
-    if alarm.get("outcome") != PROCEED:
+    if alarm.get("outcome") != AlarmOutcome.PROCEED:
         return alarm
     name = alarm["functionName"]
     lock = store.acquire_lock(name, owner=owner, ttl_seconds=lock_ttl, now=now, alarm_name=alarm.get("alarmName", ""))
     if not lock.acquired:
-        return {**alarm, "outcome": LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso_seconds(lock.expires_at),
+        return {**alarm, "outcome": GuardOutcome.LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso_seconds(lock.expires_at),
                 "reason": f"a repair of {name} is already in flight (execution {lock.holder}, lock expires "
                           f"{iso_seconds(lock.expires_at)}); this alarm is recorded, not repaired"}
     cooldown = store.active_cooldown(name, minutes=cooldown_minutes, now=now)
     if cooldown:
         store.release_lock(name, owner=owner)
-        return {**alarm, "outcome": COOLDOWN, "cooldownEndsAt": cooldown["endsAt"],
+        return {**alarm, "outcome": GuardOutcome.COOLDOWN, "cooldownEndsAt": cooldown["endsAt"],
                 "lastRepairAt": cooldown["repairedAt"], "lastRepairExecution": cooldown["repairedBy"],
                 "reason": f"{name} was repaired at {cooldown['repairedAt']} (execution {cooldown['repairedBy']}); "
                           f"no new repair until the cooldown ends at {cooldown['endsAt']}"}
@@ -304,10 +299,10 @@ def mutation_gate(*, ssm: Any, parameter: str, store: GuardStore, limit: int, no
     """None if the mutation may go ahead, else ``{status, reason}``. The kill switch is read first, so a paused
     system never spends budget."""
     if read_kill_switch(ssm, parameter):
-        return {"status": PAUSED, "reason": f"repairs are paused: the kill switch {parameter} is on"}
+        return {"status": GuardOutcome.PAUSED, "reason": f"repairs are paused: the kill switch {parameter} is on"}
     allowed, used = store.consume_budget(limit=limit, now=now)
     if not allowed:
-        return {"status": BUDGET_EXHAUSTED,
+        return {"status": GuardOutcome.BUDGET_EXHAUSTED,
                 "reason": f"the hourly repair budget is exhausted ({used} of MaxRepairsPerHour={limit} used in "
                           f"the hour {hour_bucket(now)}:00 UTC)"}
     return None
@@ -324,9 +319,9 @@ def blocked_repair(request: dict[str, Any], blocked: dict[str, str], *, current_
             "targetMemory": request.get("targetMemory"), "status": blocked["status"], "reason": blocked["reason"]}
 
 
-def repaired_at(repair: dict[str, Any] | None) -> float | None:
+def repaired_at(repair: Mapping[str, Any] | None) -> float | None:
     """When an applied repair happened (epoch seconds), or None if the run applied no change."""
-    if not repair or repair.get("status") != "SUCCEEDED":
+    if not repair or repair.get("status") != RepairStatus.SUCCEEDED:
         return None
     stamp = repair.get("endTime") or repair.get("timestamp")
     try:
@@ -335,7 +330,7 @@ def repaired_at(repair: dict[str, Any] | None) -> float | None:
         return time.time()
 
 
-def finish_run(store: GuardStore, workflow: dict[str, Any], *, owner: str) -> dict[str, bool]:
+def finish_run(store: GuardStore, workflow: WorkflowContext, *, owner: str) -> dict[str, bool]:
     """At a terminal state: start the cooldown if this run applied a repair, then release its lock.
 
     If the cooldown cannot be written the lock is kept: it expires on its own, and until then it stands in for
@@ -344,7 +339,7 @@ def finish_run(store: GuardStore, workflow: dict[str, Any], *, owner: str) -> di
     alarm = workflow.get("alarm") or {}
     name = alarm.get("functionName")
     done = {"cooldownStarted": False, "lockReleased": False}
-    if not name or alarm.get("outcome") not in (PROCEED, None):
+    if not name or alarm.get("outcome") not in (AlarmOutcome.PROCEED, None):
         return done  # this run never held the lock (duplicate, locked, cooldown, out of scope, ignored)
     at = repaired_at(workflow.get("repair"))
     if at is not None:

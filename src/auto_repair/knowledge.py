@@ -24,6 +24,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from auto_repair.outcomes import Notice
+from auto_repair.workflow import WorkflowContext
+
 from .clock import iso_seconds, utc_now
 from .errors import AutoRepairError, error_code
 
@@ -151,10 +154,14 @@ class KnowledgeSource:
 
 
 # Outcomes whose incident teaches something: memory fixed it, memory did not fix it, memory was not the cause.
-CASE_OUTCOMES = frozenset({"REPAIRED", "NOT_IMPROVED", "NO_ACTION"})
+CASE_OUTCOMES = frozenset({Notice.REPAIRED, Notice.NOT_IMPROVED, Notice.NO_ACTION})
 
 
-def record_case(s3: Any, bucket: str, workflow: dict[str, Any], incident_id: str, outcome: str) -> str | None:
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def record_case(s3: Any, bucket: str, workflow: WorkflowContext, incident_id: str, outcome: str) -> str | None:
     """Write the case entry of a finished incident when its outcome is worth learning from; the S3 key or None."""
     if outcome not in CASE_OUTCOMES or not bucket or not (workflow.get("diagnosisResult") or {}):
         return None
@@ -232,7 +239,7 @@ def _references_from_retrieve(response: Any, local: list[dict[str, Any]], k: int
     for item in results or []:
         if not isinstance(item, dict):
             continue
-        metadata = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        metadata = _as_dict(item.get("metadata"))
         uri = (((item.get("location") or {}).get("s3Location") or {}).get("uri")) or ""
         entry_id = metadata.get("entryId") or (Path(uri).stem if uri else None)
         if not isinstance(entry_id, str) or not entry_id:
@@ -262,12 +269,12 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
     """
     if not isinstance(incident, dict):
         raise KnowledgeError("incident must be a JSON object")
-    diagnosis = incident.get("diagnosisResult") if isinstance(incident.get("diagnosisResult"), dict) else {}
-    repair = incident.get("repair") if isinstance(incident.get("repair"), dict) else {}
-    verification = incident.get("verification") if isinstance(incident.get("verification"), dict) else {}
-    alarm = incident.get("alarm") if isinstance(incident.get("alarm"), dict) else {}
-    evidence = incident.get("evidence") if isinstance(incident.get("evidence"), dict) else {}
-    approval = incident.get("approval") if isinstance(incident.get("approval"), dict) else {}
+    diagnosis = _as_dict(incident.get("diagnosisResult"))
+    repair = _as_dict(incident.get("repair"))
+    verification = _as_dict(incident.get("verification"))
+    alarm = _as_dict(incident.get("alarm"))
+    evidence = _as_dict(incident.get("evidence"))
+    approval = _as_dict(incident.get("approval"))
     function = (incident.get("functionName") or alarm.get("functionName") or evidence.get("functionName")
                 or diagnosis.get("functionName") or "unknown-function")
     cause = diagnosis.get("cause") or ("memory" if diagnosis.get("isMemoryIssue") else "unknown")
@@ -287,7 +294,7 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
     reasoning = diagnosis.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         lines.append("Reasoning: " + reasoning[:1500])
-    points = diagnosis.get("evidencePoints") if isinstance(diagnosis.get("evidencePoints"), list) else []
+    points: list[Any] = diagnosis["evidencePoints"] if isinstance(diagnosis.get("evidencePoints"), list) else []
     for point in points[:8]:
         if isinstance(point, dict):
             lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")

@@ -2,58 +2,122 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-# Outcomes (the notification ``type``), and whether each needs a human to do something.
-REPAIRED = "REPAIRED"
-ESCALATION = "NOT_IMPROVED"
-INCONCLUSIVE = "INCONCLUSIVE"
-DRY_RUN = "DRY_RUN"
-NO_ACTION = "NO_ACTION"
-HUMAN_REVIEW = "HUMAN_REVIEW"
-APPROVAL_REQUEST = "APPROVAL_REQUEST"
-APPROVAL_REJECTED = "APPROVAL_REJECTED"
-APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"
-IGNORED = "IGNORED"
-INVALID_EVENT = "INVALID_EVENT"
-FAILURE = "FAILURE"
-RECOVERY = "RECOVERY"
-SKIPPED = "SKIPPED"
-# Guards (auto_repair.guards): the alarm was recorded but no repair ran, or the repair was stopped before it
-# changed anything.
-DUPLICATE = "DUPLICATE"
-LOCKED = "LOCKED"
-COOLDOWN = "COOLDOWN"
-OUT_OF_SCOPE = "OUT_OF_SCOPE"
-PAUSED = "PAUSED"
-BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
-GUARDED = (DUPLICATE, LOCKED, COOLDOWN, OUT_OF_SCOPE, PAUSED, BUDGET_EXHAUSTED)
+from auto_repair.outcomes import (
+    MUTATION_OUTCOMES,
+    AlarmOutcome,
+    GuardOutcome,
+    IncidentStatus,
+    Notice,
+    NotifyRequest,
+    RepairStatus,
+    Verdict,
+)
+from auto_repair.workflow import WorkflowContext
 
-NEEDS_HUMAN = {ESCALATION, INCONCLUSIVE, HUMAN_REVIEW, APPROVAL_REQUEST, APPROVAL_TIMEOUT, INVALID_EVENT, FAILURE}
+# The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
+GUARDED = (Notice.DUPLICATE, Notice.LOCKED, Notice.COOLDOWN, Notice.OUT_OF_SCOPE, Notice.PAUSED,
+           Notice.BUDGET_EXHAUSTED)
+
+# Whether each notice needs a human to do something.
+NEEDS_HUMAN = {Notice.NOT_IMPROVED, Notice.INCONCLUSIVE, Notice.HUMAN_REVIEW, Notice.APPROVAL_REQUEST,
+               Notice.APPROVAL_TIMEOUT, Notice.INVALID_EVENT, Notice.FAILURE}
 # Paused or over budget: the function is still failing and nothing will repair it by itself.
-NEEDS_HUMAN |= {PAUSED, BUDGET_EXHAUSTED}
+NEEDS_HUMAN |= {Notice.PAUSED, Notice.BUDGET_EXHAUSTED}
 
-_SUBJECT_TAIL = {
-    REPAIRED: "recovered",
-    ESCALATION: "NOT recovered, needs attention",
-    INCONCLUSIVE: "verification inconclusive",
-    DRY_RUN: "dry run, nothing changed",
-    NO_ACTION: "not a memory issue, no change",
-    HUMAN_REVIEW: "needs human review",
-    APPROVAL_REQUEST: "approval needed",
-    APPROVAL_REJECTED: "approval rejected, no change",
-    APPROVAL_TIMEOUT: "approval timed out, no change",
-    IGNORED: "alarm ignored",
-    INVALID_EVENT: "malformed alarm event",
-    FAILURE: "auto-repair FAILED",
-    RECOVERY: "alarm back to OK",
-    SKIPPED: "no change needed",
-    DUPLICATE: "duplicate alarm delivery, ignored",
-    LOCKED: "repair already in progress, alarm recorded",
-    COOLDOWN: "in cooldown after a repair, no change",
-    OUT_OF_SCOPE: "not in auto-repair scope, no change",
-    PAUSED: "repairs PAUSED (kill switch), no change",
-    BUDGET_EXHAUSTED: "hourly repair budget exhausted, no change",
+# The incident's status once the workflow has reached each notice.
+INCIDENT_STATUS: dict[str, IncidentStatus] = {
+    Notice.REPAIRED: IncidentStatus.RESOLVED,
+    Notice.NOT_IMPROVED: IncidentStatus.ESCALATED,
+    Notice.INCONCLUSIVE: IncidentStatus.ESCALATED,
+    Notice.HUMAN_REVIEW: IncidentStatus.ESCALATED,
+    Notice.APPROVAL_TIMEOUT: IncidentStatus.CLOSED,
+    Notice.APPROVAL_REJECTED: IncidentStatus.CLOSED,
+    Notice.DRY_RUN: IncidentStatus.CLOSED,
+    Notice.NO_ACTION: IncidentStatus.CLOSED,
+    Notice.SKIPPED: IncidentStatus.CLOSED,
+    Notice.IGNORED: IncidentStatus.CLOSED,
+    Notice.INVALID_EVENT: IncidentStatus.CLOSED,
+    # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
+    Notice.DUPLICATE: IncidentStatus.CLOSED,
+    Notice.LOCKED: IncidentStatus.CLOSED,
+    Notice.COOLDOWN: IncidentStatus.CLOSED,
+    Notice.OUT_OF_SCOPE: IncidentStatus.CLOSED,
+    Notice.PAUSED: IncidentStatus.ESCALATED,
+    Notice.BUDGET_EXHAUSTED: IncidentStatus.ESCALATED,
+}
+
+
+def incident_status(outcome: str) -> IncidentStatus:
+    return INCIDENT_STATUS.get(outcome, IncidentStatus.CLOSED)
+
+
+def result_outcome(context: WorkflowContext) -> str:
+    """The notice of a run that reached NotifyResult, from its repair and verification."""
+    status = (context.get("repair") or {}).get("status")
+    if status == RepairStatus.DRY_RUN:
+        return Notice.DRY_RUN
+    if status == RepairStatus.SKIPPED:
+        return Notice.SKIPPED
+    if status in MUTATION_OUTCOMES:  # the kill switch or the hourly budget stopped the change
+        return Notice(status)
+    verdict = (context.get("verification") or {}).get("status")
+    if verdict == Verdict.IMPROVED:
+        return Notice.REPAIRED
+    if verdict == Verdict.NOT_IMPROVED:
+        return Notice.NOT_IMPROVED
+    return Notice.INCONCLUSIVE
+
+
+def ignored_outcome(context: WorkflowContext, *, notify_ignored: bool) -> tuple[str, bool]:
+    """The notice of an alarm that started no repair, and whether to send it (NOTIFY_IGNORED widens that)."""
+    alarm = context.get("alarm") or {}
+    outcome = alarm.get("outcome")
+    if outcome == AlarmOutcome.INVALID:
+        return Notice.INVALID_EVENT, True
+    # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
+    # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
+    if outcome == GuardOutcome.DUPLICATE:
+        return Notice.DUPLICATE, False
+    if outcome in (GuardOutcome.LOCKED, GuardOutcome.COOLDOWN):
+        return Notice(outcome), True
+    if outcome == GuardOutcome.OUT_OF_SCOPE:
+        return Notice.OUT_OF_SCOPE, notify_ignored
+    return Notice.IGNORED, bool(alarm.get("needsHuman")) or notify_ignored
+
+
+def requested_outcome(requested: str | None, context: WorkflowContext, *, notify_ignored: bool) -> tuple[str, bool]:
+    """(notice, send?) for NotifyResult's ``outcome`` parameter: RESULT (or none), IGNORED, or a notice itself."""
+    if requested == NotifyRequest.RESULT or requested is None:
+        return result_outcome(context), True
+    if requested == NotifyRequest.IGNORED:
+        return ignored_outcome(context, notify_ignored=notify_ignored)
+    return requested, True
+
+
+_SUBJECT_TAIL: dict[str, str] = {
+    Notice.REPAIRED: "recovered",
+    Notice.NOT_IMPROVED: "NOT recovered, needs attention",
+    Notice.INCONCLUSIVE: "verification inconclusive",
+    Notice.DRY_RUN: "dry run, nothing changed",
+    Notice.NO_ACTION: "not a memory issue, no change",
+    Notice.HUMAN_REVIEW: "needs human review",
+    Notice.APPROVAL_REQUEST: "approval needed",
+    Notice.APPROVAL_REJECTED: "approval rejected, no change",
+    Notice.APPROVAL_TIMEOUT: "approval timed out, no change",
+    Notice.IGNORED: "alarm ignored",
+    Notice.INVALID_EVENT: "malformed alarm event",
+    Notice.FAILURE: "auto-repair FAILED",
+    Notice.RECOVERY: "alarm back to OK",
+    Notice.SKIPPED: "no change needed",
+    Notice.DUPLICATE: "duplicate alarm delivery, ignored",
+    Notice.LOCKED: "repair already in progress, alarm recorded",
+    Notice.COOLDOWN: "in cooldown after a repair, no change",
+    Notice.OUT_OF_SCOPE: "not in auto-repair scope, no change",
+    Notice.PAUSED: "repairs PAUSED (kill switch), no change",
+    Notice.BUDGET_EXHAUSTED: "hourly repair budget exhausted, no change",
 }
 
 
@@ -68,12 +132,12 @@ def subject(outcome: str, environment: str, function_name: str, before: int | No
     change = ""
     if before and after and after != before:
         change = f"memory {before}->{after} MB, "
-    elif before and outcome in (NO_ACTION, HUMAN_REVIEW, ESCALATION, FAILURE):
+    elif before and outcome in (Notice.NO_ACTION, Notice.HUMAN_REVIEW, Notice.NOT_IMPROVED, Notice.FAILURE):
         change = f"memory {before} MB, "
     return _ascii(f"[{environment}] {name}: {change}{_SUBJECT_TAIL.get(outcome, outcome.lower())}")
 
 
-def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, Any]:
+def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str, Any]:
     """Return ``{subject, message, attributes}`` for the workflow context at its end."""
     alarm = context.get("alarm") or {}
     diagnosis = context.get("diagnosisResult") or {}
@@ -84,8 +148,8 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
     function_name = alarm.get("functionName") or ""
     before = repair.get("originalMemory") or decision.get("currentMemory") or (
         (context.get("evidence") or {}).get("currentMemorySize"))
-    after = repair.get("newMemory") if repair.get("status") in ("SUCCEEDED", "DRY_RUN") else None
-    if outcome in (DRY_RUN, APPROVAL_REQUEST) and not after:
+    after = repair.get("newMemory") if repair.get("status") in (RepairStatus.SUCCEEDED, RepairStatus.DRY_RUN) else None
+    if outcome in (Notice.DRY_RUN, Notice.APPROVAL_REQUEST) and not after:
         after = decision.get("targetMemory")
 
     message: dict[str, Any] = {
@@ -108,10 +172,10 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
             "action": _repair_action(outcome, repair, decision),
             "originalMemory": before,
             "newMemory": after if after else before,
-            "executedAt": repair.get("timestamp", "") if repair.get("status") == "SUCCEEDED" else "",
+            "executedAt": repair.get("timestamp", "") if repair.get("status") == RepairStatus.SUCCEEDED else "",
         },
         "verification": {
-            "status": verification.get("status", "NOT_RUN"),
+            "status": verification.get("status", Verdict.NOT_RUN),
             "metricsComparison": verification.get("metricsComparison", {"before": None, "after": None,
                                                                            "improvement": "n/a"}),
         },
@@ -129,7 +193,7 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
         message["approval"] = context["approvalRequest"]
     if context.get("approval"):
         message["approvalDecision"] = context["approval"]
-    if outcome in (IGNORED, INVALID_EVENT):
+    if outcome in (Notice.IGNORED, Notice.INVALID_EVENT):
         message["issue"]["ignoredBecause"] = alarm.get("reason", "")
     if outcome in GUARDED:
         message["guard"] = _guard(outcome, alarm, repair)
@@ -152,78 +216,68 @@ def build(context: dict[str, Any], outcome: str, environment: str) -> dict[str, 
     }
 
 
-def _repair_action(outcome: str, repair: dict[str, Any], decision: dict[str, Any]) -> str:
+def _repair_action(outcome: str, repair: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
     status = repair.get("status")
-    if status == "SUCCEEDED":
+    if status == RepairStatus.SUCCEEDED:
         return "INCREASE_MEMORY"
-    if status == "DRY_RUN" or outcome == DRY_RUN:
+    if status == RepairStatus.DRY_RUN or outcome == Notice.DRY_RUN:
         return "NONE (dry run: would INCREASE_MEMORY)"
-    if status == "SKIPPED":
+    if status == RepairStatus.SKIPPED:
         return "NONE (already at or above target)"
-    if status in (PAUSED, BUDGET_EXHAUSTED):
+    if status in MUTATION_OUTCOMES:
         return f"NONE ({status.lower().replace('_', ' ')}: would INCREASE_MEMORY)"
-    if status == MANUAL_ACTION_REQUIRED:
+    if status == RepairStatus.MANUAL_ACTION_REQUIRED:
         return "NONE (manual action required: see actionRequired)"
     return "NONE"
 
 
-def _summary(outcome: str, context: dict[str, Any], before: Any, after: Any) -> str:
+def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) -> str:
     alarm = context.get("alarm") or {}
-    diagnosis = context.get("diagnosisResult") or {}
-    decision = diagnosis.get("decision") or {}
-    verification = context.get("verification") or {}
+    decision = (context.get("diagnosisResult") or {}).get("decision") or {}
+    repair = context.get("repair") or {}
     name = alarm.get("functionName") or "the function"
-    if outcome == REPAIRED:
-        iac = (context.get("repair") or {}).get("iac")
-        return (f"{name}: memory raised {before} -> {after} MB and verification shows it recovered."
-                + (f" {iac['message']}" if iac else ""))
-    if outcome == ESCALATION:
-        return (f"{name}: memory raised {before} -> {after} MB but it did NOT recover "
-                f"({verification.get('reason', '')}).{_rollback_sentence(context)} A human must investigate.")
-    if outcome == INCONCLUSIVE:
-        return f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. Check later."
-    if outcome == DRY_RUN:
-        return f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed."
-    if outcome == NO_ACTION:
-        return f"{name}: {decision.get('reason') or 'memory is not the cause'}. No change was made."
-    if outcome == HUMAN_REVIEW and (context.get("repair") or {}).get("status") == MANUAL_ACTION_REQUIRED:
-        repair = context.get("repair") or {}
+    alarm_name, why = alarm.get("alarmName", ""), alarm.get("reason", "")
+    iac = f" {(repair.get('iac') or {}).get('message', '')}" if repair.get("iac") else ""
+    if outcome == Notice.HUMAN_REVIEW and repair.get("status") == RepairStatus.MANUAL_ACTION_REQUIRED:
         return (f"{name}: needs {repair.get('targetMemory')} MB (now {before} MB) on the version that serves the "
-                f"traffic, but {repair.get('reason', '')}. No change was made; the steps are in actionRequired."
-                + (f" {repair['iac']['message']}" if repair.get("iac") else ""))
-    if outcome == HUMAN_REVIEW:
-        return f"{name}: {decision.get('reason', 'needs review')}. No change was made; please review the evidence."
-    if outcome == APPROVAL_REJECTED:
-        return f"{name}: the change {before} -> {after} MB was rejected. No change was made."
-    if outcome == APPROVAL_TIMEOUT:
-        return f"{name}: nobody approved the change {before} -> {after} MB in time. No change was made."
-    if outcome in (IGNORED, INVALID_EVENT):
-        return f"Alarm {alarm.get('alarmName', '')!r} ignored: {alarm.get('reason', '')}."
-    if outcome == FAILURE:
-        err = context.get("error") or {}
-        return f"{name}: the auto-repair workflow failed ({err.get('Error', 'unknown error')}). See the audit log."
-    if outcome == SKIPPED:
-        return f"{name}: memory is already at or above the target; nothing to change."
-    if outcome == COOLDOWN:
-        return (f"{name}: alarm {alarm.get('alarmName', '')!r} during the cooldown after the repair at "
-                f"{alarm.get('lastRepairAt', '')}; no change. The cooldown ends at {alarm.get('cooldownEndsAt', '')}.")
-    if outcome in (DUPLICATE, LOCKED, OUT_OF_SCOPE):
-        return f"{name}: alarm {alarm.get('alarmName', '')!r} recorded, no change: {alarm.get('reason', '')}."
-    if outcome in (PAUSED, BUDGET_EXHAUSTED):
-        repair = context.get("repair") or {}
+                f"traffic, but {repair.get('reason', '')}. No change was made; the steps are in actionRequired.{iac}")
+    if outcome == Notice.NOT_IMPROVED:
+        return (f"{name}: memory raised {before} -> {after} MB but it did NOT recover "
+                f"({(context.get('verification') or {}).get('reason', '')}).{_rollback_sentence(context)} "
+                "A human must investigate.")
+    if outcome in MUTATION_OUTCOMES:
         return (f"{name}: would raise memory {before} -> {repair.get('targetMemory') or '?'} MB, but "
                 f"{repair.get('reason', outcome)}. No change was made; the function is still failing.")
-    return f"{name}: {outcome}"
+    sentences: dict[str, str] = {
+        Notice.REPAIRED: f"{name}: memory raised {before} -> {after} MB and verification shows it recovered.{iac}",
+        Notice.INCONCLUSIVE: f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. "
+                             "Check later.",
+        Notice.DRY_RUN: f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed.",
+        Notice.NO_ACTION: f"{name}: {decision.get('reason') or 'memory is not the cause'}. No change was made.",
+        Notice.HUMAN_REVIEW: f"{name}: {decision.get('reason', 'needs review')}. No change was made; please review "
+                             "the evidence.",
+        Notice.APPROVAL_REJECTED: f"{name}: the change {before} -> {after} MB was rejected. No change was made.",
+        Notice.APPROVAL_TIMEOUT: f"{name}: nobody approved the change {before} -> {after} MB in time. No change was "
+                                 "made.",
+        Notice.IGNORED: f"Alarm {alarm_name!r} ignored: {why}.",
+        Notice.INVALID_EVENT: f"Alarm {alarm_name!r} ignored: {why}.",
+        Notice.FAILURE: f"{name}: the auto-repair workflow failed "
+                        f"({(context.get('error') or {}).get('Error', 'unknown error')}). See the audit log.",
+        Notice.SKIPPED: f"{name}: memory is already at or above the target; nothing to change.",
+        Notice.COOLDOWN: f"{name}: alarm {alarm_name!r} during the cooldown after the repair at "
+                         f"{alarm.get('lastRepairAt', '')}; no change. The cooldown ends at "
+                         f"{alarm.get('cooldownEndsAt', '')}.",
+        Notice.DUPLICATE: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+        Notice.LOCKED: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+        Notice.OUT_OF_SCOPE: f"{name}: alarm {alarm_name!r} recorded, no change: {why}.",
+    }
+    return sentences.get(outcome, f"{name}: {outcome}")
 
 
-# ExecuteRepair's status when the served version/alias needs a human (auto_repair.repair.MANUAL).
-MANUAL_ACTION_REQUIRED = "MANUAL_ACTION_REQUIRED"
-
-
-def _rollback_sentence(context: dict[str, Any]) -> str:
+def _rollback_sentence(context: WorkflowContext) -> str:
     rollback = context.get("rollback") or {}
     verification = context.get("verification") or {}
-    if rollback.get("status") == "ROLLED_BACK":
+    if rollback.get("status") == RepairStatus.ROLLED_BACK:
         target = (f"alias {rollback['alias']['name']} back on version {rollback['alias']['restoredVersion']}, "
                   if rollback.get("alias") else "")
         return f" The change was rolled back to {rollback.get('restoredMemory')} MB ({target}audited)."
@@ -234,7 +288,7 @@ def _rollback_sentence(context: dict[str, Any]) -> str:
     return ""
 
 
-def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> int | None:
+def _versions_and_rollback(message: dict[str, Any], context: WorkflowContext) -> int | None:
     """Add alias/version, IaC drift, manual steps and rollback details; return the restored memory if rolled back."""
     repair = context.get("repair") or {}
     rollback = context.get("rollback") or {}
@@ -246,13 +300,13 @@ def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> 
     warnings = list(repair.get("warnings") or []) + list(rollback.get("warnings") or [])
     if warnings:
         message["warnings"] = warnings
-    if repair.get("status") == MANUAL_ACTION_REQUIRED:
+    if repair.get("status") == RepairStatus.MANUAL_ACTION_REQUIRED:
         message["actionRequired"] = {"reason": repair.get("reason", ""), "steps": repair.get("manualSteps") or [],
                                      "targetMemory": repair.get("targetMemory")}
     if rollback:
         message["rollback"] = {k: rollback.get(k) for k in ("status", "fromMemory", "restoredMemory", "alias",
                                                             "reason", "error") if rollback.get(k) is not None}
-    if rollback.get("status") == "ROLLED_BACK":
+    if rollback.get("status") == RepairStatus.ROLLED_BACK:
         message["repair"]["action"] = "INCREASE_MEMORY, then ROLLED_BACK"
         message["repair"]["newMemory"] = rollback.get("restoredMemory")
         return rollback.get("restoredMemory")
@@ -261,9 +315,9 @@ def _versions_and_rollback(message: dict[str, Any], context: dict[str, Any]) -> 
     return None
 
 
-def _guard(outcome: str, alarm: dict[str, Any], repair: dict[str, Any]) -> dict[str, Any]:
+def _guard(outcome: str, alarm: Mapping[str, Any], repair: Mapping[str, Any]) -> dict[str, Any]:
     """Why a guard stopped this alarm, with what the on-call needs: the holder, the original, the end time."""
-    stopped_repair = outcome in (PAUSED, BUDGET_EXHAUSTED)
+    stopped_repair = outcome in (Notice.PAUSED, Notice.BUDGET_EXHAUSTED)
     guard: dict[str, Any] = {"outcome": outcome, "reason": (repair if stopped_repair else alarm).get("reason", "")}
     for key in ("duplicateOf", "lockHolder", "lockExpiresAt", "cooldownEndsAt", "lastRepairAt", "lastRepairExecution"):
         if alarm.get(key):

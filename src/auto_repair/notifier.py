@@ -8,7 +8,9 @@ from typing import Any
 
 from .clock import now_iso
 from .notification import NEEDS_HUMAN, build
+from .outcomes import DeliveryStatus
 from .records import NOTIFICATION_PREFIX, IncidentStore
+from .workflow import WorkflowContext
 
 
 def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:
@@ -23,7 +25,7 @@ def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:
 
 
 def notify(
-    context: dict[str, Any],
+    context: WorkflowContext,
     outcome: str,
     *,
     environment: str,
@@ -39,9 +41,9 @@ def notify(
                               "message": built["message"]}
     if send:
         record["messageId"] = publish(sns, topic_arn, built)
-        record["notificationStatus"] = "SENT"
+        record["notificationStatus"] = DeliveryStatus.SENT
     else:
-        record["notificationStatus"] = "NOT_REQUIRED"
+        record["notificationStatus"] = DeliveryStatus.NOT_REQUIRED
     recorded = True
     try:
         store.put(incident_id, f"{NOTIFICATION_PREFIX}{record['sentAt']}#{outcome}", record)

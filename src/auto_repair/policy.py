@@ -1,19 +1,67 @@
-"""DetermineAction: what the workflow may do with a diagnosis. Pure code.
+"""The environment's policy, narrowed per function by tags, and DetermineAction: what the workflow may do with a
+diagnosis. Pure code.
 
 The diagnosis says what is wrong; the policy says what we are allowed to do about it in this environment.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-REPAIR = "REPAIR"
-NO_ACTION = "NO_ACTION"
-HUMAN_REVIEW = "HUMAN_REVIEW"
-DRY_RUN = "DRY_RUN"
+from auto_repair.outcomes import PolicyAction
+
+if TYPE_CHECKING:
+    from auto_repair.settings import Settings
+    from auto_repair.workflow import Policy
+
+TAG_PREFIX = "auto-repair:"
+# auto-repair:alias-update=<one of these> withdraws the environment's AllowAliasUpdate for one function.
+ALIAS_UPDATE_DENIED = ("false", "deny", "no")
 
 LAMBDA_MIN_MB = 128
 LAMBDA_MAX_MB = 10240
+
+
+def _policy_tags(tags: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
+    """(tag key, name after the prefix, normalised value) of each ``auto-repair:*`` tag."""
+    for key, value in tags.items():
+        if key.startswith(TAG_PREFIX):
+            yield key, key[len(TAG_PREFIX):], value.strip().lower()
+
+
+def from_tags(settings: Settings, tags: Mapping[str, str]) -> Policy:
+    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
+    policy: Policy = {
+        "environment": settings.environment,
+        "approvalRequired": settings.approval_required,
+        "dryRun": settings.dry_run,
+        "maxMemory": settings.max_memory_mb,
+        "minConfidence": settings.min_confidence,
+        "overrides": {},
+    }
+    for key, name, value in _policy_tags(tags):
+        if name == "dry-run" and value in ("true", "false"):
+            policy["dryRun"] = value == "true"
+        elif name == "approval" and value in ("required", "none"):
+            policy["approvalRequired"] = value == "required"
+        elif name == "min-confidence":
+            try:
+                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
+            except ValueError:
+                continue
+        elif name == "max-memory" and value.isdigit():
+            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
+        else:
+            continue
+        policy["overrides"][key] = value
+    return policy
+
+
+def alias_update_allowed(allowed: bool, tags: Mapping[str, str]) -> bool:
+    """AllowAliasUpdate for one function: a tag can only withdraw it, never grant it."""
+    return allowed and all(value not in ALIAS_UPDATE_DENIED for _, name, value in _policy_tags(tags)
+                           if name == "alias-update")
 
 
 def decide(
@@ -36,11 +84,11 @@ def decide(
     confidence = float(diagnosis.get("confidence") or 0.0)
     if not diagnosis.get("isMemoryIssue"):
         cause = diagnosis.get("cause") or "not a memory issue"
-        return {**decision, "action": NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
+        return {**decision, "action": PolicyAction.NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
     if confidence < min_confidence:
         return {
             **decision,
-            "action": HUMAN_REVIEW,
+            "action": PolicyAction.HUMAN_REVIEW,
             "reason": f"confidence {confidence:.2f} is below the minimum {min_confidence:.2f}",
         }
     recommended = diagnosis.get("recommendedMemorySize")
@@ -54,9 +102,9 @@ def decide(
             if current_memory >= max_memory
             else f"the recommendation ({int(recommended)} MB) does not raise memory above {current_memory} MB"
         )
-        return {**decision, "action": HUMAN_REVIEW, "reason": f"memory issue, but {why}"}
+        return {**decision, "action": PolicyAction.HUMAN_REVIEW, "reason": f"memory issue, but {why}"}
     decision["targetMemory"] = target
     if dry_run:
-        return {**decision, "action": DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
+        return {**decision, "action": PolicyAction.DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
     decision["approvalRequired"] = bool(approval_required)
-    return {**decision, "action": REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}
+    return {**decision, "action": PolicyAction.REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}

@@ -14,14 +14,10 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
+from auto_repair.outcomes import AlarmOutcome, IncidentStatus, RecordType
+
 from .clock import epoch_in, now_iso
 
-ALARM = "ALARM"
-DIAGNOSIS = "DIAGNOSIS"
-REPAIR = "REPAIR"
-VERIFICATION = "VERIFICATION"
-APPROVAL = "APPROVAL"
-FAILURE = "FAILURE"
 NOTIFICATION_PREFIX = "NOTIFICATION#"
 MAX_ITEM_JSON = 300_000  # DynamoDB items are capped at 400 KB
 
@@ -71,11 +67,11 @@ class IncidentStore:
             "functionName": alarm.get("functionName") or "(none)",
             "startTime": start_time,
             "executionArn": execution_arn,
-            "status": "OPEN" if alarm.get("outcome") == "PROCEED" else "CLOSED",
+            "status": IncidentStatus.OPEN if alarm.get("outcome") == AlarmOutcome.PROCEED else IncidentStatus.CLOSED,
             "outcome": alarm.get("outcome"),
             "updatedAt": now_iso(),
         }
-        self.put(incident_id, ALARM, data)
+        self.put(incident_id, RecordType.ALARM, data)
 
     def update_incident(self, incident_id: str, **fields: Any) -> None:
         fields = {**fields, "updatedAt": now_iso()}
@@ -83,7 +79,7 @@ class IncidentStore:
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields)))
         self._table.update_item(
-            Key={"incidentId": incident_id, "recordType": ALARM},
+            Key={"incidentId": incident_id, "recordType": RecordType.ALARM},
             UpdateExpression=expression,
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
@@ -118,12 +114,12 @@ class IncidentStore:
             kwargs: dict[str, Any] = {
                 "IndexName": "byFunction",
                 "KeyConditionExpression": condition,
-                "FilterExpression": Attr("recordType").eq(ALARM),
+                "FilterExpression": Attr("recordType").eq(RecordType.ALARM),
                 "ScanIndexForward": False,
             }
             operation = self._table.query
         else:
-            flt = Attr("recordType").eq(ALARM)
+            flt = Attr("recordType").eq(RecordType.ALARM)
             if since:
                 flt = flt & Attr("startTime").gte(since)
             kwargs = {"FilterExpression": flt}

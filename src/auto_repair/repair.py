@@ -15,24 +15,19 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
 from .clock import now_iso
 from .errors import AutoRepairError, error_code
-from .records import AuditLog
+from .outcomes import AuditPhase, DeliveryStatus, PolicyAction, RecordType, RepairStatus, Verdict
+from .policy import alias_update_allowed
+from .records import AuditLog, IncidentStore
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
 
-SUCCEEDED = "SUCCEEDED"
-DRY_RUN = "DRY_RUN"
-SKIPPED = "SKIPPED"
-MANUAL = "MANUAL_ACTION_REQUIRED"
-ROLLED_BACK = "ROLLED_BACK"
-
-# Audit phases of a rollback (a repair's own phases are BEFORE, AFTER, FAILED, ROLLED_BACK).
-ROLLBACK_STARTED = "ROLLBACK_STARTED"
-ROLLBACK_FAILED = "ROLLBACK_FAILED"
+if TYPE_CHECKING:
+    from .workflow import Rollback, WorkflowContext
 
 
 class RepairError(AutoRepairError, RuntimeError):
@@ -150,8 +145,8 @@ def execute_repair(
     else:
         result = _repair_latest(run, request, result)
     owner = iac_owner(request.get("tags"))
-    if owner and result["status"] in (SUCCEEDED, MANUAL):
-        memory = result["newMemory"] if result["status"] == SUCCEEDED else result["targetMemory"]
+    if owner and result["status"] in (RepairStatus.SUCCEEDED, RepairStatus.MANUAL_ACTION_REQUIRED):
+        memory = result["newMemory"] if result["status"] == RepairStatus.SUCCEEDED else result["targetMemory"]
         result["iac"] = drift_notice(owner, memory)
     ended = now_iso()
     result.setdefault("timestamp", ended)
@@ -175,16 +170,16 @@ def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -
 
     if target <= original:
         # Someone (or an earlier repair) already raised it: lowering memory is never our business.
-        result.update(status=SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
+        result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
         return result
     if result["dryRun"]:
-        result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
+        result.update(status=RepairStatus.DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
                       reason=f"dry run: would raise memory {original} -> {target} MB")
         return result
     _check_revision(name, request.get("expectedRevisionId"), config.get("RevisionId"))
 
     final = _raise_latest(run, original, target, config.get("RevisionId"))
-    result.update(status=SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
+    result.update(status=RepairStatus.SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
                   revisionId=final.get("RevisionId", ""), reason=run.reason)
     return result
 
@@ -201,12 +196,12 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
                   details: dict[str, Any] | None = None) -> dict[str, Any]:
     """Set $LATEST's memory to ``target`` (audited, guarded, confirmed). On a half-applied change: restore."""
     name = run.name
-    run.record("BEFORE", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
+    run.record(AuditPhase.BEFORE, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
                details={"revisionId": revision, **(details or {})})
     try:
         _update_memory(run, target, revision, done=lambda c: int(c["MemorySize"]) >= target)
     except ClientError as exc:
-        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
+        run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
                    reason=_message(exc))
         raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({error_code(exc)}): no change made") from exc
 
@@ -215,7 +210,7 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
         why = final.get("LastUpdateStatusReason", "unknown reason")
         _restore(run, original, final, f"update failed: {why}")
         raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
-    run.record("AFTER", "UpdateFunctionConfiguration", {"MemorySize": original},
+    run.record(AuditPhase.AFTER, "UpdateFunctionConfiguration", {"MemorySize": original},
                {"MemorySize": int(final.get("MemorySize", target))}, details={"revisionId": final.get("RevisionId")})
     return final
 
@@ -250,11 +245,11 @@ def _restore(run: _Run, original: int, current: dict[str, Any], why: str) -> Non
         restored = run.wait()
     except (ClientError, RepairError) as exc:
         detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
-        run.record("FAILED", "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
+        run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
                    reason=f"{why}; restoring {original} MB failed: {detail}")
         raise RepairFailedError(f"{run.name}: {why}; restoring {original} MB failed ({detail}): the function may "
                                 f"be at {changed} MB, see the audit log") from exc
-    run.record("ROLLED_BACK", "UpdateFunctionConfiguration", {"MemorySize": changed},
+    run.record(AuditPhase.ROLLED_BACK, "UpdateFunctionConfiguration", {"MemorySize": changed},
                {"MemorySize": int(restored.get("MemorySize", original))}, reason=why)
 
 
@@ -296,7 +291,7 @@ def _repair_published(
                   deployment={"kind": kind, "alias": alias_name, "version": version,
                               "packageType": served.get("PackageType", "Zip"), "snapStart": snap_start})
     if target <= original:
-        result.update(status=SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
+        result.update(status=RepairStatus.SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
         return result
     if alias and deployment.get("version") and str(deployment["version"]) != version:
         raise RepairFailedError(f"{name}: alias {alias_name} moved from version {deployment['version']} to {version} "
@@ -326,14 +321,14 @@ def _repair_published(
                         "itself; a new version would start without it")
     if blockers:
         result.update(
-            status=MANUAL, reason="; ".join(blockers),
+            status=RepairStatus.MANUAL_ACTION_REQUIRED, reason="; ".join(blockers),
             manualSteps=manual_steps(name, target, alias=alias_name, version=version, provisioned=provisioned,
                                      snap_start=snap_start, owner=iac_owner(request.get("tags"))),
             provisionedConcurrency=provisioned, **({"warnings": [f"provisioned concurrency unknown: {pc_error}"]}
                                                    if pc_error else {}))
         return result
     if result["dryRun"]:
-        result.update(status=DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
+        result.update(status=RepairStatus.DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
                       reason=f"dry run: would raise memory {original} -> {target} MB, publish a version and move "
                              f"alias {alias_name} to it")
         return result
@@ -354,7 +349,7 @@ def _repair_published(
     pc_status = _await_provisioned(run, alias_name, provisioned, warnings)
     latest_now = run.lam.get_function_configuration(FunctionName=name)
     result.update(
-        status=SUCCEEDED, newMemory=target, reason=run.reason, revisionId=latest_now.get("RevisionId", ""),
+        status=RepairStatus.SUCCEEDED, newMemory=target, reason=run.reason, revisionId=latest_now.get("RevisionId", ""),
         publishedVersion=new_version, latestOriginalMemory=latest_original,
         alias={"name": alias_name, "previousVersion": version, "newVersion": new_version,
                "revisionId": moved.get("RevisionId", "")},
@@ -364,7 +359,7 @@ def _repair_published(
 
 def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], original: int, target: int,
              snap_start: bool, alias: str) -> str:
-    run.record("BEFORE", "PublishVersion", {"MemorySize": original}, {"MemorySize": target},
+    run.record(AuditPhase.BEFORE, "PublishVersion", {"MemorySize": original}, {"MemorySize": target},
                details={"codeSha256": served.get("CodeSha256"), "snapStart": snap_start})
     kwargs: dict[str, Any] = {"FunctionName": run.name,
                               "Description": f"lambda-auto-repair {run.execution_id}: memory {original}->{target} MB"[:256]}
@@ -384,15 +379,15 @@ def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], origina
             # The version exists and has the new memory; only the alias move is left to a human.
             why += (f"; it keeps its {target} MB: once it is Active, run aws lambda update-alias --function-name "
                     f"{run.name} --name {alias} --function-version {new_version}")
-        run.record("FAILED", "PublishVersion", {"MemorySize": original}, {"MemorySize": original}, reason=why)
+        run.record(AuditPhase.FAILED, "PublishVersion", {"MemorySize": original}, {"MemorySize": original}, reason=why)
         raise RepairFailedError(why) from exc
-    run.record("AFTER", "PublishVersion", {"MemorySize": original}, {"MemorySize": target, "Version": new_version})
+    run.record(AuditPhase.AFTER, "PublishVersion", {"MemorySize": original}, {"MemorySize": target, "Version": new_version})
     return new_version
 
 
 def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None, latest_original: int
                 ) -> dict[str, Any]:
-    run.record("BEFORE", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+    run.record(AuditPhase.BEFORE, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                {"alias": alias, "FunctionVersion": new}, details={"revisionId": revision})
     kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": alias, "FunctionVersion": new}
     if revision:
@@ -400,12 +395,12 @@ def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None,
     try:
         moved = run.lam.update_alias(**kwargs)
     except ClientError as exc:
-        run.record("FAILED", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+        run.record(AuditPhase.FAILED, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                    {"alias": alias, "FunctionVersion": old}, reason=_message(exc))
         _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({error_code(exc)})")
         raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({error_code(exc)}); "
                                     f"alias still on {old}, $LATEST restored (version {new} stays, unused)") from exc
-    run.record("AFTER", "UpdateAlias", {"alias": alias, "FunctionVersion": old},
+    run.record(AuditPhase.AFTER, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                {"alias": alias, "FunctionVersion": new}, details={"revisionId": moved.get("RevisionId")})
     return moved
 
@@ -435,8 +430,95 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The workflow's repair request
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def build_request(workflow: WorkflowContext, execution_id: str, *, max_memory: int,
+                  allow_alias_update: bool) -> dict[str, Any]:
+    """The design's repair request. The memory value comes from the decision, never from the approval."""
+    alarm = workflow["alarm"]
+    diagnosis = workflow["diagnosisResult"]
+    decision = diagnosis["decision"]
+    approval = workflow.get("approval")
+    if approval is not None and int(approval.get("targetMemory", -1)) != int(decision["targetMemory"]):
+        raise RepairFailedError(
+            f"approval pinned {approval.get('targetMemory')} MB but the decision is {decision['targetMemory']} MB: "
+            "refusing to apply a change nobody approved"
+        )
+    policy = alarm.get("settings")
+    evidence = workflow.get("evidence") or {}
+    function = evidence.get("function") or {}
+    tags = function.get("tags") or {}
+    return {
+        "functionName": alarm["functionName"],
+        "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
+        "maxMemory": int(policy["maxMemory"] if policy and "maxMemory" in policy else max_memory),
+        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == PolicyAction.DRY_RUN,
+        "targetMemory": int(decision["targetMemory"]),
+        "executionId": execution_id,
+        "diagnosisId": diagnosis.get("diagnosisId", ""),
+        "expectedRevisionId": function.get("revisionId"),
+        # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
+        "deployment": evidence.get("deployment") or {},
+        "tags": tags,
+        "allowAliasUpdate": alias_update_allowed(allow_alias_update, tags),
+    }
+
+
+def repair_reason(workflow: WorkflowContext) -> str:
+    """Why the change is made, for the audit entries: the diagnosis, the decision and who approved it."""
+    diagnosis = workflow["diagnosisResult"]
+    reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
+              f"{diagnosis['decision'].get('reason')}")
+    approval = workflow.get("approval") or {}
+    if approval.get("approvedBy"):
+        reason += f"; approved by {approval['approvedBy']}"
+    return reason
+
+
+def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, *, started: str) -> dict[str, Any]:
+    """The REPAIR record of a repair that raised: the function keeps the memory it had."""
+    diagnosis = workflow["diagnosisResult"]
+    return {
+        "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
+        "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
+        "originalMemory": diagnosis["decision"].get("currentMemory"),
+        "newMemory": diagnosis["decision"].get("currentMemory"), "status": RepairStatus.FAILED, "error": str(exc),
+        "verificationStatus": Verdict.NOT_RUN, "notificationStatus": DeliveryStatus.PENDING,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Rollback
 # ---------------------------------------------------------------------------------------------------------------
+
+
+def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: IncidentStore, lambda_client: Any,
+                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str) -> Rollback:
+    """RollbackRepair: verification said the change did not help; put the function back as it was and record
+    the ROLLBACK. Paused (the kill switch) means hands off, rollbacks included: the record says where the function
+    was left. A failed rollback is recorded, then re-raised for the workflow's failure path."""
+    repair, verification = workflow["repair"], workflow.get("verification") or {}
+    reason = (f"rollback: verification {verification.get('status')} - "
+              f"{verification.get('rollbackReason') or verification.get('reason')}")
+    started = now_iso()
+    result: Rollback
+    if paused:
+        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.PAUSED,
+                  "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
+                  "restoredMemory": None, "reason": f"rollback not done: repairs are paused ({paused_parameter})"}
+        store.put(execution_id, RecordType.ROLLBACK, dict(result))
+        return result
+    try:
+        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason)
+    except RepairError as exc:
+        store.put(execution_id, RecordType.ROLLBACK, {
+            "functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.FAILED,
+            "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"), "error": str(exc)})
+        raise
+    store.put(execution_id, RecordType.ROLLBACK, restored)
+    return cast("Rollback", restored)
 
 
 def rollback_repair(
@@ -451,7 +533,7 @@ def rollback_repair(
 ) -> dict[str, Any]:
     """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
     repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
-    if repair.get("status") != SUCCEEDED:
+    if repair.get("status") != RepairStatus.SUCCEEDED:
         raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
     run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0)
     original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
@@ -474,7 +556,7 @@ def rollback_repair(
     else:
         _rollback_latest(run, applied, original, repair.get("revisionId"))
     ended = now_iso()
-    result.update(status=ROLLED_BACK, endTime=ended, timestamp=ended, **({"warnings": warnings} if warnings else {}))
+    result.update(status=RepairStatus.ROLLED_BACK, endTime=ended, timestamp=ended, **({"warnings": warnings} if warnings else {}))
     return result
 
 
@@ -484,26 +566,26 @@ def _rollback_alias(run: _Run, alias: dict[str, Any]) -> None:
     try:
         current = run.lam.get_alias(FunctionName=run.name, Name=name)
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: cannot read alias {name} ({error_code(exc)}): not rolled back") from exc
     if str(current["FunctionVersion"]) == str(old):
         return  # already back (a retried rollback whose first attempt got this far)
     if str(current["FunctionVersion"]) != str(new):
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before,
                    reason=f"{run.reason}; alias {name} now points at {current['FunctionVersion']}, not {new}: "
                           "someone changed it, left alone")
         raise RepairFailedError(f"{run.name}: alias {name} moved to version {current['FunctionVersion']} since the "
                                 "repair: not rolled back")
-    run.record(ROLLBACK_STARTED, "UpdateAlias", before, after, details={"revisionId": alias.get("revisionId")})
+    run.record(AuditPhase.ROLLBACK_STARTED, "UpdateAlias", before, after, details={"revisionId": alias.get("revisionId")})
     kwargs: dict[str, Any] = {"FunctionName": run.name, "Name": name, "FunctionVersion": old}
     if alias.get("revisionId"):
         kwargs["RevisionId"] = alias["revisionId"]
     try:
         run.lam.update_alias(**kwargs)
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateAlias", before, before, reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: moving alias {name} back to {old} failed ({error_code(exc)})") from exc
-    run.record(ROLLED_BACK, "UpdateAlias", before, after)
+    run.record(AuditPhase.ROLLED_BACK, "UpdateAlias", before, after)
 
 
 def _rollback_latest(run: _Run, applied: int, original: int, revision: str | None) -> None:
@@ -511,31 +593,31 @@ def _rollback_latest(run: _Run, applied: int, original: int, revision: str | Non
     try:
         config = run.wait()
     except ClientError as exc:
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before,
                    reason=f"{run.reason}; {_message(exc)}")
         raise RepairFailedError(f"{run.name}: cannot read configuration ({error_code(exc)}): not rolled back") from exc
     current = int(config["MemorySize"])
     if current == original:
         return  # already back (a retried rollback, or someone restored it by hand): nothing to do
     if current != applied or (revision and config.get("RevisionId") != revision):
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", {"MemorySize": current}, {"MemorySize": current},
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", {"MemorySize": current}, {"MemorySize": current},
                    reason=f"{run.reason}; the function changed since the repair (memory {current} MB, revision "
                           f"{config.get('RevisionId')}): left alone")
         raise RepairFailedError(f"{run.name}: changed since the repair (memory {current} MB): not rolled back")
-    run.record(ROLLBACK_STARTED, "UpdateFunctionConfiguration", before, after,
+    run.record(AuditPhase.ROLLBACK_STARTED, "UpdateFunctionConfiguration", before, after,
                details={"revisionId": config.get("RevisionId")})
     try:
         _update_memory(run, original, config.get("RevisionId"), done=lambda c: int(c["MemorySize"]) == original)
         final = run.wait()
     except (ClientError, RepairError) as exc:
         detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before, reason=f"{run.reason}; {detail}")
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before, before, reason=f"{run.reason}; {detail}")
         raise RepairFailedError(f"{run.name}: restoring {original} MB failed ({detail})") from exc
     if final.get("LastUpdateStatus") == "Failed" or int(final.get("MemorySize", -1)) != original:
-        run.record(ROLLBACK_FAILED, "UpdateFunctionConfiguration", before,
+        run.record(AuditPhase.ROLLBACK_FAILED, "UpdateFunctionConfiguration", before,
                    {"MemorySize": int(final.get("MemorySize", -1))},
                    reason=f"{run.reason}; {final.get('LastUpdateStatusReason', 'memory not restored')}")
         raise RepairFailedError(f"{run.name}: restoring {original} MB did not take "
                                 f"({final.get('LastUpdateStatusReason', 'memory not restored')})")
-    run.record(ROLLED_BACK, "UpdateFunctionConfiguration", before, after,
+    run.record(AuditPhase.ROLLED_BACK, "UpdateFunctionConfiguration", before, after,
                details={"revisionId": final.get("RevisionId")})

@@ -1,9 +1,18 @@
-"""Runtime settings of the workflow functions, read once from the environment the template sets."""
+"""Runtime settings of the workflow functions: the one reader of the environment the templates set.
+
+Every module asks :func:`get_settings` (resolved on first use, then cached for the warm environment) instead of
+reading ``os.environ``; tests set the environment and call ``get_settings.cache_clear()``. The code defaults equal the
+template parameter defaults that feed each variable (``tests/unit/test_settings.py`` compares them).
+"""
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from aws_lambda_powertools.shared.functions import strtobool
 
 from .errors import AutoRepairError
 
@@ -12,14 +21,18 @@ class SettingsError(AutoRepairError, ValueError):
     """An environment variable the template should have set is missing or malformed."""
 
 
-def _bool(value: str | None, default: bool = False) -> bool:
-    if value is None or value == "":
+def parse_bool(name: str, raw: str | None, default: bool) -> bool:
+    """The one boolean parser: Powertools' ``strtobool`` (1/0, true/false, yes/no, on/off, y/n, t/f)."""
+    if raw is None or not raw.strip():
         return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return strtobool(raw.strip())
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be true or false, got {raw!r}") from exc
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
@@ -28,14 +41,52 @@ def _int(name: str, default: int) -> int:
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
         return float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+
+
+# Environment variable -> Settings field. The test that compares code and template defaults reads this table.
+ENV_VARS: dict[str, str] = {
+    "ENVIRONMENT": "environment",
+    "INCIDENTS_TABLE": "incidents_table",
+    "AUDIT_TABLE": "audit_table",
+    "STATE_TABLE": "state_table",
+    "NOTIFICATION_TOPIC_ARN": "topic_arn",
+    "KNOWLEDGE_BUCKET": "knowledge_bucket",
+    "DEAD_LETTER_QUEUE_URL": "dead_letter_queue_url",
+    "MAX_MEMORY_MB": "max_memory_mb",
+    "MIN_CONFIDENCE": "min_confidence",
+    "APPROVAL_REQUIRED": "approval_required",
+    "DRY_RUN": "dry_run",
+    "RECORD_TTL_DAYS": "record_ttl_days",
+    "SYSTEM_FUNCTION_PREFIX": "system_prefix",
+    "ANALYSIS_WINDOW_MINUTES": "analysis_window_minutes",
+    "BASELINE_WINDOW_MINUTES": "baseline_window_minutes",
+    "MIN_INVOCATIONS_FOR_VERDICT": "min_invocations_for_verdict",
+    "NOTIFY_IGNORED": "notify_ignored",
+    "SCOPE_MODE": "scope_mode",
+    "REPAIR_COOLDOWN_MINUTES": "repair_cooldown_minutes",
+    "MAX_REPAIRS_PER_HOUR": "max_repairs_per_hour",
+    "PAUSED_PARAMETER": "paused_parameter",
+    "VERIFICATION_WAIT_SECONDS": "verification_wait_seconds",
+    "APPROVAL_TIMEOUT_SECONDS": "approval_timeout_seconds",
+    "ROLLBACK_ON_FAILURE": "rollback_on_failure",
+    "ALLOW_ALIAS_UPDATE": "allow_alias_update",
+    "BEDROCK_MODEL_ID": "bedrock_model_id",
+    "BEDROCK_GUARDRAIL_ID": "bedrock_guardrail_id",
+    "BEDROCK_GUARDRAIL_VERSION": "bedrock_guardrail_version",
+    "KNOWLEDGE_BASE_ID": "knowledge_base_id",
+    "USE_BEDROCK": "use_bedrock",
+    "AWS_LAMBDA_FUNCTION_NAME": "function_name",
+    "POWERTOOLS_SERVICE_NAME": "service_name",
+    "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +96,9 @@ class Settings:
     audit_table: str = ""
     state_table: str = ""
     topic_arn: str = ""
-    max_memory_mb: int = 10240
+    knowledge_bucket: str = ""
+    dead_letter_queue_url: str = ""
+    max_memory_mb: int = 3008
     min_confidence: float = 0.7
     approval_required: bool = False
     dry_run: bool = False
@@ -59,38 +112,47 @@ class Settings:
     scope_mode: str = "opt-in"
     repair_cooldown_minutes: int = 60
     max_repairs_per_hour: int = 10
-    paused_parameter: str = ""
+    paused_parameter: str = ""  # empty: /lambda-auto-repair/<environment>/paused
     verification_wait_seconds: int = 600
     approval_timeout_seconds: int = 3600
     # Rollback and versions (auto_repair.repair)
     rollback_on_failure: bool = True
     allow_alias_update: bool = False
+    # Diagnosis (auto_repair.diagnosis.DiagnosisConfig.from_settings)
+    bedrock_model_id: str = ""
+    bedrock_guardrail_id: str = ""
+    bedrock_guardrail_version: str = "DRAFT"
+    knowledge_base_id: str = ""
+    use_bedrock: bool = False
+    # The Lambda runtime's and Powertools' own variables.
+    function_name: str = "lambda-auto-repair"
+    service_name: str = "lambda-auto-repair"
+    metrics_namespace: str = "LambdaAutoRepair"
+
+    def __post_init__(self) -> None:
+        if not self.paused_parameter:  # frozen: the one derived default is set once, here
+            object.__setattr__(self, "paused_parameter", f"/lambda-auto-repair/{self.environment}/paused")
 
     @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            environment=env.get("ENVIRONMENT", "dev"),
-            incidents_table=env.get("INCIDENTS_TABLE", ""),
-            audit_table=env.get("AUDIT_TABLE", ""),
-            state_table=env.get("STATE_TABLE", ""),
-            topic_arn=env.get("NOTIFICATION_TOPIC_ARN", ""),
-            max_memory_mb=_int("MAX_MEMORY_MB", 10240),
-            min_confidence=_float("MIN_CONFIDENCE", 0.7),
-            approval_required=_bool(env.get("APPROVAL_REQUIRED")),
-            dry_run=_bool(env.get("DRY_RUN")),
-            record_ttl_days=_int("RECORD_TTL_DAYS", 90),
-            system_prefix=env.get("SYSTEM_FUNCTION_PREFIX", "lambda-auto-repair-"),
-            analysis_window_minutes=_int("ANALYSIS_WINDOW_MINUTES", 15),
-            baseline_window_minutes=_int("BASELINE_WINDOW_MINUTES", 60),
-            min_invocations_for_verdict=_int("MIN_INVOCATIONS_FOR_VERDICT", 3),
-            notify_ignored=_bool(env.get("NOTIFY_IGNORED")),
-            scope_mode=env.get("SCOPE_MODE", "opt-in"),
-            repair_cooldown_minutes=_int("REPAIR_COOLDOWN_MINUTES", 60),
-            max_repairs_per_hour=_int("MAX_REPAIRS_PER_HOUR", 10),
-            paused_parameter=env.get("PAUSED_PARAMETER") or f"/lambda-auto-repair/{env.get('ENVIRONMENT', 'dev')}/paused",
-            verification_wait_seconds=_int("VERIFICATION_WAIT_SECONDS", 600),
-            approval_timeout_seconds=_int("APPROVAL_TIMEOUT_SECONDS", 3600),
-            rollback_on_failure=_bool(env.get("ROLLBACK_ON_FAILURE"), True),
-            allow_alias_update=_bool(env.get("ALLOW_ALIAS_UPDATE")),
-        )
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``env`` (default: the process environment); unset or empty variables keep the default."""
+        env = os.environ if env is None else env
+        defaults = {f.name: f.default for f in fields(cls)}
+        values: dict[str, object] = {}
+        for name, field in ENV_VARS.items():
+            default = defaults[field]
+            if isinstance(default, bool):
+                values[field] = parse_bool(name, env.get(name), default)
+            elif isinstance(default, int):
+                values[field] = _int(env, name, default)
+            elif isinstance(default, float):
+                values[field] = _float(env, name, default)
+            elif env.get(name):
+                values[field] = env[name]
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use (never at import) and kept for the warm environment."""
+    return Settings.from_env()

@@ -10,10 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .evidence import classify_message, parse_report_line
-
-IMPROVED = "IMPROVED"
-NOT_IMPROVED = "NOT_IMPROVED"
-INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+from .outcomes import Verdict
 
 # Failure kinds of the evidence module's log signatures that mark an invocation as failed.
 FAILURE_KINDS = frozenset({"oom", "timeout", "code_error", "init_error", "downstream", "access_denied"})
@@ -102,7 +99,7 @@ def compare(
     checks: list[str] = []
     if after.invocations < min_invocations:
         return {
-            "status": INSUFFICIENT_DATA,
+            "status": Verdict.INSUFFICIENT_DATA,
             "reason": f"only {after.invocations} invocation(s) after the repair (need {min_invocations})",
             "before": asdict(before),
             "after": asdict(after),
@@ -130,9 +127,9 @@ def compare(
     checks.append(f"out-of-memory {before.oom} -> {after.oom}, timeouts {before.timeouts} -> {after.timeouts}")
     if failures_before == 0 and before.error_rate == 0 and alarm_metric != "Duration" and not problems:
         checks.append("no failures before either; healthy after")
-    status = NOT_IMPROVED if problems else IMPROVED
+    status = Verdict.NOT_IMPROVED if problems else Verdict.IMPROVED
     # Not recovered, but the failure rate at least halved: undoing the change would make things worse again.
-    partial = status == NOT_IMPROVED and not worse and before.error_rate > 0 and (
+    partial = status == Verdict.NOT_IMPROVED and not worse and before.error_rate > 0 and (
         after.error_rate <= before.error_rate * 0.5)
     return {
         "status": status,
@@ -152,7 +149,7 @@ def rollback_decision(verdict: dict[str, Any], *, enabled: bool) -> dict[str, An
     failure rate. INSUFFICIENT_DATA never rolls back: no evidence the change hurt. IMPROVED never does either,
     even with a higher p95: invocations that used to be killed early now run to completion.
     """
-    if not verdict.get("final") or verdict.get("status") != NOT_IMPROVED:
+    if not verdict.get("final") or verdict.get("status") != Verdict.NOT_IMPROVED:
         return {"rollback": False, "rollbackReason": ""}
     if verdict.get("partiallyImproved"):
         return {"rollback": False, "rollbackReason": "kept the new memory: it did not fix the function but at "

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable, Iterator
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from auto_repair import aws as aws_clients
+from auto_repair.settings import get_settings
+
 REGION = "us-east-1"
+# What the functions template sets for every workflow function, pointed at the tables create_tables makes.
+FUNCTION_ENV = {
+    "ENVIRONMENT": "dev", "INCIDENTS_TABLE": "incidents", "AUDIT_TABLE": "audit", "STATE_TABLE": "state",
+    "NOTIFICATION_TOPIC_ARN": "", "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": REGION,
+}
 
 
 def create_tables(dynamodb) -> dict[str, str]:
@@ -95,3 +104,26 @@ def target_function(aws):
         Timeout=30,
     )
     return "orders"
+
+
+def _clear_caches() -> None:
+    get_settings.cache_clear()
+    aws_clients.client.cache_clear()
+    aws_clients.table.cache_clear()
+
+
+@pytest.fixture
+def function_env(aws, monkeypatch) -> Iterator[Callable[..., None]]:
+    """The one way a functional test configures in-process handlers: the functions' environment (plus the
+    test's own variables, ``function_env(NAME="value")``) with the settings and client caches cleared, and the
+    kill switch parameter the main stack creates."""
+
+    def apply(**variables: str) -> None:
+        for key, value in {**FUNCTION_ENV, **variables}.items():
+            monkeypatch.setenv(key, value)
+        _clear_caches()
+
+    aws.client("ssm").put_parameter(Name="/lambda-auto-repair/dev/paused", Value="false", Type="String")
+    apply()
+    yield apply
+    _clear_caches()

@@ -3,7 +3,6 @@ cooldowns, the hourly budget, the kill switch, and the handlers that use them.""
 
 from __future__ import annotations
 
-import importlib
 import json
 import threading
 from pathlib import Path
@@ -15,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from auto_repair import guards
 from auto_repair.clock import iso_seconds
+from auto_repair.handlers import execute_repair, notify, parse_alarm
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -240,31 +240,12 @@ def test_a_failed_cooldown_write_keeps_the_lock(aws):
 
 
 # ---------------------------------------------------------------------------------------------- handlers
-ENV = {
-    "ENVIRONMENT": "dev", "INCIDENTS_TABLE": "incidents", "AUDIT_TABLE": "audit", "STATE_TABLE": "state",
-    "NOTIFICATION_TOPIC_ARN": "", "SCOPE_MODE": "opt-in", "REPAIR_COOLDOWN_MINUTES": "30",
-    "MAX_REPAIRS_PER_HOUR": "1", "VERIFICATION_WAIT_SECONDS": "20", "APPROVAL_TIMEOUT_SECONDS": "60",
-    "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
 @pytest.fixture
-def handlers(aws, monkeypatch):
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
+def handlers(aws, function_env):
     topic = aws.client("sns").create_topic(Name="notes")["TopicArn"]
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic)
-    aws.client("ssm").put_parameter(Name="/lambda-auto-repair/dev/paused", Value="false", Type="String")
-    from auto_repair import aws as aws_clients
-
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
-    modules = {}
-    for name in ("parse_alarm", "notify", "execute_repair"):
-        modules[name] = importlib.reload(importlib.import_module(f"auto_repair.handlers.{name}"))
-    yield SimpleNamespace(**modules, topic=topic)
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
+    function_env(SCOPE_MODE="opt-in", REPAIR_COOLDOWN_MINUTES="30", MAX_REPAIRS_PER_HOUR="1",
+                 VERIFICATION_WAIT_SECONDS="20", APPROVAL_TIMEOUT_SECONDS="60", NOTIFICATION_TOPIC_ARN=topic)
+    return SimpleNamespace(parse_alarm=parse_alarm, notify=notify, execute_repair=execute_repair, topic=topic)
 
 
 def lambda_context(request_id: str = "req-1") -> SimpleNamespace:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from auto_repair.records import DIAGNOSIS, IncidentStore
+from auto_repair.outcomes import RecordType
+from auto_repair.records import IncidentStore
 
 
 def test_incident_round_trip_and_queries(aws):
@@ -16,7 +17,7 @@ def test_incident_round_trip_and_queries(aws):
         )
     store.put(
         "exec-0",
-        DIAGNOSIS,
+        RecordType.DIAGNOSIS,
         {
             "functionName": "orders",
             "startTime": "2026-11-22T10:00:01Z",

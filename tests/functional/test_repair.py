@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from auto_repair.outcomes import RepairStatus
 from auto_repair.records import AuditLog
-from auto_repair.repair import DRY_RUN, SKIPPED, SUCCEEDED, RepairFailedError, execute_repair
+from auto_repair.repair import RepairFailedError, execute_repair
 
 
 def request(**overrides):
@@ -38,7 +39,7 @@ def test_raises_memory_and_audits_before_and_after(aws, target_function):
         reason="oom",
     )
     # THEN memory is raised, the design's repair result is returned, and the audit has BEFORE and AFTER
-    assert result["status"] == SUCCEEDED
+    assert result["status"] == RepairStatus.SUCCEEDED
     assert (result["originalMemory"], result["newMemory"]) == (128, 512)
     assert {"functionName", "originalMemory", "newMemory", "status", "timestamp", "executionId"} <= set(
         result
@@ -55,7 +56,7 @@ def test_dry_run_changes_nothing(aws, target_function):
         actor="t",
         reason="r",
     )
-    assert result["status"] == DRY_RUN and result["wouldChange"] == {"MemorySize": [128, 512]}
+    assert result["status"] == RepairStatus.DRY_RUN and result["wouldChange"] == {"MemorySize": [128, 512]}
     assert memory(aws) == 128
     assert audit_phases(aws) == []
 
@@ -69,7 +70,7 @@ def test_never_lowers_memory(aws, target_function, target):
         actor="t",
         reason="r",
     )
-    assert result["status"] == SKIPPED
+    assert result["status"] == RepairStatus.SKIPPED
     assert memory(aws) == 128
 
 

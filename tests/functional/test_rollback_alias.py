@@ -7,7 +7,6 @@ optimistic-lock guards here can really fail.
 
 from __future__ import annotations
 
-import importlib
 import io
 import time
 import zipfile
@@ -19,11 +18,10 @@ from botocore.exceptions import ClientError
 
 from auto_repair import notification
 from auto_repair.collect import collect_evidence
+from auto_repair.handlers import execute_repair as execute_repair_handler
+from auto_repair.outcomes import Notice, RepairStatus
 from auto_repair.records import AuditLog, IncidentStore
 from auto_repair.repair import (
-    MANUAL,
-    ROLLED_BACK,
-    SUCCEEDED,
     RepairFailedError,
     RepairRolledBackError,
     execute_repair,
@@ -151,12 +149,12 @@ def test_rollback_restores_the_original_memory_guarded_by_the_repairs_revision(a
     # GIVEN a repair 128 -> 512 MB
     make_function(aws, role)
     done = repair(aws, request())
-    assert done["status"] == SUCCEEDED and done["revisionId"] == config(aws)["RevisionId"]
+    assert done["status"] == RepairStatus.SUCCEEDED and done["revisionId"] == config(aws)["RevisionId"]
     # WHEN verification says it did not help and the rollback runs
     back = rollback_repair(done, lambda_client=aws.client("lambda"), audit=audit(aws), actor="t",
                            reason="rollback: NOT_IMPROVED", sleep=lambda s: None)
     # THEN memory is 128 again, and every mutation has its audit entry before and after
-    assert back["status"] == ROLLED_BACK and (back["fromMemory"], back["restoredMemory"]) == (512, 128)
+    assert back["status"] == RepairStatus.ROLLED_BACK and (back["fromMemory"], back["restoredMemory"]) == (512, 128)
     assert config(aws)["MemorySize"] == 128
     assert entries(aws) == [("BEFORE", "UpdateFunctionConfiguration"), ("AFTER", "UpdateFunctionConfiguration"),
                             ("ROLLBACK_STARTED", "UpdateFunctionConfiguration"),
@@ -183,11 +181,11 @@ def test_a_retried_rollback_does_nothing_twice(aws, role):
     for _ in range(2):
         back = rollback_repair(done, lambda_client=aws.client("lambda"), audit=audit(aws), actor="t", reason="r",
                                sleep=lambda s: None)
-        assert back["status"] == ROLLED_BACK
+        assert back["status"] == RepairStatus.ROLLED_BACK
     assert [p for p, _ in entries(aws)].count("ROLLED_BACK") == 1 and config(aws)["MemorySize"] == 128
 
 
-@pytest.mark.parametrize("status", ["SKIPPED", "DRY_RUN", MANUAL, "FAILED"])
+@pytest.mark.parametrize("status", ["SKIPPED", "DRY_RUN", RepairStatus.MANUAL_ACTION_REQUIRED, "FAILED"])
 def test_only_an_applied_repair_can_be_rolled_back(aws, status):
     with pytest.raises(RepairFailedError, match="nothing to roll back"):
         rollback_repair({"status": status, "functionName": "orders", "originalMemory": 128, "newMemory": 512},
@@ -204,7 +202,7 @@ def test_alias_traffic_gets_a_new_version_and_the_alias_moves_then_rolls_back(aw
     done = repair(aws, request(deployment=alias_deployment(), allowAliasUpdate=True,
                                expectedRevisionId=config(aws)["RevisionId"]))
     # THEN version 2 has 512 MB, the alias serves it, $LATEST has 512 MB, version 1 is untouched
-    assert done["status"] == SUCCEEDED and (done["originalMemory"], done["newMemory"]) == (128, 512)
+    assert done["status"] == RepairStatus.SUCCEEDED and (done["originalMemory"], done["newMemory"]) == (128, 512)
     assert done["alias"]["previousVersion"] == "1" and done["alias"]["newVersion"] == done["publishedVersion"] == "2"
     assert config(aws, "live")["MemorySize"] == 512 and config(aws, "live")["Version"] == "2"
     assert config(aws, "1")["MemorySize"] == 128 and config(aws)["MemorySize"] == 512
@@ -216,7 +214,7 @@ def test_alias_traffic_gets_a_new_version_and_the_alias_moves_then_rolls_back(aw
     # WHEN it is rolled back THEN the alias is on version 1 again and $LATEST has its memory back
     back = rollback_repair(done, lambda_client=aws.client("lambda"), audit=audit(aws), actor="t", reason="r",
                            sleep=lambda s: None)
-    assert back["status"] == ROLLED_BACK and back["alias"] == {"name": "live", "restoredVersion": "1",
+    assert back["status"] == RepairStatus.ROLLED_BACK and back["alias"] == {"name": "live", "restoredVersion": "1",
                                                                "abandonedVersion": "2"}
     assert config(aws, "live")["Version"] == "1" and config(aws, "live")["MemorySize"] == 128
     assert config(aws)["MemorySize"] == 128
@@ -248,7 +246,7 @@ def blocked(aws, req):
     assert len(lam.list_versions_by_function(FunctionName="orders")["Versions"]) == versions
     assert lam.get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == alias["FunctionVersion"]
     assert entries(aws) == []
-    assert result["status"] == MANUAL and result["newMemory"] == result["originalMemory"]
+    assert result["status"] == RepairStatus.MANUAL_ACTION_REQUIRED and result["newMemory"] == result["originalMemory"]
     return result
 
 
@@ -317,7 +315,7 @@ def test_provisioned_concurrency_on_the_alias_follows_it_and_is_reported(aws, ro
     aws.client("lambda").put_provisioned_concurrency_config(FunctionName="orders", Qualifier="live",
                                                             ProvisionedConcurrentExecutions=2)
     done = repair(aws, request(deployment=alias_deployment(), allowAliasUpdate=True), sleep=lambda s: time.sleep(0.05))
-    assert done["status"] == SUCCEEDED
+    assert done["status"] == RepairStatus.SUCCEEDED
     assert done["provisionedConcurrency"] == {"qualifier": "live", "status": "READY", "requested": 2, "allocated": 2}
 
 
@@ -344,7 +342,7 @@ def test_snapstart_versions_are_waited_for_before_the_alias_moves(aws, role, mon
     done = execute_repair(request(deployment=alias_deployment(), allowAliasUpdate=True),
                           lambda_client=Watching(aws.client("lambda")), audit=audit(aws), actor="t", reason="r",
                           sleep=lambda s: time.sleep(0.05))
-    assert done["status"] == SUCCEEDED and done["deployment"]["snapStart"] is True
+    assert done["status"] == RepairStatus.SUCCEEDED and done["deployment"]["snapStart"] is True
     assert states == ["Active"] and config(aws, "live")["MemorySize"] == 512
 
 
@@ -396,7 +394,7 @@ def test_image_functions_are_repaired_like_zip_ones(aws, role, aliased):
         with_alias(aws)
         deployment = alias_deployment()
     done = repair(aws, request(deployment=deployment, allowAliasUpdate=True))
-    assert done["status"] == SUCCEEDED and config(aws, "live" if aliased else None)["MemorySize"] == 512
+    assert done["status"] == RepairStatus.SUCCEEDED and config(aws, "live" if aliased else None)["MemorySize"] == 512
     assert config(aws)["PackageType"] == "Image"
 
 
@@ -476,23 +474,10 @@ def test_collect_keeps_latest_for_plain_functions(aws, role):
 
 
 # ------------------------------------------------------------------------------------------------- handlers
-ENV = {"ENVIRONMENT": "dev", "INCIDENTS_TABLE": "incidents", "AUDIT_TABLE": "audit", "STATE_TABLE": "state",
-       "POWERTOOLS_TRACE_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1", "MAX_REPAIRS_PER_HOUR": "100"}
-
-
 @pytest.fixture
-def execute_handler(aws, monkeypatch):
-    for key, value in ENV.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("ALLOW_ALIAS_UPDATE", "true")
-    aws.client("ssm").put_parameter(Name="/lambda-auto-repair/dev/paused", Value="false", Type="String")
-    from auto_repair import aws as aws_clients
-
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
-    yield importlib.reload(importlib.import_module("auto_repair.handlers.execute_repair"))
-    aws_clients.client.cache_clear()
-    aws_clients.table.cache_clear()
+def execute_handler(function_env):
+    function_env(MAX_REPAIRS_PER_HOUR="100", ALLOW_ALIAS_UPDATE="true")
+    return execute_repair_handler
 
 
 CONTEXT = SimpleNamespace(function_name="lambda-auto-repair-execute-repair-dev", memory_limit_in_mb=256,
@@ -528,13 +513,13 @@ def test_rollback_action_restores_records_and_notifies(aws, role, execute_handle
     # WHEN RollbackRepair runs (ExecuteRepair with action ROLLBACK)
     flow["rollback"] = invoke(execute_handler, flow, "ROLLBACK")
     # THEN memory is back, the incident has a ROLLBACK record, the audit says why
-    assert config(aws)["MemorySize"] == 128 and flow["rollback"]["status"] == ROLLED_BACK
+    assert config(aws)["MemorySize"] == 128 and flow["rollback"]["status"] == RepairStatus.ROLLED_BACK
     incident = IncidentStore(aws.resource("dynamodb").Table("incidents")).get_incident("exec-1")
-    assert incident["rollback"]["restoredMemory"] == 128 and incident["repair"]["status"] == SUCCEEDED
+    assert incident["rollback"]["restoredMemory"] == 128 and incident["repair"]["status"] == RepairStatus.SUCCEEDED
     rolled = [e for e in audit(aws).for_execution("exec-1") if e["phase"] == "ROLLED_BACK"]
     assert rolled and "did not help" in rolled[0]["reason"]
     # AND the notification is an escalation that says it was rolled back, and does not ask for a template change
-    built = notification.build(flow, notification.ESCALATION, "dev")
+    built = notification.build(flow, Notice.NOT_IMPROVED, "dev")
     assert built["subject"] == "[dev] orders: memory 128->512 MB did not help, rolled back to 128 MB"
     assert "rolled back to 128 MB" in built["message"]["summary"] and built["message"]["needsHuman"] is True
     assert built["message"]["repair"]["newMemory"] == 128 and "iacDrift" not in built["message"]
@@ -549,7 +534,7 @@ def test_rollback_is_held_by_the_kill_switch(aws, role, execute_handler):
     flow["verification"] = {"status": "NOT_IMPROVED", "final": True, "rollback": True, "reason": "oom"}
     flow["rollback"] = invoke(execute_handler, flow, "ROLLBACK")
     assert flow["rollback"]["status"] == "PAUSED" and config(aws)["MemorySize"] == 512
-    summary = notification.build(flow, notification.ESCALATION, "dev")["message"]["summary"]
+    summary = notification.build(flow, Notice.NOT_IMPROVED, "dev")["message"]["summary"]
     assert "NOT rolled back: rollback not done: repairs are paused" in summary
 
 
@@ -561,8 +546,8 @@ def test_alias_without_permission_ends_in_a_human_review_with_the_steps(aws, rol
     with_alias(aws)
     flow = workflow(aws, tags=tags, deployment=alias_deployment())
     flow["repair"] = invoke(execute_handler, flow)
-    assert flow["repair"]["status"] == MANUAL and config(aws, "live")["MemorySize"] == 128
-    built = notification.build(flow, notification.HUMAN_REVIEW, "dev")["message"]
+    assert flow["repair"]["status"] == RepairStatus.MANUAL_ACTION_REQUIRED and config(aws, "live")["MemorySize"] == 128
+    built = notification.build(flow, Notice.HUMAN_REVIEW, "dev")["message"]
     assert built["actionRequired"]["steps"][0].startswith("Preferred: set MemorySize: 512 on Orders")
     assert any("update-alias --function-name orders --name live" in s for s in built["actionRequired"]["steps"])
     assert "No change was made" in built["summary"] and "stack shop" in built["summary"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from auto_repair.alarm_event import IGNORED, INVALID, PROCEED, parse_alarm_event
+from auto_repair.alarm_event import parse_alarm_event
+from auto_repair.outcomes import AlarmOutcome
 
 EVENT = json.loads((Path(__file__).parents[1] / "events" / "alarm_lambda_errors.json").read_text())
 
@@ -32,7 +33,7 @@ def test_lambda_alarm_proceeds_with_function_from_dimensions():
     # GIVEN an Errors alarm on function "orders" WHEN parsed
     model = parse_alarm_event(EVENT, account="123456789012", region="us-east-1")
     # THEN the design's alarm-event fields are filled from the event, the function from the dimension
-    assert model["outcome"] == PROCEED
+    assert model["outcome"] == AlarmOutcome.PROCEED
     assert model["functionName"] == "orders"
     assert model["alarmId"] == "arn:aws:cloudwatch:us-east-1:123456789012:alarm:lambda-errors-alarm-orders"
     assert model["metricName"] == "Errors"
@@ -65,7 +66,7 @@ def test_alias_qualified_resource_dimension():
         }
     ]
     model = parse_alarm_event(event_with(detail__configuration__metrics=metrics))
-    assert model["outcome"] == PROCEED
+    assert model["outcome"] == AlarmOutcome.PROCEED
     assert (model["functionName"], model["qualifier"]) == ("orders", "live")
 
 
@@ -99,50 +100,50 @@ def test_metric_math_over_one_function_proceeds_and_over_two_is_ignored_for_a_hu
         stat("orders", "m1"),
         stat("payments", "m2"),
     ]
-    assert parse_alarm_event(event_with(detail__configuration__metrics=one))["outcome"] == PROCEED
+    assert parse_alarm_event(event_with(detail__configuration__metrics=one))["outcome"] == AlarmOutcome.PROCEED
     model = parse_alarm_event(event_with(detail__configuration__metrics=two))
-    assert model["outcome"] == IGNORED and model["needsHuman"] is True
+    assert model["outcome"] == AlarmOutcome.IGNORED and model["needsHuman"] is True
     assert model["functionNames"] == ["orders", "payments"]
 
 
 @pytest.mark.parametrize(
     ("changes", "outcome", "reason_part"),
     [
-        ({"detail__state__value": "OK"}, IGNORED, "only ALARM"),
-        ({"detail__state__value": "INSUFFICIENT_DATA"}, IGNORED, "only ALARM"),
+        ({"detail__state__value": "OK"}, AlarmOutcome.IGNORED, "only ALARM"),
+        ({"detail__state__value": "INSUFFICIENT_DATA"}, AlarmOutcome.IGNORED, "only ALARM"),
         (
             {"detail__configuration__metrics__0__metricStat__metric__namespace": "AWS/EC2"},
-            IGNORED,
+            AlarmOutcome.IGNORED,
             "not about a Lambda",
         ),
         (
             {"detail__configuration__metrics__0__metricStat__metric__dimensions": {}},
-            IGNORED,
+            AlarmOutcome.IGNORED,
             "not about a Lambda",
         ),
-        ({"detail__configuration": {"alarmRule": "ALARM(a) OR ALARM(b)"}}, IGNORED, "composite"),
-        ({"account": "999999999999"}, IGNORED, "not this account"),
-        ({"region": "eu-west-1"}, IGNORED, "region"),
-        ({"detail__state__value": "BROKEN"}, INVALID, "unknown alarm state"),
-        ({"detail__state": None}, INVALID, "detail.state"),
-        ({"detail__state": "ALARM"}, INVALID, "detail.state"),
-        ({"detail": None}, INVALID, "'detail'"),
-        ({"detail": []}, INVALID, "'detail'"),
-        ({"detail__alarmName": None}, INVALID, "alarmName"),
-        ({"detail__alarmName": 42}, INVALID, "alarmName"),
-        ({"source": "aws.ec2"}, INVALID, "source"),
-        ({"detail-type": "EC2 Instance State-change Notification"}, INVALID, "detail-type"),
-        ({"detail__configuration__metrics": "m1"}, INVALID, "must be a list"),
-        ({"detail__configuration__metrics": ["m1"]}, INVALID, "metrics[0]"),
-        ({"detail__configuration__metrics__0__metricStat__metric": None}, INVALID, "metric"),
-        ({"detail__configuration__metrics__0__metricStat__metric__namespace": None}, INVALID, "namespace"),
+        ({"detail__configuration": {"alarmRule": "ALARM(a) OR ALARM(b)"}}, AlarmOutcome.IGNORED, "composite"),
+        ({"account": "999999999999"}, AlarmOutcome.IGNORED, "not this account"),
+        ({"region": "eu-west-1"}, AlarmOutcome.IGNORED, "region"),
+        ({"detail__state__value": "BROKEN"}, AlarmOutcome.INVALID, "unknown alarm state"),
+        ({"detail__state": None}, AlarmOutcome.INVALID, "detail.state"),
+        ({"detail__state": "ALARM"}, AlarmOutcome.INVALID, "detail.state"),
+        ({"detail": None}, AlarmOutcome.INVALID, "'detail'"),
+        ({"detail": []}, AlarmOutcome.INVALID, "'detail'"),
+        ({"detail__alarmName": None}, AlarmOutcome.INVALID, "alarmName"),
+        ({"detail__alarmName": 42}, AlarmOutcome.INVALID, "alarmName"),
+        ({"source": "aws.ec2"}, AlarmOutcome.INVALID, "source"),
+        ({"detail-type": "EC2 Instance State-change Notification"}, AlarmOutcome.INVALID, "detail-type"),
+        ({"detail__configuration__metrics": "m1"}, AlarmOutcome.INVALID, "must be a list"),
+        ({"detail__configuration__metrics": ["m1"]}, AlarmOutcome.INVALID, "metrics[0]"),
+        ({"detail__configuration__metrics__0__metricStat__metric": None}, AlarmOutcome.INVALID, "metric"),
+        ({"detail__configuration__metrics__0__metricStat__metric__namespace": None}, AlarmOutcome.INVALID, "namespace"),
         (
             {"detail__configuration__metrics__0__metricStat__metric__dimensions": ["FunctionName"]},
-            INVALID,
+            AlarmOutcome.INVALID,
             "dimensions",
         ),
-        ({"detail__configuration": "x"}, INVALID, "configuration"),
-        ({"detail__previousState": 5}, INVALID, "previousState"),
+        ({"detail__configuration": "x"}, AlarmOutcome.INVALID, "configuration"),
+        ({"detail__previousState": 5}, AlarmOutcome.INVALID, "previousState"),
     ],
 )
 def test_unusual_and_malformed_events(changes, outcome, reason_part):
@@ -155,7 +156,7 @@ def test_unusual_and_malformed_events(changes, outcome, reason_part):
 @pytest.mark.parametrize("event", [None, 42, "text", [], {}, {"detail": {}}, b"bytes"])
 def test_non_events_are_invalid_not_crashes(event):
     model = parse_alarm_event(event)
-    assert model["outcome"] == INVALID
+    assert model["outcome"] == AlarmOutcome.INVALID
     assert model["needsHuman"] is True
 
 
@@ -164,7 +165,7 @@ def test_huge_and_non_utf8_reason_is_bounded_and_clean():
     event = event_with(detail__state__reason="\ud800" + "x" * 1_000_000)
     model = parse_alarm_event(event)
     # THEN it is kept, bounded, and encodable
-    assert model["outcome"] == PROCEED
+    assert model["outcome"] == AlarmOutcome.PROCEED
     assert len(model["stateReason"]) < 2100
     model["stateReason"].encode("utf-8")
 
@@ -172,7 +173,7 @@ def test_huge_and_non_utf8_reason_is_bounded_and_clean():
 def test_wrong_typed_threshold_data_is_tolerated():
     event = event_with(detail__state__reasonData="not json")
     model = parse_alarm_event(event)
-    assert model["outcome"] == PROCEED and model["threshold"] is None and model["currentValue"] is None
+    assert model["outcome"] == AlarmOutcome.PROCEED and model["threshold"] is None and model["currentValue"] is None
 
 
 @pytest.mark.parametrize(
@@ -186,13 +187,13 @@ def test_dimension_that_is_not_a_function_name_is_invalid(name):
     model = parse_alarm_event(event)
     # THEN the event is invalid with a reason (empty names are simply not a target), never an API call later
     if name:
-        assert model["outcome"] == INVALID and "not a Lambda function name" in model["reason"]
+        assert model["outcome"] == AlarmOutcome.INVALID and "not a Lambda function name" in model["reason"]
     else:
-        assert model["outcome"] == IGNORED
+        assert model["outcome"] == AlarmOutcome.IGNORED
 
 
 @pytest.mark.parametrize("resource", ["orders", "orders:live", "orders:42", "orders:$LATEST", "a_b-C9:prod_1"])
 def test_valid_function_names_and_qualifiers(resource):
     event = event_with(detail__configuration__metrics__0__metricStat__metric__dimensions={"Resource": resource})
     model = parse_alarm_event(event)
-    assert model["outcome"] == PROCEED and model["functionName"] == resource.partition(":")[0]
+    assert model["outcome"] == AlarmOutcome.PROCEED and model["functionName"] == resource.partition(":")[0]

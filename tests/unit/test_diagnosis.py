@@ -19,6 +19,7 @@ from auto_repair.diagnosis import (
     DiagnosisError,
     diagnose,
 )
+from auto_repair.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 RIDS = [f"{i:08d}-aaaa-4bbb-8ccc-{i:012d}" for i in range(40)]
@@ -127,26 +128,27 @@ def test_invalid_requests_raise_diagnosis_error(request_body: Any, message: str)
         diagnose(request_body, knowledge=[])
 
 
-def test_config_from_env() -> None:
-    config = DiagnosisConfig.from_env(
-        {
-            "MAX_MEMORY_MB": "3008",
-            "BEDROCK_MODEL_ID": "m",
-            "BEDROCK_GUARDRAIL_ID": "g",
-            "KNOWLEDGE_BASE_ID": "kb",
-            "USE_BEDROCK": "true",
-        }
-    )
+def test_config_from_settings() -> None:
+    # GIVEN the diagnose function's environment / WHEN read through Settings / THEN the config carries it
+    config = DiagnosisConfig.from_settings(Settings.from_env({
+        "MAX_MEMORY_MB": "3008",
+        "BEDROCK_MODEL_ID": "m",
+        "BEDROCK_GUARDRAIL_ID": "g",
+        "KNOWLEDGE_BASE_ID": "kb",
+        "USE_BEDROCK": "true",
+    }))
     assert (
         config.max_memory,
         config.bedrock_model_id,
         config.guardrail_id,
+        config.guardrail_version,
         config.knowledge_base_id,
         config.use_bedrock,
-    ) == (3008, "m", "g", "kb", True)
-    assert DiagnosisConfig.from_env({}).max_memory == 10240
-    with pytest.raises(DiagnosisError):
-        DiagnosisConfig.from_env({"MAX_MEMORY_MB": "lots"})
+    ) == (3008, "m", "g", "DRAFT", "kb", True)
+    # Unset ids are None (not ""), so the handler asks for no Bedrock client.
+    empty = DiagnosisConfig.from_settings(Settings.from_env({}))
+    assert (empty.bedrock_model_id, empty.guardrail_id, empty.knowledge_base_id, empty.use_bedrock) == (
+        None, None, None, False)
 
 
 # ------------------------------------------------------------------------------------------ bedrock

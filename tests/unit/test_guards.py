@@ -10,6 +10,7 @@ import pytest
 
 from auto_repair import guards
 from auto_repair import notification as n
+from auto_repair.outcomes import GuardOutcome, Notice
 
 ALARM_ARN = "arn:aws:cloudwatch:us-east-1:123456789012:alarm:lambda-errors-alarm-orders"
 ALARM = {"alarmId": ALARM_ARN, "alarmName": "lambda-errors-alarm-orders", "functionName": "orders",
@@ -145,7 +146,7 @@ def test_only_an_applied_repair_starts_a_cooldown(repair, expected) -> None:
 
 def test_blocked_repair_changes_nothing_and_says_why() -> None:
     request = {"functionName": "orders", "targetMemory": 512, "executionId": "e1", "diagnosisId": "d1"}
-    result = guards.blocked_repair(request, {"status": guards.PAUSED, "reason": "kill switch on"},
+    result = guards.blocked_repair(request, {"status": GuardOutcome.PAUSED, "reason": "kill switch on"},
                                    current_memory=128, started="2026-11-22T10:00:00.000Z")
     assert result["status"] == "PAUSED" and result["reason"] == "kill switch on"
     assert result["originalMemory"] == result["newMemory"] == 128 and result["targetMemory"] == 512
@@ -165,21 +166,21 @@ def context(alarm_extra=None, repair=None) -> dict:
 @pytest.mark.parametrize(
     ("outcome", "alarm_extra", "repair", "in_summary", "guard_fields", "needs_human"),
     [
-        (n.DUPLICATE, {"outcome": "DUPLICATE", "duplicateOf": "e1", "reason": "already handled by execution e1"},
+        (Notice.DUPLICATE, {"outcome": "DUPLICATE", "duplicateOf": "e1", "reason": "already handled by execution e1"},
          None, "already handled by execution e1", {"duplicateOf": "e1"}, False),
-        (n.LOCKED, {"outcome": "LOCKED", "lockHolder": "e1", "lockExpiresAt": "2026-11-22T11:00:00Z",
+        (Notice.LOCKED, {"outcome": "LOCKED", "lockHolder": "e1", "lockExpiresAt": "2026-11-22T11:00:00Z",
                     "reason": "a repair of orders is already in flight (execution e1, ...)"},
          None, "execution e1", {"lockHolder": "e1", "lockExpiresAt": "2026-11-22T11:00:00Z"}, False),
-        (n.COOLDOWN, {"outcome": "COOLDOWN", "cooldownEndsAt": "2026-11-22T11:00:00Z",
+        (Notice.COOLDOWN, {"outcome": "COOLDOWN", "cooldownEndsAt": "2026-11-22T11:00:00Z",
                       "lastRepairAt": "2026-11-22T10:00:00Z", "lastRepairExecution": "e1", "reason": "r"},
          None, "cooldown ends at 2026-11-22T11:00:00Z", {"cooldownEndsAt": "2026-11-22T11:00:00Z"}, False),
-        (n.OUT_OF_SCOPE, {"outcome": "OUT_OF_SCOPE", "reason": "orders is out of scope: not opted in"},
+        (Notice.OUT_OF_SCOPE, {"outcome": "OUT_OF_SCOPE", "reason": "orders is out of scope: not opted in"},
          None, "not opted in", {}, False),
-        (n.PAUSED, {"outcome": "PROCEED"},
+        (Notice.PAUSED, {"outcome": "PROCEED"},
          {"status": "PAUSED", "originalMemory": 128, "newMemory": 128, "targetMemory": 512,
           "reason": "repairs are paused: the kill switch /x is on"},
          "128 -> 512 MB, but repairs are paused", {}, True),
-        (n.BUDGET_EXHAUSTED, {"outcome": "PROCEED"},
+        (Notice.BUDGET_EXHAUSTED, {"outcome": "PROCEED"},
          {"status": "BUDGET_EXHAUSTED", "originalMemory": 128, "newMemory": 128, "targetMemory": 512,
           "reason": "the hourly repair budget is exhausted (3 of MaxRepairsPerHour=3 used)"},
          "budget is exhausted", {}, True),

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cfnlint.decode import decode
 
-from auto_repair import notification
+from auto_repair.outcomes import Notice
 
 REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "lambda-auto-repair-main.yaml"
@@ -279,8 +279,7 @@ def test_every_custom_metric_on_the_dashboard_and_alarms_is_emitted_by_its_handl
 
 
 def test_outcome_lines_are_outcomes_the_notifier_knows() -> None:
-    outcomes = {v for k, v in vars(notification).items() if k.isupper() and isinstance(v, str)}
-    names = {f"Outcome{o.title().replace('_', '')}" for o in outcomes}
+    names = {f"Outcome{o.title().replace('_', '')}" for o in Notice}
     shown = {
         line["name"]
         for line in dashboard_metrics(dashboard_body(load(MONITORING)))

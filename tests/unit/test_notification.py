@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from auto_repair import notification as n
+from auto_repair.outcomes import Notice
 
 
 def context(**extra):
@@ -38,7 +39,7 @@ def context(**extra):
 
 
 def test_repaired_message_has_every_design_field():
-    built = n.build(context(), n.REPAIRED, "prod")
+    built = n.build(context(), Notice.REPAIRED, "prod")
     msg = built["message"]
     assert set(msg) >= {"type", "functionName", "issue", "diagnosis", "repair", "verification"}
     assert set(msg["issue"]) >= {"description", "alarmName", "detectedAt"}
@@ -70,7 +71,7 @@ def test_no_action_report_says_nothing_changed():
         "targetMemory": 128,
         "reason": "diagnosis: downstream_timeout; memory is not the cause",
     }
-    msg = n.build(ctx, n.NO_ACTION, "dev")["message"]
+    msg = n.build(ctx, Notice.NO_ACTION, "dev")["message"]
     assert msg["repair"]["action"] == "NONE" and msg["repair"]["newMemory"] == 128
     assert "No change" in msg["summary"]
 
@@ -78,5 +79,55 @@ def test_no_action_report_says_nothing_changed():
 def test_long_function_name_and_unicode_keep_subject_valid():
     ctx = context()
     ctx["alarm"]["functionName"] = "f" * 140 + "é"
-    subject = n.build(ctx, n.ESCALATION, "prod")["subject"]
+    subject = n.build(ctx, Notice.NOT_IMPROVED, "prod")["subject"]
     assert len(subject) < 100
+
+
+# -------------------------------------------------------------------- the outcome of a run, and its status
+@pytest.mark.parametrize(
+    ("repair", "verification", "expected"),
+    [
+        ({"status": "DRY_RUN"}, {}, Notice.DRY_RUN),
+        ({"status": "SKIPPED"}, {}, Notice.SKIPPED),
+        ({"status": "PAUSED"}, {}, Notice.PAUSED),
+        ({"status": "BUDGET_EXHAUSTED"}, {}, Notice.BUDGET_EXHAUSTED),
+        ({"status": "SUCCEEDED"}, {"status": "IMPROVED"}, Notice.REPAIRED),
+        ({"status": "SUCCEEDED"}, {"status": "NOT_IMPROVED"}, Notice.NOT_IMPROVED),
+        ({"status": "SUCCEEDED"}, {"status": "INSUFFICIENT_DATA"}, Notice.INCONCLUSIVE),
+        ({"status": "SUCCEEDED"}, {}, Notice.INCONCLUSIVE),
+    ],
+)
+def test_result_outcome(repair: dict, verification: dict, expected: str) -> None:
+    # GIVEN a run that reached NotifyResult / WHEN its notice is worked out / THEN repair first, then the verdict
+    assert n.requested_outcome("RESULT", {"repair": repair, "verification": verification},
+                               notify_ignored=False) == (expected, True)
+
+
+@pytest.mark.parametrize(
+    ("alarm", "notify_ignored", "expected"),
+    [
+        ({"outcome": "INVALID"}, False, (Notice.INVALID_EVENT, True)),
+        ({"outcome": "DUPLICATE"}, True, (Notice.DUPLICATE, False)),
+        ({"outcome": "LOCKED"}, False, (Notice.LOCKED, True)),
+        ({"outcome": "COOLDOWN"}, False, (Notice.COOLDOWN, True)),
+        ({"outcome": "OUT_OF_SCOPE"}, False, (Notice.OUT_OF_SCOPE, False)),
+        ({"outcome": "OUT_OF_SCOPE"}, True, (Notice.OUT_OF_SCOPE, True)),
+        ({"outcome": "IGNORED"}, False, (Notice.IGNORED, False)),
+        ({"outcome": "IGNORED", "needsHuman": True}, False, (Notice.IGNORED, True)),
+        ({"outcome": "IGNORED"}, True, (Notice.IGNORED, True)),
+    ],
+)
+def test_ignored_outcome(alarm: dict, notify_ignored: bool, expected: tuple[str, bool]) -> None:
+    assert n.requested_outcome("IGNORED", {"alarm": alarm}, notify_ignored=notify_ignored) == expected
+
+
+def test_a_requested_notice_is_sent_as_is() -> None:
+    assert n.requested_outcome("APPROVAL_TIMEOUT", {}, notify_ignored=False) == (Notice.APPROVAL_TIMEOUT, True)
+
+
+def test_every_notice_has_an_incident_status() -> None:
+    # GIVEN every notice a run can end with / THEN the incident closes, resolves or escalates as before
+    assert n.incident_status(Notice.REPAIRED) == "RESOLVED"
+    assert {str(o) for o in Notice if n.incident_status(o) == "ESCALATED"} == {
+        "NOT_IMPROVED", "INCONCLUSIVE", "HUMAN_REVIEW", "PAUSED", "BUDGET_EXHAUSTED"}
+    assert n.incident_status("SOMETHING_NEW") == "CLOSED"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from auto_repair.policy import DRY_RUN, HUMAN_REVIEW, NO_ACTION, REPAIR, decide
+from auto_repair.outcomes import PolicyAction
+from auto_repair.policy import alias_update_allowed, decide, from_tags
+from auto_repair.settings import Settings
 
 
 def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
@@ -19,14 +21,14 @@ def diag(is_memory=True, confidence=0.9, size=512, cause="memory_exhaustion"):
 @pytest.mark.parametrize(
     ("diagnosis", "kwargs", "action", "target"),
     [
-        (diag(), {}, REPAIR, 512),
-        (diag(is_memory=False, cause="downstream_timeout"), {}, NO_ACTION, 128),
-        (diag(confidence=0.5), {}, HUMAN_REVIEW, 128),
-        (diag(size=20000), {}, REPAIR, 1024),  # capped at MaxMemory
-        (diag(size=64), {}, HUMAN_REVIEW, 128),  # never lower
-        (diag(), {"current_memory": 1024}, HUMAN_REVIEW, 1024),  # already at the cap
-        (diag(), {"dry_run": True}, DRY_RUN, 512),
-        (diag(size=None) | {"recommendedMemoryIncrease": 256}, {}, REPAIR, 384),
+        (diag(), {}, PolicyAction.REPAIR, 512),
+        (diag(is_memory=False, cause="downstream_timeout"), {}, PolicyAction.NO_ACTION, 128),
+        (diag(confidence=0.5), {}, PolicyAction.HUMAN_REVIEW, 128),
+        (diag(size=20000), {}, PolicyAction.REPAIR, 1024),  # capped at MaxMemory
+        (diag(size=64), {}, PolicyAction.HUMAN_REVIEW, 128),  # never lower
+        (diag(), {"current_memory": 1024}, PolicyAction.HUMAN_REVIEW, 1024),  # already at the cap
+        (diag(), {"dry_run": True}, PolicyAction.DRY_RUN, 512),
+        (diag(size=None) | {"recommendedMemoryIncrease": 256}, {}, PolicyAction.REPAIR, 384),
     ],
 )
 def test_decisions(diagnosis, kwargs, action, target):
@@ -49,3 +51,45 @@ def test_approval_flag_only_on_real_repairs():
     assert decide(diag(), dry_run=False, **common)["approvalRequired"] is True
     assert decide(diag(), dry_run=True, **common)["approvalRequired"] is False
     assert decide(diag(is_memory=False), dry_run=False, **common)["approvalRequired"] is False
+
+
+# ------------------------------------------------------------------------------------------- tag policy
+ENV = Settings(environment="prod", max_memory_mb=2048, min_confidence=0.7, approval_required=True, dry_run=False)
+
+
+@pytest.mark.parametrize(
+    ("tags", "changed", "overrides"),
+    [
+        ({}, {}, {}),
+        ({"auto-repair:dry-run": "TRUE"}, {"dryRun": True}, {"auto-repair:dry-run": "true"}),
+        ({"auto-repair:approval": "none"}, {"approvalRequired": False}, {"auto-repair:approval": "none"}),
+        ({"auto-repair:min-confidence": "0.9"}, {"minConfidence": 0.9}, {"auto-repair:min-confidence": "0.9"}),
+        ({"auto-repair:min-confidence": "7"}, {"minConfidence": 1.0}, {"auto-repair:min-confidence": "7"}),
+        ({"auto-repair:max-memory": "1024"}, {"maxMemory": 1024}, {"auto-repair:max-memory": "1024"}),
+        # never widened past the environment's MaxMemory
+        ({"auto-repair:max-memory": "8192"}, {"maxMemory": 2048}, {"auto-repair:max-memory": "8192"}),
+        # malformed or unknown: ignored, not recorded as overrides
+        ({"auto-repair:dry-run": "maybe", "auto-repair:min-confidence": "high", "auto-repair:max-memory": "-1",
+          "auto-repair:colour": "blue", "team": "orders"}, {}, {}),
+    ],
+)
+def test_policy_from_tags(tags: dict[str, str], changed: dict, overrides: dict) -> None:
+    # GIVEN the environment's settings and a function's tags / WHEN the policy is read / THEN tags only narrow it
+    expected = {"environment": "prod", "approvalRequired": True, "dryRun": False, "maxMemory": 2048,
+                "minConfidence": 0.7, **changed, "overrides": overrides}
+    assert from_tags(ENV, tags) == expected
+
+
+@pytest.mark.parametrize(
+    ("allowed", "tags", "expected"),
+    [
+        (True, {}, True),
+        (True, {"auto-repair:alias-update": " Deny "}, False),
+        (True, {"auto-repair:alias-update": "no"}, False),
+        (True, {"auto-repair:alias-update": "false"}, False),
+        (True, {"auto-repair:alias-update": "true"}, True),
+        (False, {"auto-repair:alias-update": "true"}, False),  # a tag never grants what the stack withholds
+    ],
+)
+def test_alias_update_allowed(allowed: bool, tags: dict[str, str], expected: bool) -> None:
+    assert alias_update_allowed(allowed, tags) is expected

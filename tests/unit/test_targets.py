@@ -17,9 +17,10 @@ import pytest
 from cfnlint.decode import decode
 
 from auto_repair import targets as t
-from auto_repair.alarm_event import PROCEED, parse_alarm_event
+from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.diagnosis import diagnose
 from auto_repair.evidence import SIGNATURES, classify_message
+from auto_repair.outcomes import AlarmOutcome
 from auto_repair_local.events_delivery import matches
 from auto_repair_local.log_metric_filters import (
     FilterPatternError,
@@ -177,7 +178,7 @@ def test_every_onboarding_alarm_reaches_the_workflow_and_names_its_function():
         # AND ParseAlarmEvent attributes it to the function (own metrics: by their namespace)
         model = parse_alarm_event(event, account="123456789012", region="us-east-1")
         assert (model["outcome"], model["functionName"], model["metricName"]) == (
-            PROCEED, "orders-api", alarm["MetricName"])
+            AlarmOutcome.PROCEED, "orders-api", alarm["MetricName"])
 
 
 # ---------------------------------------------------------------------------------------------- filters
@@ -440,7 +441,7 @@ def test_sweep_event_is_parsed_by_the_workflow_as_a_memory_utilisation_alarm():
     finding = t.Finding("orders-api", 91.0, now - timedelta(hours=2), 3, 24)
     event = t.sweep_event(finding, threshold=80, account="123456789012", region="us-east-1", now=now)
     model = parse_alarm_event(event, account="123456789012", region="us-east-1")
-    assert model["outcome"] == PROCEED and model["functionName"] == "orders-api"
+    assert model["outcome"] == AlarmOutcome.PROCEED and model["functionName"] == "orders-api"
     assert (model["metricName"], model["threshold"], model["currentValue"]) == ("MemoryUtilization", 80.0, 91.0)
     assert model["alarmName"] == "lambda-memory-sweep-orders-api"  # not the real alarm: its OK cannot close this
     assert model["stateChangeTime"].startswith("2025-03-04T10:00:00")

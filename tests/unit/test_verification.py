@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, NOT_IMPROVED, compare, window_stats
+from auto_repair.outcomes import Verdict
+from auto_repair.verification import compare, window_stats
 
 
 def report(duration=100.0, size=128, used=60):
@@ -27,7 +28,7 @@ def test_oom_before_and_clean_after_is_improved():
     before = window_stats(series(10, 6), [OOM] * 6 + [report(size=128, used=128)] * 10)
     after = window_stats(series(10, 0), [report(size=512, used=300)] * 10)
     verdict = compare(before, after, alarm_metric="Errors")
-    assert verdict["status"] == IMPROVED
+    assert verdict["status"] == Verdict.IMPROVED
     assert verdict["metricsComparison"]["before"] == 60.0 and verdict["metricsComparison"]["after"] == 0.0
     assert after.maxMemoryUtilization == 300 / 512
 
@@ -36,21 +37,21 @@ def test_errors_persisting_is_not_improved_and_worse_is_flagged():
     before = window_stats(series(10, 2), [report()] * 10)
     after = window_stats(series(10, 8), [report()] * 10)
     verdict = compare(before, after, alarm_metric="Errors")
-    assert verdict["status"] == NOT_IMPROVED
+    assert verdict["status"] == Verdict.NOT_IMPROVED
     assert verdict["worse"] is True
 
 
 def test_oom_after_repair_is_not_improved():
     before = window_stats(series(5, 5), [OOM] * 5)
     after = window_stats(series(5, 1), [OOM] + [report(size=256, used=256)] * 4)
-    assert compare(before, after)["status"] == NOT_IMPROVED
+    assert compare(before, after)["status"] == Verdict.NOT_IMPROVED
 
 
 def test_too_few_invocations_is_insufficient_data():
     before = window_stats(series(10, 6), [OOM] * 6)
     after = window_stats(series(1, 0), [report()])
     verdict = compare(before, after, min_invocations=3)
-    assert verdict["status"] == INSUFFICIENT_DATA
+    assert verdict["status"] == Verdict.INSUFFICIENT_DATA
     assert "1 invocation" in verdict["reason"]
 
 
@@ -58,9 +59,9 @@ def test_duration_alarm_needs_a_faster_p95():
     before = window_stats({"Invocations.Sum": [{"value": 10}]}, [report(duration=9000)] * 10)
     same = window_stats({"Invocations.Sum": [{"value": 10}]}, [report(duration=8800)] * 10)
     faster = window_stats({"Invocations.Sum": [{"value": 10}]}, [report(duration=2000)] * 10)
-    assert compare(before, same, alarm_metric="Duration")["status"] == NOT_IMPROVED
+    assert compare(before, same, alarm_metric="Duration")["status"] == Verdict.NOT_IMPROVED
     verdict = compare(before, faster, alarm_metric="Duration")
-    assert verdict["status"] == IMPROVED
+    assert verdict["status"] == Verdict.IMPROVED
     assert verdict["metricsComparison"]["improvement"].endswith("better")
 
 
@@ -79,4 +80,4 @@ def test_invocations_still_on_the_old_memory_do_not_count_after_the_repair():
     # THEN only the four invocations at 256 MB are judged, and they are clean
     assert (after.invocations, after.errors, after.oom) == (4, 0, 0)
     before = window_stats(series(10, 10), [OOM] * 10)
-    assert compare(before, after)["status"] == IMPROVED
+    assert compare(before, after)["status"] == Verdict.IMPROVED

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from auto_repair.verification import NOT_IMPROVED, WindowStats, compare, rollback_decision
+from auto_repair.outcomes import Verdict
+from auto_repair.verification import WindowStats, compare, rollback_decision
 from auto_repair.versions import (
     choose_target,
     differences,
@@ -151,7 +152,7 @@ def test_rollback_decision(before, after, enabled, rollback, reason):
 
 @pytest.mark.parametrize("verdict", [
     {"status": "INSUFFICIENT_DATA", "final": True},
-    {"status": NOT_IMPROVED, "final": False},
+    {"status": Verdict.NOT_IMPROVED, "final": False},
     {"status": "IMPROVED", "final": True, "worse": True},
 ])
 def test_no_rollback_without_a_final_not_improved_verdict(verdict):

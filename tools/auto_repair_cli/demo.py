@@ -20,6 +20,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from auto_repair.clock import parse_time, utc_now
+from auto_repair.outcomes import Notice
 from auto_repair.records import AuditLog, IncidentStore
 
 from . import scenario
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"\nDemo wall time: {time.monotonic() - started:.1f}s")
-    return 0 if outcome == "REPAIRED" else 1
+    return 0 if outcome == Notice.REPAIRED else 1
 
 
 def _clients(port: int) -> dict[str, Any]:
@@ -219,7 +220,7 @@ def _report(
     print(render(incident))
     outcome = notification.get("outcome", execution["status"])
     print(f"\nOutcome: {outcome}")
-    if outcome != "REPAIRED":
+    if outcome != Notice.REPAIRED:
         failed = [name for _, name in steps][-1:] or ["?"]
         print(
             f"The loop did not close: last step {failed[0]}, execution {execution['status']}", file=sys.stderr

@@ -48,6 +48,8 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from auto_repair import knowledge as kb
     from auto_repair.diagnosis import DiagnosisConfig, DiagnosisError, diagnose
+    from auto_repair.settings import Settings, SettingsError
+    from auto_repair.sizing import LAMBDA_MAX_MB
 
     try:
         text = sys.stdin.read() if args.input == "-" else open(args.input, encoding="utf-8").read()  # noqa: SIM115
@@ -61,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         env = dict(os.environ)
         if not args.bedrock:
             env["USE_BEDROCK"] = "false"
-        config = DiagnosisConfig.from_env(env)
+        # Offline the ceiling is Lambda's own unless MAX_MEMORY_MB says otherwise (the stack's MaxMemory).
+        env.setdefault("MAX_MEMORY_MB", str(LAMBDA_MAX_MB))
+        config = DiagnosisConfig.from_settings(Settings.from_env(env))
         if args.max_memory is not None:
             config = DiagnosisConfig(**{**config.__dict__, "max_memory": args.max_memory})
         if args.bedrock:
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             config.knowledge_base_id = None
         entries = kb.load_entries_from_dir(args.knowledge_dir) if args.knowledge_dir else kb.bundled_entries()
-    except (DiagnosisError, kb.KnowledgeError) as exc:
+    except (DiagnosisError, SettingsError, kb.KnowledgeError) as exc:
         return _fail(str(exc))
 
     bedrock_client = retrieve_client = None

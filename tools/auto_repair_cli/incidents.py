@@ -8,6 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auto_repair.outcomes import MUTATION_OUTCOMES
 from auto_repair.records import AuditLog, IncidentStore
 
 from .common import CommandError, add_target_args, environment, print_json, reports_errors, table
@@ -130,7 +131,7 @@ def render(incident: dict[str, Any]) -> str:
         if rollback:
             lines.append(f"  rollback:     {rollback.get('status')} to {rollback.get('restoredMemory')} MB at "
                          f"{rollback.get('endTime', '')} - {rollback.get('reason', '')}")
-        if repair.get("status") in ("PAUSED", "BUDGET_EXHAUSTED"):
+        if repair.get("status") in MUTATION_OUTCOMES:
             lines.append(f"  not applied:  {repair.get('reason')} (target was {repair.get('targetMemory')} MB)")
     verification = incident.get("verification")
     if verification:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from auto_repair.sizing import LAMBDA_MAX_MB, LAMBDA_MIN_MB
 
 from .exceptions import DiagnosisError
 
-
-def _env_bool(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+if TYPE_CHECKING:
+    from auto_repair.settings import Settings
 
 
 @dataclass
@@ -38,18 +35,13 @@ class DiagnosisConfig:
             raise DiagnosisError("min_memory_step must be positive and headroom within [0, 2]")
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> DiagnosisConfig:
-        env = os.environ if env is None else env
-        kwargs: dict[str, Any] = {}
-        if env.get("MAX_MEMORY_MB"):
-            try:
-                kwargs["max_memory"] = int(env["MAX_MEMORY_MB"])
-            except ValueError as exc:
-                raise DiagnosisError(f"MAX_MEMORY_MB must be an integer, got {env['MAX_MEMORY_MB']!r}") from exc
-        kwargs["bedrock_model_id"] = env.get("BEDROCK_MODEL_ID") or None
-        kwargs["guardrail_id"] = env.get("BEDROCK_GUARDRAIL_ID") or None
-        if env.get("BEDROCK_GUARDRAIL_VERSION"):
-            kwargs["guardrail_version"] = env["BEDROCK_GUARDRAIL_VERSION"]
-        kwargs["knowledge_base_id"] = env.get("KNOWLEDGE_BASE_ID") or None
-        kwargs["use_bedrock"] = _env_bool(env.get("USE_BEDROCK"))
-        return cls(**kwargs)
+    def from_settings(cls, settings: Settings) -> DiagnosisConfig:
+        """The diagnose function's configuration: MaxMemory and the Bedrock ids from the environment's settings."""
+        return cls(
+            max_memory=settings.max_memory_mb,
+            bedrock_model_id=settings.bedrock_model_id or None,
+            guardrail_id=settings.bedrock_guardrail_id or None,
+            guardrail_version=settings.bedrock_guardrail_version,
+            knowledge_base_id=settings.knowledge_base_id or None,
+            use_bedrock=settings.use_bedrock,
+        )

@@ -8,9 +8,7 @@ from auto_repair import aws
 from auto_repair.clock import utc_now
 from auto_repair.collect import collect_evidence
 from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
+from auto_repair.settings import get_settings
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -23,8 +21,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         cloudwatch=aws.client("cloudwatch"),
         logs=aws.client("logs"),
         now=utc_now(),
-        analysis_minutes=SETTINGS.analysis_window_minutes,
-        baseline_minutes=SETTINGS.baseline_window_minutes,
+        analysis_minutes=get_settings().analysis_window_minutes,
+        baseline_minutes=get_settings().baseline_window_minutes,
         # The raw alarm event (ReceiveEvent keeps it under rawEvent): its ExecutedVersion dimension names a version.
         event=workflow.get("rawEvent", workflow),
     )

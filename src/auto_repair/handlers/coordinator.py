@@ -6,27 +6,28 @@ An OK transition closes the function's open incident, records the time to recove
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from auto_repair import aws
-from auto_repair.alarm_event import INVALID, parse_alarm_event
+from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.clock import now_iso, parse_time, utc_now
-from auto_repair.notification import RECOVERY
 from auto_repair.notifier import notify
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
+from auto_repair.outcomes import AlarmOutcome, IncidentStatus, Notice
 from auto_repair.records import IncidentStore
-from auto_repair.settings import Settings
+from auto_repair.settings import get_settings
+from auto_repair.workflow import WorkflowContext
 
-SETTINGS = Settings.from_env()
-RECOVERABLE = ("OPEN", "RESOLVED", "ESCALATED", "AWAITING_APPROVAL", "FAILED")
-IN_PROGRESS = ("OPEN", "AWAITING_APPROVAL")
+RECOVERABLE = (IncidentStatus.OPEN, IncidentStatus.RESOLVED, IncidentStatus.ESCALATED, IncidentStatus.AWAITING_APPROVAL,
+               IncidentStatus.FAILED)
+IN_PROGRESS = (IncidentStatus.OPEN, IncidentStatus.AWAITING_APPROVAL)
 
 
 def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: datetime) -> dict[str, Any]:
     name = alarm["functionName"]
     open_incidents = [
         i for i in store.list_incidents(function_name=name, limit=20)
-        if i.get("status") in RECOVERABLE and not i.get("recoveredAt") and i.get("outcome") != "INVALID"
+        if i.get("status") in RECOVERABLE and not i.get("recoveredAt") and i.get("outcome") != AlarmOutcome.INVALID
         and i.get("alarmName") == alarm.get("alarmName")
     ]
     if not open_incidents:
@@ -42,10 +43,12 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
         metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)
         return {"action": "recorded", "incidentId": incident["incidentId"], "timeToRecoverySeconds": seconds}
     store.update_incident(incident["incidentId"], recoveredAt=now_iso(), timeToRecoverySeconds=round(seconds, 1),
-                          status="RECOVERED" if incident.get("status") != "FAILED" else "FAILED")
-    context = {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
-                         "stateChangeTime": alarm.get("stateChangeTime", "")}}
-    sent = notify(context, RECOVERY, environment=SETTINGS.environment, sns=sns, topic_arn=SETTINGS.topic_arn,
+                          status=IncidentStatus.RECOVERED if incident.get("status") != IncidentStatus.FAILED
+                          else IncidentStatus.FAILED)
+    # The incident's ALARM record is the alarm model it started from.
+    context = cast(WorkflowContext, {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
+                                               "stateChangeTime": alarm.get("stateChangeTime", "")}})
+    sent = notify(context, Notice.RECOVERY, environment=get_settings().environment, sns=sns, topic_arn=get_settings().topic_arn,
                   store=store, incident_id=incident["incidentId"])
     metrics.add_metric(name="TimeToRecoverySeconds", unit="Seconds", value=seconds)
     return {"action": "closed", "incidentId": incident["incidentId"], "timeToRecoverySeconds": seconds,
@@ -57,12 +60,12 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alarm = parse_alarm_event(event)
-    add_dimension_env(SETTINGS.environment)
-    if alarm["outcome"] == INVALID or not alarm.get("functionName"):
+    add_dimension_env(get_settings().environment)
+    if alarm["outcome"] == AlarmOutcome.INVALID or not alarm.get("functionName"):
         logger.warning("coordinator ignored event", extra={"reason": alarm.get("reason")})
         return {"action": "none", "reason": alarm.get("reason")}
     if alarm["currentState"] == "OK" and alarm.get("previousState") == "ALARM":
-        store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+        store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
         result = handle_ok(alarm, store, aws.client("sns"), utc_now())
     else:
         result = {"action": "none", "reason": f"{alarm.get('previousState')} -> {alarm['currentState']}: "

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from auto_repair import aws
 from auto_repair.clock import now_iso
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
 from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import RecordType
 from auto_repair.policy import decide
-from auto_repair.records import DIAGNOSIS, IncidentStore
-from auto_repair.settings import Settings
+from auto_repair.records import IncidentStore
+from auto_repair.settings import get_settings
 
-SETTINGS = Settings.from_env()
-CONFIG = DiagnosisConfig.from_env()
 _KNOWLEDGE: KnowledgeSource | None = None
 
 
@@ -24,7 +23,7 @@ def knowledge_source() -> KnowledgeSource:
     """Runbooks and case history from the knowledge bucket, read once per warm environment and TTL."""
     global _KNOWLEDGE
     if _KNOWLEDGE is None:
-        bucket = os.environ.get("KNOWLEDGE_BUCKET", "")
+        bucket = get_settings().knowledge_bucket
         _KNOWLEDGE = KnowledgeSource(aws.client("s3") if bucket else None, bucket)
     return _KNOWLEDGE
 
@@ -45,18 +44,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     alarm = workflow["alarm"]
     evidence = workflow["evidence"]
-    settings = alarm.get("settings") or {}
+    policy: Mapping[str, Any] = alarm.get("settings") or {}
     started = now_iso()
     source = knowledge_source()
-    result = diagnose(evidence, config=CONFIG, knowledge=source.entries(), **_clients(CONFIG))
+    config = DiagnosisConfig.from_settings(get_settings())
+    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), **_clients(config))
     result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
     decision = decide(
         result,
         current_memory=int(evidence["currentMemorySize"]),
-        max_memory=int(settings.get("maxMemory", SETTINGS.max_memory_mb)),
-        min_confidence=float(settings.get("minConfidence", SETTINGS.min_confidence)),
-        dry_run=bool(settings.get("dryRun", SETTINGS.dry_run)),
-        approval_required=bool(settings.get("approvalRequired", SETTINGS.approval_required)),
+        max_memory=int(policy.get("maxMemory", get_settings().max_memory_mb)),
+        min_confidence=float(policy.get("minConfidence", get_settings().min_confidence)),
+        dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
+        approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)),
     )
     diagnosis_id = uuid.uuid4().hex
     record = {
@@ -73,9 +73,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "dataComplete": evidence.get("dataComplete"),
         "missingData": evidence.get("missingData"),
     }
-    incident_id = meta.get("executionId") or alarm.get("executionId")
-    IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).put(incident_id, DIAGNOSIS, record)
-    add_dimension_env(SETTINGS.environment)
+    incident_id = meta.get("executionId") or alarm.get("executionId", "")
+    IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).put(incident_id, RecordType.DIAGNOSIS, record)
+    add_dimension_env(get_settings().environment)
     metrics.add_metric(name="DiagnosisConfidence", unit="None", value=float(result.get("confidence") or 0))
     method = (result.get("diagnosisMethod") or {}).get("method", "rules")
     metrics.add_metric(name="DiagnosisBedrockUsed" if "bedrock" in method else "DiagnosisRulesOnly",

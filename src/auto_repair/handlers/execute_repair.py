@@ -2,79 +2,42 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.clock import now_iso
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, AuditLog, IncidentStore
-from auto_repair.repair import RepairError, RepairFailedError, execute_repair, rollback_repair
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
-
-
-def build_request(workflow: dict[str, Any], execution_id: str) -> dict[str, Any]:
-    """The design's repair request. The memory value comes from the decision, never from the approval."""
-    alarm = workflow["alarm"]
-    decision = workflow["diagnosisResult"]["decision"]
-    approval = workflow.get("approval")
-    if approval is not None and int(approval.get("targetMemory", -1)) != int(decision["targetMemory"]):
-        raise RepairFailedError(
-            f"approval pinned {approval.get('targetMemory')} MB but the decision is {decision['targetMemory']} MB: "
-            "refusing to apply a change nobody approved"
-        )
-    settings = alarm.get("settings") or {}
-    tags = ((workflow.get("evidence") or {}).get("function") or {}).get("tags") or {}
-    return {
-        "functionName": alarm["functionName"],
-        "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
-        "maxMemory": int(settings.get("maxMemory", SETTINGS.max_memory_mb)),
-        "dryRun": bool(decision.get("dryRun")) or decision.get("action") == "DRY_RUN",
-        "targetMemory": int(decision["targetMemory"]),
-        "executionId": execution_id,
-        "diagnosisId": workflow["diagnosisResult"].get("diagnosisId", ""),
-        "expectedRevisionId": ((workflow.get("evidence") or {}).get("function") or {}).get("revisionId"),
-        # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
-        "deployment": (workflow.get("evidence") or {}).get("deployment") or {},
-        "tags": tags,
-        "allowAliasUpdate": SETTINGS.allow_alias_update
-        and tags.get("auto-repair:alias-update", "").strip().lower() not in ("false", "deny", "no"),
-    }
+from auto_repair.outcomes import DeliveryStatus, RecordType, RepairStatus, TaskAction, Verdict
+from auto_repair.records import AuditLog, IncidentStore
+from auto_repair.repair import (
+    RepairError,
+    build_request,
+    execute_repair,
+    failed_record,
+    repair_reason,
+    rollback_run,
+)
+from auto_repair.settings import get_settings
+from auto_repair.workflow import Rollback, WorkflowContext
 
 
-ROLLBACK = "ROLLBACK"  # incident record type of a rollback (IncidentStore.get_incident -> "rollback")
-
-
-def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, actor: str) -> dict[str, Any]:
-    """RollbackRepair: verification said the change did not help; put the function back as it was."""
-    repair, verification = workflow["repair"], workflow.get("verification") or {}
-    reason = (f"rollback: verification {verification.get('status')} - "
-              f"{verification.get('rollbackReason') or verification.get('reason')}")
-    started = now_iso()
-    if guards.read_kill_switch(aws.client("ssm"), SETTINGS.paused_parameter):
-        # Paused means hands off, rollbacks included: report where the function was left.
-        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": "PAUSED",
-                  "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
-                  "restoredMemory": None,
-                  "reason": f"rollback not done: repairs are paused ({SETTINGS.paused_parameter})"}
-        store.put(execution_id, ROLLBACK, result)
-        return result
+def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore) -> Rollback:
+    """RollbackRepair: the kill switch, then the core's rollback; the metric of how it went."""
+    settings = get_settings()
+    paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
     try:
-        result = rollback_repair(repair, lambda_client=aws.client("lambda"),
-                                 audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
-    except RepairError as exc:
-        store.put(execution_id, ROLLBACK, {"functionName": repair["functionName"], "executionId": execution_id,
-                                           "status": "FAILED", "startTime": started, "endTime": now_iso(),
-                                           "fromMemory": repair.get("newMemory"), "error": str(exc)})
+        result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
+                              audit=AuditLog(aws.table(settings.audit_table)), paused=paused,
+                              paused_parameter=settings.paused_parameter, actor=settings.function_name)
+    except RepairError:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
         logger.exception("rollback failed")
         raise
-    store.put(execution_id, ROLLBACK, result)
-    metrics.add_metric(name="RepairsRolledBack", unit="Count", value=1)
-    logger.info("rolled back", extra={"restoredMemory": result["restoredMemory"], "fromMemory": result["fromMemory"]})
+    if result["status"] == RepairStatus.ROLLED_BACK:
+        metrics.add_metric(name="RepairsRolledBack", unit="Count", value=1)
+        logger.info("rolled back", extra={"restoredMemory": result["restoredMemory"],
+                                          "fromMemory": result["fromMemory"]})
     return result
 
 
@@ -83,48 +46,39 @@ def rollback(workflow: dict[str, Any], execution_id: str, store: IncidentStore, 
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
+    settings = get_settings()
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    add_dimension_env(SETTINGS.environment)
-    if event.get("action") == "ROLLBACK":
-        actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
-        return rollback(workflow, execution_id, store, actor)
-    diagnosis = workflow["diagnosisResult"]
-    reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
-              f"{diagnosis['decision'].get('reason')}")
-    approval = workflow.get("approval") or {}
-    if approval.get("approvedBy"):
-        reason += f"; approved by {approval['approvedBy']}"
-    actor = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "lambda-auto-repair")
+    store = IncidentStore(aws.table(settings.incidents_table), settings.record_ttl_days)
+    add_dimension_env(settings.environment)
+    if event.get("action") == TaskAction.ROLLBACK:
+        return dict(rollback(workflow, execution_id, store))
+    decision = workflow["diagnosisResult"]["decision"]
     started = now_iso()
     try:
-        request = build_request(workflow, execution_id)
+        request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
+                                allow_alias_update=settings.allow_alias_update)
         # Guards right before the mutation: the kill switch, then the hourly budget. Blocked = nothing changed.
         blocked = None if request["dryRun"] else guards.mutation_gate(
-            ssm=aws.client("ssm"), parameter=SETTINGS.paused_parameter, limit=SETTINGS.max_repairs_per_hour,
-            store=guards.GuardStore(aws.table(SETTINGS.state_table)), now=time.time())
+            ssm=aws.client("ssm"), parameter=settings.paused_parameter, limit=settings.max_repairs_per_hour,
+            store=guards.GuardStore(aws.table(settings.state_table)), now=time.time())
         if blocked:
-            result = guards.blocked_repair(request, blocked, current_memory=diagnosis["decision"]["currentMemory"],
-                                           started=started)
-            store.put(execution_id, REPAIR, {**result, "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING"})
+            result = guards.blocked_repair(request, blocked, current_memory=decision["currentMemory"], started=started)
+            store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.NOT_RUN,
+                                                        "notificationStatus": DeliveryStatus.PENDING})
             metrics.add_metric(name=f"Repairs{blocked['status'].title().replace('_', '')}", unit="Count", value=1)
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
-                                audit=AuditLog(aws.table(SETTINGS.audit_table)), actor=actor, reason=reason)
+                                audit=AuditLog(aws.table(settings.audit_table)), actor=settings.function_name,
+                                reason=repair_reason(workflow))
     except RepairError as exc:
-        store.put(execution_id, REPAIR, {
-            "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
-            "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
-            "originalMemory": diagnosis["decision"].get("currentMemory"),
-            "newMemory": diagnosis["decision"].get("currentMemory"), "status": "FAILED", "error": str(exc),
-            "verificationStatus": "NOT_RUN", "notificationStatus": "PENDING",
-        })
+        store.put(execution_id, RecordType.REPAIR, failed_record(workflow, execution_id, exc, started=started))
         metrics.add_metric(name="RepairsFailed", unit="Count", value=1)
         logger.exception("repair failed")
         raise
-    store.put(execution_id, REPAIR, {**result, "verificationStatus": "PENDING", "notificationStatus": "PENDING"})
-    if result["status"] == "SUCCEEDED":
+    store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.PENDING,
+                                                "notificationStatus": DeliveryStatus.PENDING})
+    if result["status"] == RepairStatus.SUCCEEDED:
         metrics.add_metric(name="RepairsExecuted", unit="Count", value=1)
     logger.info("repair done", extra={"status": result["status"], "originalMemory": result["originalMemory"],
                                       "newMemory": result["newMemory"]})

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-from typing import Any
+from typing import Any, cast
 
 from auto_repair import aws, guards
 from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.clock import now_iso
-from auto_repair.notification import FAILURE, build
+from auto_repair.notification import build
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import FAILURE as FAILURE_RECORD
+from auto_repair.outcomes import IncidentStatus, Notice, RecordType
 from auto_repair.records import IncidentStore
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
+from auto_repair.settings import get_settings
+from auto_repair.workflow import Alarm, WorkflowContext
 
 
 def _cause(error: dict[str, Any]) -> str:
@@ -30,9 +28,9 @@ def _cause(error: dict[str, Any]) -> str:
     return str(parsed)[:2000]
 
 
-def dead_letter(workflow: dict[str, Any], incident_id: str, exc: Exception) -> None:
-    queue_url = os.environ.get("DEAD_LETTER_QUEUE_URL", "")
-    built = build(workflow, FAILURE, SETTINGS.environment)
+def dead_letter(workflow: WorkflowContext, incident_id: str, exc: Exception) -> None:
+    queue_url = get_settings().dead_letter_queue_url
+    built = build(workflow, Notice.FAILURE, get_settings().environment)
     body = {"kind": "UNDELIVERED_NOTIFICATION", "incidentId": incident_id, "subject": built["subject"],
             "message": built["message"], "deliveryError": f"{type(exc).__name__}: {exc}"[:1000], "at": now_iso()}
     metrics.add_metric(name="NotificationsUndelivered", unit="Count", value=1)
@@ -53,16 +51,16 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     error = workflow.get("error") or {"Error": "Unknown", "Cause": ""}
     if "alarm" not in workflow:
         # ParseAlarmEvent itself failed: rebuild what we can so the record names the alarm.
-        workflow = {**workflow, "alarm": parse_alarm_event(workflow.get("rawEvent", workflow))}
+        workflow = {**workflow, "alarm": cast(Alarm, parse_alarm_event(workflow.get("rawEvent", workflow)))}
     alarm = workflow["alarm"]
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
     record = {"error": str(error.get("Error", ""))[:256], "cause": _cause(error), "failedAt": now_iso(),
               "functionName": alarm.get("functionName", "")}
     # Recording is best effort here: the notification must go out even if DynamoDB is what failed.
     try:
-        store.put(incident_id, FAILURE_RECORD, record)
-        store.update_incident(incident_id, status="FAILED", outcome=FAILURE, endTime=now_iso(),
+        store.put(incident_id, RecordType.FAILURE, record)
+        store.update_incident(incident_id, status=IncidentStatus.FAILED, outcome=Notice.FAILURE, endTime=now_iso(),
                               error=record["error"], functionName=alarm.get("functionName") or "(none)",
                               startTime=meta.get("startTime") or now_iso())
     except Exception:
@@ -71,21 +69,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # A repair applied before the failure still starts its cooldown; then this run's lock is released (before the
     # notice, so an SNS outage does not keep it). If that fails too, the lock expires on its own.
     try:
-        guards.finish_run(guards.GuardStore(aws.table(SETTINGS.state_table)), workflow, owner=incident_id)
+        guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the failure is still notified; the lock expires
         logger.exception("could not start the cooldown or release the lock")
         metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
 
-    failed_workflow = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
+    failed_workflow: WorkflowContext = {**workflow, "error": {"Error": record["error"], "Cause": record["cause"]}}
     try:
-        sent = notify(failed_workflow, FAILURE, environment=SETTINGS.environment, sns=aws.client("sns"),
-                      topic_arn=SETTINGS.topic_arn, store=store, incident_id=incident_id)
+        sent = notify(failed_workflow, Notice.FAILURE, environment=get_settings().environment, sns=aws.client("sns"),
+                      topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id)
     except Exception as exc:
         # Nobody can be told through SNS: park the notice in the dead-letter queue (alarmed on by the monitoring
         # stack), then fail so the execution shows it. Step Functions has already retried this state.
         dead_letter(failed_workflow, incident_id, exc)
         raise
-    add_dimension_env(SETTINGS.environment)
+    add_dimension_env(get_settings().environment)
     metrics.add_metric(name="WorkflowFailures", unit="Count", value=1)
     if "approval" in workflow:  # RequestApproval's result (approved, rejected or timed out): no longer pending
         metrics.add_metric(name="ApprovalsResolved", unit="Count", value=1)

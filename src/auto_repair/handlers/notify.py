@@ -2,79 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from auto_repair import aws, guards, knowledge, notification
 from auto_repair.clock import now_iso
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, IncidentStore
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
-
-# Incident status once the workflow has reached each outcome.
-STATUS = {
-    notification.REPAIRED: "RESOLVED",
-    notification.ESCALATION: "ESCALATED",
-    notification.INCONCLUSIVE: "ESCALATED",
-    notification.HUMAN_REVIEW: "ESCALATED",
-    notification.APPROVAL_TIMEOUT: "CLOSED",
-    notification.APPROVAL_REJECTED: "CLOSED",
-    notification.DRY_RUN: "CLOSED",
-    notification.NO_ACTION: "CLOSED",
-    notification.SKIPPED: "CLOSED",
-    notification.IGNORED: "CLOSED",
-    notification.INVALID_EVENT: "CLOSED",
-    # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
-    notification.DUPLICATE: "CLOSED",
-    notification.LOCKED: "CLOSED",
-    notification.COOLDOWN: "CLOSED",
-    notification.OUT_OF_SCOPE: "CLOSED",
-    notification.PAUSED: "ESCALATED",
-    notification.BUDGET_EXHAUSTED: "ESCALATED",
-}
+from auto_repair.outcomes import RecordType, RepairStatus, Verdict
+from auto_repair.records import IncidentStore
+from auto_repair.settings import get_settings
+from auto_repair.workflow import WorkflowContext
 
 
-def result_outcome(workflow: dict[str, Any]) -> str:
-    """The outcome of a run that reached NotifyResult, from its repair and verification."""
-    repair = workflow.get("repair") or {}
-    status = repair.get("status")
-    if status == "DRY_RUN":
-        return notification.DRY_RUN
-    if status == "SKIPPED":
-        return notification.SKIPPED
-    if status in guards.MUTATION_OUTCOMES:  # the kill switch or the hourly budget stopped the change
-        return status
-    verdict = (workflow.get("verification") or {}).get("status")
-    if verdict == "IMPROVED":
-        return notification.REPAIRED
-    if verdict == "NOT_IMPROVED":
-        return notification.ESCALATION
-    return notification.INCONCLUSIVE
-
-
-def ignored_outcome(workflow: dict[str, Any]) -> tuple[str, bool]:
-    alarm = workflow.get("alarm") or {}
-    if alarm.get("outcome") == "INVALID":
-        return notification.INVALID_EVENT, True
-    # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
-    # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
-    if alarm.get("outcome") == guards.DUPLICATE:
-        return notification.DUPLICATE, False
-    if alarm.get("outcome") in (guards.LOCKED, guards.COOLDOWN):
-        return alarm["outcome"], True
-    if alarm.get("outcome") == guards.OUT_OF_SCOPE:
-        return notification.OUT_OF_SCOPE, SETTINGS.notify_ignored
-    return notification.IGNORED, bool(alarm.get("needsHuman")) or SETTINGS.notify_ignored
-
-
-def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
+def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
     try:
-        done = guards.finish_run(guards.GuardStore(aws.table(SETTINGS.state_table)), workflow, owner=incident_id)
+        done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
         logger.exception("could not start the cooldown or release the lock")
         metrics.add_metric(name="GuardReleaseFailed", unit="Count", value=1)
@@ -82,9 +26,9 @@ def finish_guards(workflow: dict[str, Any], incident_id: str) -> None:
     logger.info("guards finished", extra=done)
 
 
-def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> None:
+def record_case(workflow: WorkflowContext, incident_id: str, outcome: str) -> None:
     """Feed the incident back into the knowledge bucket as case history; never fails the notification."""
-    bucket = os.environ.get("KNOWLEDGE_BUCKET", "")
+    bucket = get_settings().knowledge_bucket
     try:
         key = knowledge.record_case(aws.client("s3"), bucket, workflow, incident_id, outcome)
     except Exception:  # noqa: BLE001 - the incident is already recorded and notified; the case is a bonus
@@ -102,30 +46,26 @@ def record_case(workflow: dict[str, Any], incident_id: str, outcome: str) -> Non
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     requested = event.get("outcome") if isinstance(event, dict) else None
-    send = True
-    if requested == "RESULT" or requested is None:
-        outcome = result_outcome(workflow)
-    elif requested == "IGNORED":
-        outcome, send = ignored_outcome(workflow)
-    else:
-        outcome = requested
+    outcome, send = notification.requested_outcome(requested, workflow,
+                                                   notify_ignored=get_settings().notify_ignored)
     alarm = workflow.get("alarm") or {}
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    sent = notify(workflow, outcome, environment=SETTINGS.environment, sns=aws.client("sns"),
-                  topic_arn=SETTINGS.topic_arn, store=store, incident_id=incident_id, send=send)
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
+    sent = notify(workflow, outcome, environment=get_settings().environment, sns=aws.client("sns"),
+                  topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id, send=send)
     repair = workflow.get("repair")
     if repair and repair.get("repairId"):
         rollback = workflow.get("rollback") or {}
         # The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory.
         rolled_back = {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))
-                       } if rollback.get("status") == "ROLLED_BACK" else {}
-        store.put(incident_id, REPAIR, {**repair, **rolled_back, "verificationStatus":
-                                        (workflow.get("verification") or {}).get("status", "NOT_RUN"),
+                       } if rollback.get("status") == RepairStatus.ROLLED_BACK else {}
+        store.put(incident_id, RecordType.REPAIR, {**repair, **rolled_back, "verificationStatus":
+                                        (workflow.get("verification") or {}).get("status", Verdict.NOT_RUN),
                                         "notificationStatus": sent["notificationStatus"]})
-    store.update_incident(incident_id, outcome=outcome, status=STATUS.get(outcome, "CLOSED"), endTime=now_iso(),
-                          summary=notification.build(workflow, outcome, SETTINGS.environment)["message"]["summary"])
-    add_dimension_env(SETTINGS.environment)
+    store.update_incident(incident_id, outcome=outcome, status=notification.incident_status(outcome),
+                          endTime=now_iso(),
+                          summary=notification.build(workflow, outcome, get_settings().environment)["message"]["summary"])
+    add_dimension_env(get_settings().environment)
     record_case(workflow, incident_id, outcome)
     finish_guards(workflow, incident_id)
     metrics.add_metric(name=f"Outcome{outcome.title().replace('_', '')}", unit="Count", value=1)

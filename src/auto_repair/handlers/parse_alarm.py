@@ -12,48 +12,14 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auto_repair import aws, guards
-from auto_repair.alarm_event import IGNORED, PROCEED, parse_alarm_event
+from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.clock import now_iso
 from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import AlarmOutcome, GuardOutcome
+from auto_repair.policy import from_tags
 from auto_repair.records import IncidentStore
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
-
-
-TAG_PREFIX = "auto-repair:"
-
-
-def policy_settings(settings: Settings, tags: dict[str, str]) -> dict[str, Any]:
-    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
-    policy: dict[str, Any] = {
-        "environment": settings.environment,
-        "approvalRequired": settings.approval_required,
-        "dryRun": settings.dry_run,
-        "maxMemory": settings.max_memory_mb,
-        "minConfidence": settings.min_confidence,
-        "overrides": {},
-    }
-    for key, value in tags.items():
-        if not key.startswith(TAG_PREFIX):
-            continue
-        name, value = key[len(TAG_PREFIX):], value.strip().lower()
-        if name == "dry-run" and value in ("true", "false"):
-            policy["dryRun"] = value == "true"
-        elif name == "approval" and value in ("required", "none"):
-            policy["approvalRequired"] = value == "required"
-        elif name == "min-confidence":
-            try:
-                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
-            except ValueError:
-                continue
-        elif name == "max-memory" and value.isdigit():
-            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
-        else:
-            continue
-        policy["overrides"][key] = value
-    return policy
+from auto_repair.settings import Settings, get_settings
 
 
 def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
@@ -61,25 +27,25 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     not repaired."""
     name = alarm["functionName"]
     if name.startswith(settings.system_prefix):
-        return {**alarm, "outcome": IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
+        return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"{name} is one of the auto-repair system's own functions"}
     try:
         config = lambda_client.get_function_configuration(FunctionName=name)
     except ClientError as exc:
         code = error_code(exc)
         if code == "ResourceNotFoundException":
-            return {**alarm, "outcome": IGNORED, "reason": f"function {name} does not exist (deleted?)"}
+            return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         raise
     unreadable = ""
     try:
         tags = lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
     except ClientError as exc:
         tags, unreadable = {}, error_code(exc, "error")
-    policy = policy_settings(settings, tags)
+    policy = from_tags(settings, tags)
     ok, why = guards.in_scope(tags, settings.scope_mode)
     if not ok:
         if unreadable:  # fail closed: an unreadable opt-in tag is not an opt-in
             why = f"{why}; its tags could not be read ({unreadable})"
-        return {**alarm, "settings": policy, "outcome": guards.OUT_OF_SCOPE, "scopeMode": settings.scope_mode,
+        return {**alarm, "settings": policy, "outcome": GuardOutcome.OUT_OF_SCOPE, "scopeMode": settings.scope_mode,
                 "reason": f"{name} is out of scope: {why}"}
     return {**alarm, "settings": policy, "scopeMode": settings.scope_mode}
 
@@ -112,29 +78,29 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     account = context.invoked_function_arn.split(":")[4]
     region = context.invoked_function_arn.split(":")[3]
     alarm = parse_alarm_event(raw, account=account, region=region)
-    state = guards.GuardStore(aws.table(SETTINGS.state_table))
+    state = guards.GuardStore(aws.table(get_settings().state_table))
     # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
     alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
-    if alarm["outcome"] == PROCEED:
-        alarm = check_target(alarm, SETTINGS, aws.client("lambda"))
-    if alarm["outcome"] == PROCEED:
-        lock_ttl = guards.lock_ttl_seconds(SETTINGS.verification_wait_seconds, SETTINGS.approval_timeout_seconds,
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
+        alarm = check_target(alarm, get_settings(), aws.client("lambda"))
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
+        lock_ttl = guards.lock_ttl_seconds(get_settings().verification_wait_seconds, get_settings().approval_timeout_seconds,
                                            bool(alarm["settings"].get("approvalRequired")))
         alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
-                                      cooldown_minutes=SETTINGS.repair_cooldown_minutes, now=time.time())
-    if alarm["outcome"] == PROCEED:
+                                      cooldown_minutes=get_settings().repair_cooldown_minutes, now=time.time())
+    if alarm["outcome"] == AlarmOutcome.PROCEED:
         alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
     alarm.update(
         executionId=execution_id,
         executionArn=meta.get("executionArn", ""),
         receivedAt=now_iso(),
     )
-    alarm.setdefault("settings", policy_settings(SETTINGS, {}))
-    IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days).start_incident(
+    alarm.setdefault("settings", from_tags(get_settings(), {}))
+    IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
                                        "functionName": alarm.get("functionName")})
-    add_dimension_env(SETTINGS.environment)
+    add_dimension_env(get_settings().environment)
     metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
     return alarm

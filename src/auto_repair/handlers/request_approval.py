@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from auto_repair import approvals, aws
-from auto_repair.notification import APPROVAL_REQUEST
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
+from auto_repair.outcomes import ApprovalStatus, IncidentStatus, Notice, RecordType
 from auto_repair.pricing import cost_change_per_million
-from auto_repair.records import APPROVAL, IncidentStore
-from auto_repair.settings import Settings
-
-SETTINGS = Settings.from_env()
-TIMEOUT_SECONDS = int(os.environ.get("APPROVAL_TIMEOUT_SECONDS", "3600"))
+from auto_repair.records import IncidentStore
+from auto_repair.settings import get_settings
+from auto_repair.workflow import Evidence
 
 
-def _avg_duration(evidence: dict[str, Any]) -> float | None:
+def _avg_duration(evidence: Evidence) -> float | None:
     points = (evidence.get("metricSeries") or {}).get("Duration.Average") or []
     values = [p["value"] for p in points if p.get("value") is not None]
     return sum(values) / len(values) if values else None
@@ -33,30 +30,30 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = workflow["diagnosisResult"]["decision"]
     execution_id = meta.get("executionId") or alarm.get("executionId", "")
     approval_id = approvals.new_approval_id()
-    approvals.create(aws.table(SETTINGS.state_table), approval_id=approval_id, task_token=token,
+    approvals.create(aws.table(get_settings().state_table), approval_id=approval_id, task_token=token,
                      execution_id=execution_id, function_name=alarm["functionName"],
                      current_memory=int(decision["currentMemory"]), target_memory=int(decision["targetMemory"]),
-                     timeout_seconds=TIMEOUT_SECONDS)
+                     timeout_seconds=get_settings().approval_timeout_seconds)
     cost = cost_change_per_million(int(decision["currentMemory"]), int(decision["targetMemory"]),
                                    _avg_duration(evidence), evidence.get("architecture") or "x86_64")
-    env_flag = f"--environment {SETTINGS.environment}"
+    env_flag = f"--environment {get_settings().environment}"
     request = {
         "approvalId": approval_id,
         "change": {"functionName": alarm["functionName"], "memoryBefore": decision["currentMemory"],
                    "memoryAfter": decision["targetMemory"]},
         "estimatedCostChange": cost,
         "evidenceSummary": (workflow["diagnosisResult"].get("reasoning") or "")[:1500],
-        "expiresInSeconds": TIMEOUT_SECONDS,
+        "expiresInSeconds": get_settings().approval_timeout_seconds,
         "howToApprove": f"auto-repair approve {approval_id} {env_flag}",
         "howToReject": f"auto-repair reject {approval_id} {env_flag} --reason '...'",
     }
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    store.put(execution_id, APPROVAL, {**request, "status": approvals.PENDING})
-    sent = notify({**workflow, "approvalRequest": request}, APPROVAL_REQUEST, environment=SETTINGS.environment,
-                  sns=aws.client("sns"), topic_arn=SETTINGS.topic_arn, store=store, incident_id=execution_id)
-    store.update_incident(execution_id, status="AWAITING_APPROVAL")
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
+    store.put(execution_id, RecordType.APPROVAL, {**request, "status": ApprovalStatus.PENDING})
+    sent = notify({**workflow, "approvalRequest": request}, Notice.APPROVAL_REQUEST, environment=get_settings().environment,
+                  sns=aws.client("sns"), topic_arn=get_settings().topic_arn, store=store, incident_id=execution_id)
+    store.update_incident(execution_id, status=IncidentStatus.AWAITING_APPROVAL)
     # Counted only once a human was asked; notify/handle-failure count ApprovalsResolved when the wait is over.
-    add_dimension_env(SETTINGS.environment)
+    add_dimension_env(get_settings().environment)
     metrics.add_metric(name="ApprovalsRequested", unit="Count", value=1)
     logger.info("approval requested", extra={"approvalId": approval_id, "messageId": sent["messageId"]})
     return {"approvalId": approval_id, "messageId": sent["messageId"]}

@@ -17,7 +17,6 @@ memory alarm is already in ALARM (the alarm has started the workflow).
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from auto_repair import aws
 from auto_repair.clock import utc_now
 from auto_repair.errors import error_code
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
+from auto_repair.settings import get_settings
 from auto_repair.targets import (
     MEMORY_ALARM_PREFIX,
     SYSTEM_PREFIX,
@@ -40,7 +40,6 @@ from auto_repair.targets import (
     topic_arn,
 )
 
-ENVIRONMENT = os.environ.get("ENVIRONMENT", "dev")
 SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore"
 
 
@@ -66,7 +65,8 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
                 raise TargetsError("'threshold' must be a percentage in [1, 100]")
             options["threshold"] = float(threshold)
         return action, functions, options
-    source, detail = event.get("source"), event.get("detail") if isinstance(event.get("detail"), dict) else {}
+    source = event.get("source")
+    detail: dict[str, Any] = event["detail"] if isinstance(event.get("detail"), dict) else {}
     if source == "aws.events" and event.get("detail-type") == "Scheduled Event":
         return SCHEDULED, None, {}
     names: list[str] = []
@@ -118,16 +118,17 @@ def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str,
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    add_dimension_env(ENVIRONMENT)
+    environment = get_settings().environment
+    add_dimension_env(environment)
     action, functions, options = what_to_do(event)
     if action == IGNORE:
         logger.info("ignored", extra=options)
         return {"action": action, **options}
     _, partition, _, region, account = context.invoked_function_arn.split(":")[:5]
-    settings = load_settings(aws.client("ssm"), ENVIRONMENT)
+    settings = load_settings(aws.client("ssm"), environment)
     targets = Targets(
         lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"), logs=aws.client("logs"),
-        settings=settings, actions=[topic_arn(ENVIRONMENT, partition=partition, region=region, account=account)],
+        settings=settings, actions=[topic_arn(environment, partition=partition, region=region, account=account)],
     )
     out: dict[str, Any] = {"action": action}
     if action in (SCHEDULED, RECONCILE):
@@ -144,7 +145,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         sweep = run_sweep(
             targets, aws.client("stepfunctions"),
             threshold=options.get("threshold", settings.memory_utilization_threshold),
-            machine_arn=state_machine_arn(ENVIRONMENT, partition=partition, region=region, account=account),
+            machine_arn=state_machine_arn(environment, partition=partition, region=region, account=account),
             account=account, region=region, now=utc_now(), only=functions,
         )
         out["sweep"] = sweep

@@ -8,11 +8,11 @@ from auto_repair import aws
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.collect import get_log_lines, get_series
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.records import REPAIR, VERIFICATION, IncidentStore
-from auto_repair.settings import Settings
-from auto_repair.verification import IMPROVED, INSUFFICIENT_DATA, compare, rollback_decision, window_stats
+from auto_repair.outcomes import DeliveryStatus, RecordType, Verdict
+from auto_repair.records import IncidentStore
+from auto_repair.settings import get_settings
+from auto_repair.verification import compare, rollback_decision, window_stats
 
-SETTINGS = Settings.from_env()
 MAX_ATTEMPTS = 2  # INSUFFICIENT_DATA: extend once, then report inconclusive
 
 
@@ -39,21 +39,21 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now, version=version)
     after = window_stats(series, lines, memory_size=int(repair.get("newMemory") or 0) or None)
     verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",
-                      min_invocations=SETTINGS.min_invocations_for_verdict)
-    verdict.update(attempt=attempt, final=verdict["status"] != INSUFFICIENT_DATA or attempt >= MAX_ATTEMPTS,
+                      min_invocations=get_settings().min_invocations_for_verdict)
+    verdict.update(attempt=attempt, final=verdict["status"] != Verdict.INSUFFICIENT_DATA or attempt >= MAX_ATTEMPTS,
                    window={"start": repaired_at.isoformat(), "end": now.isoformat()},
                    missingData=missing + miss, verifiedAt=now_iso(), functionName=name,
                    repairTimestamp=repair.get("endTime"), metricName=alarm.get("metricName"),
                    verificationPeriod=int((now - repaired_at).total_seconds()), verifiedVersion=version)
-    verdict.update(rollback_decision(verdict, enabled=SETTINGS.rollback_on_failure))
+    verdict.update(rollback_decision(verdict, enabled=get_settings().rollback_on_failure))
 
-    store = IncidentStore(aws.table(SETTINGS.incidents_table), SETTINGS.record_ttl_days)
-    store.put(execution_id, VERIFICATION, verdict)
-    store.put(execution_id, REPAIR, {**repair, "verificationStatus": verdict["status"],
-                                     "notificationStatus": "PENDING"})
-    add_dimension_env(SETTINGS.environment)
+    store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
+    store.put(execution_id, RecordType.VERIFICATION, verdict)
+    store.put(execution_id, RecordType.REPAIR, {**repair, "verificationStatus": verdict["status"],
+                                                "notificationStatus": DeliveryStatus.PENDING})
+    add_dimension_env(get_settings().environment)
     if verdict["final"]:
-        if verdict["status"] == IMPROVED:
+        if verdict["status"] == Verdict.IMPROVED:
             metrics.add_metric(name="RepairsSucceeded", unit="Count", value=1)
             detected = parse_time(alarm.get("stateChangeTime"), now)
             metrics.add_metric(name="TimeToRepairSeconds", unit="Seconds",
