@@ -3,7 +3,7 @@
 Replaces, for ``AWS::StepFunctions::StateMachine`` created or updated by a stack, the definition handling of
 moto 5.2.5 (``moto.stepfunctions.models.StateMachine.create_from_cloudformation_json`` /
 ``update_from_cloudformation_json`` read ``DefinitionString`` only) and the lenient fallback in ``cfn_resources``
-(one replacement pass, ``str()`` of any value, placeholders left behind). Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
+(one replacement pass, ``str()`` of any value, placeholders left behind).
 
 What AWS does (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-stepfunctions-statemachine.html;
 aws-cloudformation-resource-providers-stepfunctions, ``DefinitionProcessor``): exactly one of
@@ -15,7 +15,8 @@ string ``"600"``, which Step Functions rejects (``SCHEMA_VALIDATION_FAILED``) an
 
 Stricter than AWS in one way, on purpose: a ``${Name}`` left after substitution fails the resource here. On AWS it
 fails only where Step Functions checks the field (a ``Resource`` ARN), and passes silently in a ``Comment`` or a
-parameter value, where it would be a bug of the template. Must be installed after ``cfn_resources``.
+parameter value, where it would be a bug of the template. Pure (no moto): ``cfn_resources.patch_models`` calls
+``prepare`` from its wrapper of moto's StateMachine CloudFormation create/update.
 """
 
 from __future__ import annotations
@@ -23,15 +24,6 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
-
-# What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
-# (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
-MOTO_VERSIONS = ">=5.2.5,<5.3"
-MOTO_TOUCHPOINTS = (
-    "moto.stepfunctions.models.StateMachine.create_from_cloudformation_json(resource_name, cloudformation_json)",
-    "moto.stepfunctions.models.StateMachine.update_from_cloudformation_json(original_resource, new_resource_name,"
-    " cloudformation_json)",
-)
 
 DEFINITION_KEYS = ("Definition", "DefinitionString", "DefinitionS3Location")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_.:-]+)\}")
@@ -92,24 +84,3 @@ def prepare(props: dict[str, Any]) -> None:
     props["DefinitionString"] = render(props)
     for key in ("Definition", "DefinitionSubstitutions", "DefinitionS3Location"):
         props.pop(key, None)
-
-
-def install(ctx: Any) -> None:
-    from moto.stepfunctions import models as sfn_models
-
-    cls = sfn_models.StateMachine
-    patched_create = cls.create_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-    patched_update = cls.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
-
-    def create(klass: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
-        prepare(cloudformation_json.setdefault("Properties", {}))
-        return patched_create(klass, resource_name, cloudformation_json, *args, **kwargs)
-
-    def update(klass: Any, *args: Any, **kwargs: Any) -> Any:
-        # moto calls this with keywords (original_resource=..., cloudformation_json=..., ...).
-        cfn = kwargs["cloudformation_json"] if "cloudformation_json" in kwargs else args[2]
-        prepare(cfn.setdefault("Properties", {}))
-        return patched_update(klass, *args, **kwargs)
-
-    cls.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment]
-    cls.update_from_cloudformation_json = classmethod(update)  # type: ignore[assignment]

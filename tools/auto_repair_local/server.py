@@ -38,7 +38,6 @@ EXTENSIONS: tuple[str, ...] = (
     "cfn_fixes",
     "cfn_resources",
     "cfn_tags",
-    "cfn_state_machine",
     "sns_outbox",
     "lambda_runtime",
     "lambda_versions",

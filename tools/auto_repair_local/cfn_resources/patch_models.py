@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .updaters import _state_machine_props
+from auto_repair_local.cfn_state_machine import prepare as render_definition
 
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
 # (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
@@ -48,13 +48,13 @@ def _patch_state_machine() -> None:
     orig_update = cls.update_from_cloudformation_json.__func__  # type: ignore[attr-defined]
 
     def create(klass: Any, resource_name: str, cloudformation_json: Any, *args: Any, **kwargs: Any) -> Any:
-        _state_machine_props(cloudformation_json.setdefault("Properties", {}))
+        render_definition(cloudformation_json.setdefault("Properties", {}))
         return orig_create(klass, resource_name, cloudformation_json, *args, **kwargs)
 
     def update(klass: Any, *args: Any, **kwargs: Any) -> Any:
         # moto calls this with keywords (original_resource=..., cloudformation_json=..., ...).
         cfn = kwargs["cloudformation_json"] if "cloudformation_json" in kwargs else args[2]
-        _state_machine_props(cfn.setdefault("Properties", {}))
+        render_definition(cfn.setdefault("Properties", {}))
         return orig_update(klass, *args, **kwargs)
 
     cls.create_from_cloudformation_json = classmethod(create)  # type: ignore[assignment]

@@ -327,19 +327,6 @@ def _delete_role(role: Any, _cfn: dict[str, Any], account_id: str, region_name: 
     iam.delete_role(role.name)
 
 
-def _state_machine_props(props: dict[str, Any]) -> None:
-    """moto only reads DefinitionString; AWS also takes Definition (an object) and DefinitionSubstitutions."""
-    definition = props.get("DefinitionString")
-    if definition is None and props.get("Definition") is not None:
-        definition = json.dumps(props.pop("Definition"))
-    if isinstance(definition, dict):
-        definition = json.dumps(definition)
-    for key, value in (props.pop("DefinitionSubstitutions", None) or {}).items():
-        definition = definition.replace("${" + key + "}", str(value))
-    if definition is not None:
-        props["DefinitionString"] = definition
-
-
 def _remember_function_code(fn: Any, props: dict[str, Any], _account_id: str, _region_name: str) -> None:
     fn._auto_repair_cfn_code = json.dumps(props.get("Code"), sort_keys=True)
 
