@@ -7,6 +7,7 @@ from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.clock import now_iso
+from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import DeliveryStatus, RecordType, RepairStatus, TaskAction, Verdict
 from auto_repair.records import AuditLog, IncidentStore
@@ -20,6 +21,9 @@ from auto_repair.repair import (
 )
 from auto_repair.settings import get_settings
 from auto_repair.workflow import Rollback, WorkflowContext
+
+# Left of the function's timeout after the repair's last wait: the REPAIR record, metrics and the return.
+DEADLINE_MARGIN_S = 10.0
 
 
 def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore) -> Rollback:
@@ -54,6 +58,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return dict(rollback(workflow, execution_id, store))
     decision = workflow["diagnosisResult"]["decision"]
     started = now_iso()
+    deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     try:
         request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
                                 allow_alias_update=settings.allow_alias_update)
@@ -70,10 +75,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
                                 audit=AuditLog(aws.table(settings.audit_table)), actor=settings.function_name,
-                                reason=repair_reason(workflow))
+                                reason=repair_reason(workflow), deadline=deadline)
     except RepairError as exc:
-        store.put(execution_id, RecordType.REPAIR, failed_record(workflow, execution_id, exc, started=started))
+        # Raised for the workflow's failure path (HandleFailure notifies); a deadline stop is said so.
+        stopped = {"stoppedAtDeadline": True} if deadline.reached else {}
+        store.put(execution_id, RecordType.REPAIR,
+                  {**failed_record(workflow, execution_id, exc, started=started), **stopped})
         metrics.add_metric(name="RepairsFailed", unit="Count", value=1)
+        if stopped:
+            metrics.add_metric(name="RepairsStoppedAtDeadline", unit="Count", value=1)
         logger.exception("repair failed")
         raise
     store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.PENDING,
