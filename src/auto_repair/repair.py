@@ -524,7 +524,8 @@ def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, 
 
 
 def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: IncidentStore, lambda_client: Any,
-                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str) -> Rollback:
+                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str,
+                 deadline: Deadline | None = None) -> Rollback:
     """RollbackRepair: verification said the change did not help; put the function back as it was and record
     the ROLLBACK. Paused (the kill switch) means hands off, rollbacks included: the record says where the function
     was left. A failed rollback is recorded, then re-raised for the workflow's failure path."""
@@ -540,7 +541,8 @@ def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: Inciden
         store.put(execution_id, RecordType.ROLLBACK, dict(result))
         return result
     try:
-        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason)
+        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason,
+                                   deadline=deadline)
     except RepairError as exc:
         store.put(execution_id, RecordType.ROLLBACK, {
             "functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.FAILED,
@@ -559,12 +561,13 @@ def rollback_repair(
     reason: str,
     sleep: Callable[[float], None] = time.sleep,
     update_timeout_s: float = 120.0,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
     repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
     if repair.get("status") != RepairStatus.SUCCEEDED:
         raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
-    run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0)
+    run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0, deadline)
     original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
     result: dict[str, Any] = {"repairId": repair.get("repairId", ""), "functionName": run.name,
                               "executionId": run.execution_id, "startTime": now_iso(), "fromMemory": applied,

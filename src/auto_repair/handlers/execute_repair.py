@@ -26,14 +26,15 @@ from auto_repair.workflow import Rollback, WorkflowContext
 DEADLINE_MARGIN_S = 10.0
 
 
-def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore) -> Rollback:
+def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore, deadline: Deadline) -> Rollback:
     """RollbackRepair: the kill switch, then the core's rollback; the metric of how it went."""
     settings = get_settings()
     paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
     try:
         result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
                               audit=AuditLog(aws.table(settings.audit_table)), paused=paused,
-                              paused_parameter=settings.paused_parameter, actor=settings.function_name)
+                              paused_parameter=settings.paused_parameter, actor=settings.function_name,
+                              deadline=deadline)
     except RepairError:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
         logger.exception("rollback failed")
@@ -54,11 +55,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
     store = IncidentStore(aws.table(settings.incidents_table), settings.record_ttl_days)
     add_dimension_env(settings.environment)
+    deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     if event.get("action") == TaskAction.ROLLBACK:
-        return dict(rollback(workflow, execution_id, store))
+        return dict(rollback(workflow, execution_id, store, deadline))
     decision = workflow["diagnosisResult"]["decision"]
     started = now_iso()
-    deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     try:
         request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
                                 allow_alias_update=settings.allow_alias_update)
