@@ -10,15 +10,41 @@ from .clock import now_iso
 from .notification import NEEDS_HUMAN, build
 from .outcomes import DeliveryStatus
 from .records import NOTIFICATION_PREFIX, IncidentStore
+from .sizes import SNS_MESSAGE_BYTES, shrink
 from .workflow import WorkflowContext
 
+# Room left under SNS's 256 KB for the attributes and the note on a shortened message.
+_MESSAGE_BUDGET = SNS_MESSAGE_BYTES - 4_096
 
-def publish(sns: Any, topic_arn: str, built: dict[str, Any]) -> str:
+
+def _message_text(message: dict[str, Any]) -> str:
+    return json.dumps(message, indent=2, default=str)
+
+
+def _message_bytes(message: dict[str, Any]) -> int:
+    return len(_message_text(message).encode("utf-8"))
+
+
+def fit_message(message: dict[str, Any], incident_id: str) -> dict[str, Any]:
+    """The message, shortened to fit one SNS message when it does not, saying so and where the full record is.
+
+    SNS refuses a message over 256 KB (InvalidParameter "Message too long"); a notice must never fail for the
+    size of what it reports, so the longest texts and lists are cut instead.
+    """
+    fitted, cut = shrink(message, _MESSAGE_BUDGET, _message_bytes)
+    if not cut:
+        return message
+    return {**fitted, "truncated": (
+        "This notice was shortened to fit an SNS message (256 KB). The full record: "
+        f"auto-repair incidents show {incident_id or fitted.get('executionId') or '(execution id)'}")}
+
+
+def publish(sns: Any, topic_arn: str, built: dict[str, Any], incident_id: str = "") -> str:
     attributes = {k: {"DataType": "String", "StringValue": str(v)} for k, v in built["attributes"].items()}
     response = sns.publish(
         TopicArn=topic_arn,
         Subject=built["subject"],
-        Message=json.dumps(built["message"], indent=2, default=str),
+        Message=_message_text(fit_message(built["message"], incident_id)),
         MessageAttributes=attributes,
     )
     return response["MessageId"]
@@ -40,7 +66,7 @@ def notify(
     record: dict[str, Any] = {"subject": built["subject"], "outcome": outcome, "sentAt": now_iso(),
                               "message": built["message"]}
     if send:
-        record["messageId"] = publish(sns, topic_arn, built)
+        record["messageId"] = publish(sns, topic_arn, built, incident_id)
         record["notificationStatus"] = DeliveryStatus.SENT
     else:
         record["notificationStatus"] = DeliveryStatus.NOT_REQUIRED

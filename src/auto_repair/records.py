@@ -17,9 +17,13 @@ from boto3.dynamodb.conditions import Attr, Key
 from auto_repair.outcomes import AlarmOutcome, IncidentStatus, RecordType
 
 from .clock import epoch_in, now_iso
+from .sizes import DYNAMODB_ITEM_BYTES, shrink
 
 NOTIFICATION_PREFIX = "NOTIFICATION#"
-MAX_ITEM_JSON = 300_000  # DynamoDB items are capped at 400 KB
+# DynamoDB items are capped at 400 KB (ValidationException "Item size has exceeded the maximum allowed size"); the
+# keys, TTL and index attributes added around the data need far less than the margin left here.
+MAX_ITEM_JSON = DYNAMODB_ITEM_BYTES - 16_384
+_RAW_PARTS = ("logs", "metricSeries", "baselineSeries", "metrics")
 
 
 def to_dynamo(value: Any) -> Any:
@@ -38,13 +42,14 @@ def from_dynamo(value: Any) -> Any:
 
 
 def _bounded(data: dict[str, Any]) -> dict[str, Any]:
-    text = json.dumps(data, default=str)
-    if len(text) <= MAX_ITEM_JSON:
+    """The record as written: whole when it fits, else without the raw series and logs, then with its longest
+    texts and lists cut (``truncated: true``), so the record is always written rather than lost."""
+    fitted, cut = shrink(data, MAX_ITEM_JSON)
+    if not cut:
         return data
-    # Keep the record rather than lose it: drop the bulky raw parts, say so.
-    slim = {k: v for k, v in data.items() if k not in ("logs", "metricSeries", "baselineSeries", "metrics")}
-    slim["truncated"] = True
-    return slim
+    slim = {k: v for k, v in data.items() if k not in _RAW_PARTS}
+    fitted, _ = shrink(slim, MAX_ITEM_JSON)
+    return {**fitted, "truncated": True}
 
 
 class IncidentStore:
@@ -74,7 +79,7 @@ class IncidentStore:
         self.put(incident_id, RecordType.ALARM, data)
 
     def update_incident(self, incident_id: str, **fields: Any) -> None:
-        fields = {**fields, "updatedAt": now_iso()}
+        fields = {**_bounded(fields), "updatedAt": now_iso()}
         names = {f"#k{i}": k for i, k in enumerate(fields)}
         values = {f":v{i}": to_dynamo(v) for i, v in enumerate(fields.values())}
         expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(fields)))
@@ -169,6 +174,7 @@ class AuditLog:
             "details": details or {},
             "expiresAt": epoch_in(self._ttl_days * 86400),
         }
+        item = {**_bounded(item), **{k: item[k] for k in ("functionName", "auditId", "executionId", "expiresAt")}}
         self._table.put_item(Item=to_dynamo(item))
         return item
 

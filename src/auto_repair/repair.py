@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from botocore.exceptions import ClientError
 
 from .clock import now_iso
+from .deadline import Deadline
 from .errors import AutoRepairError, error_code
 from .outcomes import AuditPhase, DeliveryStatus, PolicyAction, RecordType, RepairStatus, Verdict
 from .policy import alias_update_allowed
@@ -42,6 +43,10 @@ class RepairRolledBackError(RepairError):
     """The change was applied but did not take; it was reverted."""
 
 
+# Kept from the forward waits of a repair for undoing a half-applied change (update + wait) and its audit entries.
+RESTORE_RESERVE_S = 30.0
+
+
 def _message(exc: ClientError) -> str:
     return f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}"
 
@@ -53,16 +58,20 @@ def wait_until_updated(
     timeout_s: float = 120.0,
     poll_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+    keep_s: float = 0.0,
 ) -> dict[str, Any]:
     """Poll until LastUpdateStatus leaves InProgress. Returns the last configuration read."""
-    deadline = time.monotonic() + timeout_s
+    limit = (deadline or Deadline.unlimited()).within(timeout_s, keep_s=keep_s)
+    started = limit.clock()
     while True:
         config = lambda_client.get_function_configuration(FunctionName=function_name)
         if config.get("LastUpdateStatus", "Successful") != "InProgress":
             return config
-        if time.monotonic() >= deadline:
-            raise RepairFailedError(f"{function_name}: update still InProgress after {timeout_s:.0f}s")
-        sleep(poll_s)
+        if limit.expired():
+            raise RepairFailedError(f"{function_name}: update still InProgress after "
+                                    f"{limit.clock() - started:.0f}s{limit.note()}")
+        sleep(min(poll_s, limit.remaining()))
 
 
 def wait_until_active(
@@ -73,9 +82,12 @@ def wait_until_active(
     timeout_s: float,
     poll_s: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: Deadline | None = None,
+    keep_s: float = 0.0,
 ) -> dict[str, Any]:
     """Poll a published version until its State is Active (SnapStart versions are Pending while optimised)."""
-    deadline = time.monotonic() + timeout_s
+    limit = (deadline or Deadline.unlimited()).within(timeout_s, keep_s=keep_s)
+    started = limit.clock()
     while True:
         config = lambda_client.get_function_configuration(FunctionName=function_name, Qualifier=version)
         state = config.get("State", "Active")
@@ -84,16 +96,18 @@ def wait_until_active(
         if state == "Failed":
             raise RepairFailedError(f"{function_name}: version {version} failed to become active: "
                                     f"{config.get('StateReason', 'no reason given')}")
-        if time.monotonic() >= deadline:
-            raise RepairFailedError(f"{function_name}: version {version} still {state} after {timeout_s:.0f}s")
-        sleep(poll_s)
+        if limit.expired():
+            raise RepairFailedError(f"{function_name}: version {version} still {state} after "
+                                    f"{limit.clock() - started:.0f}s{limit.note()}")
+        sleep(min(poll_s, limit.remaining()))
 
 
 class _Run:
     """One repair's clients, audit identity and timing, so the steps below stay short."""
 
     def __init__(self, request: dict[str, Any], lambda_client: Any, audit: AuditLog, actor: str, reason: str,
-                 sleep: Callable[[float], None], update_timeout_s: float, publish_timeout_s: float) -> None:
+                 sleep: Callable[[float], None], update_timeout_s: float, publish_timeout_s: float,
+                 deadline: Deadline | None = None) -> None:
         self.name = request["functionName"]
         self.execution_id = request.get("executionId", "")
         self.lam = lambda_client
@@ -103,6 +117,7 @@ class _Run:
         self.sleep = sleep
         self.update_timeout_s = update_timeout_s
         self.publish_timeout_s = publish_timeout_s
+        self.deadline = deadline or Deadline.unlimited()
 
     def record(self, phase: str, action: str, old: Any, new: Any, reason: str | None = None,
                details: dict[str, Any] | None = None) -> None:
@@ -110,8 +125,10 @@ class _Run:
                           actor=self.actor, reason=reason or self.reason, old_value=old, new_value=new,
                           details=details)
 
-    def wait(self) -> dict[str, Any]:
-        return wait_until_updated(self.lam, self.name, timeout_s=self.update_timeout_s, sleep=self.sleep)
+    def wait(self, *, keep_s: float = RESTORE_RESERVE_S) -> dict[str, Any]:
+        """Wait for $LATEST's update, keeping ``keep_s`` of the deadline (for a restore) unless restoring."""
+        return wait_until_updated(self.lam, self.name, timeout_s=self.update_timeout_s, sleep=self.sleep,
+                                  deadline=self.deadline, keep_s=keep_s)
 
 
 def execute_repair(
@@ -124,13 +141,17 @@ def execute_repair(
     sleep: Callable[[float], None] = time.sleep,
     update_timeout_s: float = 120.0,
     publish_timeout_s: float = 150.0,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Apply the design's repair request; return the design's repair result (+ repairId, dryRun, times).
+
+    ``deadline`` bounds every wait: forward steps stop ``RESTORE_RESERVE_S`` before it, so a change cut short can
+    still be undone and audited, and the handler still returns inside its own timeout.
 
     Optional request keys: ``deployment`` (CollectMetricsAndLogs' description of the served version/alias),
     ``allowAliasUpdate``, ``tags`` (the function's tags: ``aws:cloudformation:*`` make the result carry ``iac``).
     """
-    run = _Run(request, lambda_client, audit, actor, reason, sleep, update_timeout_s, publish_timeout_s)
+    run = _Run(request, lambda_client, audit, actor, reason, sleep, update_timeout_s, publish_timeout_s, deadline)
     result: dict[str, Any] = {
         "repairId": request.get("repairId") or uuid.uuid4().hex,
         "functionName": run.name,
@@ -205,7 +226,13 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
                    reason=_message(exc))
         raise RepairFailedError(f"{name}: UpdateFunctionConfiguration failed ({error_code(exc)}): no change made") from exc
 
-    final = run.wait()
+    try:
+        final = run.wait()
+    except RepairError as exc:  # out of time (or patience) while Lambda applies it: say where it stands
+        run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
+                   reason=f"{exc}; the update was sent and may still complete at {target} MB")
+        raise RepairFailedError(f"{name}: {exc}; the update to {target} MB was sent and may still complete: "
+                                "see the audit log") from exc
     if final.get("LastUpdateStatus") == "Failed":
         why = final.get("LastUpdateStatusReason", "unknown reason")
         _restore(run, original, final, f"update failed: {why}")
@@ -242,7 +269,7 @@ def _restore(run: _Run, original: int, current: dict[str, Any], why: str) -> Non
     changed = int(current.get("MemorySize", original))
     try:
         _update_memory(run, original, current.get("RevisionId"), done=lambda c: int(c["MemorySize"]) == original)
-        restored = run.wait()
+        restored = run.wait(keep_s=0.0)
     except (ClientError, RepairError) as exc:
         detail = _message(exc) if isinstance(exc, ClientError) else str(exc)
         run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": changed}, {"MemorySize": changed},
@@ -341,7 +368,7 @@ def _repair_published(
     try:
         new_version = _publish(run, served, updated, original, target, snap_start, alias_name)
     except (ClientError, RepairError) as exc:
-        _restore(run, latest_original, run.wait(), f"publishing the new version failed: {exc}")
+        _restore(run, latest_original, run.wait(keep_s=0.0), f"publishing the new version failed: {exc}")
         raise RepairRolledBackError(f"{name}: publishing a version with {target} MB failed ({exc}); alias "
                                     f"{alias_name} not moved, $LATEST restored to {latest_original} MB") from exc
     moved = _move_alias(run, alias_name, version, new_version, alias.get("RevisionId"), latest_original)
@@ -372,7 +399,8 @@ def _publish(run: _Run, served: dict[str, Any], updated: dict[str, Any], origina
         published = run.lam.publish_version(**kwargs)
         new_version = str(published["Version"])
         # SnapStart optimises a new version before it can serve; Lambda refuses to route an alias to it meanwhile.
-        wait_until_active(run.lam, run.name, new_version, timeout_s=run.publish_timeout_s, sleep=run.sleep)
+        wait_until_active(run.lam, run.name, new_version, timeout_s=run.publish_timeout_s, sleep=run.sleep,
+                          deadline=run.deadline, keep_s=RESTORE_RESERVE_S)
     except (ClientError, RepairError) as exc:
         why = _message(exc) if isinstance(exc, ClientError) else str(exc)
         if new_version and isinstance(exc, RepairError):
@@ -397,7 +425,7 @@ def _move_alias(run: _Run, alias: str, old: str, new: str, revision: str | None,
     except ClientError as exc:
         run.record(AuditPhase.FAILED, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
                    {"alias": alias, "FunctionVersion": old}, reason=_message(exc))
-        _restore(run, latest_original, run.wait(), f"moving alias {alias} failed ({error_code(exc)})")
+        _restore(run, latest_original, run.wait(keep_s=0.0), f"moving alias {alias} failed ({error_code(exc)})")
         raise RepairRolledBackError(f"{run.name}: moving alias {alias} to version {new} failed ({error_code(exc)}); "
                                     f"alias still on {old}, $LATEST restored (version {new} stays, unused)") from exc
     run.record(AuditPhase.AFTER, "UpdateAlias", {"alias": alias, "FunctionVersion": old},
@@ -410,7 +438,8 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
     """Provisioned concurrency on the alias follows it to the new version; report whether it is READY yet."""
     if not any(c["qualifier"] == alias for c in provisioned):
         return None
-    deadline = time.monotonic() + timeout_s
+    # The alias has moved: running out of time here only leaves the status unconfirmed, nothing to undo.
+    limit = run.deadline.within(timeout_s)
     while True:
         try:
             config = run.lam.get_provisioned_concurrency_config(FunctionName=run.name, Qualifier=alias)
@@ -418,7 +447,7 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
             warnings.append(f"provisioned concurrency on {alias}: {error_code(exc)}")
             return {"qualifier": alias, "status": "UNKNOWN"}
         status = config.get("Status")
-        if status != "IN_PROGRESS" or time.monotonic() >= deadline:
+        if status != "IN_PROGRESS" or limit.expired():
             view = {"qualifier": alias, "status": status,
                     "requested": config.get("RequestedProvisionedConcurrentExecutions"),
                     "allocated": config.get("AllocatedProvisionedConcurrentExecutions")}
@@ -426,7 +455,7 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
                 warnings.append(f"provisioned concurrency on alias {alias} is {status} on the new version "
                                 f"({view['allocated']}/{view['requested']} allocated): cold starts until READY")
             return view
-        run.sleep(2.0)
+        run.sleep(min(2.0, limit.remaining()))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -495,7 +524,8 @@ def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, 
 
 
 def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: IncidentStore, lambda_client: Any,
-                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str) -> Rollback:
+                 audit: AuditLog, paused: bool, paused_parameter: str, actor: str,
+                 deadline: Deadline | None = None) -> Rollback:
     """RollbackRepair: verification said the change did not help; put the function back as it was and record
     the ROLLBACK. Paused (the kill switch) means hands off, rollbacks included: the record says where the function
     was left. A failed rollback is recorded, then re-raised for the workflow's failure path."""
@@ -511,7 +541,8 @@ def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: Inciden
         store.put(execution_id, RecordType.ROLLBACK, dict(result))
         return result
     try:
-        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason)
+        restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason,
+                                   deadline=deadline)
     except RepairError as exc:
         store.put(execution_id, RecordType.ROLLBACK, {
             "functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.FAILED,
@@ -530,12 +561,13 @@ def rollback_repair(
     reason: str,
     sleep: Callable[[float], None] = time.sleep,
     update_timeout_s: float = 120.0,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
     repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
     if repair.get("status") != RepairStatus.SUCCEEDED:
         raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
-    run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0)
+    run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0, deadline)
     original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
     result: dict[str, Any] = {"repairId": repair.get("repairId", ""), "functionName": run.name,
                               "executionId": run.execution_id, "startTime": now_iso(), "fromMemory": applied,

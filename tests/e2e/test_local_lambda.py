@@ -654,6 +654,43 @@ def test_dry_run_and_invalid_payload(cloud: LocalCloud, lam) -> None:
     assert raised.value.response["Error"]["Code"] == "InvalidRequestContentException"
 
 
+BIG_RESPONSE = """
+def handler(event, context):
+    return "x" * event["bytes"]
+"""
+
+
+@pytest.mark.parametrize(("invocation_type", "size"), [
+    ("RequestResponse", 6_291_456 + 1), ("Event", 1_048_576 + 1),
+])
+def test_invoke_request_over_the_payload_quota_is_refused(cloud: LocalCloud, lam, invocation_type, size) -> None:
+    """Lambda quotas: invocation payload 6 MB (synchronous, request and response), 1 MB (asynchronous);
+    over it Invoke answers 413 RequestTooLargeException and nothing runs.
+    https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html and
+    https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html (Errors: RequestTooLargeException)."""
+    # GIVEN a function WHEN it is invoked with a payload one byte over the quota
+    name = create_function(cloud, ECHO)
+    payload = json.dumps({"pad": "x" * (size - 11)}).encode()
+    assert len(payload) == size
+    with pytest.raises(ClientError) as raised:
+        lam.invoke(FunctionName=name, Payload=payload, InvocationType=invocation_type)
+    # THEN the API refuses it as Lambda does
+    assert raised.value.response["Error"]["Code"] == "RequestTooLargeException"
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_invoke_response_over_6_mb_is_a_function_error(cloud: LocalCloud, lam) -> None:
+    """A handler that returns more than 6 MB: its caller gets the function error Function.ResponseSizeTooLarge.
+    https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html"""
+    name = create_function(cloud, BIG_RESPONSE, memory=512)
+    response, body = invoke(lam, name, {"bytes": 6_400_000})
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Function.ResponseSizeTooLarge"
+    # and 1 MB comes back whole
+    response, body = invoke(lam, name, {"bytes": 1_000_000})
+    assert "FunctionError" not in response and len(body) == 1_000_000
+
+
 def _log_group_exists(cloud: LocalCloud, name: str) -> bool:
     groups = cloud.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{name}")["logGroups"]
     return bool(groups)

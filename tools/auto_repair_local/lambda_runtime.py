@@ -9,7 +9,9 @@ Each function configuration (version, code, handler, memory, timeout, environmen
 subprocesses (``lambda_worker.py``), one per concurrent execution environment, as Lambda keeps them. The server
 enforces what Lambda's sandbox enforces: peak RSS above MemorySize and the timeout both kill the worker. Each
 invocation writes START/END/REPORT and the function's output to ``/aws/lambda/<name>`` and publishes ``AWS/Lambda``
-metrics to moto's CloudWatch backend.
+metrics to moto's CloudWatch backend. Invoke payloads obey Lambda's quotas: a request over 6 MB (1 MB
+asynchronous) is refused with 413 ``RequestTooLargeException``, a response over 6 MB becomes the function error
+``Function.ResponseSizeTooLarge``.
 
 Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.awslambda.models.LambdaFunction.invoke`` and
 ``moto.awslambda.models.LambdaBackend.invoke``, wraps ``moto.awslambda.responses.LambdaResponse.invoke``. AWS behaviour:
@@ -99,6 +101,15 @@ IDLE_TTL_S = float(os.environ.get("AUTO_REPAIR_LOCAL_LAMBDA_IDLE_TTL", "600"))
 POLL_INTERVAL_S = 0.01
 LOG_TAIL_BYTES = 4096
 _PENDING = object()
+# Invocation payload quotas: 6 MB request and response for synchronous invokes, 1 MB request for asynchronous ones.
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+SYNC_PAYLOAD_BYTES = 6_291_456
+ASYNC_PAYLOAD_BYTES = 1_048_576
+# AWS's own wording, odd figure included (6291556).
+RESPONSE_TOO_LARGE = {
+    "errorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+    "errorType": "Function.ResponseSizeTooLarge",
+}
 
 
 class LambdaRuntimeError(LambdaClientError):
@@ -127,6 +138,15 @@ class CodeUnavailableError(LambdaRuntimeError):
     def __init__(self, function_name: str, what: str) -> None:
         super().__init__(
             "InvalidParameterValueException", f"The local cloud has no code for {function_name}: {what}"
+        )
+
+
+class RequestTooLargeError(LambdaRuntimeError):
+    code = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "RequestTooLargeException", f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
         )
 
 
@@ -402,6 +422,9 @@ class Worker:
             self.log(reply["log"])
         else:
             result.payload = reply["payload"].encode()
+            if len(result.payload) > SYNC_PAYLOAD_BYTES:  # the handler ran; its caller gets an error instead
+                result.function_error = "Unhandled"
+                result.payload = json.dumps(RESPONSE_TOO_LARGE).encode()
         self._finish(result)
         return result
 
@@ -493,6 +516,9 @@ class LambdaRuntime:
         invocation_type = headers.get("x-amz-invocation-type", "RequestResponse")
         if fn.package_type == "Image":
             raise UnsupportedPackageError(fn.function_name)
+        limit = ASYNC_PAYLOAD_BYTES if invocation_type == "Event" else SYNC_PAYLOAD_BYTES
+        if len(body if isinstance(body, bytes) else str(body or "").encode("utf-8")) > limit:
+            raise RequestTooLargeError(limit)
         event = _event_text(body)
         if invocation_type == "DryRun":
             return b""

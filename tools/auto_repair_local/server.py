@@ -51,6 +51,7 @@ EXTENSIONS: tuple[str, ...] = (
     "lambda_changes",
     "dynamodb_atomic",
     "cloudwatch_fast",
+    "limits",
 )
 DEFAULT_PORT = 4566
 DEFAULT_ACCOUNT_ID = "123456789012"

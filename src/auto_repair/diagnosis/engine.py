@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from auto_repair import knowledge as kb
+from auto_repair.deadline import Deadline
 from auto_repair.evidence import Evidence, extract_evidence
 from auto_repair.sizing import SizingResult
 
@@ -24,10 +25,17 @@ from .knowledge_query import _knowledge_query
 from .rules import Verdict, _decide
 from .validation import validate_request
 
+# Less time than this left of the function's own timeout: the model is not asked, the rules' answer stands.
+MIN_REVIEW_S = 5.0
+
 
 def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, bedrock_client: Any = None,
-             retrieve_client: Any = None, knowledge: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Diagnose one request. Raises DiagnosisError for an invalid request; never for bad log content."""
+             retrieve_client: Any = None, knowledge: list[dict[str, Any]] | None = None,
+             deadline: Deadline | None = None) -> dict[str, Any]:
+    """Diagnose one request. Raises DiagnosisError for an invalid request; never for bad log content.
+
+    ``deadline``: the model review is skipped (or its failure explained) when the function's time runs out; the
+    rules' diagnosis always comes back."""
     config = config or DiagnosisConfig()
     validate_request(request)
     ev = extract_evidence(request)
@@ -80,12 +88,13 @@ def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, 
         "knowledgeReferences": refs,
         "evidenceSummary": ev.to_dict(),
     }
-    _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing)
+    _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing, deadline or Deadline.unlimited())
     return result
 
 
 def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config: DiagnosisConfig,
-                  bedrock_client: Any, entries: list[dict[str, Any]], sizing: SizingResult | None) -> None:
+                  bedrock_client: Any, entries: list[dict[str, Any]], sizing: SizingResult | None,
+                  deadline: Deadline) -> None:
     method = result["diagnosisMethod"]
     if not config.use_bedrock:
         method["bedrock"] = "disabled" if config.bedrock_model_id else "not-configured"
@@ -94,6 +103,9 @@ def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config
         method["bedrock"] = "not-configured"
         return
     method["modelId"] = config.bedrock_model_id
+    if deadline.remaining() < MIN_REVIEW_S:
+        method["bedrock"] = f"fallback: deadline ({deadline.remaining():.0f}s left of the function's timeout)"
+        return
     current = result["currentMemorySize"]
     bounds = (sizing.lower_bound_mb, sizing.upper_bound_mb) if sizing else (current, current)
     by_id = {entry["entryId"]: entry for entry in entries}
@@ -116,7 +128,8 @@ def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config
         method["bedrock"] = f"fallback: MalformedResponse ({exc})"
         return
     except Exception as exc:  # noqa: BLE001 - every failure of the optional model falls back to the rules
-        method["bedrock"] = f"fallback: {_error_label(exc)}"
+        late = " at the deadline" if deadline.remaining() < MIN_REVIEW_S else ""
+        method["bedrock"] = f"fallback{late}: {_error_label(exc)}"
         return
     known = {entry_id: entry["title"] for entry_id, entry in by_id.items()}
     method["bedrock"] = _apply_review(result, review, bounds, known, verdict)

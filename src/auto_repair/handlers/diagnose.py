@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from auto_repair import aws
 from auto_repair.clock import now_iso
+from auto_repair.deadline import Deadline
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
 from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -17,6 +18,8 @@ from auto_repair.records import IncidentStore
 from auto_repair.settings import get_settings
 
 _KNOWLEDGE: KnowledgeSource | None = None
+# Left of the function's timeout after the model's last attempt: the DIAGNOSIS record, metrics and the return.
+DEADLINE_MARGIN_S = 10.0
 
 
 def knowledge_source() -> KnowledgeSource:
@@ -28,12 +31,14 @@ def knowledge_source() -> KnowledgeSource:
     return _KNOWLEDGE
 
 
-def _clients(config: DiagnosisConfig) -> dict[str, Any]:
+def _clients(config: DiagnosisConfig, deadline: Deadline) -> dict[str, Any]:
+    # Timeouts and retries fitted to the time left when each is first used (boto3's 30 s x 5 attempts alone
+    # could outlast the function).
     clients: dict[str, Any] = {}
     if config.bedrock_model_id and getattr(config, "use_bedrock", True):
-        clients["bedrock_client"] = aws.client("bedrock-runtime")
+        clients["bedrock_client"] = deadline.client("bedrock-runtime")
     if config.knowledge_base_id:
-        clients["retrieve_client"] = aws.client("bedrock-agent-runtime")
+        clients["retrieve_client"] = deadline.client("bedrock-agent-runtime", read_timeout_s=10.0, max_attempts=3)
     return clients
 
 
@@ -46,9 +51,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     evidence = workflow["evidence"]
     policy: Mapping[str, Any] = alarm.get("settings") or {}
     started = now_iso()
+    deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     source = knowledge_source()
     config = DiagnosisConfig.from_settings(get_settings())
-    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), **_clients(config))
+    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), deadline=deadline,
+                      **_clients(config, deadline))
     result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
     decision = decide(
         result,

@@ -7,6 +7,7 @@ from typing import Any
 
 from auto_repair import aws, guards
 from auto_repair.clock import now_iso
+from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import DeliveryStatus, RecordType, RepairStatus, TaskAction, Verdict
 from auto_repair.records import AuditLog, IncidentStore
@@ -21,15 +22,19 @@ from auto_repair.repair import (
 from auto_repair.settings import get_settings
 from auto_repair.workflow import Rollback, WorkflowContext
 
+# Left of the function's timeout after the repair's last wait: the REPAIR record, metrics and the return.
+DEADLINE_MARGIN_S = 10.0
 
-def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore) -> Rollback:
+
+def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore, deadline: Deadline) -> Rollback:
     """RollbackRepair: the kill switch, then the core's rollback; the metric of how it went."""
     settings = get_settings()
     paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
     try:
         result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
                               audit=AuditLog(aws.table(settings.audit_table)), paused=paused,
-                              paused_parameter=settings.paused_parameter, actor=settings.function_name)
+                              paused_parameter=settings.paused_parameter, actor=settings.function_name,
+                              deadline=deadline)
     except RepairError:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
         logger.exception("rollback failed")
@@ -50,8 +55,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     execution_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
     store = IncidentStore(aws.table(settings.incidents_table), settings.record_ttl_days)
     add_dimension_env(settings.environment)
+    deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     if event.get("action") == TaskAction.ROLLBACK:
-        return dict(rollback(workflow, execution_id, store))
+        return dict(rollback(workflow, execution_id, store, deadline))
     decision = workflow["diagnosisResult"]["decision"]
     started = now_iso()
     try:
@@ -70,10 +76,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
                                 audit=AuditLog(aws.table(settings.audit_table)), actor=settings.function_name,
-                                reason=repair_reason(workflow))
+                                reason=repair_reason(workflow), deadline=deadline)
     except RepairError as exc:
-        store.put(execution_id, RecordType.REPAIR, failed_record(workflow, execution_id, exc, started=started))
+        # Raised for the workflow's failure path (HandleFailure notifies); a deadline stop is said so.
+        stopped = {"stoppedAtDeadline": True} if deadline.reached else {}
+        store.put(execution_id, RecordType.REPAIR,
+                  {**failed_record(workflow, execution_id, exc, started=started), **stopped})
         metrics.add_metric(name="RepairsFailed", unit="Count", value=1)
+        if stopped:
+            metrics.add_metric(name="RepairsStoppedAtDeadline", unit="Count", value=1)
         logger.exception("repair failed")
         raise
     store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.PENDING,

@@ -11,6 +11,7 @@ from ..alarm_event import TARGET_NAMESPACE_PREFIX
 from ..errors import error_code
 from .constants import (
     _FUNCTION_NAME,
+    DESCRIBE_ALARMS_MAX_NAMES,
     FILTER_PREFIX,
     MANAGED_BY,
     MANAGED_TAG,
@@ -254,5 +255,11 @@ class Targets:
         return findings
 
     def alarm_states(self, names: list[str]) -> dict[str, str]:
-        found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", []) if names else []
-        return {a["AlarmName"]: a.get("StateValue", "") for a in found}
+        states: dict[str, str] = {}
+        # DescribeAlarms takes at most 100 AlarmNames per call (ValidationError beyond): a sweep with more
+        # findings than that asks in batches.
+        for start in range(0, len(names), DESCRIBE_ALARMS_MAX_NAMES):
+            batch = names[start:start + DESCRIBE_ALARMS_MAX_NAMES]
+            for alarm in self.cloudwatch.describe_alarms(AlarmNames=batch).get("MetricAlarms", []):
+                states[alarm["AlarmName"]] = alarm.get("StateValue", "")
+        return states

@@ -18,6 +18,8 @@ SWEEP_ALARM_PREFIX = "lambda-memory-sweep-"
 BAND_EDGES = (0, 25, 50, 60, 70, 75, 80, 85, 90, 95, 100)
 SWEEP_PERIOD_SECONDS = 3600
 SWEEP_LOOKBACK = timedelta(days=1)
+# CloudWatch DescribeAlarms: at most 100 AlarmNames per call.
+DESCRIBE_ALARMS_MAX_NAMES = 100
 
 # Lambda function names (not ARNs, not qualified): what onboarding accepts.
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
