@@ -48,6 +48,7 @@ EXTENSIONS: tuple[str, ...] = (
     "s3_policy",
     "sfn_fixes",
     "log_metric_filters",
+    "logs_reads",
     "scheduler",
     "lambda_changes",
     "dynamodb_atomic",
