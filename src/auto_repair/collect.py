@@ -92,6 +92,8 @@ def describe_function(lambda_client: Any, function_name: str, qualifier: str | N
         "aliases": aliases,
         "state": config.get("State", ""),
         "lastUpdateStatus": config.get("LastUpdateStatus", ""),
+        "logGroup": log_group_of(config),
+        "logFormat": str((config.get("LoggingConfig") or {}).get("LogFormat") or "Text"),
     }
 
 
@@ -215,14 +217,18 @@ def get_log_lines(
     ``version`` that ran it when its log stream's name says so; with ``version``, lines of other versions are left
     out (a stream that names no version is kept).
     """
-    group = group or f"/aws/lambda/{function_name}"
+    default_group = f"/aws/lambda/{function_name}"
+    group = group or default_group
+    # A custom group may be shared by several functions; Lambda names each stream after its function there
+    # (YYYY/MM/DD/<function>[<version>][<environment>]), so only this function's streams are kept.
+    owner = None if group == default_group else function_name
     reports: list[dict[str, str]] = []
     others: list[dict[str, str]] = []
     reader = _NewestFirst(logs, group)
     try:
         for batch in reader.batches(int(start.timestamp() * 1000), int(end.timestamp() * 1000)):
             for event in batch:
-                entry = _line(event, version)
+                entry = _line(event, version, owner)
                 if entry is not None:
                     (reports if parse_report_line(entry["message"]) else others).append(entry)
             if len(reports) >= MAX_REPORT_LINES and len(others) >= MAX_OTHER_LINES:
@@ -243,9 +249,11 @@ def get_log_lines(
     return lines, missing
 
 
-def _line(event: Mapping[str, Any], version: str | None) -> dict[str, str] | None:
+def _line(event: Mapping[str, Any], version: str | None, owner: str | None = None) -> dict[str, str] | None:
     message = str(event.get("message", "")).rstrip("\n")
     if not INTERESTING.search(message):
+        return None
+    if owner and f"/{owner}[" not in str(event.get("logStreamName") or ""):
         return None
     ran = stream_version(event.get("logStreamName"))
     if version and ran and ran != version:
@@ -347,7 +355,7 @@ def collect_evidence(
     missing += miss
     baseline, miss = get_series(cloudwatch, name, baseline_start, window_start, period, resource)
     missing += [f"baseline {m}" for m in miss]
-    lines, miss = get_log_lines(logs, name, window_start, now)
+    lines, miss = get_log_lines(logs, name, window_start, now, group=function["logGroup"])
     missing += miss
     executed = version_counts(lines, _failed)
     target = choose_target(name, qualifier=qualifier, aliases=function["aliases"], executed=executed)
