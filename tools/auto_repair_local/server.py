@@ -40,6 +40,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cfn_tags",
     "cfn_state_machine",
     "sns_outbox",
+    "lambda_logging_config",
     "lambda_runtime",
     "lambda_versions",
     "events_delivery",
