@@ -132,3 +132,63 @@ def test_shared_custom_group_keeps_only_the_function_s_streams(stream, owner, ke
     stream names are YYYY/MM/DD/<function_name>[<function_version>][<execution_environment_GUID>]."""
     event = {"timestamp": 0, "message": json.dumps(DOC_REPORT), "logStreamName": stream}
     assert (_line(event, None, owner) is not None) is kept
+
+
+# -- onboarding (auto_repair.targets): JSON records and custom log groups ---------------------------------------
+
+def _matching(filters: list[dict], line: str) -> set[str]:
+    from auto_repair_local.log_metric_filters import compile_pattern
+
+    return {f["metricTransformations"][0]["metricName"] for f in filters
+            if compile_pattern(f["filterPattern"]).match(line) is not None}
+
+
+def test_json_out_of_memory_records_reach_the_out_of_memory_and_utilisation_filters():
+    from auto_repair import targets as t
+
+    filters = t.desired_filters(t.FunctionInfo("f", 128, log_format="JSON"), t.TargetSettings())
+    assert _matching(filters, failed_report("error", "Runtime.OutOfMemory")) == {
+        "OutOfMemory", "MaxMemoryUsed", "MemoryUtilization"}
+    assert "OutOfMemory" in _matching(filters, json.dumps(PY_ERROR))      # the runtime's JSON MemoryError
+    assert _matching(filters, failed_report("timeout", None, used=60)) >= {"Timeouts"}
+
+
+def test_custom_group_filters_go_there_and_name_their_function():
+    from auto_repair import targets as t
+
+    config = {"FunctionName": "orders", "MemorySize": 256, "FunctionArn": "arn:aws:lambda:us-east-1:1:function:orders",
+              "LoggingConfig": {"LogFormat": "JSON", "LogGroup": "/aws/lambda/shared/apps"}}
+    info = t.FunctionInfo.from_configuration(config)
+    filters = t.desired_filters(info, t.TargetSettings())
+    assert {f["logGroupName"] for f in filters} == {"/aws/lambda/shared/apps"}
+    assert all(f["filterName"].endswith("@orders") for f in filters)
+    default = t.FunctionInfo.from_configuration({**config, "LoggingConfig": {"LogGroup": "/aws/lambda/orders"}})
+    assert default.custom_log_group == "" and "@" not in t.desired_filters(default, t.TargetSettings())[0]["filterName"]
+
+
+@pytest.mark.parametrize(("name", "function", "custom", "owned"), [
+    ("auto-repair-timeouts@orders", "orders", True, True),
+    ("auto-repair-timeouts@orders-v2", "orders", True, False),   # another function sharing the group
+    ("auto-repair-timeouts", "orders", True, False),
+    ("auto-repair-timeouts", "orders", False, True),
+    ("auto-repair-timeouts@x", "orders", False, False),
+    ("team-filter", "orders", False, False),
+])
+def test_a_shared_group_s_other_filters_are_never_ours(name, function, custom, owned):
+    from auto_repair import targets as t
+
+    assert t.owns_filter(name, function, custom) is owned
+
+
+def test_onboarding_one_function_of_a_shared_group_leaves_the_other_s_filters():
+    from auto_repair import targets as t
+    from auto_repair.targets.plans import Observed
+
+    info = t.FunctionInfo("a", 128, log_format="JSON", custom_log_group="/aws/lambda/shared/apps")
+    desired = t.desired_filters(info, t.TargetSettings())
+    # GIVEN the group already holds function b's filters, which observe() does not count as a's
+    observed = Observed(function="a", custom_log_group=info.custom_log_group, tagged=True)
+    changes = t.plan_onboard([], desired, observed)
+    # THEN only creations of a's filters in the shared group, no deletions
+    assert {(c.action, c.kind) for c in changes} == {(t.CREATE, "filter")}
+    assert all(c.spec and c.spec["logGroupName"] == "/aws/lambda/shared/apps" for c in changes)

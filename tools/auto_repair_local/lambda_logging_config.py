@@ -68,8 +68,8 @@ def custom_log_group(fn: Any) -> str:
 
 
 def install(ctx: Any) -> None:
-    from moto.awslambda.models import LambdaFunction
     from moto.awslambda.exceptions import LambdaClientError
+    from moto.awslambda.models import LambdaFunction
 
     original_init = LambdaFunction.__init__
     original_get = LambdaFunction.get_configuration
