@@ -178,11 +178,29 @@ class _NewestFirst:
         self.truncated = False
         self.oldest_read: int | None = None
 
-    def _page(self, start: int, end: int) -> dict[str, Any]:
+    def _page(self, start: int, end: int, token: str | None = None) -> dict[str, Any]:
         self.calls += 1
         return dict(self.logs.filter_log_events(
             logGroupName=self.group, startTime=start, endTime=end, filterPattern=LOG_FILTER_PATTERN,
-            limit=PAGE_EVENTS))
+            limit=PAGE_EVENTS, **({"nextToken": token} if token else {})))
+
+    def _slice(self, low: int, high: int) -> list[dict[str, Any]] | None:
+        """The slice's events, or None when it holds more than a page (split it). AWS may answer a page with
+        fewer events than asked, even none, and a token (it searches in steps): such a page is continued."""
+        events: list[dict[str, Any]] = []
+        token: str | None = None
+        while self.calls < MAX_LOG_CALLS:
+            page = self._page(low, high, token)
+            found = list(page.get("events", []))
+            token = page.get("nextToken")
+            if token and len(found) >= PAGE_EVENTS and high - low > MIN_SLICE_MS:
+                return None
+            events += found
+            if not token or len(found) >= PAGE_EVENTS:
+                self.truncated = self.truncated or bool(token)
+                return events
+        self.truncated = True
+        return events
 
     def batches(self, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
         """Pages of events, each newest first and older than the one before, until the budget is spent (then
@@ -193,14 +211,12 @@ class _NewestFirst:
                 self.truncated = True
                 return
             low, high = pending.pop()
-            page = self._page(low, high)
-            if page.get("nextToken") and high - low > MIN_SLICE_MS:
+            events = self._slice(low, high)
+            if events is None:
                 middle = (low + high) // 2
                 pending += [(low, middle), (middle + 1, high)]
                 continue
-            if page.get("nextToken"):
-                self.truncated = True
-            batch = sorted(page.get("events", []), key=lambda e: int(e.get("timestamp", 0)), reverse=True)
+            batch = sorted(events, key=lambda e: int(e.get("timestamp", 0)), reverse=True)
             self.scanned += len(batch)
             self.oldest_read = low
             yield batch

@@ -192,3 +192,32 @@ def test_onboarding_one_function_of_a_shared_group_leaves_the_other_s_filters():
     # THEN only creations of a's filters in the shared group, no deletions
     assert {(c.action, c.kind) for c in changes} == {(t.CREATE, "filter")}
     assert all(c.spec and c.spec["logGroupName"] == "/aws/lambda/shared/apps" for c in changes)
+
+
+class _SteppedLogs:
+    """FilterLogEvents as AWS may answer it: a page with fewer events than asked (even none) plus a nextToken,
+    while it searches the rest of the range."""
+
+    def __init__(self, events: list[dict]) -> None:
+        self.events, self.calls = events, 0
+
+    def filter_log_events(self, startTime, endTime, nextToken=None, limit=10000, **_):
+        self.calls += 1
+        hits = [e for e in self.events if startTime <= e["timestamp"] <= endTime]
+        step = int(nextToken or 0)
+        if step < 2:  # two empty search steps first
+            return {"events": [], "nextToken": str(step + 1)}
+        return {"events": hits[:limit]}
+
+
+def test_partial_pages_with_a_token_are_continued_not_split():
+    from datetime import UTC, datetime
+
+    from auto_repair.collect import get_log_lines
+
+    now = datetime(2026, 12, 4, 1, 0, tzinfo=UTC)
+    at = int(now.timestamp() * 1000) - 5000
+    logs = _SteppedLogs([{"timestamp": at, "message": failed_report("error", "Runtime.OutOfMemory"),
+                          "logStreamName": "2026/12/04/[$LATEST]a"}])
+    lines, missing = get_log_lines(logs, "fn", now.replace(minute=0, hour=0), now)
+    assert len(lines) == 1 and missing == [] and logs.calls == 3
