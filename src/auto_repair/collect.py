@@ -7,7 +7,7 @@ Missing data never fails the collection: what could not be read is listed in ``m
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .clock import iso_millis, parse_time
 from .errors import AutoRepairError, error_code
-from .evidence import parse_report_line
+from .evidence import FAILED_STATUSES, compact_platform_record, parse_report_line
 from .versions import LATEST, choose_target, differences, qualifier_from_event, stream_version, version_counts
 
 # (series key, metric name, stat) queried for the function; keys are the diagnosis request's metricSeries keys.
@@ -29,18 +29,26 @@ SERIES: tuple[tuple[str, str, str], ...] = (
     ("ConcurrentExecutions.Maximum", "ConcurrentExecutions", "Maximum"),
 )
 
-# Lines worth keeping besides REPORT lines. Matched locally (not with a Logs filter pattern, whose
-# space-separated terms must *all* match and so silently drop lines).
+# Lines worth keeping besides REPORT lines, matched locally after the service-side filter below.
 INTERESTING = re.compile(
-    r"REPORT RequestId|Task timed out|Runtime\.|signal: killed|MemoryError|OutOfMemory|out of memory|"
-    r"heap|NoMemoryError|ERROR|Error|Exception|Traceback|Throttl|AccessDenied|timed out|Timeout|"
-    r"\b5\d\d\b|Init|Unable to import",
+    r"REPORT RequestId|platform\.report|platform\.initReport|Task timed out|Runtime\.|signal: killed|MemoryError|"
+    r"OutOfMemory|out of memory|heap|NoMemoryError|ERROR|Error|Exception|Traceback|Throttl|AccessDenied|"
+    r"timed out|Timeout|\b5\d\d\b|Init|Unable to import",
 )
+# The same lines as a Logs filter pattern (``?`` terms: any of them; case-sensitive substrings), so the service
+# pages only candidate lines: a busy function's benign output no longer uses up the read budget.
+LOG_FILTER_PATTERN = " ".join(f'?"{term}"' for term in (
+    "REPORT", "platform.report", "platform.initReport", "Task timed out",
+    "Runtime.", "signal: killed", "MemoryError", "OutOfMemory", "out of memory", "heap", "ERROR", "Error",
+    "Exception", "Traceback", "Throttl", "AccessDenied", "timed out", "Timeout", "Init", "Unable to import",
+))
 MAX_LINE_CHARS = 400
 MAX_REPORT_LINES = 120
 MAX_OTHER_LINES = 60
 MAX_EVENTS_SCANNED = 5000
-MAX_PAGES = 20
+MAX_LOG_CALLS = 40
+PAGE_EVENTS = 1000
+MIN_SLICE_MS = 1000
 
 
 class CollectError(AutoRepairError, RuntimeError):
@@ -84,6 +92,8 @@ def describe_function(lambda_client: Any, function_name: str, qualifier: str | N
         "aliases": aliases,
         "state": config.get("State", ""),
         "lastUpdateStatus": config.get("LastUpdateStatus", ""),
+        "logGroup": log_group_of(config),
+        "logFormat": str((config.get("LoggingConfig") or {}).get("LogFormat") or "Text"),
     }
 
 
@@ -146,51 +156,99 @@ def _metric_data(cloudwatch: Any, queries: list[dict[str, Any]], start: datetime
             return results
 
 
-def get_log_lines(
-    logs: Any, function_name: str, start: datetime, end: datetime, version: str | None = None
-) -> tuple[list[dict[str, str]], list[str]]:
-    """REPORT lines and error/timeout/OOM lines of the window, newest kept, bounded in count and size.
+def log_group_of(config: Mapping[str, Any]) -> str:
+    """The log group a function writes to: ``LoggingConfig.LogGroup`` when set, else ``/aws/lambda/<name>``."""
+    configured = (config.get("LoggingConfig") or {}).get("LogGroup")
+    return str(configured or f"/aws/lambda/{config['FunctionName']}")
 
-    Each line carries the ``version`` that ran it when its log stream's name says so; with ``version``, lines of
-    other versions are left out (a stream that names no version is kept).
+
+class _NewestFirst:
+    """Reads a log group's candidate lines newest first, bounded in calls and events.
+
+    FilterLogEvents answers oldest first, so a window read front to back spends its budget on the window's first
+    minutes. Instead the window is one slice; a slice that has more candidates than one page is split in two and
+    the newer half read first, down to ``MIN_SLICE_MS`` (whose single page is then taken as it is). The lines
+    nearest the alarm are therefore always read, and older ones as far back as the budget goes.
     """
-    group = f"/aws/lambda/{function_name}"
+
+    def __init__(self, logs: Any, group: str) -> None:
+        self.logs, self.group = logs, group
+        self.calls = 0
+        self.scanned = 0
+        self.truncated = False
+        self.oldest_read: int | None = None
+
+    def _page(self, start: int, end: int, token: str | None = None) -> dict[str, Any]:
+        self.calls += 1
+        return dict(self.logs.filter_log_events(
+            logGroupName=self.group, startTime=start, endTime=end, filterPattern=LOG_FILTER_PATTERN,
+            limit=PAGE_EVENTS, **({"nextToken": token} if token else {})))
+
+    def _slice(self, low: int, high: int) -> list[dict[str, Any]] | None:
+        """The slice's events, or None when it holds more than a page (split it). AWS may answer a page with
+        fewer events than asked, even none, and a token (it searches in steps): such a page is continued."""
+        events: list[dict[str, Any]] = []
+        token: str | None = None
+        while self.calls < MAX_LOG_CALLS:
+            page = self._page(low, high, token)
+            found = list(page.get("events", []))
+            token = page.get("nextToken")
+            if token and len(found) >= PAGE_EVENTS and high - low > MIN_SLICE_MS:
+                return None
+            events += found
+            if not token or len(found) >= PAGE_EVENTS:
+                self.truncated = self.truncated or bool(token)
+                return events
+        self.truncated = True
+        return events
+
+    def batches(self, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
+        """Pages of events, each newest first and older than the one before, until the budget is spent (then
+        ``truncated``). The caller stops iterating when it has enough."""
+        pending = [(start, end)]  # a stack: the newest slice on top
+        while pending:
+            if self.calls >= MAX_LOG_CALLS or self.scanned >= MAX_EVENTS_SCANNED:
+                self.truncated = True
+                return
+            low, high = pending.pop()
+            events = self._slice(low, high)
+            if events is None:
+                middle = (low + high) // 2
+                pending += [(low, middle), (middle + 1, high)]
+                continue
+            batch = sorted(events, key=lambda e: int(e.get("timestamp", 0)), reverse=True)
+            self.scanned += len(batch)
+            self.oldest_read = low
+            yield batch
+
+
+def get_log_lines(
+    logs: Any, function_name: str, start: datetime, end: datetime, version: str | None = None,
+    group: str | None = None,
+) -> tuple[list[dict[str, str]], list[str]]:
+    """REPORT lines (text or JSON ``platform.report``) and error/timeout/OOM lines of the window, the newest ones,
+    bounded in count and size.
+
+    ``group`` is the function's log group (``log_group_of``); default ``/aws/lambda/<name>``. Each line carries the
+    ``version`` that ran it when its log stream's name says so; with ``version``, lines of other versions are left
+    out (a stream that names no version is kept).
+    """
+    default_group = f"/aws/lambda/{function_name}"
+    group = group or default_group
+    # A custom group may be shared by several functions; Lambda names each stream after its function there
+    # (YYYY/MM/DD/<function>[<version>][<environment>]), so only this function's streams are kept.
+    owner = None if group == default_group else function_name
     reports: list[dict[str, str]] = []
     others: list[dict[str, str]] = []
-    scanned = 0
-    truncated = False
-    token: str | None = None
+    reader = _NewestFirst(logs, group)
     try:
-        for _ in range(MAX_PAGES):
-            kwargs: dict[str, Any] = {
-                "logGroupName": group,
-                "startTime": int(start.timestamp() * 1000),
-                "endTime": int(end.timestamp() * 1000),
-            }
-            if token:
-                kwargs["nextToken"] = token
-            page = logs.filter_log_events(**kwargs)
-            for event in page.get("events", []):
-                scanned += 1
-                message = str(event.get("message", "")).rstrip("\n")
-                if not INTERESTING.search(message):
-                    continue
-                ran = stream_version(event.get("logStreamName"))
-                if version and ran and ran != version:
-                    continue
-                entry = {
-                    "timestamp": iso_millis(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
-                    "message": message[:MAX_LINE_CHARS],
-                }
-                if ran:
-                    entry["version"] = ran
-                (reports if message.startswith("REPORT ") else others).append(entry)
-            token = page.get("nextToken")
-            if not token or scanned >= MAX_EVENTS_SCANNED:
-                truncated = bool(token)
+        for batch in reader.batches(int(start.timestamp() * 1000), int(end.timestamp() * 1000)):
+            for event in batch:
+                entry = _line(event, version, owner)
+                if entry is not None:
+                    (reports if parse_report_line(entry["message"]) else others).append(entry)
+            if len(reports) >= MAX_REPORT_LINES and len(others) >= MAX_OTHER_LINES:
                 break
-        else:
-            truncated = True
     except ClientError as exc:
         code = error_code(exc)
         if code == "ResourceNotFoundException":
@@ -198,15 +256,35 @@ def get_log_lines(
         return [], [f"logs: {code or type(exc).__name__}"]
     except BotoCoreError as exc:
         return [], [f"logs: {type(exc).__name__}"]
-    lines = reports[-MAX_REPORT_LINES:] + others[-MAX_OTHER_LINES:]
+    lines = reports[:MAX_REPORT_LINES] + others[:MAX_OTHER_LINES]
     lines.sort(key=lambda e: e["timestamp"])
-    missing = [f"logs truncated after {scanned} events"] if truncated else []
+    missing = []
+    if reader.truncated:
+        back_to = iso_millis(datetime.fromtimestamp((reader.oldest_read or 0) / 1000, UTC))
+        missing.append(f"logs truncated: read {reader.scanned} events newest first, back to {back_to}")
     return lines, missing
+
+
+def _line(event: Mapping[str, Any], version: str | None, owner: str | None = None) -> dict[str, str] | None:
+    message = str(event.get("message", "")).rstrip("\n")
+    if not INTERESTING.search(message):
+        return None
+    if owner and f"/{owner}[" not in str(event.get("logStreamName") or ""):
+        return None
+    ran = stream_version(event.get("logStreamName"))
+    if version and ran and ran != version:
+        return None
+    # A JSON platform record keeps only the fields evidence reads, so cutting it to size never breaks its JSON.
+    entry = {"timestamp": iso_millis(datetime.fromtimestamp(event.get("timestamp", 0) / 1000, UTC)),
+             "message": (compact_platform_record(message) or message)[:MAX_LINE_CHARS]}
+    if ran:
+        entry["version"] = ran
+    return entry
 
 
 def _failed(line: dict[str, Any]) -> bool:
     report = parse_report_line(line.get("message", ""))
-    return bool(report and report["status"] in ("error", "timeout"))
+    return bool(report and report["status"] in FAILED_STATUSES)
 
 
 def _provisioned(lambda_client: Any, name: str) -> tuple[list[dict[str, Any]] | None, str | None]:
@@ -293,7 +371,7 @@ def collect_evidence(
     missing += miss
     baseline, miss = get_series(cloudwatch, name, baseline_start, window_start, period, resource)
     missing += [f"baseline {m}" for m in miss]
-    lines, miss = get_log_lines(logs, name, window_start, now)
+    lines, miss = get_log_lines(logs, name, window_start, now, group=function["logGroup"])
     missing += miss
     executed = version_counts(lines, _failed)
     target = choose_target(name, qualifier=qualifier, aliases=function["aliases"], executed=executed)
@@ -307,7 +385,7 @@ def collect_evidence(
             lines = [line for line in lines if line.get("version") in (None, deployment["version"])]
     if not any(series["Invocations.Sum"]):
         missing.append("no Invocations datapoints in the analysis window")
-    if not any(line["message"].startswith("REPORT ") for line in lines):
+    if not any(parse_report_line(line["message"]) for line in lines):
         missing.append("no REPORT lines in the analysis window")
 
     alarm_metric = alarm.get("metricName") or "Duration"

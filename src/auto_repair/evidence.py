@@ -11,6 +11,7 @@ to a language model are flagged (``injection``) so the diagnosis can show the at
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -140,13 +141,17 @@ _SPECIFIC_KINDS = ("oom", "timeout", "init_error", "throttle", "access_denied", 
 
 
 def parse_report_line(line: str) -> dict[str, Any] | None:
-    """Parse a Lambda ``REPORT`` line; None when the line is not one.
+    """Parse a Lambda ``REPORT`` line, or the JSON log format's ``platform.report`` record; None when the line is
+    neither.
 
     Returns requestId, durationMs, billedDurationMs, memorySizeMb, maxMemoryUsedMb, initDurationMs (None when
     absent), and status / errorType from the newer ``Status: error  Error Type: Runtime.OutOfMemory`` suffix.
     """
     if not isinstance(line, str):
         return None
+    record = platform_record(line)
+    if record is not None:
+        return _json_report(record)
     match = _REPORT.search(line)
     if not match or "Memory Size" not in line:
         return None
@@ -167,6 +172,59 @@ def parse_report_line(line: str) -> dict[str, Any] | None:
     out["status"] = status.group(1).lower() if status else None
     etype = _REPORT_ERROR_TYPE.search(line)
     out["errorType"] = etype.group(1) if etype else None
+    return out
+
+
+# Lambda's JSON log format (LoggingConfig.LogFormat = JSON) writes platform events as Telemetry API records:
+# {"time": ..., "type": "platform.report", "record": {"requestId": ..., "metrics": {"durationMs": ..,
+# "billedDurationMs": .., "memorySizeMB": .., "maxMemoryUsedMB": .., "initDurationMs": ..}, "status": "success" |
+# "error" | "failure" | "timeout", "errorType": ..}}, and platform.start / platform.initReport alike.
+# https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html
+# https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html
+# REPORT statuses of a failed invocation ("failure" is the Telemetry API's word for a runtime failure).
+FAILED_STATUSES = ("error", "timeout", "failure")
+PLATFORM_TYPES = ("platform.report", "platform.start", "platform.initReport")
+_JSON_METRICS = {"durationMs": "durationMs", "billedDurationMs": "billedDurationMs", "memorySizeMb": "memorySizeMB",
+                 "maxMemoryUsedMb": "maxMemoryUsedMB", "initDurationMs": "initDurationMs"}
+
+
+def platform_record(line: str) -> dict[str, Any] | None:
+    """``{"type": ..., "record": {...}}`` of a JSON-format platform line (see PLATFORM_TYPES), else None."""
+    text = line.strip() if isinstance(line, str) else ""
+    if not text.startswith("{") or '"platform.' not in text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("type") not in PLATFORM_TYPES or not isinstance(doc.get("record"), dict):
+        return None
+    return {"type": doc["type"], "record": doc["record"]}
+
+
+def compact_platform_record(line: str) -> str | None:
+    """The platform line with only the fields evidence reads (no spans, tracing), compact JSON; None if not one."""
+    found = platform_record(line)
+    if found is None:
+        return None
+    keep = ("requestId", "version", "metrics", "status", "errorType", "phase")
+    record = {k: v for k, v in found["record"].items() if k in keep}
+    return json.dumps({"type": found["type"], "record": record}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_report(found: dict[str, Any]) -> dict[str, Any] | None:
+    record, metrics = found["record"], found["record"].get("metrics")
+    if found["type"] != "platform.report" or not isinstance(metrics, dict):
+        return None
+    out: dict[str, Any] = {"requestId": str(record["requestId"]).lower() if record.get("requestId") else None}
+    for key, source in _JSON_METRICS.items():
+        value = _num(metrics.get(source))
+        out[key] = None if value is None else (int(math.ceil(value)) if key.endswith("Mb") else value)
+    if out["memorySizeMb"] is None:
+        return None
+    status = record.get("status")
+    out["status"] = str(status).lower() if status else None
+    out["errorType"] = str(record["errorType"]) if record.get("errorType") else None
     return out
 
 
@@ -490,6 +548,28 @@ def _request_facts(request: dict[str, Any]) -> Evidence:
     return ev
 
 
+def _started(message: str) -> str | None:
+    """The request id of a ``START`` line or a JSON ``platform.start`` record."""
+    start = _START.match(message)
+    if start:
+        return start.group(1).lower()
+    found = platform_record(message)
+    if found and found["type"] == "platform.start" and found["record"].get("requestId"):
+        return str(found["record"]["requestId"]).lower()
+    return None
+
+
+def _init_status(message: str) -> tuple[str, str] | None:
+    """(status, error type) of an ``INIT_REPORT`` line or a JSON ``platform.initReport`` record."""
+    init = _INIT_REPORT.search(message)
+    if init:
+        return init.group(1).lower(), init.group(2) or ""
+    found = platform_record(message)
+    if found and found["type"] == "platform.initReport" and found["record"].get("status"):
+        return str(found["record"]["status"]).lower(), str(found["record"].get("errorType") or "")
+    return None
+
+
 class _LogReader:
     """Reads log lines into ``ev``: REPORT and INIT_REPORT lines, signatures, and the invocation each belongs to."""
 
@@ -511,17 +591,17 @@ class _LogReader:
                 continue
             stream = str(entry.get("logStreamName") or "") if isinstance(entry, dict) else ""
             self.ev.log_lines += 1
-            start = _START.match(message)
-            if start:
-                self.in_progress[stream] = start.group(1).lower()
+            started = _started(message)
+            if started:
+                self.in_progress[stream] = started
                 continue
             report = parse_report_line(message)
             if report is not None:
                 self._report(message, stream, report)
                 continue
-            init = _INIT_REPORT.search(message)
-            if init and init.group(1).lower() in ("error", "timeout"):
-                self._init_failure(message, init)
+            init = _init_status(message)
+            if init and init[0] in FAILED_STATUSES:
+                self._init_failure(message, init[1])
                 continue
             rules = classify_message(message)
             if rules:
@@ -562,10 +642,10 @@ class _LogReader:
                 self._count(kind)
                 ev.samples.setdefault(kind, _sanitise(message))
 
-    def _init_failure(self, message: str, init: re.Match[str]) -> None:
+    def _init_failure(self, message: str, error_type: str) -> None:
         ev = self.ev
         ev.init_failures += 1
-        if (init.group(2) or "") == "Runtime.OutOfMemory":
+        if error_type == "Runtime.OutOfMemory":
             self._count("oom")
             ev.strong_oom += 1
             _add_label(ev, "Runtime.OutOfMemory during init", None)

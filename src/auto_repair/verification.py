@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .evidence import classify_message, parse_report_line
+from .evidence import FAILED_STATUSES, classify_message, parse_report_line
 from .outcomes import Verdict
 
 # Failure kinds of the evidence module's log signatures that mark an invocation as failed.
@@ -61,16 +61,16 @@ def window_stats(
         reports = [r for r in reports if r["memorySizeMb"] == int(memory_size)]
         ids = {r["requestId"] for r in reports if r["requestId"]}
         logs = [line for line in logs if any(i in line.get("message", "").lower() for i in ids)]
-        failed_ids = {r["requestId"] for r in reports if r["status"] in ("error", "timeout")} | {
+        failed_ids = {r["requestId"] for r in reports if r["status"] in FAILED_STATUSES} | {
             i for i in ids for line in logs
-            if i in line.get("message", "").lower() and not line.get("message", "").startswith("REPORT ")
+            if i in line.get("message", "").lower() and not parse_report_line(line.get("message", ""))
             and _kinds(line["message"]) & FAILURE_KINDS
         }
         series = {**series, "Invocations.Sum": [{"value": len(reports)}],
                   "Errors.Sum": [{"value": len(failed_ids)}]}
     durations = [r["durationMs"] for r in reports if r["durationMs"] is not None]
     utilisations = [r["maxMemoryUsedMb"] / r["memorySizeMb"] for r in reports if r["maxMemoryUsedMb"] is not None]
-    kinds = [_kinds(line.get("message", "")) for line in logs if not line.get("message", "").startswith("REPORT ")]
+    kinds = [_kinds(line.get("message", "")) for line in logs if not parse_report_line(line.get("message", ""))]
     invocations = int(_total(series.get("Invocations.Sum"))) or len(reports)
     errors = int(_total(series.get("Errors.Sum")))
     p95_series = [p["value"] for p in series.get("Duration.p95") or []]

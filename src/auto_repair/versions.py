@@ -16,6 +16,8 @@ import shlex
 from collections.abc import Iterable
 from typing import Any
 
+from .evidence import parse_report_line
+
 LATEST = "LATEST"
 ALIAS = "ALIAS"
 VERSION = "VERSION"
@@ -62,7 +64,7 @@ def version_counts(lines: Iterable[dict[str, Any]], is_failure: Any) -> dict[str
     counts: dict[str, dict[str, int]] = {}
     for line in lines:
         version = line.get("version")
-        if not version or not str(line.get("message", "")).startswith("REPORT "):
+        if not version or not parse_report_line(str(line.get("message", ""))):
             continue
         entry = counts.setdefault(version, {"invocations": 0, "failures": 0})
         entry["invocations"] += 1

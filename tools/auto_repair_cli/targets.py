@@ -23,7 +23,6 @@ from auto_repair.targets import (
     TargetsError,
     TargetSettings,
     alarm_names,
-    log_group,
     settings_parameter,
 )
 
@@ -139,7 +138,7 @@ def describe(targets: Targets, name: str) -> dict[str, Any]:
         "status": status,
         "alarms": alarms,
         "filters": sorted(observed.filters),
-        "logGroup": log_group(name),
+        "logGroup": observed.log_group,
     }
 
 

@@ -50,6 +50,8 @@ from moto.awslambda.responses import LambdaResponse
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.logs.models import logs_backends
 
+from auto_repair_local.lambda_logging_config import custom_log_group, logging_config
+
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
 # (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
 MOTO_VERSIONS = ">=5.2.5,<5.3"
@@ -173,6 +175,17 @@ class FunctionConfig:
     environment: tuple[tuple[str, str], ...]
     task_root: str
     layer_roots: tuple[str, ...]
+    # LoggingConfig: "Text" or "JSON", and the group ("" = /aws/lambda/<name>).
+    log_format: str = "Text"
+    custom_log_group: str = ""
+
+    @property
+    def log_group(self) -> str:
+        return self.custom_log_group or f"/aws/lambda/{self.name}"
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format.upper() == "JSON"
 
     @property
     def function_key(self) -> tuple[str, str, str]:
@@ -217,7 +230,9 @@ class Worker:
         self.config = config
         self.marker = f"\x1e{uuid.uuid4().hex}\x1f"
         today = datetime.now(UTC)
-        self.stream_name = f"{today:%Y/%m/%d}/[{config.version}]{uuid.uuid4().hex}"
+        # In a custom group Lambda puts the function's name in the stream name (the group may be shared).
+        owner = config.name if config.custom_log_group else ""
+        self.stream_name = f"{today:%Y/%m/%d}/{owner}[{config.version}]{uuid.uuid4().hex}"
         self.stream_created = False
         self.init_ms: float | None = None
         self.invocations = 0
@@ -246,9 +261,11 @@ class Worker:
             # Own process group: killing the environment also kills whatever the function spawned.
             start_new_session=True,
         )
-        self.log(
+        self.platform(
             f"INIT_START Runtime Version: {config.runtime}.local\tRuntime Version ARN: "
-            f"arn:aws:lambda:{config.region}::runtime:local"
+            f"arn:aws:lambda:{config.region}::runtime:local",
+            "platform.initStart", {"initializationType": "on-demand", "phase": "init",
+                                   "runtimeVersion": f"{config.runtime}.local"},
         )
         self._reader = threading.Thread(target=self._read, name=f"lambda-log-{config.name}", daemon=True)
         self._reader.start()
@@ -269,7 +286,8 @@ class Worker:
             AWS_LAMBDA_FUNCTION_NAME=c.name,
             AWS_LAMBDA_FUNCTION_VERSION=c.version,
             AWS_LAMBDA_FUNCTION_MEMORY_SIZE=str(c.memory_mb),
-            AWS_LAMBDA_LOG_GROUP_NAME=f"/aws/lambda/{c.name}",
+            AWS_LAMBDA_LOG_GROUP_NAME=c.log_group,
+            AWS_LAMBDA_LOG_FORMAT="JSON" if c.json_logs else "Text",
             AWS_LAMBDA_LOG_STREAM_NAME=self.stream_name,
             AWS_REGION=c.region,
             AWS_DEFAULT_REGION=c.region,
@@ -291,6 +309,19 @@ class Worker:
         with self._lines_lock:
             last = self._lines[-1][0] if self._lines else 0
             self._lines.append((max(_now_ms(), last), message))
+
+    def platform(self, text: str, kind: str, record: dict[str, Any]) -> None:
+        """A platform line: as text, or in the JSON log format as a Telemetry API record
+        (https://docs.aws.amazon.com/lambda/latest/dg/telemetry-schema-reference.html)."""
+        if self.config.json_logs:
+            self.log(json.dumps({"time": _iso_now(), "type": kind, "record": record}))
+        else:
+            self.log(text)
+
+    def start(self, request_id: str) -> None:
+        version = self.config.version
+        self.platform(f"START RequestId: {request_id} Version: {version}", "platform.start",
+                      {"requestId": request_id, "version": version})
 
     def take_log(self) -> list[tuple[int, str]]:
         with self._lines_lock:
@@ -396,7 +427,7 @@ class Worker:
         else:
             self._reset_peak()
         self.invocations += 1
-        self.log(f"START RequestId: {request_id} Version: {c.version}")
+        self.start(request_id)
         started = time.monotonic()
         request = {
             "requestId": request_id,
@@ -438,11 +469,11 @@ class Worker:
             error = dict(reply["error"]["error"], requestId=rid)
             self.log(reply["error"]["log"])
             self.kill()
-            self.log(f"START RequestId: {rid} Version: {c.version}")
+            self.start(rid)
         else:
             self.kill()
             if phase == "init":
-                self.log(f"START RequestId: {rid} Version: {c.version}")
+                self.start(rid)
             if state == "oom":
                 message = f"RequestId: {rid} Error: Runtime exited with error: signal: killed"
                 error = {"errorType": "Runtime.OutOfMemory", "errorMessage": message}
@@ -477,14 +508,21 @@ class Worker:
             f"Billed Duration: {max(1, math.ceil(result.duration_ms))} ms\tMemory Size: {c.memory_mb} MB\t"
             f"Max Memory Used: {result.max_memory_mb} MB"
         )
+        metrics: dict[str, Any] = {"durationMs": round(result.duration_ms, 2),
+                                   "billedDurationMs": max(1, math.ceil(result.duration_ms)),
+                                   "memorySizeMB": c.memory_mb, "maxMemoryUsedMB": result.max_memory_mb}
         if result.init_ms is not None:
             report += f"\tInit Duration: {result.init_ms:.2f} ms"
+            metrics["initDurationMs"] = round(result.init_ms, 2)
+        record: dict[str, Any] = {"requestId": result.request_id, "metrics": metrics, "status": status or "success"}
         if status:
             report += f"\tStatus: {status}"
             if status == "error" and error_type:
                 report += f"\tError Type: {error_type}"
-        self.log(f"END RequestId: {result.request_id}")
-        self.log(report)
+                record["errorType"] = error_type
+        if not c.json_logs:  # the JSON format has no END line: platform.report closes the invocation
+            self.log(f"END RequestId: {result.request_id}")
+        self.platform(report, "platform.report", record)
         result.log = self.take_log()
 
 
@@ -694,6 +732,8 @@ class LambdaRuntime:
             environment=tuple(sorted((str(k), str(v)) for k, v in (fn.environment_vars or {}).items())),
             task_root=str(self._extract(code, "task")),
             layer_roots=tuple(layer_roots),
+            log_format=str(logging_config(fn).get("LogFormat") or "Text"),
+            custom_log_group=custom_log_group(fn),
         )
 
     def _extract(self, package: bytes, kind: str) -> Path:
@@ -719,7 +759,7 @@ class LambdaRuntime:
 
     def _write_log(self, worker: Worker, lines: list[tuple[int, str]]) -> None:
         c = worker.config
-        group = f"/aws/lambda/{c.name}"
+        group = c.log_group
         events = [{"timestamp": ts, "message": message} for ts, message in lines]
         with self._backend_lock:
             backend = logs_backends[c.account_id][c.region]

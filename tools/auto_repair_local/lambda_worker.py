@@ -78,10 +78,29 @@ def isolate_imports(task_root: str, layer_roots: list[str]) -> None:
     ]
 
 
+class _JsonFormatter(logging.Formatter):
+    """The python runtime's JSON log format (LoggingConfig.LogFormat = JSON):
+    https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        entry = {"timestamp": when, "level": record.levelname, "message": record.getMessage(),
+                 "logger": record.name, "requestId": getattr(record, "aws_request_id", "")}
+        if record.exc_info:
+            entry.update(errorType=record.exc_info[0].__name__ if record.exc_info[0] else "",
+                         stackTrace=traceback.format_exception(*record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def json_format() -> bool:
+    return os.environ.get("AWS_LAMBDA_LOG_FORMAT", "Text").upper() == "JSON"
+
+
 def install_logging() -> _RequestIdFilter:
     request_filter = _RequestIdFilter()
     handler = logging.StreamHandler(sys.stdout)
-    formatter = logging.Formatter(LOG_FORMAT, "%Y-%m-%dT%H:%M:%S")
+    formatter: logging.Formatter = _JsonFormatter() if json_format() else logging.Formatter(
+        LOG_FORMAT, "%Y-%m-%dT%H:%M:%S")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(request_filter)
@@ -120,10 +139,15 @@ def _stack(exc: BaseException) -> list[str]:
 
 
 def error_record(error_type: str, message: str, stack: list[str], request_id: str) -> dict[str, Any]:
-    """The invoke payload plus the ``[ERROR]`` log entry the python runtime writes for an unhandled error."""
+    """The invoke payload plus the ``[ERROR]`` log entry the python runtime writes for an unhandled error (one JSON
+    object in the JSON log format)."""
+    payload = {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": stack}
+    if json_format():
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+        return {"type": "error", "error": payload,
+                "log": json.dumps({"timestamp": when, "log_level": "ERROR", **payload}, ensure_ascii=False)}
     lines = [f"[ERROR] {error_type}: {message}", "Traceback (most recent call last):"]
     lines += [entry.rstrip("\n") for entry in stack]
-    payload = {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": stack}
     return {"type": "error", "error": payload, "log": "\n".join(lines)}
 
 

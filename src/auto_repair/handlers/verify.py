@@ -36,7 +36,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     resource = f"{name}:{alias['name']}" if alias.get("name") else None
     before = window_stats(evidence.get("metricSeries") or {}, evidence.get("logs") or [])
     series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period, resource)
-    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now, version=version)
+    # The function's configured log group (LoggingConfig.LogGroup), as the collector found it.
+    group = (evidence.get("function") or {}).get("logGroup")
+    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now, version=version, group=group)
     after = window_stats(series, lines, memory_size=int(repair.get("newMemory") or 0) or None)
     verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",
                       min_invocations=get_settings().min_invocations_for_verdict)

@@ -27,7 +27,7 @@ from .desired import (
     check_function_name,
     desired_alarms,
     desired_filters,
-    log_group,
+    owns_filter,
 )
 from .exceptions import TargetsError
 from .plans import ADOPT, CREATE, DELETE, TAG, UNTAG, UPDATE, Change, Observed, plan_offboard, plan_onboard
@@ -68,7 +68,8 @@ class Targets:
             raise
 
     def observe(self, name: str, info: FunctionInfo | None = None) -> Observed:
-        observed = Observed(function=name, exists=info is not None)
+        custom = info.custom_log_group if info is not None else ""
+        observed = Observed(function=name, exists=info is not None, custom_log_group=custom)
         names = alarm_names(name)
         found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
         observed.alarms = {a["AlarmName"]: a for a in found if a.get("AlarmName") in names}
@@ -77,8 +78,8 @@ class Targets:
             if any(t.get("Key") == MANAGED_TAG and t.get("Value") == MANAGED_BY for t in tags):
                 observed.managed.add(alarm["AlarmName"])
         try:
-            pages = self._metric_filters(log_group(name))
-            observed.filters = {f["filterName"]: f for f in pages if f["filterName"].startswith(FILTER_PREFIX)}
+            pages = self._metric_filters(observed.log_group)
+            observed.filters = {f["filterName"]: f for f in pages if owns_filter(f["filterName"], name, bool(custom))}
         except Exception as exc:
             if error_code(exc) != "ResourceNotFoundException":
                 raise

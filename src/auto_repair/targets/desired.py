@@ -29,16 +29,24 @@ class FunctionInfo:
     memory_size: int
     log_format: str = "Text"
     arn: str = ""
+    custom_log_group: str = ""  # LoggingConfig.LogGroup when it is not /aws/lambda/<name>
 
     @classmethod
     def from_configuration(cls, config: Mapping[str, Any]) -> FunctionInfo:
         logging_config = config.get("LoggingConfig") or {}
+        name = str(config["FunctionName"])
+        group = str(logging_config.get("LogGroup") or "")
         return cls(
-            name=str(config["FunctionName"]),
+            name=name,
             memory_size=int(config.get("MemorySize") or 128),
             log_format=str(logging_config.get("LogFormat") or "Text"),
             arn=str(config.get("FunctionArn") or ""),
+            custom_log_group="" if group == log_group(name) else group,
         )
+
+    @property
+    def log_group(self) -> str:
+        return self.custom_log_group or log_group(self.name)
 
 
 def check_function_name(name: str) -> str:
@@ -58,6 +66,18 @@ def namespace(function_name: str) -> str:
 
 def log_group(function_name: str) -> str:
     return f"/aws/lambda/{function_name}"
+
+
+def filter_name(kind: str, function_name: str, custom_group: bool) -> str:
+    """Our filter's name; in a custom group (which several functions may share) it also names the function."""
+    return f"{FILTER_PREFIX}{kind}@{function_name}" if custom_group else f"{FILTER_PREFIX}{kind}"
+
+
+def owns_filter(name: str, function_name: str, custom_group: bool) -> bool:
+    """Whether a filter of the function's log group is one of this function's (see ``filter_name``)."""
+    if not name.startswith(FILTER_PREFIX):
+        return False
+    return name.endswith(f"@{function_name}") if custom_group else "@" not in name
 
 
 def alarm_names(function_name: str) -> list[str]:
@@ -162,7 +182,8 @@ def _band_conditions(low: int, high: int | None) -> str:
 def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str, Any]]:
     """PutMetricFilter arguments of the function's log metric filters."""
     check_function_name(fn.name)
-    ns, group = namespace(fn.name), log_group(fn.name)
+    ns, group = namespace(fn.name), fn.log_group
+    custom = bool(fn.custom_log_group)
     json_format = fn.log_format.upper() == "JSON"
 
     def metric(name: str, value: str, unit: str) -> list[dict[str, Any]]:
@@ -171,17 +192,17 @@ def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str
     timeout_pattern = '{ $.type = "platform.report" && $.record.status = "timeout" }' if json_format \
         else TIMEOUT_PATTERN
     filters = [
-        {"filterName": f"{FILTER_PREFIX}timeouts", "filterPattern": timeout_pattern,
+        {"filterName": filter_name("timeouts", fn.name, custom), "filterPattern": timeout_pattern,
          "metricTransformations": metric("Timeouts", "1", "Count")},
-        {"filterName": f"{FILTER_PREFIX}out-of-memory", "filterPattern": OOM_PATTERN,
+        {"filterName": filter_name("out-of-memory", fn.name, custom), "filterPattern": OOM_PATTERN,
          "metricTransformations": metric("OutOfMemory", "1", "Count")},
     ]
     if json_format:
-        filters.append({"filterName": f"{FILTER_PREFIX}max-memory-used",
+        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom),
                         "filterPattern": f"{{ {JSON_REPORT} && {JSON_USED} >= 0 }}",
                         "metricTransformations": metric("MaxMemoryUsed", JSON_USED, "Megabytes")})
     else:
-        filters.append({"filterName": f"{FILTER_PREFIX}max-memory-used", "filterPattern": report_pattern(),
+        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom), "filterPattern": report_pattern(),
                         "metricTransformations": metric("MaxMemoryUsed", "$used", "Megabytes")})
     for percent, low, high in utilisation_bands(fn.memory_size, settings.memory_utilization_threshold):
         if json_format:
@@ -190,7 +211,7 @@ def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str
             pattern = "{ " + " && ".join([JSON_REPORT, f"{JSON_SIZE} = {fn.memory_size}", *used]) + " }"
         else:
             pattern = report_pattern(f"={fn.memory_size}", _band_conditions(low, high))
-        filters.append({"filterName": f"{FILTER_PREFIX}memory-utilization-{percent:03d}", "filterPattern": pattern,
+        filters.append({"filterName": filter_name(f"memory-utilization-{percent:03d}", fn.name, custom), "filterPattern": pattern,
                         "metricTransformations": metric("MemoryUtilization", str(percent), "Percent")})
     for f in filters:
         f["logGroupName"] = group

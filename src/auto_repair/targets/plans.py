@@ -43,6 +43,11 @@ class Observed:
     log_group_exists: bool = True
     tagged: bool = False  # the function carries auto-repair=enabled
     exists: bool = True
+    custom_log_group: str = ""  # LoggingConfig.LogGroup when not /aws/lambda/<function>
+
+    @property
+    def log_group(self) -> str:
+        return self.custom_log_group or log_group(self.function)
 
 
 def _normal_alarm(alarm: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,7 +88,7 @@ def plan_onboard(
     """The changes that make ``observed`` match the desired state; empty when it already does."""
     changes: list[Change] = []
     if not observed.log_group_exists:
-        changes.append(Change(CREATE_LOG_GROUP, "log-group", log_group(observed.function),
+        changes.append(Change(CREATE_LOG_GROUP, "log-group", observed.log_group,
                               why="the function has not logged yet; its filters need the group"))
     for spec in desired_alarm_specs:
         name = spec["AlarmName"]
@@ -105,7 +110,7 @@ def plan_onboard(
             changes.append(Change(UPDATE, "filter", spec["filterName"], spec, why="pattern or metric changed"))
     for name in sorted(set(observed.filters) - wanted):
         # e.g. a utilisation band of the previous memory size or threshold
-        changes.append(Change(DELETE, "filter", name, {"logGroupName": log_group(observed.function)},
+        changes.append(Change(DELETE, "filter", name, {"logGroupName": observed.log_group},
                               why="no longer part of the desired state"))
     if tag_function and not observed.tagged:
         changes.append(Change(TAG, "function", observed.function, {OPT_IN_TAG: OPT_IN_VALUE}))
@@ -116,7 +121,7 @@ def plan_offboard(observed: Observed, *, untag_function: bool = True) -> list[Ch
     """Delete what onboarding created: our tagged alarms and our filters; untag the function."""
     changes = [Change(DELETE, "alarm", name) for name in alarm_names(observed.function)
                if name in observed.alarms and name in observed.managed]
-    changes += [Change(DELETE, "filter", name, {"logGroupName": log_group(observed.function)})
+    changes += [Change(DELETE, "filter", name, {"logGroupName": observed.log_group})
                 for name in sorted(observed.filters)]
     if untag_function and observed.tagged and observed.exists:
         changes.append(Change(UNTAG, "function", observed.function, {"keys": [OPT_IN_TAG]}))
