@@ -152,6 +152,20 @@ check_deploy_inputs() {
   [[ -f "${PARAMETER_FILE}" ]] || die "parameter file not found: ${PARAMETER_FILE}"
   jq -e 'type == "object"' "${PARAMETER_FILE}" >/dev/null 2>&1 ||
     die "parameter file ${PARAMETER_FILE} is not a JSON object of {\"Key\": value}"
+  check_alarm_period
+}
+
+# AWS/Lambda metrics are one-minute metrics: a 10 s or 30 s alarm period behaves as intended only in the local
+# cloud, which speeds its metrics up (docs/DEPLOYMENT.md). The templates' Rules refuse it as well.
+check_alarm_period() {
+  local period
+  period="$(jq -r '.AlarmPeriodSeconds // empty' "${PARAMETER_FILE}")"
+  if [[ "${ENVIRONMENT}" == "local" || -z "${period}" ]]; then
+    return 0
+  fi
+  if ! [[ "${period}" =~ ^[1-9][0-9]*$ ]] || ((period % 60 != 0)); then
+    die "AlarmPeriodSeconds ${period} in ${PARAMETER_FILE##*/}: outside the local environment it must be a multiple of 60 (AWS/Lambda metrics are one-minute metrics; 10 and 30 are a local-only speed-up)"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------- AWS access

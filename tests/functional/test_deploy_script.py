@@ -5,6 +5,7 @@ No test reaches real AWS: every run has fake credentials and AWS_ENDPOINT_URL po
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -360,3 +361,47 @@ def test_validate_without_stacks_says_no_function_was_found(endpoint: str) -> No
     at = lines.index("Validating Lambda functions...")
     assert lines[at + 1].startswith("  ❌ No Lambda functions found in the stacks lambda-auto-repair-main-staging ")
     assert lines[at + 2] == "Validating Step Functions..."
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+def project_copy(tmp_path: Path) -> Path:
+    """The files deploy.sh reads, copied so a test may change a parameter file or put a fake CLI in front."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (
+        "deploy.sh",
+        "lambda-auto-repair-main.yaml",
+        "lambda-auto-repair-functions.yaml",
+        "lambda-auto-repair-monitoring.yaml",
+    ):
+        shutil.copy2(REPO / name, project / name)
+    for directory in ("parameters", "scripts", "knowledge"):
+        shutil.copytree(REPO / directory, project / directory)
+    (project / ".venv").symlink_to(REPO / ".venv")
+    return project
+
+
+@pytest.mark.parametrize(("environment", "period"), [("dev", 10), ("staging", 30), ("prod", 90)])
+def test_sub_minute_alarm_periods_are_refused_outside_local(
+    endpoint: str, tmp_path: Path, environment: str, period: int
+) -> None:
+    """AWS/Lambda metrics are one-minute metrics (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html):
+    a 10 s or 30 s alarm on them does not behave on AWS as it does in the local cloud."""
+    # GIVEN a parameter file outside local with a period that is not a multiple of 60
+    project = project_copy(tmp_path)
+    path = project / "parameters" / f"{environment}.json"
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps(values | {"AlarmPeriodSeconds": period}))
+    # WHEN deploy.sh runs
+    proc = run_in(project, ["--environment", environment, "--email", "ops@example.com"], base_env(endpoint))
+    # THEN one line names the parameter, the rule and the reason, and nothing was created
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert f"AlarmPeriodSeconds {period}" in line and "multiple of 60" in line and "local" in line
+    assert stack_count(endpoint) == 0
+
+
+def run_in(project: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(project / "deploy.sh"), *args], env=env, capture_output=True, text=True, timeout=300, cwd=project
+    )
