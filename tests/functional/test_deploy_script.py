@@ -399,6 +399,7 @@ def test_sub_minute_alarm_periods_are_refused_outside_local(
     a 10 s or 30 s alarm on them does not behave on AWS as it does in the local cloud."""
     # GIVEN a parameter file outside local with a period that is not a multiple of 60
     project = project_copy(tmp_path)
+    stacks_before = stack_count(endpoint)
     path = project / "parameters" / f"{environment}.json"
     values = json.loads(path.read_text())
     path.write_text(json.dumps(values | {"AlarmPeriodSeconds": period}))
@@ -408,7 +409,7 @@ def test_sub_minute_alarm_periods_are_refused_outside_local(
     assert proc.returncode != 0
     line = one_error_line(proc)
     assert f"AlarmPeriodSeconds {period}" in line and "multiple of 60" in line and "local" in line
-    assert stack_count(endpoint) == 0
+    assert stack_count(endpoint) == stacks_before
 
 
 def run_in(project: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -458,6 +459,7 @@ def test_a_failed_describe_stacks_stops_the_deploy_and_is_not_read_as_absent(
     # GIVEN describe-stacks answers with an error other than "does not exist"
     stderr = f"An error occurred ({code}) when calling the DescribeStacks operation: {message}"
     extra, log = fake_aws(tmp_path, {"cloudformation describe-stacks": f"echo '{stderr}' >&2; exit 254"})
+    stacks_before = stack_count(endpoint)
     # WHEN deploy.sh runs
     proc = run(["--environment", "dev", "--email", "ops@example.com"], base_env(endpoint, **extra))
     # THEN it stops with the reason, and never tried to create (or update) a stack
@@ -465,7 +467,7 @@ def test_a_failed_describe_stacks_stops_the_deploy_and_is_not_read_as_absent(
     assert f"cannot read stack lambda-auto-repair-main-dev: {stderr}" in proc.stderr
     calls = log.read_text()
     assert "create-stack" not in calls and "update-stack" not in calls
-    assert stack_count(endpoint) == 0
+    assert stack_count(endpoint) == stacks_before
 
 
 ROLLBACK_EVENTS = {
