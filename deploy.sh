@@ -18,6 +18,8 @@ source "${ROOT_DIR}/scripts/common.sh"
 source "${ROOT_DIR}/scripts/aws-access.sh"
 # shellcheck source=scripts/stacks.sh
 source "${ROOT_DIR}/scripts/stacks.sh"
+# shellcheck source=scripts/uploads.sh
+source "${ROOT_DIR}/scripts/uploads.sh"
 
 usage() {
   cat <<EOF
@@ -152,6 +154,20 @@ check_deploy_inputs() {
   [[ -f "${PARAMETER_FILE}" ]] || die "parameter file not found: ${PARAMETER_FILE}"
   jq -e 'type == "object"' "${PARAMETER_FILE}" >/dev/null 2>&1 ||
     die "parameter file ${PARAMETER_FILE} is not a JSON object of {\"Key\": value}"
+  check_alarm_period
+}
+
+# AWS/Lambda metrics are one-minute metrics: a 10 s or 30 s alarm period behaves as intended only in the local
+# cloud, which speeds its metrics up (docs/DEPLOYMENT.md). The templates' Rules refuse it as well.
+check_alarm_period() {
+  local period
+  period="$(jq -r '.AlarmPeriodSeconds // empty' "${PARAMETER_FILE}")"
+  if [[ "${ENVIRONMENT}" == "local" || -z "${period}" ]]; then
+    return 0
+  fi
+  if ! [[ "${period}" =~ ^[1-9][0-9]*$ ]] || ((period % 60 != 0)); then
+    die "AlarmPeriodSeconds ${period} in ${PARAMETER_FILE##*/}: outside the local environment it must be a multiple of 60 (AWS/Lambda metrics are one-minute metrics; 10 and 30 are a local-only speed-up)"
+  fi
 }
 
 # ---------------------------------------------------------------------------------------------- AWS access
@@ -213,17 +229,14 @@ upload_package() {
 }
 
 sync_knowledge() {
-  local bucket="$1"
-  local -a files=()
+  local bucket="$1" counts
   if [[ -d "${ROOT_DIR}/knowledge" ]]; then
-    mapfile -t files < <(find "${ROOT_DIR}/knowledge" -maxdepth 1 -type f -name '*.json' | sort)
+    counts="$(upload_changed_files "${ROOT_DIR}/knowledge" "${bucket}" "knowledge/" '*.json')"
   fi
-  if [[ ${#files[@]} -eq 0 ]]; then
+  if [[ "${counts:-0 0}" == *" 0" ]]; then
     info "No knowledge/*.json documents to upload"
   else
-    info "Syncing ${#files[@]} knowledge document(s) to s3://${bucket}/knowledge/"
-    aws s3 sync --only-show-errors --size-only --exclude '*' --include '*.json' \
-      "${ROOT_DIR}/knowledge" "s3://${bucket}/knowledge/"
+    info "Knowledge: ${counts%% *} of ${counts#* } document(s) changed, uploaded to s3://${bucket}/knowledge/"
   fi
   if [[ -n "${KNOWLEDGE_BASE_ID}" ]]; then
     start_ingestion
@@ -264,7 +277,7 @@ empty_bucket() {
 
 # ---------------------------------------------------------------------------------------------- modes
 destroy_deployment() {
-  local answer output_key bucket
+  local answer output_key bucket main_status
   if [[ "${ENVIRONMENT}" == "prod" && -t 0 ]]; then
     read -r -p "Really delete the prod deployment and its data? Type 'prod' to confirm: " answer
     [[ "${answer}" == "prod" ]] || die "not confirmed; nothing deleted"
@@ -272,9 +285,10 @@ destroy_deployment() {
   step "Destroying the ${ENVIRONMENT} deployment (monitoring -> functions -> main)"
   delete_stack "${MONITORING_STACK}"
   delete_stack "${FUNCTIONS_STACK}"
-  if [[ "$(stack_status "${MAIN_STACK}")" != "DOES_NOT_EXIST" ]]; then
+  main_status="$(stack_status "${MAIN_STACK}")" || exit
+  if [[ "${main_status}" != "DOES_NOT_EXIST" ]]; then
     for output_key in DeploymentBucketName KnowledgeBucketName; do
-      bucket="$(stack_output "${MAIN_STACK}" "${output_key}")"
+      bucket="$(stack_output "${MAIN_STACK}" "${output_key}")" || exit
       if [[ -n "${bucket}" && "${bucket}" != "None" ]]; then
         empty_bucket "${bucket}"
       fi
@@ -285,7 +299,7 @@ destroy_deployment() {
 }
 
 package_only() {
-  DEPLOYMENT_BUCKET="$(stack_output "${MAIN_STACK}" DeploymentBucketName)"
+  DEPLOYMENT_BUCKET="$(stack_output "${MAIN_STACK}" DeploymentBucketName)" || exit
   [[ -n "${DEPLOYMENT_BUCKET}" && "${DEPLOYMENT_BUCKET}" != "None" ]] ||
     die "stack ${MAIN_STACK} not found or has no DeploymentBucketName output; create the main stack first"
   step "Building the code package"
@@ -346,7 +360,7 @@ dry_run() {
     "${MONITORING_STACK}:${MONITORING_TEMPLATE}"; do
     stack="${stack_template%%:*}"
     template="${stack_template#*:}"
-    status="$(stack_status "${stack}")"
+    status="$(stack_status "${stack}")" || exit
     if [[ "${status}" == "DOES_NOT_EXIST" ]]; then
       step "Would create ${stack} from ${template##*/} with parameters:"
     else
@@ -363,8 +377,8 @@ deploy_all() {
   # 1. main
   params="$(stack_parameters "${MAIN_TEMPLATE}" "${OVERRIDES[@]}")"
   deploy_stack "${MAIN_STACK}" "${MAIN_TEMPLATE}" "${params}"
-  DEPLOYMENT_BUCKET="$(stack_output "${MAIN_STACK}" DeploymentBucketName)"
-  knowledge_bucket="$(stack_output "${MAIN_STACK}" KnowledgeBucketName)"
+  DEPLOYMENT_BUCKET="$(stack_output "${MAIN_STACK}" DeploymentBucketName)" || exit
+  knowledge_bucket="$(stack_output "${MAIN_STACK}" KnowledgeBucketName)" || exit
   [[ -n "${DEPLOYMENT_BUCKET}" && "${DEPLOYMENT_BUCKET}" != "None" ]] ||
     die "stack ${MAIN_STACK} has no DeploymentBucketName output"
 

@@ -3,19 +3,44 @@
 # MAX_TEMPLATE_BODY_BYTES from the caller and uses its package_tool (content hash of a large template); the
 # caller sources scripts/common.sh first (die, step, info).
 
+# Prints the stack's status, DOES_NOT_EXIST when CloudFormation says so. Only its "ValidationError ... does not
+# exist" answer means absent: a throttled call or expired credentials must stop the deploy, not lead to a
+# create-stack on a stack that exists.
 stack_status() {
   local status
-  status="$(aws cloudformation describe-stacks --stack-name "$1" --query 'Stacks[0].StackStatus' \
-    --output text 2>/dev/null || echo "DOES_NOT_EXIST")"
-  if [[ "${status}" == "DELETE_COMPLETE" ]]; then
+  status="$(describe_stack "$1" 'Stacks[0].StackStatus')" || exit
+  if [[ -z "${status}" || "${status}" == "DELETE_COMPLETE" ]]; then
     status="DOES_NOT_EXIST"
   fi
   echo "${status}"
 }
 
+# Prints an output of the stack (empty when the stack or the output does not exist); dies on any other error.
 stack_output() {
-  aws cloudformation describe-stacks --stack-name "$1" \
-    --query "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue" --output text 2>/dev/null || true
+  local value
+  value="$(describe_stack "$1" "Stacks[0].Outputs[?OutputKey=='$2'].OutputValue")" || exit
+  echo "${value}"
+}
+
+# describe-stacks with a --query: prints the result, nothing for a stack that does not exist; on any other
+# error (throttling, expired credentials, no network) prints the CLI's reason and returns non-zero.
+describe_stack() {
+  local stack="$1" query="$2" errors result
+  errors="$(mktemp)"
+  if result="$(aws cloudformation describe-stacks --stack-name "${stack}" --query "${query}" --output text \
+    2>"${errors}")"; then
+    rm -f "${errors}"
+    echo "${result}"
+    return 0
+  fi
+  local reason
+  reason="$(last_line "$(cat "${errors}")")"
+  rm -f "${errors}"
+  if [[ "${reason}" == *"(ValidationError)"*"does not exist"* ]]; then
+    return 0
+  fi
+  echo "${SCRIPT_NAME}: error: cannot read stack ${stack}: ${reason:-describe-stacks failed}" >&2
+  return 1
 }
 
 # Prints the failed resources of the stack's most recent operation with their reasons.
@@ -39,11 +64,10 @@ deploy_stack() {
   shift 2
   local params_json="${1:-[]}" template_args
   local status output operation
-  status="$(stack_status "${stack}")"
+  status="$(stack_status "${stack}")" || exit
   if [[ "${status}" == "ROLLBACK_COMPLETE" ]]; then
     step "Stack ${stack} is in ROLLBACK_COMPLETE (a failed first create); deleting it before re-creating"
-    aws cloudformation delete-stack --stack-name "${stack}"
-    aws cloudformation wait stack-delete-complete --stack-name "${stack}"
+    remove_stack "${stack}" "${status}"
     status="DOES_NOT_EXIST"
   fi
   if [[ "${status}" == *_IN_PROGRESS ]]; then
@@ -97,16 +121,25 @@ deploy_stack() {
 
 delete_stack() {
   local stack="$1" status
-  status="$(stack_status "${stack}")"
+  status="$(stack_status "${stack}")" || exit
   if [[ "${status}" == "DOES_NOT_EXIST" ]]; then
     info "Stack ${stack} does not exist; nothing to delete"
     return 0
   fi
   step "Deleting stack ${stack} (${status})"
-  aws cloudformation delete-stack --stack-name "${stack}"
-  if ! aws cloudformation wait stack-delete-complete --stack-name "${stack}" 2>/dev/null; then
-    print_stack_failures "${stack}"
-    die "stack ${stack} could not be deleted"
-  fi
+  remove_stack "${stack}" "${status}"
   info "${stack} deleted"
+}
+
+# Deletes a stack and waits; when the delete fails, prints each resource that could not be deleted with
+# CloudFormation's reason (describe-stack-events) and stops. Args: stack status-before
+remove_stack() {
+  local stack="$1" before="$2" output
+  if ! output="$(aws cloudformation delete-stack --stack-name "${stack}" 2>&1)"; then
+    die "could not delete stack ${stack} (${before}): $(last_line "${output}")"
+  fi
+  if ! aws cloudformation wait stack-delete-complete --stack-name "${stack}" >/dev/null 2>&1; then
+    print_stack_failures "${stack}"
+    die "stack ${stack} (${before}) could not be deleted (status $(stack_status "${stack}")); fix or retain the resources above, then re-run"
+  fi
 }

@@ -5,6 +5,7 @@ No test reaches real AWS: every run has fake credentials and AWS_ENDPOINT_URL po
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -279,10 +280,15 @@ def test_package_is_reproducible_across_copies(endpoint: str, tmp_path: Path) ->
         ):
             shutil.copy2(REPO / name, project / name)
         for directory in ("parameters", "scripts", "tools", "knowledge"):
-            shutil.copytree(REPO / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                REPO / directory, project / directory, ignore=shutil.ignore_patterns("__pycache__")
+            )
         # symlinks=True: src/auto_repair/knowledge_data stays the link to knowledge/ that a checkout has
         shutil.copytree(
-            REPO / "src", project / "src", symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+            REPO / "src",
+            project / "src",
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
         )
         (project / "src" / "auto_repair" / "__pycache__").mkdir(exist_ok=True)
         (project / "src" / "auto_repair" / "__pycache__" / f"junk{attempt}.pyc").write_bytes(b"x")
@@ -338,8 +344,11 @@ def test_validate_checks_the_functions_the_stacks_declare(own_endpoint: str) -> 
     # GIVEN only a monitoring stack, whose one function was then deleted behind CloudFormation's back
     fake = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}
     cfn = boto3.client("cloudformation", endpoint_url=own_endpoint, **fake)
-    cfn.create_stack(StackName="lambda-auto-repair-monitoring-dev", TemplateBody=TARGETS_STACK_TEMPLATE,
-                     Capabilities=["CAPABILITY_NAMED_IAM"])
+    cfn.create_stack(
+        StackName="lambda-auto-repair-monitoring-dev",
+        TemplateBody=TARGETS_STACK_TEMPLATE,
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
     boto3.client("lambda", endpoint_url=own_endpoint, **fake).delete_function(
         FunctionName="lambda-auto-repair-targets-dev"
     )
@@ -358,5 +367,203 @@ def test_validate_without_stacks_says_no_function_was_found(endpoint: str) -> No
     assert proc.returncode == 1
     lines = proc.stdout.splitlines()
     at = lines.index("Validating Lambda functions...")
-    assert lines[at + 1].startswith("  ❌ No Lambda functions found in the stacks lambda-auto-repair-main-staging ")
+    assert lines[at + 1].startswith(
+        "  ❌ No Lambda functions found in the stacks lambda-auto-repair-main-staging "
+    )
     assert lines[at + 2] == "Validating Step Functions..."
+
+
+# ---------------------------------------------------------------------------------------------- issue 12
+def project_copy(tmp_path: Path) -> Path:
+    """The files deploy.sh reads, copied so a test may change a parameter file or put a fake CLI in front."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (
+        "deploy.sh",
+        "lambda-auto-repair-main.yaml",
+        "lambda-auto-repair-functions.yaml",
+        "lambda-auto-repair-monitoring.yaml",
+    ):
+        shutil.copy2(REPO / name, project / name)
+    for directory in ("parameters", "scripts", "knowledge"):
+        shutil.copytree(REPO / directory, project / directory)
+    (project / ".venv").symlink_to(REPO / ".venv")
+    return project
+
+
+@pytest.mark.parametrize(("environment", "period"), [("dev", 10), ("staging", 30), ("prod", 90)])
+def test_sub_minute_alarm_periods_are_refused_outside_local(
+    endpoint: str, tmp_path: Path, environment: str, period: int
+) -> None:
+    """AWS/Lambda metrics are one-minute metrics (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html):
+    a 10 s or 30 s alarm on them does not behave on AWS as it does in the local cloud."""
+    # GIVEN a parameter file outside local with a period that is not a multiple of 60
+    project = project_copy(tmp_path)
+    stacks_before = stack_count(endpoint)
+    path = project / "parameters" / f"{environment}.json"
+    values = json.loads(path.read_text())
+    path.write_text(json.dumps(values | {"AlarmPeriodSeconds": period}))
+    # WHEN deploy.sh runs
+    proc = run_in(project, ["--environment", environment, "--email", "ops@example.com"], base_env(endpoint))
+    # THEN one line names the parameter, the rule and the reason, and nothing was created
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert f"AlarmPeriodSeconds {period}" in line and "multiple of 60" in line and "local" in line
+    assert stack_count(endpoint) == stacks_before
+
+
+def run_in(project: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(project / "deploy.sh"), *args], env=env, capture_output=True, text=True, timeout=300, cwd=project
+    )
+
+
+FAKE_AWS = """#!/usr/bin/env bash
+# Answers the calls a test scripts (by "<service> <operation>"), passes every other call to the real CLI.
+echo "$*" >>"{log}"
+case "$1 $2" in
+{cases}
+esac
+exec "{real}" "$@"
+"""
+
+
+def fake_aws(tmp_path: Path, cases: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """PATH and call log for an `aws` that answers `cases` ("service operation" -> bash) and passes the rest on."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "aws-calls.log"
+    body = "\n".join(f'  "{call}") {script} ;;' for call, script in cases.items())
+    script = bin_dir / "aws"
+    script.write_text(FAKE_AWS.format(log=log, cases=body, real=REPO / ".venv" / "bin" / "aws"))
+    script.chmod(0o755)
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+    }, log
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("Throttling", "Rate exceeded"),
+        ("ExpiredToken", "The security token included in the request is expired"),
+        ("RequestExpired", "Request has expired."),
+    ],
+)
+def test_a_failed_describe_stacks_stops_the_deploy_and_is_not_read_as_absent(
+    endpoint: str, tmp_path: Path, code: str, message: str
+) -> None:
+    """Only DescribeStacks' ValidationError "Stack with id X does not exist" means absent; other errors (common
+    errors: https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/CommonErrors.html) say nothing about
+    the stack, and reading them as absent led to create-stack on a stack that exists."""
+    # GIVEN describe-stacks answers with an error other than "does not exist"
+    stderr = f"An error occurred ({code}) when calling the DescribeStacks operation: {message}"
+    extra, log = fake_aws(tmp_path, {"cloudformation describe-stacks": f"echo '{stderr}' >&2; exit 254"})
+    stacks_before = stack_count(endpoint)
+    # WHEN deploy.sh runs
+    proc = run(["--environment", "dev", "--email", "ops@example.com"], base_env(endpoint, **extra))
+    # THEN it stops with the reason, and never tried to create (or update) a stack
+    assert proc.returncode != 0
+    assert f"cannot read stack lambda-auto-repair-main-dev: {stderr}" in proc.stderr
+    calls = log.read_text()
+    assert "create-stack" not in calls and "update-stack" not in calls
+    assert stack_count(endpoint) == stacks_before
+
+
+ROLLBACK_EVENTS = {
+    "StackEvents": [
+        {
+            "LogicalResourceId": "lambda-auto-repair-main-dev",
+            "ResourceType": "AWS::CloudFormation::Stack",
+            "ResourceStatus": "DELETE_FAILED",
+            "ResourceStatusReason": "The following resource(s) failed to delete: [DeploymentBucket]. ",
+        },
+        {
+            "LogicalResourceId": "DeploymentBucket",
+            "ResourceType": "AWS::S3::Bucket",
+            "ResourceStatus": "DELETE_FAILED",
+            "ResourceStatusReason": "The bucket you tried to delete is not empty",
+        },
+        {
+            "LogicalResourceId": "lambda-auto-repair-main-dev",
+            "ResourceType": "AWS::CloudFormation::Stack",
+            "ResourceStatus": "DELETE_IN_PROGRESS",
+            "ResourceStatusReason": "User Initiated",
+        },
+        {
+            "LogicalResourceId": "KmsKey",
+            "ResourceType": "AWS::KMS::Key",
+            "ResourceStatus": "CREATE_FAILED",
+            "ResourceStatusReason": "an older failure, not of this delete",
+        },
+    ]
+}
+
+
+def test_a_failed_delete_of_a_rolled_back_stack_prints_why(endpoint: str, tmp_path: Path) -> None:
+    """describe-stack-events carries each resource's ResourceStatusReason:
+    https://docs.aws.amazon.com/AWSCloudFormation/latest/APIReference/API_StackEvent.html"""
+    # GIVEN the main stack in ROLLBACK_COMPLETE whose delete fails on a non-empty bucket
+    events = tmp_path / "events.json"
+    events.write_text(json.dumps(ROLLBACK_EVENTS))
+    extra, log = fake_aws(
+        tmp_path,
+        {
+            "cloudformation describe-stacks": "echo ROLLBACK_COMPLETE; exit 0",
+            "cloudformation delete-stack": "exit 0",
+            "cloudformation wait": "echo 'Waiter StackDeleteComplete failed: terminal failure state' >&2; exit 255",
+            "cloudformation describe-stack-events": f"cat '{events}'; exit 0",
+        },
+    )
+    # WHEN deploy.sh runs
+    proc = run(["--environment", "dev", "--email", "ops@example.com"], base_env(endpoint, **extra))
+    # THEN it stops, printing the resource that could not be deleted with CloudFormation's reason
+    assert proc.returncode != 0
+    assert (
+        "DeploymentBucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried to delete is not empty"
+        in proc.stderr
+    )
+    assert "an older failure" not in proc.stderr
+    assert "lambda-auto-repair-main-dev (ROLLBACK_COMPLETE) could not be deleted" in proc.stderr
+    assert "create-stack" not in log.read_text()
+
+
+def test_knowledge_upload_compares_content_not_size(own_endpoint: str, tmp_path: Path) -> None:
+    """`aws s3 sync` compares size and time (--size-only: size alone), so it skips an edit that keeps the size:
+    https://docs.aws.amazon.com/cli/latest/reference/s3/sync.html ; under SSE-KMS an ETag is not the MD5:
+    https://docs.aws.amazon.com/AmazonS3/latest/API/API_Object.html"""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=own_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    s3.create_bucket(Bucket="kb-docs")
+    docs = tmp_path / "knowledge"
+    docs.mkdir()
+    doc = docs / "rb-a.json"
+    (docs / "notes.txt").write_text("not a knowledge document")
+
+    def upload() -> str:
+        script = (
+            f"SCRIPT_NAME=t; source '{REPO / 'scripts' / 'common.sh'}'; source '{REPO / 'scripts' / 'uploads.sh'}';"
+            f" upload_changed_files '{docs}' kb-docs knowledge/ '*.json'"
+        )
+        proc = subprocess.run(
+            ["bash", "-c", script], env=base_env(own_endpoint), capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    # GIVEN a document uploaded once
+    doc.write_text('{"memory": 512}')
+    assert upload() == "1 1"
+    # WHEN it is edited to the same size, with a file time older than the upload (a checkout, a restore)
+    doc.write_text('{"memory": 768}')
+    os.utime(doc, (1_000_000_000, 1_000_000_000))
+    # THEN the edit is uploaded, and a run with nothing changed uploads nothing
+    assert upload() == "1 1"
+    assert s3.get_object(Bucket="kb-docs", Key="knowledge/rb-a.json")["Body"].read() == b'{"memory": 768}'
+    assert upload() == "0 1"
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="kb-docs")["Contents"]] == ["knowledge/rb-a.json"]

@@ -105,6 +105,24 @@ def test_bad_settings_are_refused_with_a_clear_error(text, message):
 
 
 @pytest.mark.parametrize(
+    "environment, period, refused",
+    [("dev", 10, True), ("prod", 30, True), ("staging", 30, True), ("dev", 60, False), ("prod", 300, False),
+     ("local", 10, False), ("local", 30, False)],
+)
+def test_sub_minute_alarm_periods_are_for_the_local_environment_only(environment, period, refused):
+    """AWS/Lambda metrics are one-minute metrics (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics.html):
+    onboarding outside the local cloud refuses a period a real alarm would not evaluate as intended."""
+    # GIVEN the environment's target settings WHEN onboarding checks them for the environment
+    settings = t.TargetSettings(period=period)
+    if refused:
+        # THEN a sub-minute (or non-minute) period is refused, naming the parameter and the reason
+        with pytest.raises(t.TargetsError, match="AlarmPeriodSeconds .* multiple of 60"):
+            settings.for_environment(environment)
+    else:
+        assert settings.for_environment(environment) is settings
+
+
+@pytest.mark.parametrize(
     "name, message",
     [
         ("", "not a Lambda function name"),

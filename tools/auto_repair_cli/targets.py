@@ -59,7 +59,7 @@ def _targets(args: argparse.Namespace) -> Targets:
         if error_code(exc) == "ParameterNotFound":
             raise CommandError(f"no target settings {name}: deploy the functions stack of {env} first") from exc
         raise
-    settings = TargetSettings.from_json(value)
+    settings = TargetSettings.from_json(value).for_environment(env)
     topic_name = f"lambda-auto-repair-notifications-{env}"
     topics = [t["TopicArn"] for page in client(args, "sns").get_paginator("list_topics").paginate()
               for t in page.get("Topics", []) if t["TopicArn"].rsplit(":", 1)[-1] == topic_name]

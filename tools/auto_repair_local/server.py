@@ -36,6 +36,7 @@ MOTO_TOUCHPOINTS = (
 # Order matters: CloudFormation types first so stacks can be created as soon as the port opens.
 EXTENSIONS: tuple[str, ...] = (
     "cfn_fixes",
+    "cfn_rules",
     "cfn_resources",
     "cfn_tags",
     "sns_outbox",

@@ -87,7 +87,7 @@ def load_settings(ssm: Any, environment: str) -> TargetSettings:
         value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
     except ClientError as exc:
         raise TargetsError(f"cannot read the target settings {name}: {exc}") from exc
-    return TargetSettings.from_json(value)
+    return TargetSettings.from_json(value).for_environment(environment)
 
 
 def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str, account: str, region: str,

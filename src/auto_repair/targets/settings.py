@@ -11,6 +11,9 @@ from typing import Any
 from .constants import SETTINGS_PARAMETER
 from .exceptions import TargetsError
 
+# The only environment whose alarms may use sub-minute periods (10 s, 30 s): the local cloud.
+LOCAL_ENVIRONMENT = "local"
+
 
 @dataclass(frozen=True)
 class TargetSettings:
@@ -37,6 +40,16 @@ class TargetSettings:
             problems.append("AlarmEvaluationPeriods must be in [1, 100]")
         if problems:
             raise TargetsError("; ".join(problems))
+
+    def for_environment(self, environment: str) -> TargetSettings:
+        """These settings, if the environment may use them: AWS/Lambda metrics are one-minute metrics, so a 10 s or
+        30 s alarm period only behaves as intended in the local cloud (which speeds its metrics up)."""
+        if environment != LOCAL_ENVIRONMENT and self.period % 60:
+            raise TargetsError(
+                f"AlarmPeriodSeconds {self.period} is for the local environment only; {environment} needs a multiple"
+                " of 60 (AWS/Lambda metrics are one-minute metrics)"
+            )
+        return self
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TargetSettings:
