@@ -33,7 +33,11 @@ TODAY_RULE: dict[str, Any] = {
     "detail": {
         "alarmName": [{"anything-but": {"prefix": "lambda-auto-repair-"}}],
         "$or": [
-            {"configuration": {"metrics": {"metricStat": {"metric": {"namespace": ["AWS/Lambda", "LambdaAutoRepair"]}}}}},
+            {
+                "configuration": {
+                    "metrics": {"metricStat": {"metric": {"namespace": ["AWS/Lambda", "LambdaAutoRepair"]}}}
+                }
+            },
             {"alarmName": [{"prefix": "lambda-"}]},
         ],
     },
@@ -41,7 +45,9 @@ TODAY_RULE: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------- Event Ruler's reading
-def ruler_branches(pattern: dict[str, Any], prefix: str = "", branches: list[dict] | None = None) -> list[dict]:
+def ruler_branches(
+    pattern: dict[str, Any], prefix: str = "", branches: list[dict] | None = None
+) -> list[dict]:
     """Event Ruler's ``JsonRuleCompiler.parseObject``/``parseIntoOrRelationship``/``writeRules``, in key order."""
     branches = [{}] if branches is None else branches
     for key, sub in pattern.items():
@@ -97,6 +103,16 @@ def _template_patterns() -> list[tuple[str, dict[str, Any]]]:
 
 TEMPLATE_PATTERNS = _template_patterns()
 FORWARDING_RULE = dict(TEMPLATE_PATTERNS)["lambda-auto-repair-main:AlarmForwardingRule"]
+
+
+def test_forwarding_rule_listens_on_the_default_bus_and_forwards_to_the_auto_repair_bus() -> None:
+    rule = decode(str(REPO / "lambda-auto-repair-main.yaml"))[0]["Resources"]["AlarmForwardingRule"][
+        "Properties"
+    ]
+    assert rule["EventBusName"] == "default"
+    assert (
+        rule["Targets"][0]["Arn"] == {"Fn::GetAtt": ["EventBus", "Arn"]} and "RoleArn" in rule["Targets"][0]
+    )
 
 
 # ------------------------------------------------------------------------------- the templates' rules
@@ -166,15 +182,30 @@ OPERATOR_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("suffix", {"a": [{"suffix": ".png"}]}, {"a": "x.png"}, True),
     ("suffix-no", {"a": [{"suffix": ".png"}]}, {"a": "x.jpg"}, False),
     ("equals-ignore-case", {"a": [{"equals-ignore-case": "alarm"}]}, {"a": "ALARM"}, True),
-    ("wildcard", {"a": [{"wildcard": "*:alarm:lambda-*"}]}, {"a": "arn:aws:cloudwatch:r:1:alarm:lambda-x"}, True),
-    ("wildcard-no", {"a": [{"wildcard": "*:alarm:lambda-*"}]}, {"a": "arn:aws:cloudwatch:r:1:alarm:web"}, False),
+    (
+        "wildcard",
+        {"a": [{"wildcard": "*:alarm:lambda-*"}]},
+        {"a": "arn:aws:cloudwatch:r:1:alarm:lambda-x"},
+        True,
+    ),
+    (
+        "wildcard-no",
+        {"a": [{"wildcard": "*:alarm:lambda-*"}]},
+        {"a": "arn:aws:cloudwatch:r:1:alarm:web"},
+        False,
+    ),
     ("anything-but", {"a": [{"anything-but": "x"}]}, {"a": "y"}, True),
     ("anything-but-hit", {"a": [{"anything-but": "x"}]}, {"a": "x"}, False),
     ("anything-but-missing", {"a": [{"anything-but": "x"}]}, {}, False),
     ("anything-but-list", {"a": [{"anything-but": ["x", "y"]}]}, {"a": "y"}, False),
     ("anything-but-numbers", {"a": [{"anything-but": [1, 2]}]}, {"a": 3}, True),
     ("anything-but-number-hit", {"a": [{"anything-but": [1, 2]}]}, {"a": 2.0}, False),
-    ("anything-but-prefix", {"a": [{"anything-but": {"prefix": "lambda-auto-repair-"}}]}, {"a": "lambda-x"}, True),
+    (
+        "anything-but-prefix",
+        {"a": [{"anything-but": {"prefix": "lambda-auto-repair-"}}]},
+        {"a": "lambda-x"},
+        True,
+    ),
     (
         "anything-but-prefix-hit",
         {"a": [{"anything-but": {"prefix": "lambda-auto-repair-"}}]},
@@ -215,7 +246,12 @@ OPERATOR_CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("or-none", {"$or": [{"a": ["1"]}, {"b": ["2"]}]}, {"c": "2"}, False),
     ("or-same-key-each-branch", {"$or": [{"a": ["x"]}, {"a": [{"prefix": "y"}]}]}, {"a": "yz"}, True),
     ("or-and-sibling", {"s": ["1"], "$or": [{"a": ["1"]}, {"b": ["2"]}]}, {"s": "0", "a": "1"}, False),
-    ("or-nested", {"$or": [{"a": ["1"], "$or": [{"b": ["1"]}, {"c": ["1"]}]}, {"d": ["1"]}]}, {"a": "1", "c": "1"}, True),
+    (
+        "or-nested",
+        {"$or": [{"a": ["1"], "$or": [{"b": ["1"]}, {"c": ["1"]}]}, {"d": ["1"]}]},
+        {"a": "1", "c": "1"},
+        True,
+    ),
 ]
 
 
@@ -234,8 +270,14 @@ REFUSED: list[tuple[str, dict[str, Any]]] = [
     ("outside-then-inside-or", TODAY_RULE),
     ("inside-or-then-outside", _reversed_keys(TODAY_RULE)),
     ("top-level-or-repeats-nested-field", {"d": {"a": ["1"]}, "$or": [{"d": {"a": ["2"]}}, {"b": ["1"]}]}),
-    ("two-ors-same-field", {"x": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}, "$or": [{"x": {"a": ["2"]}}, {"y": ["1"]}]}),
-    ("nested-or-repeats-its-branch", {"$or": [{"a": ["1"], "$or": [{"a": ["2"]}, {"b": ["3"]}]}, {"c": ["4"]}]}),
+    (
+        "two-ors-same-field",
+        {"x": {"$or": [{"a": ["1"]}, {"b": ["1"]}]}, "$or": [{"x": {"a": ["2"]}}, {"y": ["1"]}]},
+    ),
+    (
+        "nested-or-repeats-its-branch",
+        {"$or": [{"a": ["1"], "$or": [{"a": ["2"]}, {"b": ["3"]}]}, {"c": ["4"]}]},
+    ),
     ("or-one-alternative", {"$or": [{"a": ["1"]}]}),
     ("or-not-array", {"$or": {"a": ["1"]}}),
     ("or-of-arrays", {"$or": [["1"], ["2"]]}),
