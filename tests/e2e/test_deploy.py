@@ -120,6 +120,8 @@ def forwarded_alarms(cloud: Any, env: str) -> list[str]:
         Name="forward-probe", EventBusName=bus, EventPattern=json.dumps({"source": ["aws.cloudwatch"]})
     )
     events.put_targets(Rule="forward-probe", EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}])
+    # CloudWatch names the alarm's ARN in "resources"; the forwarding rule matches lambda-* names there.
+    alarm_arn = queue_arn.replace(":sqs:", ":cloudwatch:").rsplit(":", 1)[0] + ":alarm:"
     sent = {
         "lambda-duration-alarm-my-function": "AWS/Lambda",
         "orders-api-duration": "AWS/Lambda",
@@ -148,6 +150,7 @@ def forwarded_alarms(cloud: Any, env: str) -> list[str]:
                 "Source": "aws.cloudwatch",
                 "DetailType": "CloudWatch Alarm State Change",
                 "Detail": json.dumps(detail),
+                "Resources": [alarm_arn + name],
                 "EventBusName": "default",
             }
             assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
@@ -163,6 +166,7 @@ def forwarded_alarms(cloud: Any, env: str) -> list[str]:
                     "Source": "aws.cloudwatch",
                     "DetailType": "CloudWatch Alarm State Change",
                     "Detail": json.dumps(marker),
+                    "Resources": [alarm_arn + "lambda-probe-marker"],
                     "EventBusName": "default",
                 }
             ]

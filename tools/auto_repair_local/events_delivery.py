@@ -16,7 +16,12 @@ disabled rules, and its pattern matcher flattens only objects, so a pattern cann
   ERROR_MESSAGE, EXHAUSTED_RETRY_CONDITION, RETRY_ATTEMPTS).
 
 Patches (see ``MOTO_TOUCHPOINTS``): replaces ``moto.events.models.Rule.send_to_targets`` and
-``moto.events.models.EventPattern.matches_event``. AWS behaviour:
+``moto.events.models.EventPattern.matches_event`` (Event Ruler's semantics, ``matches``), wraps
+``moto.events.models.EventPatternParser.parse`` so PutRule (and a stack's ``AWS::Events::Rule``) refuses with
+``InvalidEventPatternException`` a pattern whose meaning on AWS differs from ``matches`` (``check_pattern``), and
+implements TestEventPattern (``moto.events.responses.EventsHandler.test_event_pattern``) with the same matcher.
+AWS behaviour: https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-create-pattern-operators.html,
+https://github.com/aws/event-ruler (README, ``JsonRuleCompiler``),
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-retry-policy.html,
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-rule-dlq.html,
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-transform-target-input.html and
@@ -54,6 +59,12 @@ MOTO_TOUCHPOINTS = (
     "moto.events.models.Rule#region_name",
     "moto.events.models.EventPattern.matches_event(event)",
     "moto.events.models.EventPattern#_pattern",
+    "moto.events.models.EventPattern.load(raw_pattern)",
+    "moto.events.models.EventPattern.get_pattern()",
+    "moto.events.models.EventPatternParser.parse()",
+    "moto.events.exceptions.InvalidEventPatternException(reason)",
+    "moto.events.responses.EventsHandler.test_event_pattern()",
+    "moto.events.responses.EventsHandler._get_param(param_name)",
     "moto.events.models.EventBus#rules",
     "moto.events.models.events_backends",
     "moto.events.models.EventsBackend.describe_event_bus(name)",
@@ -86,8 +97,57 @@ _MAX_LOCAL_RETRIES = 2  # caps MaximumRetryAttempts (default 185 on AWS) so a de
 # ---------------------------------------------------------------------------------------------------------------
 
 
+class PatternError(ValueError):
+    """A pattern EventBridge refuses, or whose meaning on AWS differs from this matcher's (PutRule refuses it)."""
+
+
+def check_pattern(pattern: dict[str, Any]) -> None:
+    """Refuse what Event Ruler (EventBridge's matcher) refuses or reads differently from ``matches``.
+
+    Event Ruler compiles a pattern into flat branches, one per combination of ``$or`` alternatives, each a map
+    from field path to filters; every field outside a ``$or`` is *put* into every branch (``JsonRuleCompiler``:
+    ``parseIntoOrRelationship`` forks the branches, ``writeRules`` does ``rule.put(path, values)``). A path
+    both outside and inside a ``$or`` is therefore not ANDed: whichever comes later in the JSON text replaces
+    the other in that branch, so the meaning depends on key order (which CloudFormation's YAML-to-JSON does
+    not promise). ``matches`` ANDs them, so such a pattern is refused rather than guessed at.
+    """
+    branches: list[set[str]] = [set()]
+    _collect_paths(pattern, "", branches)
+
+
+def _collect_paths(node: dict[str, Any], prefix: str, branches: list[set[str]]) -> None:
+    if not node:
+        raise PatternError("Empty objects are not allowed")
+    for key, sub in node.items():
+        if key == "$or":
+            if not isinstance(sub, list) or len(sub) < 2 or not all(isinstance(a, dict) for a in sub):
+                raise PatternError("$or must be an array of at least 2 objects")
+            forks: list[set[str]] = []
+            for alternative in sub:
+                copies = [set(b) for b in branches]
+                _collect_paths(alternative, prefix, copies)
+                forks.extend(copies)
+            branches[:] = forks
+        elif isinstance(sub, dict):
+            _collect_paths(sub, f"{prefix}{key}.", branches)
+        elif isinstance(sub, list) and sub:
+            path = prefix + key
+            if any(path in b for b in branches):
+                raise PatternError(f'"{path}" is matched both outside and inside "$or" (or in two "$or"s)')
+            for b in branches:
+                b.add(path)
+        else:
+            raise PatternError(f'"{key}" must be a non-empty array or an object')
+
+
 def matches(pattern: dict[str, Any] | None, event: Any) -> bool:
-    """AWS event-pattern semantics, including patterns that reach into arrays of objects."""
+    """Event Ruler's semantics for patterns ``check_pattern`` accepts, including arrays of objects.
+
+    An event field that is an array is the set of its leaf values: a filter matches when it matches any one
+    of them (so ``anything-but`` matches an array holding any value it does not exclude), and ``exists``
+    looks at leaves only (an object or an empty array does not exist). A nested pattern over an array of
+    objects matches when one element matches all of it.
+    """
     if not pattern:
         return True
     return _match_object(pattern, event)
@@ -109,7 +169,7 @@ def _match_object(pattern: dict[str, Any], value: Any) -> bool:
                 if not (child is _UNDEFINED and _only_absence_filters(sub)):
                     return False
         elif isinstance(sub, list):
-            if not _match_leaf(sub, child):
+            if not _match_leaf(sub, _leaves(child)):
                 return False
         else:
             return False
@@ -127,13 +187,21 @@ def _only_absence_filters(pattern: dict[str, Any]) -> bool:
     return True
 
 
-def _match_leaf(filters: list[Any], value: Any) -> bool:
-    values = value if isinstance(value, list) else [value]
+def _leaves(value: Any) -> list[Any]:
+    """The values Event Ruler sees at a path: scalars, with (nested) arrays flattened and objects not leaves."""
+    if value is _UNDEFINED or isinstance(value, dict):
+        return []
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return [value]
+
+
+def _match_leaf(filters: list[Any], values: list[Any]) -> bool:
     for f in filters:
         if isinstance(f, dict):
-            if _named_filter(f, value, values):
+            if _named_filter(f, values):
                 return True
-        elif value is not _UNDEFINED and any(_equal(v, f) for v in values):
+        elif any(_equal(v, f) for v in values):
             return True
     return False
 
@@ -155,24 +223,20 @@ def _num_eq(a: Any, b: Any) -> bool:
     )
 
 
-def _named_filter(f: dict[str, Any], value: Any, values: list[Any]) -> bool:
+def _named_filter(f: dict[str, Any], values: list[Any]) -> bool:
     name, arg = next(iter(f.items()))
     if name == "exists":
-        present = value is not _UNDEFINED and not (isinstance(value, list) and not value)
-        return present == bool(arg)
-    if value is _UNDEFINED:
-        return False
+        return bool(values) == bool(arg)
     if name == "anything-but":
-        return all(not _anything_but_hit(arg, v) for v in values)
+        return any(not _anything_but_hit(arg, v) for v in values)
     return any(_scalar_filter(name, arg, v) for v in values)
 
 
 def _anything_but_hit(arg: Any, v: Any) -> bool:
     if isinstance(arg, dict):
         sub, sub_arg = next(iter(arg.items()))
-        return _scalar_filter(sub, sub_arg, v)
-    options = arg if isinstance(arg, list) else [arg]
-    return any(v == o or _num_eq(v, o) for o in options)
+        return any(_scalar_filter(sub, o, v) for o in (sub_arg if isinstance(sub_arg, list) else [sub_arg]))
+    return any(_equal(v, o) for o in (arg if isinstance(arg, list) else [arg]))
 
 
 def _scalar_filter(name: str, arg: Any, v: Any) -> bool:
@@ -468,8 +532,12 @@ def _put_forwarded(backend: Any, bus_name: str, event: dict[str, Any]) -> None:
 
 
 def install(ctx: Any) -> None:
-    global _deliverer
+    global _deliverer, _moto_parse
     from moto.events import models as events_models
+    from moto.events import responses as events_responses
+
+    if _moto_parse is None:
+        _moto_parse = events_models.EventPatternParser.parse
 
     if _deliverer is None:
         _deliverer = Deliverer(ctx.endpoint)
@@ -486,3 +554,34 @@ def install(ctx: Any) -> None:
     events_models.EventPattern.matches_event = lambda self, event: matches(  # type: ignore[method-assign]
         self._pattern, json.loads(json.dumps(event))
     )
+    events_models.EventPatternParser.parse = _parse_checked  # type: ignore[method-assign]
+    events_responses.EventsHandler.test_event_pattern = _test_event_pattern  # type: ignore[method-assign,assignment]
+
+
+_moto_parse: Any = None
+
+
+def _parse_checked(self: Any) -> dict[str, Any]:
+    """moto's PutRule/CreateStack pattern parse, then Event Ruler's refusals, as AWS answers them."""
+    from moto.events.exceptions import InvalidEventPatternException
+
+    pattern: dict[str, Any] = _moto_parse(self)
+    try:
+        if pattern:
+            check_pattern(pattern)
+    except PatternError as exc:
+        raise InvalidEventPatternException(reason=str(exc)) from None
+    return pattern
+
+
+def _test_event_pattern(self: Any) -> str:
+    """TestEventPattern (moto: not implemented): the rules' own matcher, so a test can ask what a rule matches."""
+    from moto.events.exceptions import InvalidEventPatternException
+    from moto.events.models import EventPattern
+
+    pattern = EventPattern.load(self._get_param("EventPattern"))
+    try:
+        event = json.loads(self._get_param("Event") or "")
+    except ValueError:
+        raise InvalidEventPatternException(reason="Event is not valid JSON") from None
+    return json.dumps({"Result": matches(pattern.get_pattern(), event)})
