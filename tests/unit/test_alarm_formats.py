@@ -63,6 +63,7 @@ SAME_CHANGE = {
     "sns http envelope": ENVELOPE,
     "sns message alone": sns_message(),
     "lambda alarm action": LAMBDA_ACTION_EVENT,
+    "eventbridge rule -> sns topic -> lambda": {"Records": [{"Sns": {"Message": json.dumps(EVENTBRIDGE_EVENT)}}]},
 }
 
 
