@@ -37,6 +37,10 @@ Options:
                               (required, except with --local, --destroy or --package-only)
       --enable-approval       require human approval before repairs (EnableApprovalWorkflow=true)
       --knowledge-base-id ID  Bedrock knowledge base to use; starts an ingestion job after the upload
+      --bedrock-model-id ID   Bedrock model or inference profile (id or ARN) the diagnosis consults
+                              (BedrockModelId; empty = rules only)
+      --guardrail-id ID       Bedrock guardrail applied to diagnosis prompts (BedrockGuardrailId)
+      --guardrail-version V   its version: DRAFT or a number (BedrockGuardrailVersion, default DRAFT)
   -r, --region REGION         AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile, us-east-1)
   -p, --profile PROFILE       AWS CLI profile (default: AWS_PROFILE)
       --dry-run               validate all templates (cfn-lint, validate-template) and show what would
@@ -67,6 +71,9 @@ ENVIRONMENT=""
 EMAIL=""
 ENABLE_APPROVAL=""
 KNOWLEDGE_BASE_ID=""
+BEDROCK_MODEL_ID=""
+GUARDRAIL_ID=""
+GUARDRAIL_VERSION=""
 REGION=""
 PROFILE=""
 DRY_RUN=false
@@ -93,6 +100,12 @@ parse_args() {
       --enable-approval) ENABLE_APPROVAL=true; shift ;;
       --knowledge-base-id) need_value "$@"; KNOWLEDGE_BASE_ID="$2"; shift 2 ;;
       --knowledge-base-id=*) KNOWLEDGE_BASE_ID="${1#*=}"; shift ;;
+      --bedrock-model-id) need_value "$@"; BEDROCK_MODEL_ID="$2"; shift 2 ;;
+      --bedrock-model-id=*) BEDROCK_MODEL_ID="${1#*=}"; shift ;;
+      --guardrail-id) need_value "$@"; GUARDRAIL_ID="$2"; shift 2 ;;
+      --guardrail-id=*) GUARDRAIL_ID="${1#*=}"; shift ;;
+      --guardrail-version) need_value "$@"; GUARDRAIL_VERSION="$2"; shift 2 ;;
+      --guardrail-version=*) GUARDRAIL_VERSION="${1#*=}"; shift ;;
       -r | --region) need_value "$@"; REGION="$2"; shift 2 ;;
       --region=*) REGION="${1#*=}"; shift ;;
       -p | --profile) need_value "$@"; PROFILE="$2"; shift 2 ;;
@@ -120,6 +133,15 @@ check_args() {
   fi
   if [[ -n "${KNOWLEDGE_BASE_ID}" ]] && ! [[ "${KNOWLEDGE_BASE_ID}" =~ ^[A-Za-z0-9-]{1,64}$ ]]; then
     die "invalid --knowledge-base-id '${KNOWLEDGE_BASE_ID}' (letters, digits and '-')"
+  fi
+  if [[ -n "${BEDROCK_MODEL_ID}" ]] && ! [[ "${BEDROCK_MODEL_ID}" =~ ^[-a-zA-Z0-9.:/_]{1,200}$ ]]; then
+    die "invalid --bedrock-model-id '${BEDROCK_MODEL_ID}' (a model or inference-profile id or ARN)"
+  fi
+  if [[ -n "${GUARDRAIL_ID}" ]] && ! [[ "${GUARDRAIL_ID}" =~ ^[a-zA-Z0-9:/._-]{1,200}$ ]]; then
+    die "invalid --guardrail-id '${GUARDRAIL_ID}' (a guardrail id or ARN)"
+  fi
+  if [[ -n "${GUARDRAIL_VERSION}" ]] && ! [[ "${GUARDRAIL_VERSION}" =~ ^(DRAFT|[1-9][0-9]{0,7})$ ]]; then
+    die "invalid --guardrail-version '${GUARDRAIL_VERSION}' (DRAFT or a version number)"
   fi
   check_region
   if [[ "${DRY_RUN}" == true && "${MODE}" != "deploy" ]]; then
@@ -228,15 +250,21 @@ upload_package() {
   fi
 }
 
+# Bedrock knowledge bases ingest text, not JSON: each knowledge/*.json entry is uploaded as <entryId>.md plus its
+# <entryId>.md.metadata.json sidecar (entry id, title, tags), rendered by auto_repair.knowledge.
 sync_knowledge() {
-  local bucket="$1" counts
-  if [[ -d "${ROOT_DIR}/knowledge" ]]; then
-    counts="$(upload_changed_files "${ROOT_DIR}/knowledge" "${bucket}" "knowledge/" '*.json')"
+  local bucket="$1" counts=""
+  local rendered="${BUILD_DIR}/knowledge"
+  if compgen -G "${ROOT_DIR}/knowledge/*.json" >/dev/null; then
+    rm -rf "${rendered}"
+    package_tool knowledge --root "${ROOT_DIR}" --out "${rendered}" >/dev/null ||
+      die "could not render the knowledge documents"
+    counts="$(upload_changed_files "${rendered}" "${bucket}" "knowledge/" '*.md' '*.md.metadata.json')"
   fi
   if [[ "${counts:-0 0}" == *" 0" ]]; then
     info "No knowledge/*.json documents to upload"
   else
-    info "Knowledge: ${counts%% *} of ${counts#* } document(s) changed, uploaded to s3://${bucket}/knowledge/"
+    info "Knowledge: ${counts%% *} of ${counts#* } file(s) changed (Markdown + metadata), uploaded to s3://${bucket}/knowledge/"
   fi
   if [[ -n "${KNOWLEDGE_BASE_ID}" ]]; then
     start_ingestion
@@ -447,6 +475,9 @@ main() {
   if [[ -n "${KNOWLEDGE_BASE_ID}" ]]; then
     OVERRIDES+=("KnowledgeBaseId=${KNOWLEDGE_BASE_ID}")
   fi
+  [[ -z "${BEDROCK_MODEL_ID}" ]] || OVERRIDES+=("BedrockModelId=${BEDROCK_MODEL_ID}")
+  [[ -z "${GUARDRAIL_ID}" ]] || OVERRIDES+=("BedrockGuardrailId=${GUARDRAIL_ID}")
+  [[ -z "${GUARDRAIL_VERSION}" ]] || OVERRIDES+=("BedrockGuardrailVersion=${GUARDRAIL_VERSION}")
 
   if [[ "${DRY_RUN}" == true ]]; then
     dry_run

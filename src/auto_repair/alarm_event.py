@@ -1,4 +1,5 @@
-"""CloudWatch ``Alarm State Change`` events -> the design's alarm-event model.
+"""CloudWatch alarm state changes (EventBridge event, SNS notification, Lambda alarm action) -> the design's
+alarm-event model.
 
 Pure code. It never raises on bad input: every event, however malformed, becomes a model with an
 ``outcome`` so that the workflow can record it (and notify when a human is needed) instead of crashing.
@@ -118,7 +119,11 @@ def _number(value: Any) -> float | None:
 
 
 def parse_alarm_event(event: Any, *, account: str | None = None, region: str | None = None) -> dict[str, Any]:
-    """Return the alarm-event model plus ``outcome`` (PROCEED / IGNORED / INVALID) and ``reason``."""
+    """Return the alarm-event model plus ``outcome`` (PROCEED / IGNORED / INVALID) and ``reason``.
+
+    ``event`` may be any of the three delivery formats (see :func:`alarm_deliveries`).
+    """
+    event = as_state_change(event)
     try:
         return _parse(event, account=account, region=region)
     except AlarmEventError as exc:
@@ -227,3 +232,185 @@ def _parse(event: Any, *, account: str | None, region: str | None) -> dict[str, 
         return model
     model.update(outcome=AlarmOutcome.PROCEED, reason="Lambda alarm in ALARM state")
     return model
+
+
+# ---------------------------------------------------------------------------------------- delivery formats
+# CloudWatch delivers an alarm state change in three shapes: the EventBridge event (the workflow's own input),
+# the SNS notification of an alarm action (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/
+# AlarmThatSendsEmail.html, in SNS's Lambda / SQS / HTTP envelopes) and the Lambda alarm action's payload
+# (#alarms-and-actions-Lambda). Each is rewritten into the EventBridge shape once, so that the parser, the
+# idempotency key (alarm ARN + state timestamp) and every later state see one format.
+EVENTBRIDGE, SNS, LAMBDA_ACTION = "eventbridge", "sns", "lambda-action"
+STATE_CHANGE = "CloudWatch Alarm State Change"
+# SNS alarm messages name the region in words ("US East (N. Virginia)", older ones "EU - Ireland"); the alarm
+# ARN or the topic ARN is preferred, this table is the last resort.
+_REGION_WORDS = {
+    "us east n virginia": "us-east-1", "us east ohio": "us-east-2", "us west n california": "us-west-1",
+    "us west oregon": "us-west-2", "eu ireland": "eu-west-1", "eu london": "eu-west-2", "eu paris": "eu-west-3",
+    "eu frankfurt": "eu-central-1", "eu stockholm": "eu-north-1", "eu milan": "eu-south-1",
+    "europe ireland": "eu-west-1", "europe london": "eu-west-2", "europe paris": "eu-west-3",
+    "europe frankfurt": "eu-central-1", "europe stockholm": "eu-north-1", "europe milan": "eu-south-1",
+    "europe spain": "eu-south-2", "europe zurich": "eu-central-2",
+    "asia pacific tokyo": "ap-northeast-1", "asia pacific seoul": "ap-northeast-2",
+    "asia pacific osaka": "ap-northeast-3", "asia pacific singapore": "ap-southeast-1",
+    "asia pacific sydney": "ap-southeast-2", "asia pacific jakarta": "ap-southeast-3",
+    "asia pacific mumbai": "ap-south-1", "asia pacific hong kong": "ap-east-1", "canada central": "ca-central-1",
+    "south america sao paulo": "sa-east-1", "middle east bahrain": "me-south-1", "africa cape town": "af-south-1",
+}
+_REGION_CODE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d\Z")
+_STATISTICS = {"AVERAGE": "Average", "SUM": "Sum", "MINIMUM": "Minimum", "MAXIMUM": "Maximum",
+               "SAMPLE_COUNT": "SampleCount", "SAMPLECOUNT": "SampleCount"}
+
+
+def delivery_format(event: Any) -> str | None:
+    """Which of the three shapes ``event`` is (SNS also for its Lambda/SQS/HTTP envelopes), or None."""
+    if not isinstance(event, dict):
+        return None
+    if "detail-type" in event:
+        return EVENTBRIDGE
+    if "alarmData" in event:
+        return LAMBDA_ACTION
+    if "Records" in event or event.get("Type") == "Notification" or "NewStateValue" in event:
+        return SNS
+    return None
+
+
+def alarm_deliveries(event: Any) -> list[tuple[Any, str]]:
+    """Each alarm in a delivery, in the EventBridge shape, with its format; an SQS batch holds several.
+
+    A payload that cannot be rewritten is returned as it came (with its format, or ``"unknown"``) so that the
+    parser records it as INVALID and says why.
+    """
+    kind = delivery_format(event)
+    if kind == EVENTBRIDGE or kind is None:
+        return [(event, kind or "unknown")]
+    if kind == LAMBDA_ACTION:
+        return [(_from_lambda_action(event), kind)]
+    records = event.get("Records")
+    if records is None:
+        return [(_from_sns(event), kind)]
+    if not isinstance(records, list) or not records:
+        return [(event, kind)]
+    return [(_from_sns(record), kind) for record in records]
+
+
+def as_state_change(event: Any) -> Any:
+    """The first (for SNS-to-Lambda: the only) alarm of a delivery in the EventBridge shape."""
+    return alarm_deliveries(event)[0][0]
+
+
+def _region_from(message: dict[str, Any], topic_arn: str) -> str:
+    for arn in (message.get("AlarmArn"), topic_arn):
+        parts = arn.split(":") if isinstance(arn, str) else []
+        if len(parts) > 4 and parts[3]:
+            return parts[3]
+    words = str(message.get("Region") or "")
+    if _REGION_CODE.match(words):
+        return words
+    return _REGION_WORDS.get(" ".join(re.findall(r"[a-z]+", words.lower())), "")
+
+
+def _json_object(value: Any, what: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return {"malformed": what}
+    return value
+
+
+def _sns_message(delivery: Any) -> tuple[Any, str, str]:
+    """(alarm message, topic ARN, message id) of an SNS record, SQS record, SNS envelope or bare message."""
+    if not isinstance(delivery, dict):
+        return delivery, "", ""
+    if "body" in delivery:  # SQS: the body is the SNS envelope, or the message itself (raw delivery)
+        delivery = _json_object(delivery["body"], "SQS body")
+        if not isinstance(delivery, dict):
+            return delivery, "", ""
+    envelope: dict[str, Any] = delivery["Sns"] if isinstance(delivery.get("Sns"), dict) else delivery
+    if "Message" not in envelope:
+        return envelope, "", ""
+    message = _json_object(envelope["Message"], "SNS Message")
+    return message, str(envelope.get("TopicArn") or ""), str(envelope.get("MessageId") or "")
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _dimensions(raw: Any) -> dict[str, Any]:
+    """SNS lists dimensions as ``[{"name": ..., "value": ...}]``; EventBridge as an object."""
+    if not isinstance(raw, list):
+        return _obj(raw)
+    return {str(d["name"]): d.get("value") for d in raw if isinstance(d, dict) and isinstance(d.get("name"), str)}
+
+
+def _sns_metrics(trigger: dict[str, Any]) -> list[dict[str, Any]]:
+    if isinstance(trigger.get("Metrics"), list):  # metric math: one entry per metric or expression
+        out: list[dict[str, Any]] = []
+        for item in trigger["Metrics"]:
+            item = _obj(item)
+            entry: dict[str, Any] = {"id": item.get("Id"), "returnData": item.get("ReturnData")}
+            stat = item.get("MetricStat")
+            if isinstance(stat, dict):
+                metric = _obj(stat.get("Metric"))
+                entry["metricStat"] = {"metric": {"namespace": metric.get("Namespace"), "name": metric.get("MetricName"),
+                                                  "dimensions": _dimensions(metric.get("Dimensions"))},
+                                       "period": stat.get("Period"), "stat": stat.get("Stat")}
+            else:
+                entry["expression"] = item.get("Expression")
+            out.append(entry)
+        return out
+    if "MetricName" not in trigger and "Namespace" not in trigger:
+        return []
+    extended = trigger.get("StatisticType") == "ExtendedStatistic" or trigger.get("ExtendedStatistic")
+    stat = (trigger.get("ExtendedStatistic") or trigger.get("Statistic")) if extended else \
+        _STATISTICS.get(str(trigger.get("Statistic") or "").upper(), trigger.get("Statistic"))
+    return [{"id": "m1", "returnData": True,
+             "metricStat": {"metric": {"namespace": trigger.get("Namespace"), "name": trigger.get("MetricName"),
+                                       "dimensions": _dimensions(trigger.get("Dimensions"))},
+                            "period": trigger.get("Period"), "stat": stat}}]
+
+
+def _from_sns(delivery: Any) -> Any:
+    message, topic_arn, message_id = _sns_message(delivery)
+    if isinstance(message, dict) and "detail-type" in message:  # an EventBridge rule that targets the topic
+        return message
+    if not isinstance(message, dict) or "NewStateValue" not in message:
+        return {"source": SNS, "detail-type": "SNS message that is not a CloudWatch alarm notification",
+                "detail": message if isinstance(message, dict) else {}}
+    region = _region_from(message, topic_arn)
+    account = str(message.get("AWSAccountId") or "")
+    name = message.get("AlarmName")
+    arn = message.get("AlarmArn") or (f"arn:aws:cloudwatch:{region}:{account}:alarm:{name}"
+                                      if region and account and isinstance(name, str) else "")
+    trigger = _obj(message.get("Trigger"))
+    configuration: dict[str, Any] = {"description": message.get("AlarmDescription")}
+    if "AlarmRule" in message:
+        configuration["alarmRule"] = message["AlarmRule"]
+    elif trigger:
+        configuration["metrics"] = _sns_metrics(trigger)
+    threshold = trigger.get("Threshold")
+    return {
+        "version": "0", "id": message_id, "detail-type": STATE_CHANGE, "source": "aws.cloudwatch",
+        "account": account, "time": message.get("StateChangeTime"), "region": region,
+        "resources": [arn] if arn else [], "deliveredVia": {"format": SNS, "topicArn": topic_arn},
+        "detail": {
+            "alarmName": name,
+            "state": {"value": message.get("NewStateValue"), "reason": message.get("NewStateReason"),
+                      "timestamp": message.get("StateChangeTime"),
+                      "reasonData": json.dumps({"threshold": threshold}) if threshold is not None else None},
+            "previousState": {"value": message.get("OldStateValue")},
+            "configuration": configuration,
+        },
+    }
+
+
+def _from_lambda_action(event: dict[str, Any]) -> dict[str, Any]:
+    arn = event.get("alarmArn")
+    return {
+        "version": "0", "id": "", "detail-type": STATE_CHANGE, "source": event.get("source"),
+        "account": event.get("accountId"), "time": event.get("time"), "region": event.get("region"),
+        "resources": [arn] if isinstance(arn, str) and arn else [], "deliveredVia": {"format": LAMBDA_ACTION},
+        "detail": event.get("alarmData"),
+    }

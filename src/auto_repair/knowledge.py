@@ -9,8 +9,15 @@ Entry fields: entryId, title, category, content, source, tags, createdAt, update
 * ``retrieve_references(...)`` calls ``bedrock-agent-runtime`` ``Retrieve`` when a knowledge-base id and a client
   are given, and falls back to the lexical ranker on any failure.
 * ``case_entry_from_incident(incident)`` builds the case entry the workflow stores after a resolved incident;
-  ``put_case_entry`` writes it to the knowledge bucket (``cases/<entryId>.json``) beside the runbooks that
-  deploy.sh uploads (``knowledge/``), and ``load_entries_from_bucket`` reads both back for the diagnosis.
+  ``put_case_entry`` writes it to the knowledge bucket (``cases/<entryId>.md``) beside the runbooks that
+  deploy.sh uploads (``knowledge/<entryId>.md``), and ``load_entries_from_bucket`` reads both back for the diagnosis.
+
+In the bucket every entry is a Markdown document with a ``<name>.md.metadata.json`` sidecar: a Bedrock knowledge
+base ingests text formats (md, txt, html, csv, pdf, doc), not JSON, and attaches the sidecar's
+``metadataAttributes`` (entry id, title, category, tags, ...) to each chunk, so ``Retrieve`` results name their
+entry (https://docs.aws.amazon.com/bedrock/latest/userguide/knowledge-base-ds.html). The repository's
+``knowledge/*.json`` stay the source (``render_markdown`` / ``render_sidecar``); the function reads the pair back
+into the entry model (``entry_from_markdown``), and still reads ``.json`` entries a bucket holds from before.
 """
 
 from __future__ import annotations
@@ -73,6 +80,56 @@ def load_entries_from_dir(path: str | Path) -> list[dict[str, Any]]:
 
 RUNBOOK_PREFIX = "knowledge/"
 CASE_PREFIX = "cases/"
+MARKDOWN, SIDECAR = ".md", ".md.metadata.json"
+# Sidecar attributes: every field of the entry model but its content, which is the document itself.
+_ATTRIBUTES = tuple(f for f in ENTRY_FIELDS if f != "content")
+
+
+def render_markdown(entry: dict[str, Any]) -> str:
+    """The document Bedrock indexes: the title as a heading, then the content unchanged (it round-trips)."""
+    entry = validate_entry(entry)
+    return f"# {entry['title']}\n\n{entry['content']}\n"
+
+
+def render_sidecar(entry: dict[str, Any]) -> dict[str, Any]:
+    """Bedrock's metadata file of the document: ``{"metadataAttributes": {...}}`` (strings and a string list)."""
+    entry = validate_entry(entry)
+    return {"metadataAttributes": {key: entry[key] if key == "tags" else str(entry[key] or "") for key in _ATTRIBUTES
+                                   if entry[key] not in ("", None)}}
+
+
+def entry_from_markdown(document: str, sidecar: Any) -> dict[str, Any]:
+    """The entry model back from a rendered document and its sidecar."""
+    attributes = sidecar.get("metadataAttributes") if isinstance(sidecar, dict) else None
+    if not isinstance(attributes, dict):
+        raise KnowledgeError("sidecar lacks metadataAttributes")
+    heading, _, content = document.partition("\n\n")
+    if not heading.startswith("# "):
+        raise KnowledgeError(f"document of {attributes.get('entryId', '?')!r} does not start with its title")
+    return validate_entry({**attributes, "content": content.removesuffix("\n")})
+
+
+def render_entries(entries: Iterable[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Write ``<entryId>.md`` and its sidecar for each entry (deploy.sh's knowledge upload); the files written."""
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for entry in entries:
+        base = directory / entry["entryId"]
+        for path, text in ((base.with_name(base.name + MARKDOWN), render_markdown(entry)),
+                           (base.with_name(base.name + SIDECAR), json.dumps(render_sidecar(entry), indent=1) + "\n")):
+            path.write_text(text, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+def _stored_entries(s3: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    if key.endswith(MARKDOWN):
+        document = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8")
+        sidecar = json.loads(s3.get_object(Bucket=bucket, Key=key + ".metadata.json")["Body"].read())
+        return [entry_from_markdown(document, sidecar)]
+    data = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return [validate_entry(item) for item in (data if isinstance(data, list) else [data])]
 
 
 def load_entries_from_bucket(s3: Any, bucket: str, *, prefixes: Iterable[str] = (RUNBOOK_PREFIX, CASE_PREFIX),
@@ -87,15 +144,20 @@ def load_entries_from_bucket(s3: Any, bucket: str, *, prefixes: Iterable[str] = 
     for prefix in prefixes:
         objects: list[dict[str, Any]] = []
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            objects.extend(obj for obj in page.get("Contents", []) if obj["Key"].endswith(".json"))
+            # A document (.md, its sidecar read with it) or a JSON entry written before documents; not sidecars.
+            objects.extend(obj for obj in page.get("Contents", []) if obj["Key"].endswith(MARKDOWN)
+                           or (obj["Key"].endswith(".json") and not obj["Key"].endswith(SIDECAR)))
         objects.sort(key=lambda obj: obj.get("LastModified") or 0, reverse=True)
         for obj in objects:
             if len(entries) >= max_entries:
                 return entries, skipped
             try:
-                data = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-                entries.extend(validate_entry(item) for item in (data if isinstance(data, list) else [data]))
+                entries.extend(_stored_entries(s3, bucket, obj["Key"]))
             except (ValueError, KnowledgeError):
+                skipped.append(obj["Key"])
+            except Exception as exc:  # a document whose sidecar is missing is skipped, not fatal
+                if error_code(exc) not in ("NoSuchKey", "404"):
+                    raise
                 skipped.append(obj["Key"])
     return entries, skipped
 
@@ -110,11 +172,14 @@ def merge_entries(*sources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def put_case_entry(s3: Any, bucket: str, entry: dict[str, Any]) -> str:
-    """Store a case entry; the key is derived from the entry id, so a retried notification overwrites, not adds."""
+    """Store a case entry as a document and its sidecar (the sidecar first, so a listed document always has one);
+    the key is derived from the entry id, so a retried notification overwrites, not adds."""
     entry = validate_entry(entry)
-    key = f"{CASE_PREFIX}{entry['entryId']}.json"
-    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(entry, indent=1).encode("utf-8"),
+    key = f"{CASE_PREFIX}{entry['entryId']}{MARKDOWN}"
+    s3.put_object(Bucket=bucket, Key=key + ".metadata.json", Body=json.dumps(render_sidecar(entry)).encode("utf-8"),
                   ContentType="application/json")
+    s3.put_object(Bucket=bucket, Key=key, Body=render_markdown(entry).encode("utf-8"),
+                  ContentType="text/markdown; charset=utf-8")
     return key
 
 

@@ -71,7 +71,10 @@ CASES: dict[str, Case] = {
     "json-string": Case("an alarm fired", INVALID, "must be an object", True),
     "json-array": Case([EVENT, EVENT], INVALID, "must be an object", True),
     "json-number": Case(42, INVALID, "must be an object", True),
-    "sns-envelope": Case({"Records": [{"Sns": {"Message": json.dumps(EVENT)}}]}, INVALID, "source", True),
+    "sns-envelope-not-an-alarm": Case({"Records": [{"Sns": {"Message": "an alarm fired"}}]}, INVALID, "source", True),
+    # an EventBridge event that reached us through an SNS topic (a rule targeting a team's topic) is accepted
+    "sns-envelope-of-eventbridge-event": Case({"Records": [{"Sns": {"Message": json.dumps(event_with())}}]}, IGNORED,
+                                              "does not exist", False),
     # missing fields and wrong types
     "no-detail": Case(event_with(detail="DELETE"), INVALID, "'detail'", True),
     "detail-string": Case(event_with(detail="ALARM"), INVALID, "'detail'", True),

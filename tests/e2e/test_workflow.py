@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from auto_repair import knowledge
 from auto_repair.records import AuditLog, IncidentStore
 from auto_repair_cli import scenario
 
@@ -210,11 +211,16 @@ def test_finished_incidents_become_case_history_in_the_knowledge_bucket(deployed
     # GIVEN incidents that ended repaired, not memory, and not improved
     s3 = deployed.cloud.client("s3")
     bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "-kb-" in b["Name"])
+    # THEN each has a case, a Markdown document with its Bedrock metadata sidecar (a knowledge base ingests text,
+    # not JSON), that reads back as an entry of the knowledge-base entry model, keyed by its incident, no raw log
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="cases/").get("Contents", [])]
+    assert keys and all(k.endswith((".md", ".md.metadata.json")) for k in keys), keys
     cases = {}
-    for obj in s3.list_objects_v2(Bucket=bucket, Prefix="cases/").get("Contents", []):
-        entry = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+    for key in (k for k in keys if k.endswith(".md")):
+        document = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        sidecar = json.loads(s3.get_object(Bucket=bucket, Key=key + ".metadata.json")["Body"].read())
+        entry = knowledge.entry_from_markdown(document, sidecar)
         cases[entry["source"]] = entry
-    # THEN each has a case entry of the knowledge-base entry model, keyed by its incident, no raw log text
     finished = (("repaired", "REPAIRED"), ("not-memory", "NO_ACTION"), ("not-improved", "NOT_IMPROVED"))
     for name, outcome in finished:
         incident_id = results[name].execution["executionArn"].rsplit(":", 1)[-1]

@@ -192,6 +192,9 @@ def test_help_exits_zero_and_documents_every_flag(endpoint: str) -> None:
         "--email",
         "--enable-approval",
         "--knowledge-base-id",
+        "--bedrock-model-id",
+        "--guardrail-id",
+        "--guardrail-version",
         "--region",
         "--profile",
         "--dry-run",
@@ -260,6 +263,34 @@ def test_dry_run_flags_override_the_parameter_file(endpoint: str) -> None:
     assert "EnableApprovalWorkflow = false" not in proc.stdout
     assert "KnowledgeBaseId = kb-1234567890abcdef" in proc.stdout
     assert stack_count(endpoint) == 0
+
+
+def test_dry_run_takes_the_bedrock_model_and_guardrail_from_flags_or_the_parameter_file(endpoint: str) -> None:
+    # GIVEN dev, whose parameter file names no model and the DRAFT guardrail version
+    # WHEN an inference profile, a guardrail and its version are given as flags
+    proc = run(["--environment", "dev", "--email", "test@example.com", "--bedrock-model-id",
+                "us.anthropic.claude-3-5-sonnet-20241022-v2:0", "--guardrail-id", "gr-abc123",
+                "--guardrail-version", "3", "--dry-run"], base_env(endpoint))
+    # THEN the functions stack receives them
+    assert proc.returncode == 0, proc.stderr
+    assert "BedrockModelId = us.anthropic.claude-3-5-sonnet-20241022-v2:0" in proc.stdout
+    assert "BedrockGuardrailId = gr-abc123" in proc.stdout
+    assert "BedrockGuardrailVersion = 3" in proc.stdout
+    # AND without flags the file's keys are passed
+    plain = run(["--environment", "dev", "--email", "test@example.com", "--dry-run"], base_env(endpoint))
+    assert "BedrockGuardrailVersion = DRAFT" in plain.stdout
+
+
+@pytest.mark.parametrize(("flag", "value"), [
+    ("--bedrock-model-id", "model with spaces"),
+    ("--guardrail-id", "gr;rm -rf"),
+    ("--guardrail-version", "latest"),
+    ("--guardrail-version", "0"),
+])
+def test_bad_bedrock_flags_are_refused(endpoint: str, flag: str, value: str) -> None:
+    proc = run(["--environment", "dev", "--email", "test@example.com", flag, value, "--dry-run"], base_env(endpoint))
+    assert proc.returncode != 0
+    assert f"invalid {flag}" in one_error_line(proc)
 
 
 @pytest.mark.skipif(

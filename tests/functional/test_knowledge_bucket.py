@@ -49,9 +49,12 @@ def test_a_repaired_incident_is_written_once_and_read_back_as_knowledge(s3):
     # GIVEN a repaired incident WHEN its case is recorded twice (a retried notification)
     key = knowledge.record_case(s3, BUCKET, finished_workflow(), "exec-1", "REPAIRED")
     again = knowledge.record_case(s3, BUCKET, finished_workflow(), "exec-1", "REPAIRED")
-    # THEN one object under cases/, in the entry model, tagged with the outcome
-    assert key == again and key.startswith("cases/")
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [key]
+    # THEN one Markdown document under cases/ with its Bedrock metadata sidecar, read back as the entry model,
+    # tagged with the outcome
+    assert key == again and key.startswith("cases/") and key.endswith(".md")
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]] == [key, key + ".metadata.json"]
+    sidecar = json.loads(s3.get_object(Bucket=BUCKET, Key=key + ".metadata.json")["Body"].read())
+    assert sidecar["metadataAttributes"]["entryId"] == key.removeprefix("cases/").removesuffix(".md")
     entries, skipped = knowledge.load_entries_from_bucket(s3, BUCKET)
     assert skipped == [] and len(entries) == 1
     assert entries[0]["source"] == "incident:exec-1" and "repaired" in entries[0]["tags"]
@@ -114,3 +117,22 @@ def test_entries_are_cached_for_the_ttl(s3):
     now[0] = 61.0
     source.entries()
     assert source.note == "bucket: 1 entries"
+
+
+def test_documents_and_legacy_json_entries_are_read_and_a_document_without_sidecar_is_skipped(s3, tmp_path):
+    """A Bedrock knowledge base ingests md/txt/html/csv/pdf/doc, not JSON, with ``<file>.metadata.json`` sidecars
+    (https://docs.aws.amazon.com/bedrock/latest/userguide/knowledge-base-ds.html); a bucket written before holds
+    ``.json`` entries, which still count."""
+    # GIVEN the runbooks rendered as deploy.sh uploads them, an old JSON case, and a document whose sidecar is missing
+    runbooks = knowledge.bundled_entries()[:2]
+    for path in knowledge.render_entries(runbooks, tmp_path):
+        s3.put_object(Bucket=BUCKET, Key=f"knowledge/{path.name}", Body=path.read_bytes())
+    old = {**runbooks[0], "entryId": "case-old", "category": "case"}
+    s3.put_object(Bucket=BUCKET, Key="cases/case-old.json", Body=json.dumps(old))
+    s3.put_object(Bucket=BUCKET, Key="cases/orphan.md", Body=b"# Orphan\n\ntext\n")
+    # WHEN loaded
+    entries, skipped = knowledge.load_entries_from_bucket(s3, BUCKET)
+    # THEN each runbook is its entry again, the old case too, the orphan is skipped, sidecars are not entries
+    by_id = {e["entryId"]: e for e in entries}
+    assert by_id[runbooks[0]["entryId"]] == runbooks[0] and by_id[runbooks[1]["entryId"]] == runbooks[1]
+    assert "case-old" in by_id and skipped == ["cases/orphan.md"] and len(entries) == 3

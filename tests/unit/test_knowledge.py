@@ -98,3 +98,39 @@ def test_case_entry_tolerates_a_sparse_incident() -> None:
     assert entry["entryId"].startswith("case-unknown-function-")
     with pytest.raises(kb.KnowledgeError):
         kb.case_entry_from_incident([])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entry", kb.bundled_entries(), ids=lambda e: e["entryId"])
+def test_every_runbook_renders_to_a_document_and_sidecar_that_read_back_as_the_entry(entry):
+    """Bedrock knowledge bases ingest text formats, not JSON; ``<doc>.metadata.json`` carries the attributes
+    (https://docs.aws.amazon.com/bedrock/latest/userguide/kb-metadata.html)."""
+    document, sidecar = kb.render_markdown(entry), kb.render_sidecar(entry)
+    assert document.startswith(f"# {entry['title']}\n\n")
+    attributes = sidecar["metadataAttributes"]
+    assert attributes["entryId"] == entry["entryId"] and attributes["tags"] == entry["tags"]
+    assert all(isinstance(v, str) or (isinstance(v, list) and all(isinstance(t, str) for t in v))
+               for v in attributes.values())
+    assert "content" not in attributes
+    assert kb.entry_from_markdown(document, json.loads(json.dumps(sidecar))) == entry
+
+
+@pytest.mark.parametrize(("document", "sidecar", "says"), [
+    ("# T\n\nbody", {}, "metadataAttributes"),
+    ("# T\n\nbody", {"metadataAttributes": "x"}, "metadataAttributes"),
+    ("no heading", {"metadataAttributes": {"entryId": "a", "title": "T", "category": "runbook"}}, "title"),
+    ("# T\n\n", {"metadataAttributes": {"entryId": "a", "title": "T", "category": "runbook"}}, "content"),
+])
+def test_malformed_documents_are_refused(document, sidecar, says):
+    with pytest.raises(kb.KnowledgeError, match=says):
+        kb.entry_from_markdown(document, sidecar)
+
+
+def test_retrieve_results_map_back_to_entries_by_the_sidecar_entry_id():
+    # GIVEN Retrieve results for rendered documents: one with the sidecar's attributes, one with the URI only
+    response = {"retrievalResults": [
+        {"content": {"text": "..."}, "score": 0.8, "metadata": {"entryId": "rb-java-oom", "title": "Java OOM"},
+         "location": {"s3Location": {"uri": "s3://kb/knowledge/rb-java-oom.md"}}},
+        {"content": {"text": "..."}, "score": 0.5, "location": {"s3Location": {"uri": "s3://kb/cases/case-x-1.md"}}},
+    ]}
+    refs = kb._references_from_retrieve(response, kb.bundled_entries(), 3)
+    assert [r["id"] for r in refs] == ["rb-java-oom", "case-x-1"]

@@ -305,6 +305,23 @@ def test_the_module_builds_a_project_with_the_standard_library_only(tmp_path: Pa
     assert "auto_repair/handlers/notify.py" in zip_names(Path(path))
 
 
+def test_the_module_renders_the_runbooks_as_bedrock_documents_with_the_standard_library_only(tmp_path: Path) -> None:
+    """deploy.sh uploads what this writes: a Bedrock knowledge base ingests Markdown, not JSON
+    (https://docs.aws.amazon.com/bedrock/latest/userguide/knowledge-base-ds.html)."""
+    # WHEN the repository's knowledge/*.json are rendered on an interpreter without site-packages
+    proc = run_module(["knowledge", "--root", str(REPO), "--out", str(tmp_path / "kb")], tmp_path)
+    # THEN each runbook is a document and a sidecar, and nothing else is written
+    assert proc.returncode == 0, proc.stderr
+    runbooks = kb.load_entries_from_dir(REPO / "knowledge")
+    assert int(proc.stdout) == len(runbooks)
+    assert sorted(p.name for p in (tmp_path / "kb").iterdir()) == sorted(
+        f"{e['entryId']}{suffix}" for e in runbooks for suffix in (".md", ".md.metadata.json"))
+    for entry in runbooks:
+        document = (tmp_path / "kb" / f"{entry['entryId']}.md").read_text(encoding="utf-8")
+        sidecar = json.loads((tmp_path / "kb" / f"{entry['entryId']}.md.metadata.json").read_text(encoding="utf-8"))
+        assert kb.entry_from_markdown(document, sidecar) == entry
+
+
 def test_the_module_prints_parameters_and_hashes(tmp_path: Path) -> None:
     parameter_file = tmp_path / "dev.json"
     parameter_file.write_text(json.dumps({"Environment": "dev", "LogRetentionDays": 7}))

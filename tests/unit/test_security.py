@@ -47,6 +47,12 @@ STAR_RESOURCE_JUSTIFIED = {
     "logs:DescribeResourcePolicies": "Step Functions log delivery (vended logs) requires Resource *",
     "logs:DescribeLogGroups": "Step Functions log delivery (vended logs) requires Resource *",
 }
+# Resources that may name every region: a system-defined (cross-region) inference profile routes a request to the
+# foundation model in any region of its geography, and Bedrock authorises the call there as well
+# (https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html).
+ANY_REGION_JUSTIFIED = {
+    "arn:${AWS::Partition}:bedrock:*::foundation-model/*": "foundation models a cross-region inference profile routes to",
+}
 # Actions that change a target function: allowed only on in-scope functions, never on the system's own.
 FUNCTION_MUTATIONS = {
     "lambda:UpdateFunctionConfiguration",
@@ -185,6 +191,8 @@ def resource_problems(logical: str, document: dict[str, Any]) -> list[str]:
                 unjustified = [a for a in actions(statement) if a not in STAR_RESOURCE_JUSTIFIED]
                 if unjustified:
                     problems.append(f"{logical}: {unjustified} on Resource '*'")
+                continue
+            if text in ANY_REGION_JUSTIFIED:
                 continue
             if re.match(r"^\$\{(?!AWS::)[A-Za-z0-9.]+\}", text):
                 continue  # "${TableArn}/index/*", "${Bucket.Arn}/*": below a named resource
@@ -660,3 +668,22 @@ def test_no_secrets_in_templates_or_parameter_files(templates: dict) -> None:
                 assert parameter.get("NoEcho") is True and "Default" not in parameter, name
     for path in (REPO / "parameters").glob("*.json"):
         assert not [k for k in json.loads(path.read_text()) if secretish.search(k)], path.name
+
+
+def test_diagnose_role_may_invoke_models_through_inference_profiles(templates: dict) -> None:
+    """Newer Bedrock models are offered only through inference profiles. Invoking one needs ``bedrock:InvokeModel``
+    on the profile (system-defined ``inference-profile/*`` or ``application-inference-profile/*``) and on the
+    foundation model in every region the profile routes to:
+    https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html
+    """
+    # GIVEN the diagnose role's statements that allow InvokeModel
+    main = templates[MAIN.name]
+    allowed = [sub_text(r) for document in role_documents(main, "DiagnoseRole") for statement in statements(document)
+               if statement.get("Effect") == "Allow" and "bedrock:InvokeModel" in actions(statement)
+               for r in as_list(statement.get("Resource", []))]
+    # THEN foundation models in any region, and this account's profiles of both kinds in this region, are covered
+    assert "arn:${AWS::Partition}:bedrock:*::foundation-model/*" in allowed
+    assert "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:inference-profile/*" in allowed
+    assert "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:application-inference-profile/*" in allowed
+    # AND nothing wider: no other account's profiles, no other action
+    assert all(r in ANY_REGION_JUSTIFIED or "${AWS::AccountId}" in str(r) for r in allowed)

@@ -285,6 +285,21 @@ def _run_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_knowledge(args: argparse.Namespace) -> int:
+    """Render knowledge/*.json (the entry model, the source) as the Markdown documents and metadata sidecars a
+    Bedrock knowledge base ingests; deploy.sh uploads the output directory."""
+    root = Path(args.root).resolve()
+    sys.path.insert(0, str(root / "src"))  # deploy.sh runs this module with tools/ only; the renderer is the product's
+    from auto_repair.knowledge import KnowledgeError, load_entries_from_dir, render_entries
+
+    try:
+        written = render_entries(load_entries_from_dir(root / "knowledge"), Path(args.out))
+    except KnowledgeError as exc:
+        raise PackageError(str(exc)) from None
+    print(len(written) // 2)
+    return 0
+
+
 def _reporting_errors(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -315,6 +330,12 @@ def register(sub: Any) -> None:
     build.add_argument("--root", default=".", help="the project directory (default: the current directory)")
     build.add_argument("--build-dir", default=None, help="where zips and the pip cache go (default: ROOT/.build)")
     build.set_defaults(func=_reporting_errors(_run_build))
+
+    render = commands.add_parser("knowledge", help="render knowledge/*.json as Markdown + .md.metadata.json for "
+                                                   "Bedrock; prints the number of documents")
+    render.add_argument("--root", default=".", help="the project directory (default: the current directory)")
+    render.add_argument("--out", required=True, help="directory to write <entryId>.md and its sidecar into")
+    render.set_defaults(func=_reporting_errors(_run_knowledge))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,17 @@ MaxMemoryUsed / MemoryUtilization log metric filters and the memory-utilisation 
 ``auto-repair=enabled``. Running it again changes nothing unless the function or the settings changed (a new
 memory size moves the utilisation bands). ``remove`` deletes exactly what ``add`` created and removes the tag.
 What is created is described in ``auto_repair.targets``.
+
+``add --from-topic <topic ARN>`` (repeatable) subscribes the workflow to a team's existing alarm topic: the
+targets function (``lambda-auto-repair-targets-<env>``, which already may start the workflow) gets an SNS
+subscription and the permission for that topic to invoke it, and starts the workflow for each ALARM notification
+(see ``auto_repair.handlers.targets``). ``remove --from-topic`` undoes both. Functions may be named too.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("remove", "delete what add created and remove the auto-repair=enabled tag"),
     ):
         command = inner.add_parser(name, help=text)
-        command.add_argument("functions", nargs="+", metavar="FUNCTION", help="function names")
+        command.add_argument("functions", nargs="*", metavar="FUNCTION", help="function names")
+        command.add_argument("--from-topic", action="append", default=[], metavar="TOPIC_ARN",
+                             help="an SNS topic of CloudWatch alarms to (un)subscribe the workflow to (repeatable)")
         command.add_argument("--dry-run", action="store_true", help="show the changes, make none")
         add_target_args(command)
         command.set_defaults(func=run_change, change=name)
@@ -87,8 +95,66 @@ def _print_result(result: Result, dry_run: bool) -> None:
         print(f"  {_SYMBOLS.get(change.action, '?')} {change.kind:9} {change.name}{why}")
 
 
+def _topic_statement(topic_arn: str) -> str:
+    return "auto-repair-topic-" + hashlib.sha256(topic_arn.encode()).hexdigest()[:16]
+
+
+def _check_topic(topic_arn: str) -> None:
+    parts = topic_arn.split(":")
+    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sns" or not parts[5]:
+        raise CommandError(f"--from-topic {topic_arn!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<name>)")
+
+
+def change_topic(args: argparse.Namespace, topic_arn: str) -> dict[str, Any]:
+    """Subscribe (add) or unsubscribe (remove) the targets function to a topic; idempotent both ways."""
+    _check_topic(topic_arn)
+    lam, sns = client(args, "lambda"), client(args, "sns")
+    function_name = f"lambda-auto-repair-targets-{environment(args)}"
+    try:
+        function_arn = lam.get_function_configuration(FunctionName=function_name)["FunctionArn"]
+    except ClientError as exc:
+        raise CommandError(f"no function {function_name}: deploy the monitoring stack first ({error_code(exc)})") from exc
+    current = [s for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn)
+               for s in page.get("Subscriptions", []) if s.get("Endpoint") == function_arn]
+    statement = _topic_statement(topic_arn)
+    if args.change == "add":
+        if current:
+            return {"topic": topic_arn, "action": "none", "subscription": current[0]["SubscriptionArn"]}
+        if args.dry_run:
+            return {"topic": topic_arn, "action": "would subscribe", "function": function_arn}
+        try:  # the topic may invoke the function: before subscribing, so the first notification is accepted
+            lam.add_permission(FunctionName=function_name, StatementId=statement, Action="lambda:InvokeFunction",
+                               Principal="sns.amazonaws.com", SourceArn=topic_arn)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceConflictException":  # already granted by an earlier run
+                raise
+        arn = sns.subscribe(TopicArn=topic_arn, Protocol="lambda", Endpoint=function_arn,
+                            ReturnSubscriptionArn=True)["SubscriptionArn"]
+        return {"topic": topic_arn, "action": "subscribed", "subscription": arn}
+    if args.dry_run:
+        return {"topic": topic_arn, "action": "would unsubscribe" if current else "none"}
+    for subscription in current:
+        sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+    try:
+        lam.remove_permission(FunctionName=function_name, StatementId=statement)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+    return {"topic": topic_arn, "action": "unsubscribed" if current else "none"}
+
+
 @reports_errors(TargetsError)
 def run_change(args: argparse.Namespace) -> int:
+    if not args.functions and not args.from_topic:
+        raise CommandError(f"targets {args.change}: name at least one FUNCTION or --from-topic TOPIC_ARN")
+    topics = [change_topic(args, arn) for arn in dict.fromkeys(args.from_topic)]
+    if not args.json:
+        for topic in topics:
+            print(f"topic {topic['topic']}: {topic['action']}")
+    if not args.functions:
+        if args.json:
+            print_json({"topics": topics})
+        return 0
     results: list[Result] = []
     failed = False
     targets = _targets(args)
@@ -106,7 +172,8 @@ def run_change(args: argparse.Namespace) -> int:
         if not args.json:
             _print_result(result, args.dry_run)
     if args.json:
-        print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results] if not topics else {"topics": topics,
+                                                                        "functions": [r.to_dict() for r in results]})
     return 1 if failed else 0
 
 

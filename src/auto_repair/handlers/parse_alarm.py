@@ -12,7 +12,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auto_repair import aws, guards
-from auto_repair.alarm_event import parse_alarm_event
+from auto_repair.alarm_event import as_state_change, parse_alarm_event
 from auto_repair.clock import now_iso
 from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -74,6 +74,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _, meta = unpack(event)
     # The raw event as delivered, even when it is not an object, so the parser can say what it was.
     raw = event["context"] if isinstance(event, dict) and "context" in event else event
+    # SNS and Lambda-action deliveries in the EventBridge shape, so the idempotency key is the same in all three.
+    raw = as_state_change(raw)
     execution_id = meta.get("executionId") or context.aws_request_id
     account = context.invoked_function_arn.split(":")[4]
     region = context.invoked_function_arn.split(":")[3]

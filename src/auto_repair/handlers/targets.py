@@ -7,7 +7,12 @@ Invoked by EventBridge:
 * ``Tag Change on Resource`` events for Lambda functions and CloudTrail ``UpdateFunctionConfiguration`` calls:
   reconcile just that function (a memory change moves the utilisation bands, see ``auto_repair.targets``);
 * by hand: ``{"action": "reconcile"}`` or ``{"action": "sweep", "threshold": 70}``, each optionally limited to
-  ``"functions": [...]``.
+  ``"functions": [...]``;
+* a team's alarm topic (SNS subscription, ``auto-repair targets add --from-topic``) or a CloudWatch Lambda alarm
+  action: each ALARM state change starts the workflow with it rewritten as the EventBridge event
+  (``alarm_event.alarm_deliveries``). This function already may start the workflow (the sweep), so this path
+  needs no new resource; the execution name comes from the idempotency key, so SNS redeliveries start nothing,
+  and a change EventBridge also delivered is a DUPLICATE in ParseAlarmEvent (same key).
 
 The sweep starts the repair workflow itself, once per function per day, for every onboarded function whose peak
 Max Memory Used in the last day reached the threshold percentage of its current memory size, unless the function's
@@ -16,6 +21,7 @@ memory alarm is already in ALARM (the alarm has started the workflow).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -23,8 +29,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from auto_repair import aws
+from auto_repair.alarm_event import LAMBDA_ACTION, SNS, alarm_deliveries, delivery_format, parse_alarm_event
 from auto_repair.clock import utc_now
 from auto_repair.errors import error_code
+from auto_repair.guards import idempotency_key
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.settings import get_settings
 from auto_repair.targets import (
@@ -114,12 +122,42 @@ def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str,
     return {"threshold": threshold, "findings": len(findings), "started": started, "skipped": skipped}
 
 
+def forward_alarms(event: Any, sfn: Any, *, machine_arn: str) -> dict[str, Any]:
+    """Start the workflow for each ALARM state change of an SNS or Lambda-action delivery (see the module doc)."""
+    started: list[str] = []
+    skipped: list[dict[str, Any]] = []
+    for state_change, kind in alarm_deliveries(event):
+        alarm = parse_alarm_event(state_change)
+        name = str((state_change.get("detail") or {}).get("alarmName") or "?") if isinstance(state_change, dict) \
+            else "?"
+        if alarm.get("currentState") != "ALARM":  # OK/INSUFFICIENT_DATA reach the coordinator through EventBridge
+            skipped.append({"alarmName": name, "format": kind, "reason": alarm.get("reason") or "not an ALARM"})
+            continue
+        key = idempotency_key(state_change, alarm) or json.dumps(state_change, sort_keys=True, default=str)
+        execution = f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
+        try:
+            response = sfn.start_execution(stateMachineArn=machine_arn, name=execution, input=json.dumps(state_change))
+            started.append(response["executionArn"])
+        except ClientError as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":
+                raise
+            skipped.append({"alarmName": name, "format": kind, "reason": f"already started ({execution})"})
+    metrics.add_metric(name="AlarmsForwarded", unit="Count", value=len(started))
+    return {"action": "forward", "started": started, "skipped": skipped}
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     environment = get_settings().environment
     add_dimension_env(environment)
+    if delivery_format(event) in (SNS, LAMBDA_ACTION):
+        _, partition, _, region, account = context.invoked_function_arn.split(":")[:5]
+        machine = state_machine_arn(environment, partition=partition, region=region, account=account)
+        forwarded = forward_alarms(event, aws.client("stepfunctions"), machine_arn=machine)
+        logger.info("alarms forwarded", extra=forwarded)
+        return forwarded
     action, functions, options = what_to_do(event)
     if action == IGNORE:
         logger.info("ignored", extra=options)
