@@ -47,6 +47,7 @@ EXTENSIONS: tuple[str, ...] = (
     "faults",
     "s3_policy",
     "sfn_fixes",
+    "sfn_payload_limit",
     "log_metric_filters",
     "scheduler",
     "lambda_changes",
