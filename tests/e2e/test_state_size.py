@@ -10,7 +10,6 @@ output or a state's input after Parameters is larger than the quota
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,14 +33,6 @@ import os
 def handler(event, context):
     return {"text": os.environ["CHAR"] * int(os.environ["CHARS"])}
 '''
-
-# A memory-starved function that also logs one handled, non-ASCII error line per call, as a busy service does.
-CHATTY_HOG = scenario.MEMORY_HOG.replace(
-    '    started = time.time()\n',
-    '    started = time.time()\n'
-    '    print("ERROR обработка заказа не удалась — 注文の処理に失敗しました, повтор позже: " + "ошибка" * 40)\n',
-)
-
 
 def assert_max_state_size(sfn: Any, execution_arn: str, limit: int) -> int:
     """Every input, output and task parameter text in the execution's history is at most ``limit`` UTF-8 bytes."""
@@ -104,7 +95,7 @@ def test_task_result_over_the_quota_fails_the_execution_even_with_a_states_all_c
 def run_incident(deployed, name: str) -> dict[str, Any]:
     cloud = deployed.cloud
     lam, iam, cw, sfn = (cloud.client(s) for s in ("lambda", "iam", "cloudwatch", "stepfunctions"))
-    scenario.create_target(lam, iam, name, CHATTY_HOG, memory=128, env={"WORK_MB": "150"})
+    scenario.create_target(lam, iam, name, scenario.CHATTY_HOG, memory=128, env={"WORK_MB": "150"})
     scenario.put_guide_alarms(cw, name, deployed.topic_arn, period=10)
     traffic = scenario.Traffic(lam, name, interval=0.5)
     begun = datetime.now(UTC).replace(microsecond=0)
@@ -115,32 +106,11 @@ def run_incident(deployed, name: str) -> dict[str, Any]:
         traffic.stop()
 
 
-def set_windows(deployed, analysis: int, baseline: int) -> None:
-    """The collect function's window settings, as the functions stack's parameters set them."""
-    lam = deployed.cloud.client("lambda")
-    name = f"lambda-auto-repair-collect-{deployed.environment}"
-    variables = lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
-    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {
-        **variables, "ANALYSIS_WINDOW_MINUTES": str(analysis), "BASELINE_WINDOW_MINUTES": str(baseline)}})
-    scenario.wait_for(
-        lambda: lam.get_function_configuration(FunctionName=name).get("LastUpdateStatus") in (None, "Successful"),
-        timeout=60, what="the collect function's update")
-
-
-def window_maxima() -> tuple[int, int]:
-    """AnalysisWindowMinutes' and BaselineWindowMinutes' MaxValue in the functions template."""
-    text = (REPO / "lambda-auto-repair-functions.yaml").read_text()
-    analysis, baseline = (
-        int(re.search(rf"\n  {name}:\n(?:    .*\n)*?    MaxValue: (\d+)", text).group(1))  # type: ignore[union-attr]
-        for name in ("AnalysisWindowMinutes", "BaselineWindowMinutes"))
-    return analysis, baseline
-
-
 @pytest.mark.parametrize("windows", ["default", "maximum"])
 def test_chatty_non_ascii_incident_keeps_every_state_small(deployed, windows: str) -> None:
     # GIVEN a memory-starved function that logs a non-ASCII error line on every call, and the windows
     if windows == "maximum":
-        set_windows(deployed, *window_maxima())
+        scenario.set_collect_windows(deployed.cloud.client("lambda"), deployed.environment, *scenario.window_maxima(REPO))
     limit = DEFAULT_LIMIT if windows == "default" else MAX_WINDOWS_LIMIT
 
     # WHEN its alarm runs the workflow
