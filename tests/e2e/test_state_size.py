@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from auto_repair_cli import scenario
-from auto_repair_local.sfn_payload_limit import largest_state
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE_ARN = "arn:aws:iam::123456789012:role/sfn-test"
@@ -33,13 +32,6 @@ import os
 def handler(event, context):
     return {"text": os.environ["CHAR"] * int(os.environ["CHARS"])}
 '''
-
-def assert_max_state_size(sfn: Any, execution_arn: str, limit: int) -> int:
-    """Every input, output and task parameter text in the execution's history is at most ``limit`` UTF-8 bytes."""
-    size, where = largest_state(sfn, execution_arn)
-    assert size <= limit, f"largest state {size} bytes ({where}) > {limit} in {execution_arn}"
-    return size
-
 
 def run_machine(sfn: Any, lam: Any, iam: Any, char: str, chars: int) -> dict[str, Any]:
     name = f"big-{uuid.uuid4().hex[:8]}"
@@ -107,7 +99,7 @@ def run_incident(deployed, name: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("windows", ["default", "maximum"])
-def test_chatty_non_ascii_incident_keeps_every_state_small(deployed, windows: str) -> None:
+def test_chatty_non_ascii_incident_keeps_every_state_small(deployed, assert_max_state_size, windows: str) -> None:
     # GIVEN a memory-starved function that logs a non-ASCII error line on every call, and the windows
     if windows == "maximum":
         scenario.set_collect_windows(deployed.cloud.client("lambda"), deployed.environment, *scenario.window_maxima(REPO))
