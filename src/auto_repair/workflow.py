@@ -78,6 +78,11 @@ class Evidence(TypedDict, total=False):
     missingData: list[str]
     function: dict[str, Any]  # configuration: revisionId, tags, ...
     deployment: dict[str, Any]  # versions/aliases (auto_repair.versions)
+    # In the state the bulk fields above are replaced by a reference and summaries (auto_repair.evidence_store).
+    bulk: dict[str, Any]  # {bucket, key, size, sha256}
+    windowStats: dict[str, Any]
+    seriesSummary: dict[str, dict[str, Any]]
+    logLineCount: int
 
 
 class Decision(TypedDict, total=False):

@@ -207,6 +207,16 @@ def test_memory_issue_is_repaired_and_verified(deployed, results):
     assert phases == ["AFTER", "BEFORE"]
 
 
+def test_every_execution_keeps_its_states_under_32_kib(deployed, results, assert_max_state_size):
+    """Step Functions fails an execution whose state passes 256 KiB (States.DataLimitExceeded, uncaught by
+    States.ALL: https://docs.aws.amazon.com/step-functions/latest/dg/concepts-error-handling.html); the evidence
+    bulk travels by reference, so every path stays far below it."""
+    sfn = deployed.cloud.client("stepfunctions")
+    for case in results.values():
+        for execution in scenario.executions_for(sfn, deployed.state_machine_arn, case.name):
+            assert_max_state_size(sfn, execution["executionArn"], 32 * 1024)
+
+
 def test_finished_incidents_become_case_history_in_the_knowledge_bucket(deployed, results):
     # GIVEN incidents that ended repaired, not memory, and not improved
     s3 = deployed.cloud.client("s3")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import threading
 import time
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -35,6 +37,14 @@ def handler(event, context):
     checksum = sum(block[0] for block in blocks)
     return {"ok": True, "megabytes": len(blocks), "checksum": checksum, "ms": int((time.time() - started) * 1000)}
 '''
+
+# MEMORY_HOG that also logs one handled, non-ASCII error line per call, as a busy service does: the evidence of
+# its incidents is large in UTF-8 bytes (bench/bench_state_size.py, tests/e2e/test_state_size.py).
+CHATTY_HOG = MEMORY_HOG.replace(
+    "    started = time.time()\n",
+    "    started = time.time()\n"
+    '    print("ERROR обработка заказа не удалась — 注文の処理に失敗しました, повтор позже: " + "ошибка" * 40)\n',
+)
 
 CODE_BUG = '''
 def handler(event, context):
@@ -100,6 +110,26 @@ def create_target(
         Environment={"Variables": env or {}},
         Tags={"auto-repair": "enabled", **(tags or {})},
     )
+
+
+def set_collect_windows(lambda_client: Any, environment: str, analysis: int, baseline: int) -> None:
+    """The collect function's windows, as the functions stack's AnalysisWindowMinutes/BaselineWindowMinutes set
+    them (its ANALYSIS_WINDOW_MINUTES/BASELINE_WINDOW_MINUTES)."""
+    name = f"lambda-auto-repair-collect-{environment}"
+    variables = lambda_client.get_function_configuration(FunctionName=name)["Environment"]["Variables"]
+    lambda_client.update_function_configuration(FunctionName=name, Environment={"Variables": {
+        **variables, "ANALYSIS_WINDOW_MINUTES": str(analysis), "BASELINE_WINDOW_MINUTES": str(baseline)}})
+    wait_for(lambda: lambda_client.get_function_configuration(FunctionName=name).get("LastUpdateStatus")
+             in (None, "Successful"), 60, what="the collect function's update")
+
+
+def window_maxima(root: Path) -> tuple[int, int]:
+    """AnalysisWindowMinutes' and BaselineWindowMinutes' MaxValue in the functions template under ``root``."""
+    text = (root / "lambda-auto-repair-functions.yaml").read_text()
+    found = [re.search(rf"\n  {name}:\n(?:    .*\n)*?    MaxValue: (\d+)", text)
+             for name in ("AnalysisWindowMinutes", "BaselineWindowMinutes")]
+    analysis, baseline = (int(m.group(1)) if m else 0 for m in found)
+    return analysis, baseline
 
 
 def put_guide_alarms(

@@ -134,10 +134,11 @@ class Deployment:
         (self.cloud.state_dir / "faults.json").write_text(json.dumps(rules))
 
 
-def deploy(cloud: LocalCloud, environment: str = "local") -> Deployment:
+def deploy(cloud: LocalCloud, environment: str = "local", root: Path = REPO) -> Deployment:
+    """deploy.sh of the project at ``root`` (a checkout of another commit, for before/after benchmarks)."""
     proc = subprocess.run(
         ["./deploy.sh", "--local", "--environment", environment, "--email", "ops@example.com"],
-        cwd=REPO,
+        cwd=root,
         env=cloud.env(),
         capture_output=True,
         text=True,

@@ -48,6 +48,7 @@ EXTENSIONS: tuple[str, ...] = (
     "faults",
     "s3_policy",
     "sfn_fixes",
+    "sfn_payload_limit",
     "log_metric_filters",
     "logs_reads",
     "scheduler",

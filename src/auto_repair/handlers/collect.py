@@ -7,6 +7,7 @@ from typing import Any
 from auto_repair import aws
 from auto_repair.clock import utc_now
 from auto_repair.collect import collect_evidence
+from auto_repair.evidence_store import evidence_key, stash
 from auto_repair.observability import CORRELATION_PATH, logger, tracer, unpack
 from auto_repair.settings import get_settings
 
@@ -14,7 +15,7 @@ from auto_repair.settings import get_settings
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    workflow, _meta = unpack(event)
+    workflow, meta = unpack(event)
     evidence = collect_evidence(
         workflow["alarm"],
         lambda_client=aws.client("lambda"),
@@ -30,4 +31,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                              "dataComplete": evidence["dataComplete"],
                                              "missingData": evidence["missingData"],
                                              "deployment": evidence["deployment"].get("kind")})
-    return evidence
+    # The series and log lines go to the evidence bucket: the state keeps a reference (256 KiB state quota).
+    bucket = get_settings().knowledge_bucket
+    incident_id = meta.get("executionId") or workflow["alarm"].get("executionId", "")
+    return dict(stash(evidence, aws.client("s3") if bucket else None, bucket,
+                      evidence_key(incident_id, meta.get("stateName", ""))))

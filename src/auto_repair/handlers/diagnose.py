@@ -10,6 +10,7 @@ from auto_repair import aws
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
+from auto_repair.evidence_store import load
 from auto_repair.knowledge import KnowledgeSource
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import RecordType
@@ -48,7 +49,8 @@ def _clients(config: DiagnosisConfig, deadline: Deadline) -> dict[str, Any]:
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     workflow, meta = unpack(event)
     alarm = workflow["alarm"]
-    evidence = workflow["evidence"]
+    # The design's diagnosis request, rebuilt from the reference the state carries.
+    evidence = load(workflow["evidence"], aws.client("s3"))
     policy: Mapping[str, Any] = alarm.get("settings") or {}
     started = now_iso()
     deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)

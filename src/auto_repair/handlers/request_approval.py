@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from auto_repair import approvals, aws
+from auto_repair.evidence_store import series_average
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import ApprovalStatus, IncidentStatus, Notice, RecordType
 from auto_repair.pricing import cost_change_per_million
 from auto_repair.records import IncidentStore
 from auto_repair.settings import get_settings
-from auto_repair.workflow import Evidence
-
-
-def _avg_duration(evidence: Evidence) -> float | None:
-    points = (evidence.get("metricSeries") or {}).get("Duration.Average") or []
-    values = [p["value"] for p in points if p.get("value") is not None]
-    return sum(values) / len(values) if values else None
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -35,7 +29,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                      current_memory=int(decision["currentMemory"]), target_memory=int(decision["targetMemory"]),
                      timeout_seconds=get_settings().approval_timeout_seconds)
     cost = cost_change_per_million(int(decision["currentMemory"]), int(decision["targetMemory"]),
-                                   _avg_duration(evidence), evidence.get("architecture") or "x86_64")
+                                   series_average(evidence, "Duration.Average"), evidence.get("architecture") or "x86_64")
     env_flag = f"--environment {get_settings().environment}"
     request = {
         "approvalId": approval_id,

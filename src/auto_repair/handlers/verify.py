@@ -7,6 +7,7 @@ from typing import Any
 from auto_repair import aws
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.collect import get_log_lines, get_series
+from auto_repair.evidence_store import window_before
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
 from auto_repair.outcomes import DeliveryStatus, RecordType, Verdict
 from auto_repair.records import IncidentStore
@@ -34,7 +35,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     alias = repair.get("alias") or {}
     version = str(alias.get("newVersion") or "$LATEST")
     resource = f"{name}:{alias['name']}" if alias.get("name") else None
-    before = window_stats(evidence.get("metricSeries") or {}, evidence.get("logs") or [])
+    # Collect summarised the window before the repair; its series and lines are in the evidence bucket.
+    before = window_before(evidence)
     series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period, resource)
     # The function's configured log group (LoggingConfig.LogGroup), as the collector found it.
     group = (evidence.get("function") or {}).get("logGroup")
