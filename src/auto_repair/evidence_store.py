@@ -34,7 +34,7 @@ class EvidenceStoreError(AutoRepairError, RuntimeError):
 
 def state_bytes(value: Any) -> int:
     """Size as Step Functions counts it: the JSON text, UTF-8 encoded (log lines may be any language)."""
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
 
 
 def evidence_key(incident_id: str, state_name: str) -> str:
@@ -67,8 +67,10 @@ def stash(evidence: Mapping[str, Any], s3: Any, bucket: str, key: str) -> Eviden
     small = {k: v for k, v in evidence.items() if k not in BULK_FIELDS}
     if not bucket:
         return cast(Evidence, {**evidence, **summarise(evidence)})
+    # A lone surrogate in a log line becomes its JSON escape (backslashreplace): the body stays valid JSON and
+    # reads back to the same text, where strict UTF-8 would fail the whole collection.
     body = json.dumps({k: evidence.get(k) for k in BULK_FIELDS}, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+                      separators=(",", ":")).encode("utf-8", "backslashreplace")
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
     reference = {"bucket": bucket, "key": key, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     return cast(Evidence, {**small, **summarise(evidence), "bulk": reference})

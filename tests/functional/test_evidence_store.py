@@ -65,6 +65,19 @@ def test_bulk_goes_to_the_bucket_and_comes_back_unchanged(s3):
     assert {k: v for k, v in loaded.items() if k in evidence} == evidence
 
 
+def test_log_lines_with_lone_surrogates_are_stored_and_read_back_unchanged(s3):
+    # GIVEN evidence whose log lines carry invalid text (lone surrogates), as a bad alarm reason or log line can
+    evidence = big_evidence(points=3, lines=2)
+    evidence["logs"][0]["message"] = "ERROR bad bytes \udcff\udcfe \ud800 end"
+
+    # WHEN it is stashed and loaded back
+    kept = stash(evidence, s3, BUCKET, evidence_key("exec-2", "CollectMetricsAndLogs"))
+
+    # THEN nothing failed and the text is the same (the surrogates travel as JSON escapes)
+    assert state_bytes(evidence) > 0
+    assert load(kept, s3)["logs"] == evidence["logs"]
+
+
 def test_without_a_bucket_the_bulk_stays_inline_with_the_same_summaries():
     evidence = big_evidence(points=5, lines=4)
     kept = stash(evidence, None, "", "unused")

@@ -35,8 +35,9 @@ def installed():
         ("x" * (MAX_PAYLOAD_BYTES + 1), False),
         ({"t": "é" * 130_000}, True),  # 260,008 UTF-8 bytes; 780,008 as ASCII escapes
         ({"t": "注" * 90_000}, False),  # 270,008 UTF-8 bytes
+        ({"reason": "bad bytes \udcff\udcfe \ud800 end"}, True),  # lone surrogates: counted, never a crash
     ],
-    ids=["exact", "one-over", "two-byte-within", "three-byte-over"],
+    ids=["exact", "one-over", "two-byte-within", "three-byte-over", "lone-surrogates"],
 )
 def test_the_quota_counts_utf8_bytes(value, within: bool) -> None:
     from moto.stepfunctions.parser.asl.component.state import state

@@ -53,7 +53,8 @@ def payload_bytes(value: Any) -> int:
     """The size Step Functions counts: the JSON text of the value, UTF-8 encoded (a string counts as is)."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"),
                                                             default=str)
-    return len(text.encode("utf-8"))
+    # A lone surrogate (invalid text an event may still carry as a JSON escape) counts, it does not crash the count.
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def is_within_size_quota(value: Any) -> bool:
