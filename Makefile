@@ -45,11 +45,11 @@ functional: setup
 e2e: setup
 	@$(BIN)/pytest -q tests/e2e
 
-# Two workers (one per module, each with its own local cloud): the e2e modules mostly wait on verification
-# timers and alarm periods, so the suite takes about half as long on the 2-core CI machine.
+# Three workers (one module at a time each, each module with its own local cloud): the e2e modules mostly wait on
+# verification timers and alarm periods, so a third worker on the 2-core CI machine keeps the suite under 15 minutes.
 test: lint
 	@echo "==> pytest"
-	@$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
+	@$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile tests
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "==> $$b"; $(BIN)/python "$$b" || exit 1; done
