@@ -226,6 +226,17 @@ def _oom_verdict(ev: Evidence, config: DiagnosisConfig, util_max: float | None, 
     return Verdict("memory_exhaustion", confidence, reasons, sizing, leak)
 
 
+def _pressure_with_leak_caveat(confidence: float, reasons: list[str], sizing: SizingResult | None,
+                               trend: dict[str, Any]) -> Verdict:
+    """A memory-pressure verdict; a growing Max Memory Used caps confidence: more memory only buys time."""
+    leak = bool(trend["leakSuspected"])
+    if leak:
+        confidence = min(confidence, 0.7)
+        reasons.append(f"Max Memory Used grew by {trend['growthMb']:.0f} MB across the window: a leak is likely, "
+                       "so raising memory is a stop-gap.")
+    return Verdict("memory_pressure", confidence, reasons, sizing, leak)
+
+
 def _pressure_verdict(ev: Evidence, config: DiagnosisConfig, util_p95: float, trend: dict[str, Any], *,
                       slow: bool) -> Verdict:
     used = [float(r["maxMemoryUsedMb"]) for r in ev.reports if r.get("maxMemoryUsedMb") is not None]
@@ -239,12 +250,7 @@ def _pressure_verdict(ev: Evidence, config: DiagnosisConfig, util_p95: float, tr
     if ev.counts.get("gc_pressure"):
         reasons.append(f"{ev.counts['gc_pressure']} garbage-collector pressure line(s) support this.")
     confidence = 0.85 if (util_p95 >= 0.95 or ev.counts.get("gc_pressure")) and slow else 0.75
-    leak = bool(trend["leakSuspected"])
-    if leak:
-        confidence = min(confidence, 0.7)
-        reasons.append(f"Max Memory Used grew by {trend['growthMb']:.0f} MB across the window: a leak is likely, "
-                       "so raising memory is a stop-gap.")
-    return Verdict("memory_pressure", confidence, reasons, sizing, leak)
+    return _pressure_with_leak_caveat(confidence, reasons, sizing, trend)
 
 
 def _utilisation_alarm_threshold(ev: Evidence) -> float | None:
@@ -282,12 +288,7 @@ def _utilisation_verdict(ev: Evidence, config: DiagnosisConfig, threshold: float
         confidence = 0.65
         reasons.append("Only occasional invocations reach the threshold (p95 is below it), so a human should "
                        "decide whether the peaks justify more memory.")
-    leak = bool(trend["leakSuspected"])
-    if leak:
-        confidence = min(confidence, 0.7)
-        reasons.append(f"Max Memory Used grew by {trend['growthMb']:.0f} MB across the window: a leak is likely, "
-                       "so raising memory is a stop-gap.")
-    return Verdict("memory_pressure", confidence, reasons, sizing, leak)
+    return _pressure_with_leak_caveat(confidence, reasons, sizing, trend)
 
 
 def _cpu_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts: int, reference_ms: float | None,
