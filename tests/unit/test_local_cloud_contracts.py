@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import sys
 from types import ModuleType, SimpleNamespace
 
 import pytest
@@ -202,7 +201,8 @@ def test_server_refuses_to_start_and_names_the_patch(newer_moto, monkeypatch, tm
     installed: list[str] = []
     monkeypatch.setattr(server, "importlib", SimpleNamespace(import_module=installed.append))
     started: list[object] = []
-    monkeypatch.setattr(sys.modules["moto.server"], "ThreadedMotoServer", lambda **kw: started.append(kw))
+    # by dotted path: monkeypatch imports moto.server, which no earlier test on this worker may have imported
+    monkeypatch.setattr("moto.server.ThreadedMotoServer", lambda **kw: started.append(kw))
     # WHEN the server is started
     code = server.main(["--port", "45999", "--state-dir", str(tmp_path)])
     # THEN it exits non-zero before installing a patch or serving, naming the patch modules and the override
