@@ -7,7 +7,8 @@ pass the numbers in (conv-flow wires ``next_step``/``approval_ceiling``, conv-se
 
 Rules of ``next_step`` (in this order):
 
-1. Healthy: the last step was verified IMPROVED and nothing memory-bound is left -> HEALTHY, keep it.
+1. Healthy: the last step was verified IMPROVED, nothing memory-bound is left and the after window's diagnosis
+   does not ask for more (memory pressure: peaks close to the limit) -> HEALTHY, keep it.
 2. Insufficient data: no evidence either way -> KEEP_BEST at the current size (never roll back or step blind).
 3. Worse: the last step raised the failure rate by more than ``WORSE_MARGIN`` -> ROLLBACK to the best earlier
    size strictly above the known-bad size; when there is none, KEEP_BEST (``KNOWN_BAD``).
@@ -127,7 +128,11 @@ def next_step(steps: Sequence[RepairStep], *, original_memory: int, after_is_mem
     memory_left = after_is_memory or bool(last.get("memoryBoundAfter"))
     verdict = last.get("verdict")
 
-    if verdict == Verdict.IMPROVED and not last.get("memoryBoundAfter"):
+    # Verified improved with memory use near the limit (the engine still says memory and sizes above the current
+    # size): the largest invocations of the after window nearly died, so one more step is cheap insurance (the
+    # settle trims any surplus later); otherwise the function is healthy.
+    pressure = after_is_memory and (after_recommended or 0) > current
+    if verdict == Verdict.IMPROVED and not last.get("memoryBoundAfter") and not pressure:
         return StepDecision(StepAction.HEALTHY, None, current, None, None,
                             f"{label}: {points[-2].memory} -> {current} MB fixed it ({rates}); keeping {current} MB.")
     if verdict == Verdict.INSUFFICIENT_DATA:
@@ -184,9 +189,10 @@ def _step_up(points: list[_Point], bad: int | None, *, after_recommended: int | 
     if target < floor_above(bad) or target <= current:
         return StepDecision(StepAction.KEEP_BEST, None, best, None, "KNOWN_BAD",
                             f"{label}: the next size would not clear the known-bad size of {bad} MB; keeping {best} MB.")
+    left = "left memory-bound failures" if last.memory_bound else "left memory use close to the limit"
     return StepDecision(StepAction.STEP_UP, target, best, None, None,
-                        f"{label}: {prev.memory} -> {current} MB left memory-bound failures ({rates}) and the "
-                        f"after-window evidence still says memory; raising to {target} MB.")
+                        f"{label}: {prev.memory} -> {current} MB {left} ({rates}) and the after-window evidence "
+                        f"still says memory; raising to {target} MB.")
 
 
 def _target(points: list[_Point], after_recommended: int | None, bad: int | None) -> int:
