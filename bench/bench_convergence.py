@@ -1,6 +1,6 @@
 """Closed-loop convergence benchmark (issue 13): does a repair converge, and does it settle near the real need?
 
-Run: ``.venv/bin/python bench/bench_convergence.py [--functions 300] [--days 6] [--seed 13]`` (offline, < 60 s).
+Run: ``.venv/bin/python bench/bench_convergence.py [--functions 300] [--days 5] [--seed 13]`` (offline, < 60 s).
 
 A few hundred synthetic functions run under steady traffic for a few days, in 5-minute windows, while one of
 three policies repairs them. The decisions come from the product's own code: the diagnosis engine
@@ -28,8 +28,9 @@ Model and its assumptions (stated so nobody mistakes the figures for more than t
   Memory Used == Memory Size and an OOM signature is logged; its duration is cut at the fraction of its work
   done (memory grows with progress). Successes report their own need as Max Memory Used.
 * Minimal sufficient memory = the smallest 64-MB multiple (>= 128) at or above N: no invocation ever dies.
-* Traffic: 6-40 invocations per 5-minute window (Poisson-like), evidence and verification windows are one
-  period each (VerificationWaitSeconds 300), the Errors alarm fires on >= 2 failures in a period (OK -> ALARM
+* Traffic: 6-40 invocations per 5-minute window (Poisson-like); the evidence is the alarm's period, the
+  verification waits VerificationWaitSeconds (600 s, the default) and once more when fewer than 3 invocations
+  arrived (VerifyRepair's second attempt), the Errors alarm fires on >= 2 failures in a period (OK -> ALARM
   only; missing data is OK), RepairCooldownMinutes 60, MaxMemory 10,240 MB, known-bad memory 30 days (longer
   than the horizon), daily sweep at midnight, trims need >= 100 REPORT lines over >= 1 day of health.
 * Functions are independent (no hourly budget, no lock contention, no concurrency): the storm benchmark covers
@@ -69,6 +70,9 @@ MAX_MEMORY = 10240
 MAX_STEPS = 3
 ERROR_THRESHOLD = 2
 COOLDOWN_WINDOWS = 60 * 60 // WINDOW_S
+VERIFY_WINDOWS = 600 // WINDOW_S  # VerificationWaitSeconds default
+VERIFY_ATTEMPTS = 2  # handlers/verify.py MAX_ATTEMPTS: an INSUFFICIENT_DATA window is extended once
+MIN_INVOCATIONS = 3  # MinInvocationsForVerdict default
 START_SIZES = (128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3008)
 FAMILIES = ("python", "nodejs", "java", "dotnet", "go", "ruby")
 POLICIES = ("OURS", "TODAY", "NAIVE")
@@ -149,6 +153,7 @@ class Trace:
     peak_since_change: float = 0.0
     reports_since_change: int = 0
     failures_since_change: int = 0
+    notes: list[str] = field(default_factory=list)  # the controller's sentences, for reading a case
 
 
 class Sim:
@@ -164,22 +169,28 @@ class Sim:
         return max(0, round(self.rng.gauss(lam, math.sqrt(lam))))
 
     def window(self, detailed: bool) -> tuple[int, int, list[Invocation]]:
-        """One window at the current size: (invocations, failures, detailed invocations when asked)."""
-        fn, memory, rng = self.fn, self.t.memory, self.rng
+        """One window at the current size: (invocations, failures, the invocations themselves when asked)."""
+        fn, rng = self.fn, self.rng
         n = self._count()
-        if detailed:
-            invs = [self._invocation(rng.random()) for _ in range(n)]
-            fails = sum(1 for inv in invs if inv.outcome == "oom")
-            ok_peaks = [inv.used_mb for inv in invs if inv.outcome == "ok"]
-            self._observe(n, fails, max(ok_peaks) if ok_peaks else 0.0)
-            return n, fails, invs
-        p = fn.fail_p(memory)
-        fails = _binomial(rng, n, p)
+        fails = _binomial(rng, n, fn.fail_p(self.t.memory))
+        invs = self.details(n, fails) if detailed else []
         ok = n - fails
-        # The largest success: the top of ``ok`` draws of v below the largest v that still fits.
-        peak = fn.peak_of(self._v_fit() * rng.random() ** (1.0 / ok)) if ok else 0.0
+        if invs:
+            peak = max((inv.used_mb for inv in invs if inv.outcome == "ok"), default=0.0)
+        else:
+            # The largest success: the top of ``ok`` draws of v below the largest v that still fits.
+            peak = fn.peak_of(self._v_fit() * rng.random() ** (1.0 / ok)) if ok else 0.0
         self._observe(n, fails, peak)
-        return n, fails, []
+        return n, fails, invs
+
+    def details(self, n: int, fails: int) -> list[Invocation]:
+        """The window's invocations, given how many died: v below the largest v that fits for the successes,
+        above it for the failures (conditional sampling, so the counts and the REPORT lines agree)."""
+        fit, rng = self._v_fit(), self.rng
+        invs = [self._invocation(fit + (1.0 - fit) * rng.random()) for _ in range(fails)]
+        invs += [self._invocation(fit * rng.random()) for _ in range(n - fails)]
+        rng.shuffle(invs)
+        return invs
 
     def _v_fit(self) -> float:
         """The largest v whose need fits the current size (successes are v below it)."""
@@ -227,6 +238,20 @@ class Sim:
         t.last_change, t.last_change_kind = w, why
         t.peak_since_change, t.reports_since_change, t.failures_since_change = 0.0, 0, 0
 
+    def verify_window(self) -> tuple[int, list[Invocation]]:
+        """The windows VerifyRepair waits for after a change: VerificationWaitSeconds, once more when too few
+        invocations arrived (the second attempt reads everything since the change). Returns the windows used."""
+        invs: list[Invocation] = []
+        used = 0
+        for _ in range(VERIFY_ATTEMPTS):
+            for _ in range(VERIFY_WINDOWS):
+                invs += self.window(detailed=True)[2]
+                used += 1
+            if len(invs) >= MIN_INVOCATIONS:
+                break
+        self.account(used)
+        return used, invs
+
     def request(self, invs: list[Invocation]) -> dict[str, Any]:
         return request_for(self.fn.model(), self.t.memory, invs, alarm_metric="Errors")
 
@@ -250,14 +275,11 @@ class Sim:
                 self.quiet_stretch(nxt - w)
                 alarm, w = False, nxt
                 continue
-            detailed_needed = not alarm and w >= cooldown_until
-            n, fails, invs = self.window(detailed=detailed_needed)
+            n, fails, _ = self.window(detailed=False)
             self.account(1)
             firing = fails >= ERROR_THRESHOLD
             if firing and not alarm and w >= cooldown_until:
-                if not invs:
-                    invs = [self._invocation(self.rng.random()) for _ in range(n)]
-                w = self.incident(w, invs)
+                w = self.incident(w, self.details(n, fails))
                 cooldown_until = w + COOLDOWN_WINDOWS
                 alarm = True  # the alarm stays in ALARM until a window without enough failures
                 continue
@@ -289,6 +311,10 @@ class Sim:
                 self.t.steps += 1
             self._after_incident()
             return w + 1
+        if self.t.memory >= self.cap:
+            # At MaxMemory the engine can only say "already at the allowed maximum": nothing changes (skipping
+            # the call saves most of the run time spent on functions that need more than MaxMemory).
+            return w + 1
         before_req = self.request(invs)
         result = diagnose(before_req, config=self.config, knowledge=[])
         if self.policy == "TODAY":
@@ -306,9 +332,8 @@ class Sim:
         before = self.stats(before_req)
         self.set_memory(w, target, "raise")
         self.t.steps += 1
-        w += 1
-        _, _, invs = self.window(detailed=True)
-        self.account(1)
+        used, invs = self.verify_window()
+        w += used
         verdict = compare(before, self.stats(self.request(invs)))
         if rollback_decision({**verdict, "final": True}, enabled=True)["rollback"]:
             self.set_memory(w, current, "rollback")
@@ -332,9 +357,8 @@ class Sim:
             start = t.memory
             self.set_memory(w, target, "raise")
             t.steps += 1
-            w += 1
-            _, _, invs = self.window(detailed=True)
-            self.account(1)
+            used, invs = self.verify_window()
+            w += used
             after_req = self.request(invs)
             after = self.stats(after_req)
             verdict = compare(before, after)
@@ -346,6 +370,7 @@ class Sim:
             decision = next_step(steps, original_memory=original, after_is_memory=bool(after_diag["isMemoryIssue"]),
                                  after_recommended=after_diag.get("recommendedMemorySize"), max_steps=MAX_STEPS,
                                  max_memory=MAX_MEMORY, ceiling=ceiling, known_bad=t.known_bad)
+            t.notes.append(f"w{w} {decision.action}: {decision.reason}")
             if decision.action == StepAction.STEP_UP and decision.target_memory:
                 target, before = decision.target_memory, after
                 continue
@@ -353,7 +378,7 @@ class Sim:
                 self.set_memory(w, decision.rollback_to, "rollback")
             elif decision.best_memory != t.memory:
                 self.set_memory(w, decision.best_memory, "keep-best")
-            return w + 1
+            return w + 1  # the alarm window and the verification windows are spent
 
     def settle(self, w: int) -> int:
         """The daily sweep: trim a function proven healthy, verify, and raise it back if OOM returns."""
@@ -368,13 +393,12 @@ class Sim:
             return w
         self.set_memory(w, proposal.target_memory, "trim")
         t.trims += 1
-        w += 1
-        n, fails, invs = self.window(detailed=True)
-        self.account(1)
-        if fails:
+        used, invs = self.verify_window()
+        w += used
+        if any(inv.outcome == "oom" for inv in invs):
             # The trim's verification saw out-of-memory again: the normal loop raises it back at once.
-            self.incident(w, invs)
-        return w + 1
+            w = self.incident(w, invs)
+        return w
 
 
 def _binomial(rng: random.Random, n: int, p: float) -> int:
@@ -408,7 +432,7 @@ def oscillations(changes: list[tuple[int, int, str]], start: int) -> int:
     return count
 
 
-def run(functions: int = 300, days: int = 6, seed: int = 13) -> dict[str, dict[str, Any]]:
+def run(functions: int = 300, days: int = 5, seed: int = 13) -> dict[str, dict[str, Any]]:
     fns = population(functions, seed)
     config = DiagnosisConfig(max_memory=MAX_MEMORY)
     horizon = days * WINDOWS_PER_DAY
@@ -499,7 +523,7 @@ def print_report(figures: dict[str, dict[str, Any]], days: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--functions", type=int, default=300)
-    parser.add_argument("--days", type=int, default=6)
+    parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args()
     print_report(run(args.functions, args.days, args.seed), args.days)
