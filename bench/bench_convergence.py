@@ -48,7 +48,7 @@ import random
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ class Fn:
     rate: float  # mean invocations per window
     original: int  # the size before any repair (for over-provisioned functions: before the earlier raise)
     kind: str  # "starved" | "over"
+    grow_at: int | None = None  # a workload change (tests only): the need is multiplied by ``growth`` here
+    growth: float = 1.0
 
     @property
     def minimal(self) -> int:
@@ -265,12 +267,14 @@ class Sim:
         t, fn = self.t, self.fn
         alarm, cooldown_until, w = False, 0, 0
         while w < self.horizon:
+            if fn.grow_at is not None and w >= fn.grow_at:
+                fn = self.fn = replace(fn, need=fn.need * fn.growth, grow_at=None)
             if self.policy == "OURS" and w % WINDOWS_PER_DAY == 0 and w:
                 w = self.settle(w)
             if fn.fail_p(t.memory) == 0.0:
                 # Nothing can fail: jump to the next sweep (OURS) or the end, counting traffic and surplus.
                 nxt = ((w // WINDOWS_PER_DAY) + 1) * WINDOWS_PER_DAY if self.policy == "OURS" else self.horizon
-                nxt = min(nxt, self.horizon)
+                nxt = min(nxt, self.horizon, fn.grow_at if fn.grow_at is not None and fn.grow_at > w else self.horizon)
                 self.account(nxt - w)
                 self.quiet_stretch(nxt - w)
                 alarm, w = False, nxt
