@@ -12,7 +12,7 @@ Rules of ``next_step`` (in this order):
 2. Insufficient data: no evidence either way -> KEEP_BEST at the current size (never roll back or step blind).
 3. Worse: the last step raised the failure rate by more than ``WORSE_MARGIN`` -> ROLLBACK to the best earlier
    size strictly above the known-bad size; when there is none, KEEP_BEST (``KNOWN_BAD``).
-4. Not memory: the after window's diagnosis no longer says memory and no memory-bound failure is left. If the
+4. Not memory: the after window's diagnosis no longer says memory (whatever failures remain). If the
    steps at least halved the failure rate of the incident's start, that is progress: KEEP_BEST. Otherwise the
    raise did not help and what remains is not memory: ROLLBACK (original size, else the best earlier size above
    the known-bad size; KEEP_BEST ``KNOWN_BAD`` when neither is allowed).
@@ -125,7 +125,9 @@ def next_step(steps: Sequence[RepairStep], *, original_memory: int, after_is_mem
     label = f"step {n} of {max_steps}"
     rate_before, rate_after = points[-2].rate, points[-1].rate
     rates = f"failures {rate_before:.0%} -> {rate_after:.0%}"
-    memory_left = after_is_memory or bool(last.get("memoryBoundAfter"))
+    # The engine's verdict on the after window decides "still memory": an OOM it explains otherwise (an allocation
+    # larger than any Lambda size) is not a reason to raise again.
+    memory_left = after_is_memory
     verdict = last.get("verdict")
 
     # Verified improved with memory use near the limit (the engine still says memory and sizes above the current
