@@ -116,7 +116,12 @@ def approval_ceiling(*, current: int, first_target: int, max_steps: int, max_mem
 def next_step(steps: Sequence[RepairStep], *, original_memory: int, after_is_memory: bool,
               after_recommended: int | None, max_steps: int, max_memory: int, ceiling: int | None,
               known_bad: int | None) -> StepDecision:
-    """What to do after the last step of ``steps`` was verified (module docstring: the rules, in order)."""
+    """What to do after the last step of ``steps`` was verified (module docstring: the rules, in order).
+
+    Read from each step: ``memoryAfter`` (required), ``errorRateAfter``, ``verdict``, ``memoryBoundAfter``; from
+    the first step also ``errorRateBefore`` (the incident's starting rate; a later step's before window is the
+    previous step's after window). A missing rate reads as 0.0; a rate outside [0, 1] or a non-positive size is
+    a :class:`ControllerError`."""
     points = _validate(steps, original_memory, max_steps, max_memory)
     last = steps[-1]
     current = points[-1].memory
