@@ -268,15 +268,17 @@ class Sim:
     # --- the loop ------------------------------------------------------------------------------------------
     def run(self) -> Trace:
         t, fn = self.t, self.fn
-        alarm, cooldown_until, w = False, 0, 0
+        alarm, cooldown_until, w, sweep = False, 0, 0, WINDOWS_PER_DAY
         while w < self.horizon:
             if fn.grow_at is not None and w >= fn.grow_at:
                 fn = self.fn = replace(fn, need=fn.need * fn.growth, grow_at=None)
-            if self.policy == "OURS" and w % WINDOWS_PER_DAY == 0 and w:
+            if self.policy == "OURS" and w >= sweep:
+                # The daily sweep (a running execution delays it to the window after it ends).
+                sweep += WINDOWS_PER_DAY
                 w = self.settle(w)
             if fn.fail_p(t.memory) == 0.0:
                 # Nothing can fail: jump to the next sweep (OURS) or the end, counting traffic and surplus.
-                nxt = ((w // WINDOWS_PER_DAY) + 1) * WINDOWS_PER_DAY if self.policy == "OURS" else self.horizon
+                nxt = sweep if self.policy == "OURS" else self.horizon
                 nxt = min(nxt, self.horizon, fn.grow_at if fn.grow_at is not None and fn.grow_at > w else self.horizon)
                 self.account(nxt - w)
                 self.quiet_stretch(nxt - w)
@@ -299,21 +301,14 @@ class Sim:
         if self.fn.fail_p(self.t.memory) > 0:
             self.t.broken_windows += windows
 
-    def _healthy_now(self) -> bool:
-        return self.fn.fail_p(self.t.memory) == 0.0
-
-    def _count_incident(self) -> None:
-        t = self.t
-        t.incidents += 1
-
     def _after_incident(self) -> None:
         t = self.t
-        if t.healthy_after is None and self._healthy_now():
+        if t.healthy_after is None and self.fn.fail_p(t.memory) == 0.0:
             t.healthy_after = t.incidents
 
     def incident(self, w: int, invs: list[Invocation]) -> int:
         """One admitted alarm: returns the window after the execution ends."""
-        self._count_incident()
+        self.t.incidents += 1
         if self.policy == "NAIVE":
             if self.t.memory < self.cap:
                 self.set_memory(w, min(self.t.memory * 2, self.cap), "raise")
@@ -353,10 +348,10 @@ class Sim:
         if t.last_change_kind == "trim" and t.failures_since_change:
             t.trim_blocked = True  # the trim brought OOM back: raised again, never trimmed again
         original = t.memory
-        first = int(result["recommendedMemorySize"] or original)
+        # The first raise as the workflow applies it: the engine's size, strictly above a fresh known-bad size.
+        first = min(max(int(result["recommendedMemorySize"] or original), floor_above(t.known_bad)), self.cap)
         if not result["isMemoryIssue"] or first <= original:
             return w + 1
-        first = min(max(first, floor_above(t.known_bad)), self.cap)
         ceiling = approval_ceiling(current=original, first_target=first, max_steps=MAX_STEPS, max_memory=MAX_MEMORY,
                                    known_bad=t.known_bad)
         before = self.stats(before_req)
