@@ -759,10 +759,16 @@ def _metric_figures(request: dict[str, Any]) -> dict[str, float | None]:
         if series.get("ConcurrentExecutions.Maximum") else None,
     }
     if metrics["durationAvgMs"] and metrics["baselineDurationAvgMs"]:
-        metrics["durationRatioToBaseline"] = metrics["durationAvgMs"] / metrics["baselineDurationAvgMs"]
+        metrics["durationRatioToBaseline"] = _ratio(metrics["durationAvgMs"], metrics["baselineDurationAvgMs"])
     if metrics["invocationsSum"] and metrics["errorsSum"] is not None:
-        metrics["errorRate"] = metrics["errorsSum"] / metrics["invocationsSum"]
+        metrics["errorRate"] = _ratio(metrics["errorsSum"], metrics["invocationsSum"])
     return metrics
+
+
+def _ratio(value: float, base: float) -> float | None:
+    # A denormal base overflows the division to Infinity, which no JSON (and no Step Functions state) holds.
+    ratio = value / base
+    return ratio if math.isfinite(ratio) else None
 
 
 def _add_label(ev: Evidence, label: str, runtime: str | None) -> None:
