@@ -146,3 +146,24 @@ def test_a_probe_is_kept_only_if_the_function_improved(after: list[dict[str, str
     if rollback:
         assert "did not help" in decision["rollbackReason"]
     json.dumps(verdict)
+
+
+def test_the_notice_of_a_rolled_back_probe_says_it_was_a_probe(function_env) -> None:
+    from auto_repair.notification import build
+    from auto_repair.outcomes import Notice, RepairStatus
+
+    # GIVEN a probe decided by DiagnoseIssue, applied, verified NOT_IMPROVED and rolled back
+    function_env(PROBE_CPU_STARVATION="true", MAX_MEMORY_MB="3008")
+    diagnosis = run_diagnose(hung_evidence())
+    context = {"alarm": {"functionName": "orders", "alarmName": "orders-errors"}, "diagnosisResult": diagnosis,
+               "repair": {"status": RepairStatus.SUCCEEDED, "originalMemory": 128, "newMemory": 1769,
+                          "targetMemory": 1769},
+               "verification": {"status": Verdict.NOT_IMPROVED, "reason": "8 timeout(s) after the repair"},
+               "rollback": {"status": RepairStatus.ROLLED_BACK, "restoredMemory": 128}}
+    # WHEN the notice is built
+    notice = build(context, Notice.NOT_IMPROVED, "dev")
+    message = notice["message"]
+    # THEN it says it was a probe, both hypotheses are in the diagnosis, and the memory went back
+    assert "probe for CPU starvation" in message["decision"]["reason"]
+    assert "Two causes fit" in message["diagnosis"]["reasoning"]
+    assert "rolled back to 128 MB" in notice["subject"] and "rolled back to 128 MB" in message["summary"]
