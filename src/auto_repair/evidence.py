@@ -2,8 +2,9 @@
 
 The input is the design's diagnosis request (``functionName``, ``alarmDetails``, ``metrics``, ``logs``) plus the
 fields CollectMetricsAndLogs adds (``currentMemorySize``, ``runtime``, ``timeoutSeconds``, ``metricSeries``,
-``baselineSeries`` ...). Everything except ``functionName`` and ``currentMemorySize`` may be missing, empty or
-malformed; extraction never raises on bad log content, it just records less evidence.
+``baselineSeries`` ...). Everything except ``functionName`` may be missing, empty or malformed: the extras are
+read from the logs when absent (``Evidence.derived`` says which and from where); extraction never raises on bad
+content, it just records less evidence.
 
 Log text is untrusted: nothing here interprets it beyond pattern matching, and lines that look like instructions
 to a language model are flagged (``injection``) so the diagnosis can show the attempt instead of obeying it.
@@ -18,34 +19,42 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from auto_repair.sizing import LAMBDA_MAX_MB, LAMBDA_MIN_MB
+
 # Lambda gives one full vCPU at 1769 MB; CPU share is proportional to memory below that.
 ONE_VCPU_MB = 1769
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 _REPORT = re.compile(r"(?:^|\s)REPORT\s+RequestId:\s*(?P<rid>\S+)?")
+# Numbers as Lambda writes them ("1234.56"); a run of dots or a 5,000-digit number (a truncated or forged line)
+# does not match, so it is absent rather than a ValueError (int() refuses over 4,300 digits) or an overflow later.
+_DECIMAL = r"(\d{1,12}(?:\.\d{1,9})?)(?![\d.])"
 _REPORT_FIELDS = {
-    "durationMs": re.compile(r"(?<!Billed )(?<!Init )Duration:\s*([\d.]+)\s*ms"),
-    "billedDurationMs": re.compile(r"Billed Duration:\s*([\d.]+)\s*ms"),
-    "memorySizeMb": re.compile(r"Memory Size:\s*(\d+)\s*MB"),
-    "maxMemoryUsedMb": re.compile(r"Max Memory Used:\s*(\d+)\s*MB"),
-    "initDurationMs": re.compile(r"Init Duration:\s*([\d.]+)\s*ms"),
+    "durationMs": re.compile(r"(?<!Billed )(?<!Init )Duration:\s*" + _DECIMAL + r"\s*ms"),
+    "billedDurationMs": re.compile(r"Billed Duration:\s*" + _DECIMAL + r"\s*ms"),
+    "memorySizeMb": re.compile(r"Memory Size:\s*(\d{1,9})\s*MB"),
+    "maxMemoryUsedMb": re.compile(r"Max Memory Used:\s*(\d{1,9})\s*MB"),
+    "initDurationMs": re.compile(r"Init Duration:\s*" + _DECIMAL + r"\s*ms"),
 }
+# Beyond these a figure is not a Lambda figure (10,240 MB and 900 s are Lambda's limits): the field is absent.
+_PLAUSIBLE_MB = 1_048_576
+_PLAUSIBLE_MS = 1e9
 _REPORT_STATUS = re.compile(r"Status:\s*(\w+)")
 _REPORT_ERROR_TYPE = re.compile(r"Error Type:\s*([\w.]+)")
 _START = re.compile(r"^\s*START\s+RequestId:\s*([0-9a-fA-F-]{36})")
 _INIT_REPORT = re.compile(r"INIT_REPORT\b.*?Status:\s*(\w+)(?:.*?Error Type:\s*([\w.]+))?")
-_TIMED_OUT = re.compile(r"Task timed out after\s+([\d.]+)\s*seconds")
+_TIMED_OUT = re.compile(r"Task timed out after\s+" + _DECIMAL + r"\s*seconds")
 
 _UNITS = {"B": 1, "KB": 1e3, "KIB": 2**10, "MB": 1e6, "MIB": 2**20, "GB": 1e9, "GIB": 2**30, "TB": 1e12,
           "TIB": 2**40, "PB": 1e15, "PIB": 2**50, "EB": 1e18, "EIB": 2**60}
 _ALLOC_PATTERNS = (
     # numpy: "Unable to allocate 2.50 GiB for an array with shape ..."
-    re.compile(r"Unable to allocate\s+([\d.]+)\s*([KMGTPE]i?B|B)\b", re.IGNORECASE),
+    re.compile(r"Unable to allocate\s+" + _DECIMAL + r"\s*([KMGTPE]i?B|B)\b", re.IGNORECASE),
     # Go: "runtime: out of memory: cannot allocate 597164032-byte block"
-    re.compile(r"cannot allocate\s+(\d+)-byte block()", re.IGNORECASE),
+    re.compile(r"cannot allocate\s+(\d{1,24})-byte block()", re.IGNORECASE),
     # Rust / C: "memory allocation of 1266630535279424 bytes failed"
-    re.compile(r"memory allocation of\s+(\d+)\s+bytes failed()", re.IGNORECASE),
+    re.compile(r"memory allocation of\s+(\d{1,24})\s+bytes failed()", re.IGNORECASE),
 )
 
 
@@ -160,13 +169,8 @@ def parse_report_line(line: str) -> dict[str, Any] | None:
     out["requestId"] = rid.group(0).lower() if rid else (match.group("rid") or None)
     for key, rx in _REPORT_FIELDS.items():
         found = rx.search(line)
-        if found is None:
-            out[key] = None
-        elif key.endswith("Mb"):
-            out[key] = int(found.group(1))
-        else:
-            out[key] = float(found.group(1))
-    if out["memorySizeMb"] is None:
+        out[key] = _report_value(key, float(found.group(1))) if found else None
+    if not out["memorySizeMb"]:
         return None
     status = _REPORT_STATUS.search(line)
     out["status"] = status.group(1).lower() if status else None
@@ -219,13 +223,20 @@ def _json_report(found: dict[str, Any]) -> dict[str, Any] | None:
     out: dict[str, Any] = {"requestId": str(record["requestId"]).lower() if record.get("requestId") else None}
     for key, source in _JSON_METRICS.items():
         value = _num(metrics.get(source))
-        out[key] = None if value is None else (int(math.ceil(value)) if key.endswith("Mb") else value)
-    if out["memorySizeMb"] is None:
+        out[key] = None if value is None else _report_value(key, value)
+    if not out["memorySizeMb"]:
         return None
     status = record.get("status")
     out["status"] = str(status).lower() if status else None
     out["errorType"] = str(record["errorType"]) if record.get("errorType") else None
     return out
+
+
+def _report_value(key: str, value: float) -> int | float | None:
+    """A REPORT figure as the evidence keeps it (whole MB, ms as given); None when no Lambda could report it."""
+    if key.endswith("Mb"):
+        return int(math.ceil(value)) if 0 <= value <= _PLAUSIBLE_MB else None
+    return value if 0 <= value <= _PLAUSIBLE_MS else None
 
 
 def classify_message(message: str) -> list[SignatureRule]:
@@ -273,17 +284,25 @@ def runtime_family(runtime: str | None) -> str | None:
     return low
 
 
+# Larger than any figure a request can mean (a CloudWatch sum, a threshold in ms or bytes); sums of such values
+# stay finite, so a result never holds Infinity (not JSON: Step Functions would refuse the task's output).
+_MAX_FIGURE = 1e15
+
+
 def _num(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int):
+        # int() of a 5,000-digit integer is fine, float() of it overflows
+        return float(value) if abs(value) <= _MAX_FIGURE else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) and abs(value) <= _MAX_FIGURE else None
+    if isinstance(value, str) and len(value) <= 64:
         try:
             parsed = float(value)
         except ValueError:
             return None
-        return parsed if math.isfinite(parsed) else None
+        return parsed if math.isfinite(parsed) and abs(parsed) <= _MAX_FIGURE else None
     return None
 
 
@@ -381,6 +400,10 @@ class Evidence:
     alarm_values: list[float] = field(default_factory=list)
     data_complete: bool = True
     missing_data: list[str] = field(default_factory=list)
+    # "Task timed out after N seconds": the function's timeout, when the request does not state it.
+    timed_out_after_s: float | None = None
+    # Request extras that were absent (or unusable) and were read from the logs instead: field -> where from.
+    derived: dict[str, str] = field(default_factory=dict)
 
     # ---- derived views (cheap; computed on demand) ----
     @property
@@ -496,6 +519,7 @@ class Evidence:
             "injectionAttempts": len(self.injection_samples),
             "dataComplete": self.data_complete,
             "missingData": self.missing_data,
+            "derived": self.derived,
         }
 
 
@@ -522,17 +546,54 @@ def extract_evidence(request: dict[str, Any]) -> Evidence:
     logs = request.get("logs")
     _LogReader(ev).read(logs if isinstance(logs, list) else [])
     ev.metrics = _metric_figures(request)
+    _derive_extras(ev)
     return ev
+
+
+def memory_size_mb(value: Any) -> int | None:
+    """``value`` as a Lambda memory size in MB (a whole number within Lambda's range), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value != int(value) or not LAMBDA_MIN_MB <= value <= LAMBDA_MAX_MB:
+        return None
+    return int(value)
+
+
+def _derive_extras(ev: Evidence) -> None:
+    """Fill the request's extras (memory size, timeout, runtime family) from the logs when the request lacks them.
+
+    The design's request has only functionName, alarmDetails, metrics and logs; REPORT lines state the memory
+    size, and timed-out invocations state the timeout. What cannot be derived stays unknown (0 / None)."""
+    if not ev.current_memory_mb:
+        sizes = [size for r in ev.reports if (size := memory_size_mb(r.get("memorySizeMb"))) is not None]
+        if sizes:
+            ev.current_memory_mb = sizes[-1]
+            ev.derived["currentMemorySize"] = f"{sizes[-1]} MB from the latest REPORT line (Memory Size)"
+    if ev.timeout_seconds is None:
+        timed_out = [r["durationMs"] for r in ev.reports if r.get("status") == "timeout" and r.get("durationMs")]
+        if ev.timed_out_after_s:
+            ev.timeout_seconds = ev.timed_out_after_s
+            ev.derived["timeoutSeconds"] = f"{ev.timed_out_after_s:g} s from 'Task timed out after' lines"
+        elif timed_out and round(max(timed_out) / 1000.0) >= 1:
+            # Lambda stops a timed-out invocation at its timeout (whole seconds), a few ms either side.
+            ev.timeout_seconds = float(round(max(timed_out) / 1000.0))
+            ev.derived["timeoutSeconds"] = (f"{ev.timeout_seconds:g} s from the Duration of timed-out REPORT lines "
+                                            "(Status: timeout)")
+    if ev.runtime_family is None and ev.oom_runtimes:
+        ev.runtime_family = ev.oom_runtimes[0]
+        ev.derived["runtime"] = f"{ev.runtime_family} (family only) from its out-of-memory signature"
 
 
 def _request_facts(request: dict[str, Any]) -> Evidence:
     """The evidence the request states outright: the function, its configuration, the alarm."""
     details = request.get("alarmDetails")
     alarm: dict[str, Any] = details if isinstance(details, dict) else {}
-    timeout = _num(request.get("timeoutSeconds"))
+    raw_timeout = request.get("timeoutSeconds")
+    timeout = None if isinstance(raw_timeout, str) else _num(raw_timeout)
     ev = Evidence(
         function_name=str(request.get("functionName")),
-        current_memory_mb=int(_num(request.get("currentMemorySize")) or 0),
+        # 0: unknown until the logs say (see _derive_extras)
+        current_memory_mb=memory_size_mb(request.get("currentMemorySize")) or 0,
         runtime=request.get("runtime") if isinstance(request.get("runtime"), str) else None,
         architecture=request.get("architecture") if isinstance(request.get("architecture"), str) else None,
         timeout_seconds=timeout if timeout and timeout > 0 else None,
@@ -659,6 +720,8 @@ class _LogReader:
         inv = self._invocation_for(rid_match.group(0).lower() if rid_match else self.in_progress.get(stream))
         for kind in {rule.kind for rule in rules}:
             self._count(kind)
+            if kind == "timeout" and (after := _TIMED_OUT.search(message)) and float(after.group(1)) > 0:
+                ev.timed_out_after_s = max(float(after.group(1)), ev.timed_out_after_s or 0.0)
             if kind in _FAILURE_KINDS:
                 inv.kinds.add(kind)
             if kind == "injection":
@@ -696,10 +759,16 @@ def _metric_figures(request: dict[str, Any]) -> dict[str, float | None]:
         if series.get("ConcurrentExecutions.Maximum") else None,
     }
     if metrics["durationAvgMs"] and metrics["baselineDurationAvgMs"]:
-        metrics["durationRatioToBaseline"] = metrics["durationAvgMs"] / metrics["baselineDurationAvgMs"]
+        metrics["durationRatioToBaseline"] = _ratio(metrics["durationAvgMs"], metrics["baselineDurationAvgMs"])
     if metrics["invocationsSum"] and metrics["errorsSum"] is not None:
-        metrics["errorRate"] = metrics["errorsSum"] / metrics["invocationsSum"]
+        metrics["errorRate"] = _ratio(metrics["errorsSum"], metrics["invocationsSum"])
     return metrics
+
+
+def _ratio(value: float, base: float) -> float | None:
+    # A denormal base overflows the division to Infinity, which no JSON (and no Step Functions state) holds.
+    ratio = value / base
+    return ratio if math.isfinite(ratio) else None
 
 
 def _add_label(ev: Evidence, label: str, runtime: str | None) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from auto_repair.outcomes import PolicyAction
+from auto_repair.sizing import ONE_VCPU_MB
 
 if TYPE_CHECKING:
     from auto_repair.settings import Settings
@@ -72,8 +73,9 @@ def decide(
     min_confidence: float,
     dry_run: bool,
     approval_required: bool,
+    probe_cpu_starvation: bool = False,
 ) -> dict[str, Any]:
-    """Return ``{action, reason, currentMemory, targetMemory, approvalRequired}``."""
+    """Return ``{action, reason, currentMemory, targetMemory, approvalRequired}`` (+ ``probe`` for a CPU probe)."""
     max_memory = max(LAMBDA_MIN_MB, min(int(max_memory), LAMBDA_MAX_MB))
     decision: dict[str, Any] = {
         "currentMemory": int(current_memory),
@@ -82,6 +84,13 @@ def decide(
         "dryRun": bool(dry_run),
     }
     confidence = float(diagnosis.get("confidence") or 0.0)
+    if diagnosis.get("error"):
+        return {**decision, "action": PolicyAction.HUMAN_REVIEW, "reason": f"no diagnosis: {diagnosis['error']}"}
+    alternative = diagnosis.get("alternativeCause")
+    if not diagnosis.get("isMemoryIssue") and isinstance(alternative, dict) and alternative.get(
+            "cause") == "cpu_starvation":
+        return _cpu_probe(decision, diagnosis, alternative, max_memory=max_memory, enabled=probe_cpu_starvation,
+                          dry_run=dry_run, approval_required=approval_required)
     if not diagnosis.get("isMemoryIssue"):
         cause = diagnosis.get("cause") or "not a memory issue"
         return {**decision, "action": PolicyAction.NO_ACTION, "reason": f"diagnosis: {cause}; memory is not the cause"}
@@ -108,3 +117,31 @@ def decide(
         return {**decision, "action": PolicyAction.DRY_RUN, "reason": f"dry run: would raise memory {current_memory} -> {target} MB"}
     decision["approvalRequired"] = bool(approval_required)
     return {**decision, "action": PolicyAction.REPAIR, "reason": f"raise memory {current_memory} -> {target} MB"}
+
+
+def _cpu_probe(decision: dict[str, Any], diagnosis: Mapping[str, Any], alternative: Mapping[str, Any], *,
+               max_memory: int, enabled: bool, dry_run: bool, approval_required: bool) -> dict[str, Any]:
+    """A hung dependency or CPU starvation (every invocation timed out at low memory use): a human decides, or,
+    with ProbeCpuStarvation, one step toward one vCPU that verification keeps only if the function improves.
+
+    Not held to MinConfidence: the diagnosis is confident only that it cannot tell; the probe is how to tell."""
+    current = decision["currentMemory"]
+    ambiguous = (f"diagnosis: {diagnosis.get('cause') or 'a hung dependency'} or CPU starvation (every invocation "
+                 "timed out at low memory use, no error line)")
+    if not enabled:
+        return {**decision, "action": PolicyAction.HUMAN_REVIEW,
+                "reason": f"{ambiguous}; ProbeCpuStarvation is off, so a human must tell them apart"}
+    probe = alternative.get("probeMemorySize")
+    target = min(int(probe), max_memory, ONE_VCPU_MB) if isinstance(probe, int) and not isinstance(probe, bool) \
+        else current
+    if target <= current:
+        return {**decision, "action": PolicyAction.HUMAN_REVIEW,
+                "reason": f"{ambiguous}; no probe: one vCPU ({ONE_VCPU_MB} MB, capped at {max_memory} MB) is not "
+                          f"above {current} MB"}
+    decision.update(targetMemory=target, probe="cpu_starvation")
+    step = (f"probe for CPU starvation, {ambiguous}: raise memory {current} -> {target} MB (toward one vCPU) once; "
+            "verification rolls it back if nothing improves")
+    if dry_run:
+        return {**decision, "action": PolicyAction.DRY_RUN, "reason": f"dry run: would {step}"}
+    decision["approvalRequired"] = bool(approval_required)
+    return {**decision, "action": PolicyAction.REPAIR, "reason": step}

@@ -83,6 +83,7 @@ ENV_VARS: dict[str, str] = {
     "BEDROCK_GUARDRAIL_VERSION": "bedrock_guardrail_version",
     "KNOWLEDGE_BASE_ID": "knowledge_base_id",
     "USE_BEDROCK": "use_bedrock",
+    "PROBE_CPU_STARVATION": "probe_cpu_starvation",
     "AWS_LAMBDA_FUNCTION_NAME": "function_name",
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",
@@ -124,6 +125,8 @@ class Settings:
     bedrock_guardrail_version: str = "DRAFT"
     knowledge_base_id: str = ""
     use_bedrock: bool = False
+    # All invocations timing out at low memory use: one step toward one vCPU (policy.decide) instead of a human.
+    probe_cpu_starvation: bool = False
     # The Lambda runtime's and Powertools' own variables.
     function_name: str = "lambda-auto-repair"
     service_name: str = "lambda-auto-repair"

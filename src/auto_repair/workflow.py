@@ -94,6 +94,7 @@ class Decision(TypedDict, total=False):
     targetMemory: int
     approvalRequired: bool
     dryRun: bool
+    probe: str  # "cpu_starvation": the raise is a probe (ProbeCpuStarvation), kept only if verification improves
 
 
 class DiagnosisResult(TypedDict, total=False):

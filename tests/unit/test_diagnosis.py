@@ -13,10 +13,10 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from botocore.stub import Stubber
 
 from auto_repair.diagnosis import (
+    CAUSES,
     MEMORY_CAUSES,
     TOOL_NAME,
     DiagnosisConfig,
-    DiagnosisError,
     diagnose,
 )
 from auto_repair.settings import Settings
@@ -111,21 +111,108 @@ def test_empty_request_is_insufficient_data_not_a_crash() -> None:
     ("request_body", "message"),
     [
         ([], "JSON object"),
+        ("text", "JSON object"),
         ({"currentMemorySize": 128}, "functionName"),
         ({"functionName": "", "currentMemorySize": 128}, "functionName"),
-        ({"functionName": "f"}, "currentMemorySize"),
-        ({"functionName": "f", "currentMemorySize": "512"}, "currentMemorySize"),
-        ({"functionName": "f", "currentMemorySize": True}, "currentMemorySize"),
-        ({"functionName": "f", "currentMemorySize": 64}, "between"),
-        ({"functionName": "f", "currentMemorySize": 20000}, "between"),
-        ({"functionName": "f", "currentMemorySize": 128, "logs": "text"}, "logs"),
-        ({"functionName": "f", "currentMemorySize": 128, "metricSeries": []}, "metricSeries"),
+        ({"functionName": ["f"], "currentMemorySize": 128}, "functionName"),
     ],
 )
-def test_invalid_requests_raise_diagnosis_error(request_body: Any, message: str) -> None:
-    # GIVEN a malformed request / WHEN diagnosed / THEN DiagnosisError names the problem
-    with pytest.raises(DiagnosisError, match=message):
-        diagnose(request_body, knowledge=[])
+def test_a_request_naming_no_function_gets_an_undiagnosable_result(request_body: Any, message: str) -> None:
+    # GIVEN a request that names no function / WHEN diagnosed
+    result = diagnose(request_body, knowledge=[])
+    # THEN a result in the design's shape says why, with nothing to act on
+    assert message in result["error"] and message in result["reasoning"]
+    assert result["isMemoryIssue"] is False and result["recommendedMemoryIncrease"] == 0
+    assert result["cause"] == "insufficient_data" and result["evidencePoints"][0]["type"] == "invalid_request"
+    json.dumps(result, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "problem"),
+    [
+        ({"functionName": "f", "currentMemorySize": "512"}, "currentMemorySize '512'"),
+        ({"functionName": "f", "currentMemorySize": True}, "currentMemorySize True"),
+        ({"functionName": "f", "currentMemorySize": 64}, "from 128 to 10240"),
+        ({"functionName": "f", "currentMemorySize": 20000}, "from 128 to 10240"),
+        ({"functionName": "f", "currentMemorySize": 128.5}, "whole number"),
+        ({"functionName": "f", "currentMemorySize": 128, "logs": "text"}, "logs must be a list, got str"),
+        ({"functionName": "f", "currentMemorySize": 128, "metricSeries": []}, "metricSeries must be an object"),
+        ({"functionName": "f", "currentMemorySize": 128, "timeoutSeconds": -3}, "timeoutSeconds -3"),
+        ({"functionName": "f", "currentMemorySize": 128, "runtime": 3}, "runtime must be a string"),
+        ({"functionName": "f", "currentMemorySize": 128, "logs": [1, {"message": "x"}]}, "1 of 2 log entries"),
+    ],
+)
+def test_wrong_fields_are_named_and_the_request_still_gets_a_verdict(request_body: Any, problem: str) -> None:
+    # GIVEN a request with one wrong field / WHEN diagnosed
+    result = diagnose(request_body, knowledge=[])
+    # THEN it gets a verdict, the problem is listed and said in the reasoning
+    assert "error" not in result and result["cause"] in CAUSES
+    assert any(problem in p for p in result["inputProblems"]), result["inputProblems"]
+    assert "Ignored in the request: " in result["reasoning"]
+
+
+def _all_timed_out(**extras: Any) -> dict[str, Any]:
+    logs = [_report(rid, 38, 128, 3001.5, "Status: timeout") for rid in RIDS[:6]]
+    return {"functionName": "hung", "alarmDetails": {"alarmName": "hung-errors", "metricName": "Errors",
+                                                     "threshold": 1, "evaluationPeriods": 1},
+            "metrics": [{"timestamp": "t", "value": 6}], "logs": logs, **extras}
+
+
+@pytest.mark.parametrize(
+    "extras",
+    [
+        {},  # the design's fields only: crashed with TypeError (timeoutSeconds None formatted with :g)
+        {"currentMemorySize": 128},  # the same crash
+        {"currentMemorySize": 128, "timeoutSeconds": 3, "runtime": "python3.12"},
+    ],
+)
+def test_all_invocations_timing_out_states_both_hypotheses(extras: dict[str, Any]) -> None:
+    # GIVEN every invocation ran to its timeout at low memory use, no error line, with or without the extras
+    result = diagnose(_all_timed_out(**extras), knowledge=[])
+    # THEN a verdict, not an exception: the safe cause, both hypotheses, what separates them, the probe size
+    assert result["cause"] == "downstream_timeout" and result["isMemoryIssue"] is False
+    assert "Two causes fit" in result["reasoning"] and "hung dependency" in result["reasoning"]
+    assert "CPU starvation" in result["reasoning"] and "What separates them" in result["reasoning"]
+    assert "the 3 s timeout" in result["reasoning"]
+    assert result["alternativeCause"] == {"cause": "cpu_starvation", "probeMemorySize": 1769}
+    assert result["currentMemorySize"] == 128
+    if "timeoutSeconds" not in extras:
+        assert "timeoutSeconds 3 s from the Duration of timed-out REPORT lines" in result["reasoning"]
+
+
+@pytest.mark.parametrize(
+    ("extra_line", "memory", "why"),
+    [
+        ("[ERROR] ConnectionError: upstream closed", 128, "blocked waiting"),  # an error line: not ambiguous
+        (None, 2048, "already a full vCPU"),  # a full vCPU already: CPU share is not the limit
+    ],
+)
+def test_all_timed_out_with_an_error_line_or_a_full_vcpu_is_not_ambiguous(extra_line: str | None, memory: int,
+                                                                        why: str) -> None:
+    request = _all_timed_out(currentMemorySize=memory)
+    request["logs"] = [{**entry, "message": entry["message"].replace("Memory Size: 128", f"Memory Size: {memory}")}
+                       for entry in request["logs"]] + ([{"timestamp": "t", "message": extra_line}] if extra_line
+                                                       else [])
+    result = diagnose(request, knowledge=[])
+    assert result["cause"] == "downstream_timeout" and why in result["reasoning"]
+    assert "alternativeCause" not in result
+
+
+def test_probe_size_is_capped_by_max_memory() -> None:
+    result = diagnose(_all_timed_out(), config=DiagnosisConfig(max_memory=1024), knowledge=[])
+    assert result["alternativeCause"]["probeMemorySize"] == 1024
+
+
+def test_unknown_memory_size_names_the_cause_recommends_no_size_and_lowers_confidence() -> None:
+    # GIVEN out-of-memory lines but neither currentMemorySize nor a REPORT line
+    logs = [{"timestamp": "t", "message": f"{rid}\t[ERROR] MemoryError"} for rid in RIDS[:4]]
+    result = diagnose({"functionName": "f", "logs": logs}, knowledge=[])
+    known = diagnose({"functionName": "f", "logs": logs, "currentMemorySize": 512}, knowledge=[])
+    # THEN memory is the cause, no size is invented, confidence is lower and the reasoning says why
+    assert result["cause"] == "memory_exhaustion" and result["isMemoryIssue"] is True
+    assert result["currentMemorySize"] is None and result["recommendedMemorySize"] is None
+    assert result["recommendedMemoryIncrease"] == 0 and result["memoryBounds"] is None
+    assert "memory size is unknown" in result["reasoning"] and result["confidence"] < known["confidence"]
 
 
 def test_config_from_settings() -> None:

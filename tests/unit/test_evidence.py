@@ -74,6 +74,61 @@ def test_parse_report_line_rejects_non_reports(line: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("line", "absent"),
+    [
+        # truncated mid-figure, forged runs of dots and digits: the field is absent, the line still a REPORT
+        (f"REPORT RequestId: {RID} Duration: 1.2.3 ms Memory Size: 128 MB Max Memory Used: 12", "durationMs"),
+        (f"REPORT RequestId: {RID} Duration: . ms Memory Size: 128 MB Max Memory Used: 40 MB", "durationMs"),
+        (f"REPORT RequestId: {RID} Duration: 5 ms Memory Size: 128 MB Max Memory Used: {'9' * 5000} MB",
+         "maxMemoryUsedMb"),
+        (f"REPORT RequestId: {RID} Duration: {'9' * 400}.5 ms Memory Size: 128 MB", "durationMs"),
+        (f"REPORT RequestId: {RID} Duration: 5 ms Memory Size: 128 MB Max Memory Used: 999999999 MB",
+         "maxMemoryUsedMb"),
+        ('{"type":"platform.report","record":{"requestId":"r","metrics":{"memorySizeMB":128,'
+         '"maxMemoryUsedMB":1e300,"durationMs":5}}}', "maxMemoryUsedMb"),
+    ],
+)
+def test_garbage_figures_are_absent_not_errors(line: str, absent: str) -> None:
+    # GIVEN a REPORT line whose figure is cut off or no Lambda could write / WHEN parsed
+    parsed = parse_report_line(line)
+    # THEN the line is read, that figure is None and the memory size is kept
+    assert parsed is not None and parsed[absent] is None and parsed["memorySizeMb"] == 128
+
+
+def _timed_out(rid: str, ms: float = 3001.37, size: int = 256) -> str:
+    return (f"REPORT RequestId: {rid}\tDuration: {ms:.2f} ms\tBilled Duration: {int(ms)} ms\tMemory Size: {size} MB"
+            "\tMax Memory Used: 41 MB\tStatus: timeout")
+
+
+@pytest.mark.parametrize(
+    ("request_body", "memory", "timeout", "derived"),
+    [
+        # the design's request only: both extras from the REPORT lines
+        ({"functionName": "f", "logs": [_timed_out(RID)]}, 256, 3.0, {"currentMemorySize", "timeoutSeconds"}),
+        # Lambda's own timeout line states the timeout exactly
+        ({"functionName": "f", "logs": [f"{RID} Task timed out after 5.00 seconds", _timed_out(RID, 5004.1)]},
+         256, 5.0, {"currentMemorySize", "timeoutSeconds"}),
+        # the request's extras win over the logs
+        ({"functionName": "f", "currentMemorySize": 512, "timeoutSeconds": 9, "logs": [_timed_out(RID)]},
+         512, 9.0, set()),
+        # a wrong extra is replaced by the logs
+        ({"functionName": "f", "currentMemorySize": "lots", "logs": [_timed_out(RID)]}, 256, 3.0,
+         {"currentMemorySize", "timeoutSeconds"}),
+        # no REPORT line: unknown, not invented
+        ({"functionName": "f", "logs": ["[ERROR] MemoryError"]}, 0, None, {"runtime"}),
+    ],
+)
+def test_missing_extras_are_read_from_the_logs(request_body: dict, memory: int, timeout: float | None,
+                                                derived: set[str]) -> None:
+    # GIVEN a request lacking some extras / WHEN its evidence is extracted
+    ev = extract_evidence(request_body)
+    # THEN what the logs state fills them, and `derived` says where each came from
+    assert (ev.current_memory_mb, ev.timeout_seconds) == (memory, timeout)
+    assert set(ev.derived) == derived
+    assert ev.to_dict()["derived"] == ev.derived
+
+
+@pytest.mark.parametrize(
     ("runtime", "line"),
     [
         ("python", "[ERROR] MemoryError"),

@@ -53,6 +53,31 @@ def test_approval_flag_only_on_real_repairs():
     assert decide(diag(is_memory=False), dry_run=False, **common)["approvalRequired"] is False
 
 
+@pytest.mark.parametrize(
+    ("diagnosis", "probe", "action", "target"),
+    [
+        # an undiagnosable request: a human, never silence
+        ({"isMemoryIssue": False, "cause": "insufficient_data", "error": "no functionName"}, True,
+         PolicyAction.HUMAN_REVIEW, 128),
+        # the ambiguity: probe off by default -> human review; on -> one step toward one vCPU, capped
+        ({"isMemoryIssue": False, "cause": "downstream_timeout", "confidence": 0.5,
+          "alternativeCause": {"cause": "cpu_starvation", "probeMemorySize": 1769}}, False, PolicyAction.HUMAN_REVIEW,
+         128),
+        ({"isMemoryIssue": False, "cause": "downstream_timeout", "confidence": 0.5,
+          "alternativeCause": {"cause": "cpu_starvation", "probeMemorySize": 1769}}, True, PolicyAction.REPAIR, 1024),
+        # a probe size that is not a size: no probe
+        ({"isMemoryIssue": False, "cause": "downstream_timeout",
+          "alternativeCause": {"cause": "cpu_starvation", "probeMemorySize": "1769"}}, True,
+         PolicyAction.HUMAN_REVIEW, 128),
+    ],
+)
+def test_undiagnosable_and_ambiguous_diagnoses(diagnosis, probe, action, target):
+    decision = decide(diagnosis, current_memory=128, max_memory=1024, min_confidence=0.7, dry_run=False,
+                      approval_required=False, probe_cpu_starvation=probe)
+    assert (decision["action"], decision["targetMemory"]) == (action, target)
+    assert decision.get("probe") == ("cpu_starvation" if action == PolicyAction.REPAIR else None)
+
+
 # ------------------------------------------------------------------------------------------- tag policy
 ENV = Settings(environment="prod", max_memory_mb=2048, min_confidence=0.7, approval_required=True, dry_run=False)
 

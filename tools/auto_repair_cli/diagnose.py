@@ -2,7 +2,16 @@
 
 Offline by default (rules + the bundled runbooks, or ``--knowledge-dir``). ``--bedrock`` adds the model review
 through the Converse API (model id from ``--model-id`` or ``BEDROCK_MODEL_ID``) and, with a knowledge-base id,
-``Retrieve``. Malformed input prints one error line and exits 2.
+``Retrieve``.
+
+Only ``functionName`` is needed: missing extras (currentMemorySize, timeoutSeconds, runtime) are read from the
+REPORT lines, wrong ones are listed in the result's ``inputProblems``. An array is diagnosed item by item, past
+any bad item; a request that cannot be diagnosed (not an object, no functionName) gets a result whose ``error``
+says why, and one line on stderr.
+
+Exit status: 0 every request diagnosed; 1 (array only) the results are printed but at least one item has an
+``error``; 2 nothing diagnosed: unreadable or invalid JSON, an empty array, bad options, or a single request
+that cannot be diagnosed (one error line).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+EXIT_UNDIAGNOSABLE_ITEMS = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -92,21 +102,14 @@ def run(args: argparse.Namespace) -> int:
     requests = payload if isinstance(payload, list) else [payload]
     if not requests:
         return _fail("input array is empty")
-    results = []
-    for index, request in enumerate(requests):
-        try:
-            results.append(
-                diagnose(
-                    request,
-                    config=config,
-                    bedrock_client=bedrock_client,
-                    retrieve_client=retrieve_client,
-                    knowledge=entries,
-                )
-            )
-        except DiagnosisError as exc:
-            where = f"request [{index}]: " if isinstance(payload, list) else ""
-            return _fail(f"{where}{exc}")
+    # diagnose() returns a result for every request (its ``error`` says when it could not diagnose one).
+    results = [diagnose(request, config=config, bedrock_client=bedrock_client, retrieve_client=retrieve_client,
+                        knowledge=entries) for request in requests]
+    if not isinstance(payload, list) and results[0].get("error"):
+        return _fail(results[0]["error"])
+    for index, result in enumerate(results):
+        if result.get("error"):
+            print(f"auto-repair diagnose: request [{index}]: {result['error']}", file=sys.stderr)
     output = results if isinstance(payload, list) else results[0]
     print(json.dumps(output, separators=(",", ":")) if args.compact else json.dumps(output, indent=2))
-    return 0
+    return EXIT_UNDIAGNOSABLE_ITEMS if any(result.get("error") for result in results) else 0

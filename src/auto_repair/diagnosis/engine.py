@@ -23,21 +23,61 @@ from .constants import ACTIONS, AT_MAX_ACTION, MEMORY_CAUSES, TOOL_NAME
 from .evidence_points import _evidence_points
 from .knowledge_query import _knowledge_query
 from .rules import Verdict, _decide
-from .validation import validate_request
+from .validation import request_problems
 
 # Less time than this left of the function's own timeout: the model is not asked, the rules' answer stands.
 MIN_REVIEW_S = 5.0
 
 
-def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, bedrock_client: Any = None,
+def diagnose(request: Any, *, config: DiagnosisConfig | None = None, bedrock_client: Any = None,
              retrieve_client: Any = None, knowledge: list[dict[str, Any]] | None = None,
              deadline: Deadline | None = None) -> dict[str, Any]:
-    """Diagnose one request. Raises DiagnosisError for an invalid request; never for bad log content.
+    """Diagnose one request: always a result in the design's shape, never an exception.
 
+    A request that names no function gets an ``insufficient_data`` result whose ``error`` says why; extras that
+    are missing or wrong are read from the logs where possible and listed in ``inputProblems`` / the reasoning.
     ``deadline``: the model review is skipped (or its failure explained) when the function's time runs out; the
     rules' diagnosis always comes back."""
     config = config or DiagnosisConfig()
-    validate_request(request)
+    fatal, problems = request_problems(request)
+    if fatal:
+        return _undiagnosable(request, fatal)
+    try:
+        return _diagnose(request, problems, config, bedrock_client, retrieve_client, knowledge, deadline)
+    except Exception as exc:  # noqa: BLE001 - the last line only: the fuzz test fails on any result it makes
+        return _undiagnosable(request, f"{INTERNAL_ERROR}: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+# The prefix of ``error`` when the engine itself failed (a bug); tests/unit/test_diagnosis_fuzz.py counts them.
+INTERNAL_ERROR = "internal error in the diagnosis engine"
+
+
+def _undiagnosable(request: Any, error: str) -> dict[str, Any]:
+    """The result for a request that cannot be diagnosed: the design's fields, nothing to act on, and why."""
+    name = request.get("functionName") if isinstance(request, dict) else None
+    return {
+        "functionName": name if isinstance(name, str) else None,
+        "isMemoryIssue": False,
+        "confidence": 0.0,
+        "reasoning": f"The request could not be diagnosed: {error}.",
+        "recommendedAction": ACTIONS["insufficient_data"],
+        "recommendedMemoryIncrease": 0,
+        "evidencePoints": [{"type": "invalid_request", "description": error}],
+        "cause": "insufficient_data",
+        "currentMemorySize": None,
+        "recommendedMemorySize": None,
+        "memoryBounds": None,
+        "leakSuspected": False,
+        "diagnosisMethod": {"method": "none", "bedrock": "not-run", "knowledge": "not-run"},
+        "knowledgeReferences": [],
+        "evidenceSummary": None,
+        "error": error,
+    }
+
+
+def _diagnose(request: dict[str, Any], problems: list[str], config: DiagnosisConfig, bedrock_client: Any,
+              retrieve_client: Any, knowledge: list[dict[str, Any]] | None,
+              deadline: Deadline | None) -> dict[str, Any]:
     ev = extract_evidence(request)
     verdict = _decide(ev, config)
     current = ev.current_memory_mb
@@ -46,6 +86,9 @@ def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, 
     recommended = sizing.recommended_mb if sizing else current
     action = ACTIONS[verdict.cause]
     reasons = list(verdict.reasons)
+    if not current:
+        reasons.append("The function's memory size is unknown (no currentMemorySize and no REPORT line), so no "
+                       "size can be recommended" + ("; a human must choose one." if is_memory else "."))
     if is_memory and sizing is not None:
         if recommended > current:
             need = sizing.estimated_need_mb
@@ -57,7 +100,13 @@ def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, 
     if ev.injection_samples:
         reasons.append(f"{len(ev.injection_samples)} log line(s) contained instruction-like text; it was treated "
                        "as data.")
-    confidence = verdict.confidence - (0.1 if not ev.data_complete else 0.0)
+    confidence = verdict.confidence - (0.1 if not ev.data_complete else 0.0) - (0.15 if not current else 0.0)
+    if ev.derived:
+        reasons.append("Not in the request, read from the logs: " + "; ".join(
+            f"{key} {source}" for key, source in ev.derived.items()) + ".")
+    if problems:
+        confidence -= 0.05
+        reasons.append("Ignored in the request: " + "; ".join(problems) + ".")
     entries = knowledge if knowledge is not None else kb.bundled_entries()
     query = _knowledge_query(ev, verdict.cause, verdict.leak)
     refs, knowledge_method = kb.retrieve_references(
@@ -80,14 +129,19 @@ def diagnose(request: dict[str, Any], *, config: DiagnosisConfig | None = None, 
         "recommendedMemoryIncrease": recommended - current,
         "evidencePoints": _evidence_points(ev, verdict),
         "cause": verdict.cause,
-        "currentMemorySize": current,
-        "recommendedMemorySize": recommended,
+        "currentMemorySize": current or None,
+        "recommendedMemorySize": recommended or None,
         "memoryBounds": {"minMb": sizing.lower_bound_mb, "maxMb": sizing.upper_bound_mb} if sizing else None,
         "leakSuspected": verdict.leak,
         "diagnosisMethod": {"method": "rules", "bedrock": "not-configured", "knowledge": knowledge_method},
         "knowledgeReferences": refs,
         "evidenceSummary": ev.to_dict(),
     }
+    if problems:
+        result["inputProblems"] = problems
+    if verdict.alternative:
+        # policy.decide reads this: human review, or (ProbeCpuStarvation) one step to probeMemorySize
+        result["alternativeCause"] = {"cause": verdict.alternative, "probeMemorySize": verdict.probe_mb}
     _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing, deadline or Deadline.unlimited())
     return result
 
@@ -103,6 +157,10 @@ def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config
         method["bedrock"] = "not-configured"
         return
     method["modelId"] = config.bedrock_model_id
+    if not result["currentMemorySize"]:
+        # The review may move a size within bounds; with no memory size there are no bounds to move within.
+        method["bedrock"] = "skipped: the memory size is unknown"
+        return
     if deadline.remaining() < MIN_REVIEW_S:
         method["bedrock"] = f"fallback: deadline ({deadline.remaining():.0f}s left of the function's timeout)"
         return

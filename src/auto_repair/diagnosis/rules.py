@@ -24,6 +24,9 @@ class Verdict:
     reasons: list[str] = field(default_factory=list)
     sizing: SizingResult | None = None
     leak: bool = False
+    # An ambiguous verdict names the other cause that fits, and the memory size that would tell them apart.
+    alternative: str | None = None
+    probe_mb: int | None = None
 
 
 def _fmt_pct(value: float | None) -> str:
@@ -129,10 +132,7 @@ def _slow_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts
     if cpu is not None:
         return cpu
     if timeouts and not ok:
-        return Verdict("downstream_timeout", 0.6, [
-            f"All {timeouts} observed invocation(s) ran to the {ev.timeout_seconds:g} s timeout while using "
-            f"{_fmt_pct(util_max)} of memory and none completed: the function is blocked waiting (network, VPC "
-            "egress, an unresolved promise or lock), not computing, so more memory is not a safe bet."])
+        return _all_timed_out_verdict(ev, config, timeouts, util_max)
     if current >= ONE_VCPU_MB and timeouts:
         return Verdict("insufficient_data", 0.4, [
             f"Invocations are slow at {current} MB, already at or above one full vCPU: single-threaded code gains "
@@ -141,6 +141,39 @@ def _slow_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts
     return Verdict("downstream_timeout", 0.5, [
         f"Durations vary widely (p95/p50 = {spread:.1f}) at low memory use ({_fmt_pct(util_p95)} p95) with no "
         "memory signature: time is spent waiting on something outside the function."])
+
+
+def _all_timed_out_verdict(ev: Evidence, config: DiagnosisConfig, timeouts: int, util_max: float | None) -> Verdict:
+    """Every invocation ran to its timeout at low memory use: a hung dependency, or CPU starvation.
+
+    Without an error line both fit: nothing finished, so no duration shows whether the work was computing or
+    waiting. The verdict stays the safe one (not memory) and names the other; a probe at one vCPU
+    (``ProbeCpuStarvation``, ``policy.decide``) can separate them when the environment allows it."""
+    current = ev.current_memory_mb
+    limit = (f"the {ev.timeout_seconds:g} s timeout" if ev.timeout_seconds
+             else "their timeout (its length is unknown: no timeoutSeconds and no timed-out REPORT line)")
+    head = (f"All {timeouts} observed invocation(s) ran to {limit} while using {_fmt_pct(util_max)} of memory and "
+            "none completed")
+    errors = sum(ev.counts.get(kind, 0) for kind in ("code_error", "downstream", "oom", "init_error", "throttle",
+                                                      "access_denied"))
+    if errors or current >= ONE_VCPU_MB:
+        why = (f" at {current} MB, already a full vCPU," if current >= ONE_VCPU_MB else "")
+        return Verdict("downstream_timeout", 0.6, [
+            f"{head}{why}: the function is blocked waiting (network, VPC egress, an unresolved promise or lock), "
+            "not computing, so more memory is not a safe bet."])
+    share = f"{current} MB gets about {current / ONE_VCPU_MB:.2f} vCPU" if current else "its memory size is unknown"
+    probe = min(ONE_VCPU_MB, config.max_memory) if current and current < min(ONE_VCPU_MB, config.max_memory) else None
+    reasons = [
+        f"{head}, and no error line was logged. Two causes fit this evidence. (1) A hung dependency: the function "
+        "waits on the network, VPC egress (no NAT or endpoint), a lock or an unresolved promise, and more memory "
+        f"changes nothing. (2) CPU starvation: compute-bound work that cannot finish in time ({share}).",
+        "What separates them: a dependency call that never returns (an X-Ray segment left open, a client timeout "
+        "shorter than the function's that then fires, a VPC without a route) points to (1); invocations that get "
+        "further or finish with more CPU, or durations that grow with the input, point to (2)."
+        + (f" One step to a full vCPU ({probe} MB) settles it: if nothing improves, it is not the CPU."
+           if probe else ""),
+    ]
+    return Verdict("downstream_timeout", 0.5, reasons, alternative="cpu_starvation", probe_mb=probe)
 
 
 def _last_resort_verdict(ev: Evidence, util_max: float | None) -> Verdict:
@@ -188,12 +221,13 @@ def _oom_verdict(ev: Evidence, config: DiagnosisConfig, util_max: float | None, 
     oom_invocations = sum(1 for inv in ev.invocations if inv.outcome == "oom" or inv.at_limit)
     failure_fraction = min(oom_invocations / seen, 1.0) if seen else 1.0
     ok_peaks = ev.ok_peaks
+    # OOM lines without any REPORT line and no currentMemorySize: the cause is clear, the size is not.
     sizing = size_for_hidden_peak(
         current, config.max_memory, ok_peaks=ok_peaks, failure_fraction=failure_fraction,
         ok_median_ms=quantile(ev.ok_durations, 0.5), oom_median_ms=quantile(ev.oom_durations, 0.5),
         requested_allocation_mb=ev.requested_allocation_mb, headroom=config.oom_headroom,
-        step=config.min_memory_step)
-    if trend["leakSuspected"] and ok_peaks:
+        step=config.min_memory_step) if current else None
+    if sizing is not None and trend["leakSuspected"] and ok_peaks:
         # The need keeps growing; size for the peak seen so far plus one more window of growth.
         leak_size = size_for_observed_peak(max(ok_peaks), current, config.max_memory, headroom=config.oom_headroom,
                                            growth_mb=trend["growthMb"], step=config.min_memory_step)
@@ -243,7 +277,7 @@ def _pressure_verdict(ev: Evidence, config: DiagnosisConfig, util_p95: float, tr
     peak = max(used) if used else ev.memory_size_mb * util_p95
     growth = trend["growthMb"] if trend["leakSuspected"] else 0.0
     sizing = size_for_observed_peak(peak, ev.current_memory_mb, config.max_memory, headroom=config.headroom,
-                                    growth_mb=growth, step=config.min_memory_step)
+                                    growth_mb=growth, step=config.min_memory_step) if ev.current_memory_mb else None
     reasons = [f"Memory use runs at {util_p95:.0%} (p95) of {ev.memory_size_mb} MB with a peak of {peak:.0f} MB, "
                "close enough to the limit to cause garbage-collection thrash"
                + (" and the slowdown/timeouts seen." if slow else ".")]
@@ -258,7 +292,8 @@ def _utilisation_alarm_threshold(ev: Evidence) -> float | None:
     if (ev.alarm_metric or "").lower() != "memoryutilization":
         return None
     threshold = ev.alarm_threshold if ev.alarm_threshold and ev.alarm_threshold > 0 else 80.0
-    return threshold / 100.0 if threshold > 1 else threshold
+    # Below 1 % no threshold is meant (and a denormal one would divide by zero when sizing the headroom).
+    return max(threshold / 100.0 if threshold > 1 else threshold, 0.01)
 
 
 def _utilisation_verdict(ev: Evidence, config: DiagnosisConfig, threshold: float, util_p95: float,
@@ -277,7 +312,7 @@ def _utilisation_verdict(ev: Evidence, config: DiagnosisConfig, threshold: float
     # Enough headroom that the peak lands below the threshold (with a 10 % margin), not only the usual headroom.
     headroom = max(config.headroom, 1.0 / (threshold * 0.9) - 1.0)
     sizing = size_for_observed_peak(peak, ev.current_memory_mb, config.max_memory, headroom=headroom,
-                                    growth_mb=growth, step=config.min_memory_step)
+                                    growth_mb=growth, step=config.min_memory_step) if ev.current_memory_mb else None
     sustained = util_p95 >= threshold
     reasons = [f"Memory use reached {util_max:.0%} of {ev.memory_size_mb} MB (p95 {util_p95:.0%}, peak {peak:.0f} MB), "
                f"at or above the {threshold:.0%} utilisation threshold of {ev.alarm_name or 'the alarm'}, with no "
@@ -296,7 +331,7 @@ def _cpu_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts:
     """CPU starvation: compute-bound runs slowed by the small CPU share a small memory size gets."""
     current = ev.current_memory_mb
     ok_durations = ev.ok_durations
-    if current >= ONE_VCPU_MB or reference_ms is None or len(ok_durations) < 3:
+    if not current or current >= ONE_VCPU_MB or reference_ms is None or len(ok_durations) < 3:
         return None
     spread = _spread(ok_durations)
     ok_p95 = quantile(ok_durations, 0.95) or 0.0

@@ -66,6 +66,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         min_confidence=float(policy.get("minConfidence", get_settings().min_confidence)),
         dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
         approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)),
+        probe_cpu_starvation=get_settings().probe_cpu_starvation,
     )
     diagnosis_id = uuid.uuid4().hex
     record = {
