@@ -132,5 +132,6 @@ def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config
         method["bedrock"] = f"fallback{late}: {_error_label(exc)}"
         return
     known = {entry_id: entry["title"] for entry_id, entry in by_id.items()}
-    method["bedrock"] = _apply_review(result, review, bounds, known, verdict)
+    method["bedrock"] = _apply_review(result, review, bounds, known, verdict,
+                                      [*ev.samples.values(), *ev.injection_samples])
     method["method"] = "rules+bedrock"
