@@ -36,7 +36,7 @@ ECHO_CHARS = 24
 _INSTRUCTION = re.compile(
     r"ignore (all |any |the )?(previous|prior|above|earlier)|disregard|system prompt|new instructions|"
     r"</?\s*(system|assistant|user|instructions?|untrusted\w*|tool\w*)\b|isMemoryIssue|recommendedMemory|"
-    r"忽略|无视|ignora|olvida|игнорир|забудь|ignoriere|ignorez", re.IGNORECASE)
+    r"忽略|无视|無視|指示|ignora|olvida|игнорир|забудь|ignoriere|ignorez", re.IGNORECASE)
 
 
 def _visible(ch: str) -> str:
@@ -79,6 +79,13 @@ class Fence:
     def block(self, name: str, lines: Iterable[str], limit: int = LINE_LIMIT) -> list[str]:
         tag = self.tag(name)
         return [f"<{tag}>", *(escape(line, limit) for line in lines), f"</{tag}>"]
+
+
+def log_messages(logs: object) -> list[str]:
+    """The text of a request's log entries (``{"message": ...}`` or plain strings): what a model answer may echo."""
+    entries = logs if isinstance(logs, list) else []
+    messages = (entry.get("message") if isinstance(entry, dict) else entry for entry in entries)
+    return [message for message in messages if isinstance(message, str)]
 
 
 def looks_like_instruction(text: object) -> bool:
