@@ -381,7 +381,7 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
 def _method(diagnosis: dict[str, Any]) -> str:
     method = _as_dict(diagnosis.get("diagnosisMethod"))
     # The method's name, not its notes: a model's or an error's free text is not history.
-    return _slug(str(method.get("method") or "n/a"))
+    return _word(method.get("method") or "n/a")
 
 
 def _case_facts(diagnosis: dict[str, Any]) -> list[str]:
@@ -393,7 +393,7 @@ def _case_facts(diagnosis: dict[str, Any]) -> list[str]:
     memory = _as_dict(summary.get("memory"))
     counts = _as_dict(summary.get("signatures"))
     facts = []
-    kinds = ", ".join(f"{_slug(str(k))} {int(v)}" for k, v in sorted(counts.items())
+    kinds = ", ".join(f"{_word(k)} {int(v)}" for k, v in sorted(counts.items())
                       if isinstance(v, int | float) and not isinstance(v, bool))
     if kinds:
         facts.append(f"Signature counts: {kinds}.")
@@ -405,10 +405,15 @@ def _case_facts(diagnosis: dict[str, Any]) -> list[str]:
     if isinstance(injections, int) and not isinstance(injections, bool) and injections:
         facts.append(f"Instruction-like log lines ignored: {injections}.")
     points = diagnosis["evidencePoints"] if isinstance(diagnosis.get("evidencePoints"), list) else []
-    types = [_slug(str(p.get("type"))) for p in points[:8] if isinstance(p, dict)]
+    types = [_word(p.get("type")) for p in points[:8] if isinstance(p, dict)]
     if types:
         facts.append("Evidence points: " + ", ".join(types) + ".")
     return facts
+
+
+def _word(value: Any) -> str:
+    # A name of ours (signature kind, point type, method): ASCII word characters only, whatever the input held.
+    return re.sub(r"[^\w+-]+", "-", str(value), flags=re.ASCII).strip("-")[:48] or "n-a"
 
 
 def _slug(text: str) -> str:
