@@ -181,7 +181,7 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
             "metricsComparison": verification.get("metricsComparison", {"before": None, "after": None,
                                                                            "improvement": "n/a"}),
         },
-        "summary": _summary(outcome, context, before, after),
+        "summary": clean_line(_summary(outcome, context, before, after), 2000),
     }
     if diagnosis.get("evidencePoints"):
         message["diagnosis"]["evidencePoints"] = [

@@ -58,7 +58,8 @@ def run(deployed) -> dict[str, Any]:
         f"lambda-auto-repair-incidents-{deployed.environment}")
     incident = IncidentStore(table).get_incident(execution["executionArn"].rsplit(":", 1)[-1])
     s3 = cloud.client("s3")
-    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "knowledge" in b["Name"])
+    bucket = next(e["Value"] for e in cloud.client("cloudformation").list_exports()["Exports"]
+                  if e["Name"] == f"lambda-auto-repair-main-{deployed.environment}-KnowledgeBucketName")
     cases = [s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read().decode("utf-8")
              for o in s3.list_objects_v2(Bucket=bucket, Prefix="cases/").get("Contents", [])]
     return {"output": output, "incident": incident, "cases": [c for c in cases if NAME in c],
