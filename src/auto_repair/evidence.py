@@ -21,6 +21,8 @@ from typing import Any
 
 from auto_repair.sizing import LAMBDA_MAX_MB, LAMBDA_MIN_MB
 
+from .untrusted import clean_line
+
 # Lambda gives one full vCPU at 1769 MB; CPU share is proportional to memory below that.
 ONE_VCPU_MB = 1769
 
@@ -524,10 +526,8 @@ class Evidence:
 
 
 def _sanitise(text: str, limit: int = 200) -> str:
-    # Control characters and long payloads are dropped: samples end up in notifications and in model prompts.
-    cleaned = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text)
-    cleaned = re.sub(r"\s+", " ", cleaned).strip()
-    return cleaned[:limit] + ("…" if len(cleaned) > limit else "")
+    # Samples only ever reach the model prompt's fenced block (escaped there); folded and capped here already.
+    return clean_line(text, limit)
 
 
 def _series_stats(series: Any) -> dict[str, list[float]]:

@@ -36,6 +36,7 @@ from auto_repair.workflow import WorkflowContext
 
 from .clock import iso_seconds, utc_now
 from .errors import AutoRepairError, error_code
+from .untrusted import clean_line
 
 ENTRY_FIELDS = ("entryId", "title", "category", "content", "source", "tags", "createdAt", "updatedAt", "version",
                 "approvedBy")
@@ -349,20 +350,15 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
     new = repair.get("newMemory", diagnosis.get("recommendedMemorySize"))
     status = verification.get("status") or repair.get("verificationStatus") or "UNVERIFIED"
     runtime = evidence.get("runtime") or incident.get("runtime")
+    alarm_name = alarm.get("alarmName") or _as_dict(evidence.get("alarmDetails")).get("alarmName") or "n/a"
     lines = [
         f"Function {function} ({runtime or 'runtime unknown'}): diagnosed as {cause} "
-        f"(confidence {diagnosis.get('confidence', 'n/a')}, method {json.dumps(diagnosis.get('diagnosisMethod', {}))}).",
-        f"Alarm: {alarm.get('alarmName') or evidence.get('alarmDetails', {}).get('alarmName', 'n/a')}.",
+        f"(confidence {diagnosis.get('confidence', 'n/a')}, method {_method(diagnosis)}).",
+        f"Alarm: {clean_line(alarm_name, 255)}.",
     ]
     if original is not None or new is not None:
         lines.append(f"Memory {original} MB -> {new} MB; repair status {repair.get('status', 'n/a')}; verification {status}.")
-    reasoning = diagnosis.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        lines.append("Reasoning: " + reasoning[:1500])
-    points: list[Any] = diagnosis["evidencePoints"] if isinstance(diagnosis.get("evidencePoints"), list) else []
-    for point in points[:8]:
-        if isinstance(point, dict):
-            lines.append(f"- {point.get('type')}: {str(point.get('description'))[:300]}")
+    lines += _case_facts(diagnosis)
     if incident.get("outcome"):
         lines.append(f"Outcome: {incident['outcome']}.")
     timestamp = now or iso_seconds(utc_now())
@@ -380,6 +376,44 @@ def case_entry_from_incident(incident: dict[str, Any], *, now: str | None = None
         "version": "1",
         "approvedBy": approval.get("approvedBy") or approval.get("approver") or "auto-repair",
     }
+
+
+def _method(diagnosis: dict[str, Any]) -> str:
+    method = _as_dict(diagnosis.get("diagnosisMethod"))
+    # The method's name, not its notes: a model's or an error's free text is not history.
+    return _word(method.get("method") or "n/a")
+
+
+def _case_facts(diagnosis: dict[str, Any]) -> list[str]:
+    """Structured facts of the diagnosis: signature kinds and counts, memory figures, evidence-point types.
+
+    No reasoning and no evidence descriptions: they are free text and a case entry is read back into every later
+    prompt; the log lines themselves stay in the incident's stored evidence."""
+    summary = _as_dict(diagnosis.get("evidenceSummary"))
+    memory = _as_dict(summary.get("memory"))
+    counts = _as_dict(summary.get("signatures"))
+    facts = []
+    kinds = ", ".join(f"{_word(k)} {int(v)}" for k, v in sorted(counts.items())
+                      if isinstance(v, int | float) and not isinstance(v, bool))
+    if kinds:
+        facts.append(f"Signature counts: {kinds}.")
+    figures = {k: memory.get(k) for k in ("sizeMb", "maxUsedMb", "medianUsedMb", "utilisationP95")
+               if isinstance(memory.get(k), int | float) and not isinstance(memory.get(k), bool)}
+    if figures:
+        facts.append("Memory figures: " + ", ".join(f"{k} {v}" for k, v in figures.items()) + ".")
+    injections = summary.get("injectionAttempts")
+    if isinstance(injections, int) and not isinstance(injections, bool) and injections:
+        facts.append(f"Instruction-like log lines ignored: {injections}.")
+    points = diagnosis["evidencePoints"] if isinstance(diagnosis.get("evidencePoints"), list) else []
+    types = [_word(p.get("type")) for p in points[:8] if isinstance(p, dict)]
+    if types:
+        facts.append("Evidence points: " + ", ".join(types) + ".")
+    return facts
+
+
+def _word(value: Any) -> str:
+    # A name of ours (signature kind, point type, method): ASCII word characters only, whatever the input held.
+    return re.sub(r"[^\w+-]+", "-", str(value), flags=re.ASCII).strip("-")[:48] or "n-a"
 
 
 def _slug(text: str) -> str:

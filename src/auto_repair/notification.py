@@ -15,6 +15,7 @@ from auto_repair.outcomes import (
     RepairStatus,
     Verdict,
 )
+from auto_repair.untrusted import clean_line, fold
 from auto_repair.workflow import WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
@@ -122,8 +123,9 @@ _SUBJECT_TAIL: dict[str, str] = {
 
 
 def _ascii(text: str) -> str:
-    # SNS subjects must be printable ASCII, no line breaks, under 100 characters.
-    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in text)
+    # SNS subjects must be printable ASCII, no line breaks, under 100 characters; look-alikes fold to ASCII first
+    # and CR/LF become spaces, so no text can start a header line of its own.
+    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in fold(text))
     return cleaned[:99]
 
 
@@ -159,14 +161,14 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
         "executionId": alarm.get("executionId", ""),
         "needsHuman": outcome in NEEDS_HUMAN,
         "issue": {
-            "description": alarm.get("stateReason", ""),
-            "alarmName": alarm.get("alarmName", ""),
+            "description": clean_line(alarm.get("stateReason", ""), 1000),
+            "alarmName": clean_line(alarm.get("alarmName", ""), 255),
             "detectedAt": alarm.get("stateChangeTime", ""),
         },
         "diagnosis": {
             "result": diagnosis.get("cause", ""),
             "confidence": diagnosis.get("confidence"),
-            "reasoning": diagnosis.get("reasoning", ""),
+            "reasoning": clean_line(diagnosis.get("reasoning", ""), 4000),
         },
         "repair": {
             "action": _repair_action(outcome, repair, decision),
@@ -179,16 +181,19 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
             "metricsComparison": verification.get("metricsComparison", {"before": None, "after": None,
                                                                            "improvement": "n/a"}),
         },
-        "summary": _summary(outcome, context, before, after),
+        "summary": clean_line(_summary(outcome, context, before, after), 2000),
     }
     if diagnosis.get("evidencePoints"):
-        message["diagnosis"]["evidencePoints"] = diagnosis["evidencePoints"][:8]
+        message["diagnosis"]["evidencePoints"] = [
+            {"type": clean_line(p.get("type"), 64), "description": clean_line(p.get("description"), 600)}
+            for p in diagnosis["evidencePoints"][:8] if isinstance(p, Mapping)]
     if diagnosis.get("knowledgeReferences"):
         message["diagnosis"]["knowledgeReferences"] = diagnosis["knowledgeReferences"][:5]
     if decision:
         message["decision"] = {k: decision.get(k) for k in ("action", "reason", "currentMemory", "targetMemory")}
     if error:
-        message["error"] = {"error": str(error.get("Error", ""))[:200], "cause": str(error.get("Cause", ""))[:1500]}
+        message["error"] = {"error": clean_line(error.get("Error", ""), 200),
+                            "cause": clean_line(error.get("Cause", ""), 1500)}
     if context.get("approvalRequest"):
         message["approval"] = context["approvalRequest"]
     if context.get("approval"):

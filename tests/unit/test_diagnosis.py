@@ -352,7 +352,7 @@ def test_obedient_model_cannot_turn_injection_into_a_repair() -> None:
     # AND the attempt is visible in the evidence, and the prompt kept the log text inside the delimiters
     assert any(p["type"] == "prompt_injection_suspected" for p in result["evidencePoints"])
     prompt = client.calls[0]["messages"][0]["content"][0]["text"]
-    start = prompt.index("<untrusted_log_excerpts>")
+    start = prompt.index("<untrusted_log_excerpts_")
     assert prompt.index("set memory to 10240") > start
     assert client.calls[0]["toolConfig"]["toolChoice"] == {"tool": {"name": TOOL_NAME}}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from auto_repair import knowledge as kb
 from auto_repair.deadline import Deadline
 from auto_repair.evidence import Evidence, extract_evidence
 from auto_repair.sizing import SizingResult
+from auto_repair.untrusted import log_messages
 
 from .bedrock import (
     _SYSTEM_PROMPT,
@@ -142,13 +144,14 @@ def _diagnose(request: dict[str, Any], problems: list[str], config: DiagnosisCon
     if verdict.alternative:
         # policy.decide reads this: human review, or (ProbeCpuStarvation) one step to probeMemorySize
         result["alternativeCause"] = {"cause": verdict.alternative, "probeMemorySize": verdict.probe_mb}
-    _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing, deadline or Deadline.unlimited())
+    _maybe_review(result, ev, verdict, config, bedrock_client, entries, sizing, deadline or Deadline.unlimited(),
+                  log_messages(request.get("logs")))
     return result
 
 
 def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config: DiagnosisConfig,
                   bedrock_client: Any, entries: list[dict[str, Any]], sizing: SizingResult | None,
-                  deadline: Deadline) -> None:
+                  deadline: Deadline, untrusted_lines: Sequence[str] = ()) -> None:
     method = result["diagnosisMethod"]
     if not config.use_bedrock:
         method["bedrock"] = "disabled" if config.bedrock_model_id else "not-configured"
@@ -190,5 +193,5 @@ def _maybe_review(result: dict[str, Any], ev: Evidence, verdict: Verdict, config
         method["bedrock"] = f"fallback{late}: {_error_label(exc)}"
         return
     known = {entry_id: entry["title"] for entry_id, entry in by_id.items()}
-    method["bedrock"] = _apply_review(result, review, bounds, known, verdict)
+    method["bedrock"] = _apply_review(result, review, bounds, known, verdict, untrusted_lines)
     method["method"] = "rules+bedrock"

@@ -27,8 +27,8 @@ def _evidence_points(ev: Evidence, verdict: Verdict) -> list[dict[str, str]]:
                         ("init_error", "init_errors"), ("throttle", "throttling"), ("access_denied", "access_denied"),
                         ("gc_pressure", "gc_pressure"), ("memory_mention", "memory_mention")):
         if ev.counts.get(kind):
-            sample = ev.samples.get(kind, "")
-            points.append({"type": label, "description": f"{ev.counts[kind]} line(s), e.g. {sample!r}"})
+            # Described, not quoted: log text is untrusted; the lines themselves are in the stored evidence.
+            points.append({"type": label, "description": f"{ev.counts[kind]} line(s) of signature kind {kind}."})
     if ev.metrics.get("throttlesSum"):
         points.append({"type": "throttling", "description": f"Throttles metric sum {ev.metrics['throttlesSum']:g}."})
     trend = mem["trend"]
@@ -42,8 +42,8 @@ def _evidence_points(ev: Evidence, verdict: Verdict) -> list[dict[str, str]]:
                                                                       "previous window."})
     if ev.injection_samples:
         points.append({"type": "prompt_injection_suspected", "description": (
-            f"{len(ev.injection_samples)} log line(s) contain instruction-like text, treated as data and ignored: "
-            + "; ".join(repr(s) for s in ev.injection_samples[:2]))})
+            f"{len(ev.injection_samples)} log line(s) contain instruction-like text, treated as data and ignored "
+            "(not quoted here; the lines are in the stored evidence).")})
     if verdict.sizing is not None and verdict.cause in MEMORY_CAUSES:
         points.append({"type": "sizing", "description": f"{verdict.sizing.method}: {verdict.sizing.explanation}."})
     if not ev.data_complete or ev.missing_data:

@@ -105,7 +105,8 @@ def _decide(ev: Evidence, config: DiagnosisConfig) -> Verdict:
 
 
 def _init_verdict(ev: Evidence, init_count: int, weak_contradicted: bool, util_max: float | None) -> Verdict:
-    reasons = [f"{init_count} initialisation/import failure(s) (e.g. {ev.samples.get('init_error', 'n/a')!r}): "
+    # Reasoning describes log lines (counts, signature kinds), never quotes them: log text is untrusted.
+    reasons = [f"{init_count} initialisation/import failure(s): "
                "the function fails before its handler runs, which more memory does not change."]
     if weak_contradicted:
         reasons.append(f"The process was killed while using only {_fmt_pct(util_max)} of its memory, so the kill "
@@ -180,7 +181,7 @@ def _last_resort_verdict(ev: Evidence, util_max: float | None) -> Verdict:
     """Ordinary exceptions when there are any; otherwise the evidence explains nothing."""
     counts, metrics = ev.counts, ev.metrics
     if counts.get("code_error", 0):
-        reasons = [f"{counts['code_error']} exception line(s) (e.g. {ev.samples.get('code_error', 'n/a')!r}) with no "
+        reasons = [f"{counts['code_error']} exception line(s) with no "
                    "out-of-memory signature: the code fails, memory does not."]
         if counts.get("memory_mention"):
             reasons.append("Some lines mention memory, but none is a runtime's out-of-memory signature.")
@@ -352,9 +353,9 @@ def _cpu_verdict(ev: Evidence, config: DiagnosisConfig, ok: list[Any], timeouts:
 
 
 def _specific_verdict(cause: str, ev: Evidence, count: int, timeouts: int, util_max: float | None) -> Verdict:
-    sample = {"permissions": "access_denied", "throttling": "throttle", "downstream_timeout": "downstream"}[cause]
-    example = ev.samples.get(sample)
-    example_text = f" (e.g. {example!r})" if example else ""
+    # The signature kind, not the line: log text is untrusted and the reasoning reaches prompts and notices.
+    kind = {"permissions": "access_denied", "throttling": "throttle", "downstream_timeout": "downstream"}[cause]
+    example_text = f" (signature kind {kind})" if ev.samples.get(kind) else ""
     memory_note = f" Memory use peaked at {_fmt_pct(util_max)} of the limit." if util_max is not None else ""
     if cause == "permissions":
         text = (f"{count} access-denied line(s){example_text}: the function lacks a permission; no amount of "
