@@ -248,11 +248,11 @@ def refusal(workflow: Mapping[str, Any], request: Mapping[str, Any], *, state_ta
     approval_id = approval.get("approvalId") if isinstance(approval, Mapping) else None
     found = {"approvalId": str(approval_id or "")}
     if not approval_id or not isinstance(approval_id, str):
-        why = "the approval wait was resumed without an approval id (not by auto-repair approve)"
-        return {"status": RepairStatus.APPROVAL_REFUSED, "reason": why, **found}
+        return {"status": RepairStatus.APPROVAL_REFUSED, **found,
+                "reason": "the approval wait was resumed without an approval id (not by auto-repair approve)"}
     record = _read_record(state_table, approval_id, wait_s, sleep)
     memory = int(request["targetMemory"])
-    why = (f"approval {approval_id} does not exist" if record is None else
+    why: str | None = (f"approval {approval_id} does not exist" if record is None else
            pin_problem(record, execution_id=str(request.get("executionId", "")),
                        function_name=str(request["functionName"]), memory=memory))
     if why is None and record is not None:
