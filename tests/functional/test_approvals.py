@@ -270,3 +270,19 @@ def test_execute_repair_refuses_a_forged_resume_records_it_and_changes_nothing(a
     assert record["status"] == "APPROVAL_REFUSED" and "PENDING" in record["reason"]
     assert aws.resource("dynamodb").Table("audit").scan()["Items"] == []
     assert not [i for i in state.scan()["Items"] if i["pk"] == "BUDGET"]
+
+
+# ---------------------------------------------------------------------------------------------- configuration reads
+def test_a_function_whose_configuration_iam_hides_is_out_of_scope():
+    # GIVEN ParseAlarm's role may read the configuration of in-scope functions only (tag condition): AWS answers
+    # AccessDenied for any other function
+    from auto_repair.handlers.parse_alarm import check_target
+    from auto_repair.settings import Settings
+
+    class Denied:
+        def get_function_configuration(self, **_kwargs: Any) -> dict:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetFunctionConfiguration")
+
+    # WHEN its alarm is checked THEN it is recorded as out of scope, saying why, not a workflow failure
+    checked = check_target({"functionName": "billing"}, Settings(), Denied())
+    assert checked["outcome"] == "OUT_OF_SCOPE" and "not readable by auto-repair" in checked["reason"]
