@@ -210,7 +210,7 @@ check_events() {
 
 # ---------------------------------------------------------------------------------------------- tables
 check_tables() {
-  local table_problems=0 table_kind table table_status ttl_status
+  local table_problems=0 table_kind table table_status ttl_status protected
   echo "Validating DynamoDB tables..."
   for table_kind in incidents audit state; do
     table="lambda-auto-repair-${table_kind}-${ENVIRONMENT}"
@@ -227,13 +227,21 @@ check_tables() {
     fi
     ttl_status="$(aws dynamodb describe-time-to-live --table-name "${table}" \
       --query 'TimeToLiveDescription.TimeToLiveStatus' --output text 2>/dev/null || echo UNKNOWN)"
-    if [[ "${ttl_status}" != "ENABLED" && "${ttl_status}" != "ENABLING" ]]; then
+    if [[ "${table_kind}" == audit && "${ENVIRONMENT}" =~ ^(staging|prod)$ ]]; then
+      # The audit trail is evidence there: entries never expire and the table cannot be deleted.
+      protected="$(aws dynamodb describe-table --table-name "${table}" \
+        --query 'Table.DeletionProtectionEnabled' --output text 2>/dev/null || echo UNKNOWN)"
+      if [[ "${ttl_status}" != "DISABLED" || "${protected}" != "True" ]]; then
+        problem "Table ${table} has TTL ${ttl_status}, deletion protection ${protected} (expected DISABLED, True)"
+        table_problems=$((table_problems + 1))
+      fi
+    elif [[ "${ttl_status}" != "ENABLED" && "${ttl_status}" != "ENABLING" ]]; then
       problem "Table ${table} has TTL ${ttl_status} (expected ENABLED on expiresAt)"
       table_problems=$((table_problems + 1))
     fi
   done
   if [[ "${table_problems}" -eq 0 ]]; then
-    ok "All tables are active with TTL enabled"
+    ok "All tables are active with TTL enabled (the audit table in staging/prod: no TTL, deletion protection)"
   fi
 }
 

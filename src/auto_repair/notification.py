@@ -20,13 +20,15 @@ from auto_repair.workflow import WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
 GUARDED = (Notice.DUPLICATE, Notice.LOCKED, Notice.COOLDOWN, Notice.OUT_OF_SCOPE, Notice.PAUSED,
-           Notice.BUDGET_EXHAUSTED)
+           Notice.BUDGET_EXHAUSTED, Notice.APPROVAL_REFUSED)
 
 # Whether each notice needs a human to do something.
 NEEDS_HUMAN = {Notice.NOT_IMPROVED, Notice.INCONCLUSIVE, Notice.HUMAN_REVIEW, Notice.APPROVAL_REQUEST,
                Notice.APPROVAL_TIMEOUT, Notice.INVALID_EVENT, Notice.FAILURE}
 # Paused or over budget: the function is still failing and nothing will repair it by itself.
 NEEDS_HUMAN |= {Notice.PAUSED, Notice.BUDGET_EXHAUSTED}
+# A refused approval is either a forged/replayed resume (a security event) or a situation that changed.
+NEEDS_HUMAN |= {Notice.APPROVAL_REFUSED}
 
 # The incident's status once the workflow has reached each notice.
 INCIDENT_STATUS: dict[str, IncidentStatus] = {
@@ -48,6 +50,7 @@ INCIDENT_STATUS: dict[str, IncidentStatus] = {
     Notice.OUT_OF_SCOPE: IncidentStatus.CLOSED,
     Notice.PAUSED: IncidentStatus.ESCALATED,
     Notice.BUDGET_EXHAUSTED: IncidentStatus.ESCALATED,
+    Notice.APPROVAL_REFUSED: IncidentStatus.ESCALATED,
 }
 
 
@@ -119,6 +122,7 @@ _SUBJECT_TAIL: dict[str, str] = {
     Notice.OUT_OF_SCOPE: "not in auto-repair scope, no change",
     Notice.PAUSED: "repairs PAUSED (kill switch), no change",
     Notice.BUDGET_EXHAUSTED: "hourly repair budget exhausted, no change",
+    Notice.APPROVAL_REFUSED: "approval REFUSED, no change",
 }
 
 
@@ -250,6 +254,9 @@ def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) ->
         return (f"{name}: memory raised {before} -> {after} MB but it did NOT recover "
                 f"({(context.get('verification') or {}).get('reason', '')}).{_rollback_sentence(context)} "
                 "A human must investigate.")
+    if outcome == Notice.APPROVAL_REFUSED:  # not "still failing": a late approval is refused because it recovered
+        return (f"{name}: the change {before} -> {repair.get('targetMemory') or '?'} MB was NOT applied: "
+                f"{repair.get('reason', outcome)}. No change was made.")
     if outcome in MUTATION_OUTCOMES:
         return (f"{name}: would raise memory {before} -> {repair.get('targetMemory') or '?'} MB, but "
                 f"{repair.get('reason', outcome)}. No change was made; the function is still failing.")
@@ -322,7 +329,7 @@ def _versions_and_rollback(message: dict[str, Any], context: WorkflowContext) ->
 
 def _guard(outcome: str, alarm: Mapping[str, Any], repair: Mapping[str, Any]) -> dict[str, Any]:
     """Why a guard stopped this alarm, with what the on-call needs: the holder, the original, the end time."""
-    stopped_repair = outcome in (Notice.PAUSED, Notice.BUDGET_EXHAUSTED)
+    stopped_repair = outcome in (Notice.PAUSED, Notice.BUDGET_EXHAUSTED, Notice.APPROVAL_REFUSED)
     guard: dict[str, Any] = {"outcome": outcome, "reason": (repair if stopped_repair else alarm).get("reason", "")}
     for key in ("duplicateOf", "lockHolder", "lockExpiresAt", "cooldownEndsAt", "lastRepairAt", "lastRepairExecution"):
         if alarm.get(key):

@@ -28,11 +28,13 @@ class GuardOutcome(StrEnum):
     OUT_OF_SCOPE = "OUT_OF_SCOPE"
     PAUSED = "PAUSED"
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
+    # ExecuteRepair found no valid approval behind a resumed approval wait, or the situation changed since.
+    APPROVAL_REFUSED = "APPROVAL_REFUSED"
 
 
 # ParseAlarmEvent's guards (the alarm is recorded, no workflow runs) and ExecuteRepair's (nothing is changed).
 ADMISSION_OUTCOMES = (GuardOutcome.DUPLICATE, GuardOutcome.LOCKED, GuardOutcome.COOLDOWN, GuardOutcome.OUT_OF_SCOPE)
-MUTATION_OUTCOMES = (GuardOutcome.PAUSED, GuardOutcome.BUDGET_EXHAUSTED)
+MUTATION_OUTCOMES = (GuardOutcome.PAUSED, GuardOutcome.BUDGET_EXHAUSTED, GuardOutcome.APPROVAL_REFUSED)
 
 
 class PolicyAction(StrEnum):
@@ -66,6 +68,7 @@ class RepairStatus(StrEnum):
     FAILED = "FAILED"
     PAUSED = GuardOutcome.PAUSED.value
     BUDGET_EXHAUSTED = GuardOutcome.BUDGET_EXHAUSTED.value
+    APPROVAL_REFUSED = GuardOutcome.APPROVAL_REFUSED.value
     ROLLED_BACK = "ROLLED_BACK"
 
 
@@ -125,6 +128,7 @@ class Notice(StrEnum):
     OUT_OF_SCOPE = GuardOutcome.OUT_OF_SCOPE.value
     PAUSED = GuardOutcome.PAUSED.value
     BUDGET_EXHAUSTED = GuardOutcome.BUDGET_EXHAUSTED.value
+    APPROVAL_REFUSED = GuardOutcome.APPROVAL_REFUSED.value
 
 
 class DeliveryStatus(StrEnum):
@@ -164,5 +168,7 @@ class ApprovalStatus(StrEnum):
     """An approval request's ``status`` in the state table (auto_repair.approvals)."""
 
     PENDING = "PENDING"
-    APPROVED = "APPROVED"
+    SENDING = "SENDING"  # claimed by one approver, decision being delivered to the workflow
+    APPROVED = "APPROVED"  # written only after Step Functions accepted the task token
     REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"  # the workflow had stopped waiting when the decision arrived

@@ -140,11 +140,16 @@ class IncidentStore:
 
 
 class AuditLog:
-    """Every mutation of a customer function is written here before and after it happens."""
+    """Every mutation of a customer function is written here before and after it happens.
 
-    def __init__(self, table: Any, ttl_days: int = 400) -> None:
+    Append-only: each entry is a new item, put only if its key does not exist (the function role may only
+    PutItem here, so an entry can be neither overwritten nor deleted). Entries never expire unless
+    ``retention_days`` > 0 (AUDIT_RETENTION_DAYS, dev and local only; staging and prod keep them).
+    """
+
+    def __init__(self, table: Any, retention_days: int = 0) -> None:
         self._table = table
-        self._ttl_days = ttl_days
+        self._retention_days = retention_days
 
     def record(
         self,
@@ -172,10 +177,12 @@ class AuditLog:
             "oldValue": old_value,
             "newValue": new_value,
             "details": details or {},
-            "expiresAt": epoch_in(self._ttl_days * 86400),
         }
-        item = {**_bounded(item), **{k: item[k] for k in ("functionName", "auditId", "executionId", "expiresAt")}}
-        self._table.put_item(Item=to_dynamo(item))
+        if self._retention_days > 0:
+            item["expiresAt"] = epoch_in(self._retention_days * 86400)
+        item = {**_bounded(item), **{k: item[k] for k in ("functionName", "auditId", "executionId", "expiresAt")
+                                     if k in item}}
+        self._table.put_item(Item=to_dynamo(item), ConditionExpression=Attr("auditId").not_exists())
         return item
 
     def for_function(self, function_name: str) -> list[dict[str, Any]]:

@@ -65,6 +65,7 @@ ENV_VARS: dict[str, str] = {
     "APPROVAL_REQUIRED": "approval_required",
     "DRY_RUN": "dry_run",
     "RECORD_TTL_DAYS": "record_ttl_days",
+    "AUDIT_RETENTION_DAYS": "audit_retention_days",
     "SYSTEM_FUNCTION_PREFIX": "system_prefix",
     "ANALYSIS_WINDOW_MINUTES": "analysis_window_minutes",
     "BASELINE_WINDOW_MINUTES": "baseline_window_minutes",
@@ -104,6 +105,7 @@ class Settings:
     approval_required: bool = False
     dry_run: bool = False
     record_ttl_days: int = 90
+    audit_retention_days: int = 0  # 0 = audit entries never expire (always so in staging and prod)
     system_prefix: str = "lambda-auto-repair-"
     analysis_window_minutes: int = 15
     baseline_window_minutes: int = 60

@@ -281,8 +281,10 @@ def test_approval_approved_repairs_with_the_pinned_value(deployed, results):
     assert request["change"]["memoryBefore"] == 128
     assert "perMillionUSD" in request["estimatedCostChange"]
     assert memory == request["change"]["memoryAfter"]
-    assert of_type(messages, "REPAIRED")["body"]["approvalDecision"]["approvedBy"] == "oncall@example.com"
-    assert any("approved by oncall@example.com" in a["reason"] for a in incident["audit"])
+    # the approver is the caller identity of the CLI's credentials (the local cloud's test user), not --by
+    identity = "arn:aws:sts::123456789012:user/moto"
+    assert of_type(messages, "REPAIRED")["body"]["approvalDecision"]["approvedBy"] == identity
+    assert any(f"approved by {identity}" in a["reason"] for a in incident["audit"])
 
 
 def test_approval_rejected_changes_nothing(deployed, results):

@@ -129,5 +129,20 @@ def test_every_notice_has_an_incident_status() -> None:
     # GIVEN every notice a run can end with / THEN the incident closes, resolves or escalates as before
     assert n.incident_status(Notice.REPAIRED) == "RESOLVED"
     assert {str(o) for o in Notice if n.incident_status(o) == "ESCALATED"} == {
-        "NOT_IMPROVED", "INCONCLUSIVE", "HUMAN_REVIEW", "PAUSED", "BUDGET_EXHAUSTED"}
+        "NOT_IMPROVED", "INCONCLUSIVE", "HUMAN_REVIEW", "PAUSED", "BUDGET_EXHAUSTED", "APPROVAL_REFUSED"}
     assert n.incident_status("SOMETHING_NEW") == "CLOSED"
+
+
+def test_a_refused_approval_says_why_and_that_nothing_changed() -> None:
+    # GIVEN ExecuteRepair refused the approved change because the alarm went back to OK
+    why = "the alarm 'orders-errors' is OK since 2026-11-22T10:05Z: the function recovered after the approval was requested"
+    ctx = context(repair={"status": "APPROVAL_REFUSED", "reason": why, "originalMemory": 128, "newMemory": 128,
+                          "targetMemory": 512}, verification={})
+    # WHEN the result notice is built THEN it is APPROVAL_REFUSED, needs a human, and says why, not "still failing"
+    outcome, send = n.requested_outcome("RESULT", ctx, notify_ignored=False)
+    built = n.build(ctx, outcome, "prod")
+    assert outcome == Notice.APPROVAL_REFUSED and send and built["message"]["needsHuman"] is True
+    assert built["subject"] == "[prod] orders: approval REFUSED, no change"
+    assert why in built["message"]["summary"] and "still failing" not in built["message"]["summary"]
+    assert built["message"]["guard"] == {"outcome": "APPROVAL_REFUSED", "reason": why}
+    assert n.incident_status(outcome) == "ESCALATED"

@@ -1,14 +1,15 @@
 """``auto-repair approve|reject <approval-id>``: answer a pending approval request.
 
-The decision goes to the waiting workflow with SendTaskSuccess / SendTaskFailure. Approving cannot change
-the memory value: the approval carries the value that was pinned when it was requested.
+The approver is who AWS says the credentials in use are (``sts:GetCallerIdentity``), recorded as that ARN; the
+documented way to approve is the stack's ``lambda-auto-repair-approver-<env>`` role / managed policy. The decision
+goes to the waiting workflow with SendTaskSuccess / SendTaskFailure, and the record says APPROVED only once Step
+Functions accepted it. Approving cannot change the memory value: the approval carries the value pinned when it
+was requested.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 
 from auto_repair import approvals
 
@@ -21,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser.add_argument("approval_id", help="approval id, e.g. apr-0123456789ab")
         parser.add_argument("--reason", default="", help="why (recorded and sent to the workflow)")
         parser.add_argument(
-            "--by", default=os.environ.get("USER") or getpass.getuser(), help="who decides (default: $USER)"
+            "--by",
+            default="",
+            help="a note of who you are, kept with the reason; the recorded approver is always the caller identity "
+            "ARN of your AWS credentials",
         )
         add_target_args(parser)
         parser.set_defaults(func=run, approve=approve)
@@ -31,20 +35,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     env = environment(args)
     state = table(args, f"lambda-auto-repair-state-{env}")
+    who = approvals.caller_identity(client(args, "sts"))
+    reason = f"{args.reason} (note: {args.by})".strip() if args.by else args.reason
     result = approvals.resolve(
         state,
         client(args, "stepfunctions"),
         args.approval_id,
         approve=args.approve,
-        who=args.by,
-        reason=args.reason,
+        who=who,
+        reason=reason,
     )
     if args.json:
         print_json({k: v for k, v in result.items() if k != "taskToken"})
     else:
         verb = "approved" if args.approve else "rejected"
         print(
-            f"{result['approvalId']} {verb} by {args.by}: {result['functionName']} memory "
+            f"{result['approvalId']} {verb} by {who}: {result['functionName']} memory "
             f"{result['currentMemory']} -> {result['targetMemory']} MB (execution {result['executionId']})"
         )
     return 0

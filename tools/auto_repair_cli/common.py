@@ -71,12 +71,16 @@ def environment(args: argparse.Namespace) -> str:
 
 
 def session(args: argparse.Namespace) -> tuple[boto3.session.Session, dict[str, Any]]:
-    """A boto3 session and client kwargs; --local points everything at the local cloud, fake credentials."""
+    """A boto3 session and client kwargs; --local points everything at the local cloud, fake credentials (or
+    those of --profile: the local cloud knows who assumed which role, e.g. the approver)."""
     if args.local:
         port = os.environ.get("AUTO_REPAIR_LOCAL_PORT", "4566")
-        sess = boto3.session.Session(
-            aws_access_key_id="test", aws_secret_access_key="test", region_name=args.region or "us-east-1"
-        )
+        if args.profile:
+            sess = boto3.session.Session(profile_name=args.profile, region_name=args.region or "us-east-1")
+        else:
+            sess = boto3.session.Session(
+                aws_access_key_id="test", aws_secret_access_key="test", region_name=args.region or "us-east-1"
+            )
         return sess, {"endpoint_url": os.environ.get("AWS_ENDPOINT_URL") or f"http://127.0.0.1:{port}"}
     sess = boto3.session.Session(profile_name=args.profile, region_name=args.region)
     return sess, {}

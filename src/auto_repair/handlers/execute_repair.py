@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from auto_repair import aws, guards
+from auto_repair import approvals, aws, guards
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -32,7 +32,8 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
     paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
     try:
         result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
-                              audit=AuditLog(aws.table(settings.audit_table)), paused=paused,
+                              audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
+                              paused=paused,
                               paused_parameter=settings.paused_parameter, actor=settings.function_name,
                               deadline=deadline)
     except RepairError:
@@ -63,8 +64,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
         request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
                                 allow_alias_update=settings.allow_alias_update)
-        # Guards right before the mutation: the kill switch, then the hourly budget. Blocked = nothing changed.
-        blocked = None if request["dryRun"] else guards.mutation_gate(
+        # Guards right before the mutation: a person's approval that still applies, the kill switch, then the
+        # hourly budget (a refused approval takes no unit). Blocked = nothing changed.
+        blocked = None if request["dryRun"] else approvals.refusal(
+            workflow, request, state_table=aws.table(settings.state_table), cloudwatch=aws.client("cloudwatch"),
+            lambda_client=aws.client("lambda")) or guards.mutation_gate(
             ssm=aws.client("ssm"), parameter=settings.paused_parameter, limit=settings.max_repairs_per_hour,
             store=guards.GuardStore(aws.table(settings.state_table)), now=time.time())
         if blocked:
@@ -75,7 +79,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
         result = execute_repair(request, lambda_client=aws.client("lambda"),
-                                audit=AuditLog(aws.table(settings.audit_table)), actor=settings.function_name,
+                                audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
+                                actor=settings.function_name,
                                 reason=repair_reason(workflow), deadline=deadline)
     except RepairError as exc:
         # Raised for the workflow's failure path (HandleFailure notifies); a deadline stop is said so.

@@ -34,6 +34,10 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
         code = error_code(exc)
         if code == "ResourceNotFoundException":
             return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"function {name} does not exist (deleted?)"}
+        if code == "AccessDeniedException":  # IAM lets us read the configuration of in-scope functions only
+            return {**alarm, "settings": from_tags(settings, {}), "outcome": GuardOutcome.OUT_OF_SCOPE,
+                    "scopeMode": settings.scope_mode, "reason": f"{name} is out of scope: its configuration is "
+                    f"not readable by auto-repair ({code}; the scope tag condition of the role)"}
         raise
     unreadable = ""
     try:

@@ -27,7 +27,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     approvals.create(aws.table(get_settings().state_table), approval_id=approval_id, task_token=token,
                      execution_id=execution_id, function_name=alarm["functionName"],
                      current_memory=int(decision["currentMemory"]), target_memory=int(decision["targetMemory"]),
-                     timeout_seconds=get_settings().approval_timeout_seconds)
+                     timeout_seconds=get_settings().approval_timeout_seconds,
+                     revision_id=(evidence.get("function") or {}).get("revisionId"))
     cost = cost_change_per_million(int(decision["currentMemory"]), int(decision["targetMemory"]),
                                    series_average(evidence, "Duration.Average"), evidence.get("architecture") or "x86_64")
     env_flag = f"--environment {get_settings().environment}"

@@ -1,7 +1,8 @@
 """Patches moto's template parser: unsupported types fail, every type updates, events are recorded.
 
 Replaces ``moto.cloudformation.parsing.parse_and_create_resource``, ``.parse_and_update_resource``,
-``.ResourceMap._delete_resource`` and ``.ResourceMap.update`` (each delegating to moto's original). AWS behaviour:
+``.ResourceMap._delete_resource`` (also: a conditional ``DeletionPolicy: Retain`` keeps the resource) and
+``.ResourceMap.update`` (each delegating to moto's original). AWS behaviour:
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/using-cfn-updating-stacks-update-behaviors.html
 Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
@@ -182,10 +183,23 @@ def _update_resource(
     return resource
 
 
+def _resolved_policy(self: Any, value: Any) -> Any:
+    """DeletionPolicy may be an ``Fn::If`` on a condition, as AWS allows
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-attribute-deletionpolicy.html); moto
+    compared the object to "Retain" and deleted a resource the template keeps."""
+    if isinstance(value, dict) and set(value) == {"Fn::If"}:
+        name, yes, no = value["Fn::If"]
+        return _resolved_policy(self, yes if self.lazy_condition_map[name] else no)
+    return value
+
+
 def _delete_resource(self: Any, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
     logical_id = getattr(parsed_resource, "logical_resource_id", None) or "?"
     resource_type = resource_json.get("Type", "")
     physical = _physical_id(parsed_resource)
+    if _resolved_policy(self, resource_json.get("DeletionPolicy")) == "Retain":
+        _add_resource_event(self, logical_id, resource_type, "DELETE_SKIPPED", physical)
+        return
     _add_resource_event(self, logical_id, resource_type, "DELETE_IN_PROGRESS", physical)
     try:
         if resource_type in DELETERS:
