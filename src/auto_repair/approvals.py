@@ -28,7 +28,10 @@ def _key(approval_id: str) -> dict[str, str]:
 
 
 def create(state_table: Any, *, approval_id: str, task_token: str, execution_id: str, function_name: str,
-           current_memory: int, target_memory: int, timeout_seconds: int) -> dict[str, Any]:
+           current_memory: int, target_memory: int, timeout_seconds: int,
+           ceiling_memory: int | None = None) -> dict[str, Any]:
+    """A pending request. ``ceiling_memory``: the highest size later steps of the same incident may reach under
+    this approval (``targetMemory`` is the first step); beyond it a new approval is needed."""
     item = {
         **_key(approval_id),
         "approvalId": approval_id,
@@ -37,6 +40,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "functionName": function_name,
         "currentMemory": current_memory,
         "targetMemory": target_memory,
+        **({"ceilingMemory": int(ceiling_memory)} if ceiling_memory else {}),
         "status": ApprovalStatus.PENDING,
         "requestedAt": now_iso(),
         "expiresAt": epoch_in(max(timeout_seconds, 60) + 86400),
@@ -74,6 +78,7 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             sfn.send_task_success(taskToken=item["taskToken"], output=json.dumps({
                 "approved": True, "approvalId": approval_id, "approvedBy": who,
                 "targetMemory": item["targetMemory"], "decidedAt": now_iso(),
+                **({"ceilingMemory": item["ceilingMemory"]} if item.get("ceilingMemory") else {}),
             }))
         else:
             sfn.send_task_failure(taskToken=item["taskToken"], error="ApprovalRejected",

@@ -17,6 +17,11 @@ from auto_repair.workflow import WorkflowContext
 def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
+    steps = notification.repair_steps(workflow)
+    if steps and (workflow.get("repair") or {}).get("status") != RepairStatus.SUCCEEDED:
+        # A later step was stopped (kill switch, budget) or skipped: the earlier steps changed the function, so
+        # the cooldown starts from the last applied one.
+        workflow = {**workflow, "repair": {"status": RepairStatus.SUCCEEDED, "endTime": steps[-1].get("at")}}
     try:
         done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
@@ -62,8 +67,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         store.put(incident_id, RecordType.REPAIR, {**repair, **rolled_back, "verificationStatus":
                                         (workflow.get("verification") or {}).get("status", Verdict.NOT_RUN),
                                         "notificationStatus": sent["notificationStatus"]})
+    steps = notification.repair_steps(workflow)
     store.update_incident(incident_id, outcome=outcome, status=notification.incident_status(outcome),
-                          endTime=now_iso(),
+                          endTime=now_iso(), **({"steps": steps} if steps else {}),
                           summary=notification.build(workflow, outcome, get_settings().environment)["message"]["summary"])
     add_dimension_env(get_settings().environment)
     record_case(workflow, incident_id, outcome)
