@@ -91,6 +91,16 @@ class Verdict(StrEnum):
     NOT_RUN = "NOT_RUN"
 
 
+class StepAction(StrEnum):
+    """What the step-up controller decides after a step was verified (auto_repair.controller.next_step)."""
+
+    STEP_UP = "STEP_UP"  # memory-bound failures remain, the after window still says memory, the step helped
+    HEALTHY = "HEALTHY"  # verified improved, nothing memory-bound left: stop and keep the size
+    KEEP_BEST = "KEEP_BEST"  # stop stepping, keep the best size reached (steps/MaxMemory/known-bad exhausted ...)
+    ROLLBACK = "ROLLBACK"  # a step made things worse, or what remains is not memory: restore rollback_to
+    NEEDS_APPROVAL = "NEEDS_APPROVAL"  # the next step would exceed the approved ceiling: stop, keep best, ask
+
+
 class Notice(StrEnum):
     """A notification's ``type`` (and the incident's ``outcome``): how the run ended, in the on-call's words."""
 

@@ -134,6 +134,26 @@ def size_for_hidden_peak(current: int, max_memory: int, *, ok_peaks: list[float]
                    est, explanation)
 
 
+def size_from_failure_curve(points: list[tuple[int, float]], *, headroom: float = 0.2,
+                            step: int = STEP_MB) -> int | None:
+    """Size from the out-of-memory failure rates measured at two sizes (a step-up inside one incident).
+
+    The share of invocations killed at size M is the share whose need exceeds M: two sizes give two points of
+    the need distribution's tail. Extrapolating the secant to a zero failure rate assumes the tail above the
+    larger size is as dense as between the two (the same assumption as ``size_for_hidden_peak``'s quantile
+    extrapolation), which a thinning tail turns into an underestimate: another bounded step, never a wild one.
+    ``points`` are (size, failure rate) in the order measured; None when the last two say nothing (no lower
+    rate at the larger size, or no failures left)."""
+    usable = [(int(m), min(max(float(f), 0.0), 1.0)) for m, f in points if m > 0]
+    if len(usable) < 2:
+        return None
+    (m1, f1), (m2, f2) = usable[-2], usable[-1]
+    if m2 <= m1 or f2 <= 0.0 or f2 >= f1:
+        return None
+    need = m2 + (m2 - m1) * f2 / (f1 - f2)
+    return round_up(need * (1.0 + headroom), step)
+
+
 def size_for_cpu(current: int, max_memory: int, *, slow_ms: float, target_ms: float, censored: bool,
                  step: int = STEP_MB) -> SizingResult:
     """CPU starvation: scale memory by the speed-up needed, up to one vCPU (single-threaded code gains no more)."""

@@ -141,6 +141,20 @@ class RepairResult(TypedDict, total=False):
     warnings: list[str]
 
 
+class RepairStep(TypedDict, total=False):
+    """One applied step of a step-up repair (issue 13), in order, kept in the workflow context; the input of
+    :func:`auto_repair.controller.next_step`."""
+
+    step: int  # 1-based
+    memoryBefore: int
+    memoryAfter: int
+    verdict: str  # Verdict of the verification of this step
+    errorRateBefore: float  # failures / invocations in the window before the step
+    errorRateAfter: float
+    memoryBoundAfter: bool  # OOM signatures or Max Memory Used at the limit in the after window
+    at: str  # ISO time the step was applied
+
+
 class Verification(TypedDict, total=False):
     """``$.verification`` (VerifyRepair): the design's verification request fields + the verdict."""
 
