@@ -152,9 +152,7 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     if outcome in (Notice.DRY_RUN, Notice.APPROVAL_REQUEST) and not after:
         after = decision.get("targetMemory")
     steps = repair_steps(context)
-    if steps:  # several steps in one incident: from where it started to where the last applied step left it
-        before = steps[0].get("memoryBefore") or before
-        after = after or steps[-1].get("memoryAfter")
+    before, after = _incident_span(steps, before, after)
 
     message: dict[str, Any] = {
         "type": outcome,
@@ -233,6 +231,13 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
 def repair_steps(context: WorkflowContext) -> list[RepairStep]:
     """The verified steps of this incident, in order (VerifyRepair keeps them in ``$.verification.steps``)."""
     return list((context.get("verification") or {}).get("steps") or [])
+
+
+def _incident_span(steps: list[RepairStep], before: Any, after: Any) -> tuple[Any, Any]:
+    """Several steps in one incident: from where it started to where the last applied step left it."""
+    if not steps:
+        return before, after
+    return steps[0].get("memoryBefore") or before, after or steps[-1].get("memoryAfter")
 
 
 def _mb(value: Any) -> str:

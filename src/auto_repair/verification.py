@@ -187,7 +187,7 @@ def repair_step(step: int, repair: Mapping[str, Any], verdict: Mapping[str, Any]
     """The history entry of one verified step (``rate_before``: the previous step's rate, or the incident's)."""
     return {"step": step, "memoryBefore": int(repair.get("originalMemory") or 0),
             "memoryAfter": int(repair.get("newMemory") or 0), "verdict": str(verdict.get("status")),
-            "errorRateBefore": round(rate_before, 4), "errorRateAfter": round(after.error_rate, 4),
+            "errorRateBefore": round(min(1.0, rate_before), 4), "errorRateAfter": round(min(1.0, after.error_rate), 4),
             "memoryBoundAfter": memory_bound(after), "at": str(repair.get("endTime") or "")}
 
 

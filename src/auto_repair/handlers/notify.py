@@ -21,7 +21,7 @@ def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     if steps and (workflow.get("repair") or {}).get("status") != RepairStatus.SUCCEEDED:
         # A later step was stopped (kill switch, budget) or skipped: the earlier steps changed the function, so
         # the cooldown starts from the last applied one.
-        workflow = {**workflow, "repair": {"status": RepairStatus.SUCCEEDED, "endTime": steps[-1].get("at")}}
+        workflow = {**workflow, "repair": {"status": RepairStatus.SUCCEEDED, "endTime": str(steps[-1].get("at") or "")}}
     try:
         done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from auto_repair import approvals, aws
@@ -28,8 +29,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     current, target = int(decision["currentMemory"]), int(decision["targetMemory"])
     steps = get_settings().max_repair_steps
     # What later steps of this incident may reach under this approval (auto_repair.controller).
+    policy: Mapping[str, Any] = alarm.get("settings") or {}
     ceiling = approval_ceiling(current=current, first_target=target, max_steps=steps,
-                               max_memory=int((alarm.get("settings") or {}).get("maxMemory") or get_settings().max_memory_mb))
+                               max_memory=int(policy.get("maxMemory") or get_settings().max_memory_mb))
     approvals.create(aws.table(get_settings().state_table), approval_id=approval_id, task_token=token,
                      execution_id=execution_id, function_name=alarm["functionName"], current_memory=current,
                      target_memory=target, timeout_seconds=get_settings().approval_timeout_seconds,

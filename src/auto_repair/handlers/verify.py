@@ -98,7 +98,7 @@ def decide_step(workflow: WorkflowContext, verdict: dict[str, Any], before: Wind
     if after.oom and verdict["status"] != Verdict.IMPROVED:
         remember_known_bad(table, name, this["memoryAfter"], after, execution_id, f"verification of step {step_no}")
     approval = workflow.get("approval") or {}
-    policy = alarm.get("settings") or {}
+    policy: Mapping[str, Any] = alarm.get("settings") or {}
     max_memory = int(policy.get("maxMemory") or settings.max_memory_mb)
     decision: StepDecision = next_step(
         steps, original_memory=original, after_is_memory=bool(after_diagnosis.get("isMemoryIssue")),
@@ -158,8 +158,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                    verificationPeriod=int((now - repaired_at).total_seconds()), verifiedVersion=version,
                    repairId=repair.get("repairId"), step={"action": ""},
                    steps=[s for s in previous.get("steps") or [] if int(s["step"]) < int(repair.get("step") or 1)])
-    if verdict["final"] and verdict["status"] != Verdict.INSUFFICIENT_DATA and memory:
-        policy = alarm.get("settings") or {}
+    if verdict["final"] and memory:
+        policy: Mapping[str, Any] = alarm.get("settings") or {}
         after_diagnosis = diagnose_after(evidence, series, lines, memory=memory, metric_name=alarm.get("metricName"),
                                          max_memory=int(policy.get("maxMemory") or get_settings().max_memory_mb))
         verdict.update(decide_step(workflow, verdict, before, after, after_diagnosis, execution_id))
