@@ -8,14 +8,15 @@ after-window diagnosis, the controller, the guards and the known-bad record all 
 from __future__ import annotations
 
 import itertools
+import json
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
 from botocore.exceptions import ClientError
 
-from auto_repair import memory_history, notification
-from auto_repair.handlers import execute_repair, notify, verify
+from auto_repair import approvals, memory_history, notification
+from auto_repair.handlers import execute_repair, notify, request_approval, verify
 from auto_repair.outcomes import Notice, RepairStatus, StepAction
 from auto_repair.records import AuditLog, IncidentStore
 from auto_repair_local import lambda_versions
@@ -283,3 +284,31 @@ def test_verify_at_the_approved_ceiling_asks_for_a_new_approval_and_keeps_the_be
     assert flow["verification"]["rollback"] is False and memory(aws) == 256
     summary = notification.build(flow, Notice.NOT_IMPROVED, "dev")["message"]["summary"]
     assert "A new approval is needed to go further" in summary
+
+
+def test_an_approval_request_states_the_ceiling_and_its_cost_and_the_approval_carries_it(env):
+    aws = env
+    flow = incident(aws)
+    flow["evidence"]["seriesSummary"] = {"Duration.Average": {"points": 5, "average": 900.0, "maximum": 900.0}}
+    # WHEN RequestApproval asks for the first step 128 -> 256 MB with MaxRepairSteps=3
+    asked = request_approval.lambda_handler({"context": flow, "meta": {"executionId": "exec-1"},
+                                             "taskToken": "token-1"}, CONTEXT)
+    # THEN the pending approval pins the first step and the ceiling later steps may reach
+    state = aws.resource("dynamodb").Table("state")
+    item = approvals.get(state, asked["approvalId"])
+    assert (item["targetMemory"], item["ceilingMemory"]) == (256, 1024)
+    # AND the request (record and notice) says so in words, with the cost of the ceiling
+    request = IncidentStore(aws.resource("dynamodb").Table("incidents")).get_incident("exec-1")["approval"]
+    assert "up to 1,024 MB in at most 3 steps" in request["ceiling"]
+    assert request["change"]["ceilingMemory"] == 1024
+    ceiling_cost = request["estimatedCostAtCeiling"]["perMillionUSD"]
+    assert ceiling_cost > request["estimatedCostChange"]["perMillionUSD"] > 0
+    # AND approving it hands the workflow both figures (ExecuteRepair checks each step against them)
+    sent = {}
+
+    class Workflow:
+        def send_task_success(self, taskToken, output):  # noqa: N803 - boto3's parameter names
+            sent.update(token=taskToken, output=json.loads(output))
+
+    approvals.resolve(state, Workflow(), asked["approvalId"], approve=True, who="oncall@example.com")
+    assert sent["output"]["targetMemory"] == 256 and sent["output"]["ceilingMemory"] == 1024

@@ -45,6 +45,16 @@ def record_case(workflow: WorkflowContext, incident_id: str, outcome: str) -> No
         metrics.add_metric(name="CaseEntriesWritten", unit="Count", value=1)
 
 
+def final_memory(workflow: WorkflowContext) -> dict[str, Any]:
+    """The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory, and
+    after several steps it shows where the last applied one left the function (a later one may have been stopped)."""
+    repair, rollback = workflow.get("repair") or {}, workflow.get("rollback") or {}
+    if rollback.get("status") == RepairStatus.ROLLED_BACK:
+        return {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))}
+    steps = notification.repair_steps(workflow)
+    return {"finalMemory": steps[-1].get("memoryAfter")} if steps else {}
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -60,11 +70,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                   topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id, send=send)
     repair = workflow.get("repair")
     if repair and repair.get("repairId"):
-        rollback = workflow.get("rollback") or {}
-        # The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory.
-        rolled_back = {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))
-                       } if rollback.get("status") == RepairStatus.ROLLED_BACK else {}
-        store.put(incident_id, RecordType.REPAIR, {**repair, **rolled_back, "verificationStatus":
+        store.put(incident_id, RecordType.REPAIR, {**repair, **final_memory(workflow), "verificationStatus":
                                         (workflow.get("verification") or {}).get("status", Verdict.NOT_RUN),
                                         "notificationStatus": sent["notificationStatus"]})
     steps = notification.repair_steps(workflow)
