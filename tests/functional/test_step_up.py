@@ -52,7 +52,7 @@ def memory(aws) -> int:
     return aws.client("lambda").get_function_configuration(FunctionName="orders")["MemorySize"]
 
 
-def window(aws, size: int, *, ok: int, oom: int, used: int | None = None) -> None:
+def window(aws, size: int, *, ok: int, oom: int, used: int | None = None, version: str = "$LATEST") -> None:
     """One minute of invocations at ``size``: ``ok`` successes using ``used`` MB, ``oom`` killed at the limit."""
     logs = aws.client("logs")
     group = "/aws/lambda/orders"
@@ -60,7 +60,7 @@ def window(aws, size: int, *, ok: int, oom: int, used: int | None = None) -> Non
         logs.create_log_group(logGroupName=group)
     except ClientError:
         pass
-    stream = f"2026/11/22/[$LATEST]{next(_IDS):06d}"
+    stream = f"2026/11/22/[{version}]{next(_IDS):06d}"
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     at = int((datetime.now(UTC) - timedelta(seconds=30)).timestamp() * 1000)
     lines = []
@@ -312,3 +312,36 @@ def test_an_approval_request_states_the_ceiling_and_its_cost_and_the_approval_ca
 
     approvals.resolve(state, Workflow(), asked["approvalId"], approve=True, who="oncall@example.com")
     assert sent["output"]["targetMemory"] == 256 and sent["output"]["ceilingMemory"] == 1024
+
+
+def test_behind_an_alias_each_step_publishes_a_version_and_a_rollback_returns_to_the_best_ones(env, function_env):
+    aws = env
+    function_env(MAX_REPAIRS_PER_HOUR="100", MAX_REPAIR_STEPS="3", ALLOW_ALIAS_UPDATE="true")
+    lam = aws.client("lambda")
+    lam.create_alias(FunctionName="orders", Name="live", FunctionVersion=lam.publish_version(FunctionName="orders")[
+        "Version"])
+    flow = incident(aws)
+    flow["evidence"]["deployment"] = {"kind": "ALIAS", "qualifier": "live", "version": "1"}
+    # GIVEN step 1 behind alias live: version 2 at 256 MB, still killed at every invocation
+    flow["repair"] = repaired(flow, invoke(execute_repair, flow))
+    assert flow["repair"]["alias"] == {**flow["repair"]["alias"], "previousVersion": "1", "newVersion": "2"}
+    window(aws, 256, ok=0, oom=12, version="2")
+    flow["verification"] = invoke(verify, flow)
+    assert flow["verification"]["step"]["action"] == StepAction.STEP_UP, flow["verification"]["step"]
+    # WHEN the loop runs step 2 THEN it starts from version 2 and publishes version 3 with the new size
+    flow["repair"] = repaired(flow, invoke(execute_repair, flow))
+    target = flow["repair"]["newMemory"]
+    assert (flow["repair"]["step"], flow["repair"]["alias"]["previousVersion"], flow["repair"]["alias"]["newVersion"],
+            flow["repair"]["originalMemory"]) == (2, "2", "3", 256)
+    assert lam.get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "3"
+    assert lam.get_function_configuration(FunctionName="orders", Qualifier="3")["MemorySize"] == target
+    # AND when a rollback to 256 MB is decided, the alias goes back to version 2 (the version with that size); the
+    # known-bad record of 256 MB is taken away first (as once it is stale), or it would rightly refuse
+    window(aws, target, ok=12, oom=0, used=100, version="3")
+    aws.resource("dynamodb").Table("state").delete_item(Key={"pk": "MEMORY#orders", "sk": "KNOWNBAD"})
+    flow["verification"] = {**invoke(verify, flow), "rollback": True, "restoreTo": 256,
+                            "rollbackReason": "made things worse"}
+    assert flow["verification"]["versions"] == {"128": "1", "256": "2", str(target): "3"}
+    flow["rollback"] = invoke(execute_repair, flow, "ROLLBACK")
+    assert flow["rollback"]["alias"] == {"name": "live", "restoredVersion": "2", "abandonedVersion": "3"}
+    assert lam.get_alias(FunctionName="orders", Name="live")["FunctionVersion"] == "2"
