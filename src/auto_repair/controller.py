@@ -27,7 +27,7 @@ Rules of ``next_step`` (in this order):
 The step-up target is the engine's recommendation for the after window (the after window holds successes at the
 larger size) combined with the failure curve the steps themselves measured (``sizing.size_from_failure_curve``),
 never more than ``sizing.OOM_MAX_FACTOR`` times the current size per step and never at or below a fresh
-known-bad size. Every size the controller saw a function die of memory at counts as known-bad for the rest of
+known-bad size (when the two disagree the known-bad floor wins: the function dies below it anyway). Every size the controller saw a function die of memory at counts as known-bad for the rest of
 the incident, whether or not the state table has caught up.
 """
 
