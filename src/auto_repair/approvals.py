@@ -65,7 +65,9 @@ def caller_identity(sts: Any) -> str:
 
 def create(state_table: Any, *, approval_id: str, task_token: str, execution_id: str, function_name: str,
            current_memory: int, target_memory: int, timeout_seconds: int,
-           revision_id: str | None = None) -> dict[str, Any]:
+           ceiling_memory: int | None = None, revision_id: str | None = None) -> dict[str, Any]:
+    """A pending request. ``ceiling_memory``: the highest size later steps of the same incident may reach under
+    this approval (``targetMemory`` is the first step); beyond it a new approval is needed."""
     item = {
         **_key(approval_id),
         "approvalId": approval_id,
@@ -74,6 +76,7 @@ def create(state_table: Any, *, approval_id: str, task_token: str, execution_id:
         "functionName": function_name,
         "currentMemory": current_memory,
         "targetMemory": target_memory,
+        **({"ceilingMemory": int(ceiling_memory)} if ceiling_memory else {}),
         "status": ApprovalStatus.PENDING,
         "requestedAt": now_iso(),
         # When the workflow stops waiting; a decision after it is EXPIRED (Step Functions is the judge).
@@ -143,6 +146,7 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
             sfn.send_task_success(taskToken=item["taskToken"], output=json.dumps({
                 "approved": True, "approvalId": approval_id, "approvedBy": who,
                 "targetMemory": item["targetMemory"], "decidedAt": decided_at,
+                **({"ceilingMemory": item["ceilingMemory"]} if item.get("ceilingMemory") else {}),
             }))
         else:
             sfn.send_task_failure(taskToken=item["taskToken"], error="ApprovalRejected",
@@ -170,6 +174,12 @@ def resolve(state_table: Any, sfn: Any, approval_id: str, *, approve: bool, who:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def covers(approval: Mapping[str, Any], memory: int) -> bool:
+    """An approval covers its first step and, when it states one, every step up to its ceiling."""
+    ceiling = approval.get("ceilingMemory")
+    return int(approval.get("targetMemory", -1)) == int(memory) or (ceiling is not None and int(memory) <= int(ceiling))
+
+
 def pin_problem(record: Mapping[str, Any], *, execution_id: str, function_name: str, memory: int) -> str | None:
     """Why the approval record does not cover this change, or None. The memory must be the pinned target, or at
     most the pinned ceiling when the record has one (a stepped repair may stop below it)."""
@@ -184,7 +194,7 @@ def pin_problem(record: Mapping[str, Any], *, execution_id: str, function_name: 
     if record.get("functionName") != function_name:
         return f"approval {approval_id} is for {record.get('functionName')}, not {function_name}"
     ceiling = record.get("ceilingMemory")
-    if int(memory) != int(record.get("targetMemory", -1)) and not (ceiling is not None and int(memory) <= int(ceiling)):
+    if not covers(record, memory):
         pinned = f"{record.get('targetMemory')} MB" + (f" (ceiling {ceiling} MB)" if ceiling is not None else "")
         return f"approval {approval_id} pinned {pinned}, not {memory} MB"
     return None
@@ -262,7 +272,7 @@ def refusal(workflow: Mapping[str, Any], request: Mapping[str, Any], *, state_ta
         # A stepped repair changes the function between its steps: then the step's own view is the reference.
         why = why or function_problem(
             lambda_client, str(request["functionName"]),
-            memory=int(decision["currentMemory"]) if kind == "LATEST" else None,
+            memory=int(request["currentMemory"]) if kind == "LATEST" else None,
             revision_id=request.get("expectedRevisionId") if stepped else
             (record.get("revisionId") or request.get("expectedRevisionId")))
     if why is None:

@@ -45,6 +45,8 @@ SCOPE_TAG = "auto-repair"
 EVENT_KEY_TTL_SECONDS = 2 * 86400
 # Beyond the waits, the longest path also runs up to ten Lambda tasks (timeouts 60-300 s) and their retries.
 LOCK_MARGIN_SECONDS = 1800
+# One further step: ExecuteRepair (timeout 300 s) and VerifyRepair (120 s), with their retries.
+STEP_TASKS_SECONDS = 600
 # A cooldown item outlives the longest allowed cooldown (the template caps RepairCooldownMinutes at a week).
 COOLDOWN_KEEP_SECONDS = 8 * 86400
 BUDGET_KEEP_SECONDS = 2 * 86400
@@ -100,9 +102,13 @@ def in_scope(tags: dict[str, str], mode: str) -> tuple[bool, str]:
 
 
 def lock_ttl_seconds(verification_wait: int, approval_timeout: int, approval_required: bool,
-                     margin: int = LOCK_MARGIN_SECONDS) -> int:
-    """The workflow's longest path: two verification waits, the approval wait if any, and the tasks' time."""
-    return 2 * max(0, int(verification_wait)) + (max(0, int(approval_timeout)) if approval_required else 0) + margin
+                     margin: int = LOCK_MARGIN_SECONDS, max_steps: int = 1) -> int:
+    """The workflow's longest path: two verification waits per step (MaxRepairSteps steps in one incident), the
+    approval wait if any, and the tasks' time (the margin, plus ExecuteRepair and VerifyRepair for each further
+    step). The lock is held across every step, so no other run can change the function in between."""
+    steps = max(1, int(max_steps))
+    return (2 * max(0, int(verification_wait)) * steps + (max(0, int(approval_timeout)) if approval_required else 0)
+            + margin + (steps - 1) * STEP_TASKS_SECONDS)
 
 
 def hour_bucket(now: float) -> str:

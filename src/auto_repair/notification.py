@@ -16,7 +16,7 @@ from auto_repair.outcomes import (
     Verdict,
 )
 from auto_repair.untrusted import clean_line, fold
-from auto_repair.workflow import WorkflowContext
+from auto_repair.workflow import RepairStep, WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
 GUARDED = (Notice.DUPLICATE, Notice.LOCKED, Notice.COOLDOWN, Notice.OUT_OF_SCOPE, Notice.PAUSED,
@@ -157,6 +157,8 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     after = repair.get("newMemory") if repair.get("status") in (RepairStatus.SUCCEEDED, RepairStatus.DRY_RUN) else None
     if outcome in (Notice.DRY_RUN, Notice.APPROVAL_REQUEST) and not after:
         after = decision.get("targetMemory")
+    steps = repair_steps(context)
+    before, after = _incident_span(steps, before, after)
 
     message: dict[str, Any] = {
         "type": outcome,
@@ -187,6 +189,10 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
         },
         "summary": clean_line(_summary(outcome, context, before, after), 2000),
     }
+    if steps:
+        message["steps"] = [dict(s) for s in steps]
+        message["stepping"] = {k: v for k, v in ((context.get("verification") or {}).get("step") or {}).items()
+                               if v not in (None, "")}
     if diagnosis.get("evidencePoints"):
         message["diagnosis"]["evidencePoints"] = [
             {"type": clean_line(p.get("type"), 64), "description": clean_line(p.get("description"), 600)}
@@ -210,8 +216,14 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     drift = (message.get("iacDrift") or {}).get("message")
     if drift and drift not in message["summary"]:
         message["summary"] += f" {drift}"
+    story = step_story(context)
+    if story:
+        message["summary"] += f" {story}"
     title = subject(outcome, environment, function_name, before, after)
-    if rolled_back is not None:
+    if rolled_back is not None and before is not None and int(rolled_back) > int(before):
+        title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB not recovered, kept best "
+                       f"{rolled_back} MB")
+    elif rolled_back is not None:
         title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB did not help, rolled back to "
                        f"{rolled_back} MB")
     return {
@@ -223,6 +235,57 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
             "outcome": outcome,
         },
     }
+
+
+def repair_steps(context: WorkflowContext) -> list[RepairStep]:
+    """The verified steps of this incident, in order (VerifyRepair keeps them in ``$.verification.steps``)."""
+    return list((context.get("verification") or {}).get("steps") or [])
+
+
+def _incident_span(steps: list[RepairStep], before: Any, after: Any) -> tuple[Any, Any]:
+    """Several steps in one incident: from where it started to where the last applied step left it."""
+    if not steps:
+        return before, after
+    return steps[0].get("memoryBefore") or before, after or steps[-1].get("memoryAfter")
+
+
+def _mb(value: Any) -> str:
+    return f"{int(value):,} MB" if isinstance(value, (int, float)) and not isinstance(value, bool) else "? MB"
+
+
+def _step_line(s: Mapping[str, Any]) -> str:
+    return (f"step {s.get('step')}: {_mb(s.get('memoryBefore'))} -> {_mb(s.get('memoryAfter'))}, error rate "
+            f"{float(s.get('errorRateBefore') or 0):.0%} -> {float(s.get('errorRateAfter') or 0):.0%}, "
+            f"{str(s.get('verdict', '')).lower().replace('_', ' ')}"
+            + (", still memory-bound" if s.get("memoryBoundAfter") else ""))
+
+
+def step_story(context: WorkflowContext) -> str:
+    """What each step did and, when the controller stopped short of healthy, why and what the evidence suggests."""
+    verification = context.get("verification") or {}
+    steps = repair_steps(context)
+    decided = verification.get("step") or {}
+    stop = decided.get("stopReason")
+    if len(steps) < 2 and not stop:
+        return ""
+    story = "Steps: " + "; ".join(_step_line(s) for s in steps) + "."
+    after = verification.get("afterDiagnosis") or {}
+    need = after.get("recommendedMemorySize")
+    suggests = (f" The evidence now suggests {after.get('cause') or 'memory'}"
+                + (f", needing about {_mb(need)}" if need else "") + "." if after.get("isMemoryIssue") else
+                f" The evidence no longer points at memory ({after.get('cause') or 'unknown'}).")
+    best = _mb(decided.get("bestMemory"))
+    tails = {
+        "MAX_MEMORY": f" Reached MaxMemory {_mb(decided.get('maxMemory'))} and the function still fails of memory; "
+                      f"kept the best size reached, {best}.{suggests} Raise MaxMemory (or the function's "
+                      "auto-repair:max-memory tag) or reduce its memory use.",
+        "MAX_STEPS": f" Used all {decided.get('maxSteps') or len(steps)} steps (MaxRepairSteps); kept the best size "
+                     f"reached, {best}.{suggests}",
+        "CEILING": f" The next step is beyond the approved ceiling; kept {best}. A new approval is needed to go "
+                   f"further.{suggests}",
+        "KNOWN_BAD": f" Stopped at a known-bad size; kept {best}.{suggests}",
+    }
+    return story + tails.get(str(stop), f" {decided['reason']}" if decided.get("reason") else "")
 
 
 def _repair_action(outcome: str, repair: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
@@ -261,7 +324,11 @@ def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) ->
         return (f"{name}: would raise memory {before} -> {repair.get('targetMemory') or '?'} MB, but "
                 f"{repair.get('reason', outcome)}. No change was made; the function is still failing.")
     sentences: dict[str, str] = {
-        Notice.REPAIRED: f"{name}: memory raised {before} -> {after} MB and verification shows it recovered.{iac}",
+        Notice.REPAIRED: f"{name}: memory raised {before} -> {after} MB"
+                         f"{f' in {len(repair_steps(context))} steps' if len(repair_steps(context)) > 1 else ''} "
+                         f"and verification shows it recovered.{iac}",
+        Notice.APPROVAL_REQUEST: f"{name}: approval needed to raise memory {before} -> {after} MB. "
+                                 f"{(context.get('approvalRequest') or {}).get('ceiling', '')}".rstrip(),
         Notice.INCONCLUSIVE: f"{name}: memory raised {before} -> {after} MB; too few invocations since to verify. "
                              "Check later.",
         Notice.DRY_RUN: f"{name}: dry run - would raise memory {before} -> {after} MB. Nothing was changed.",

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from .approvals import covers as approval_covers
 from .clock import now_iso
 from .deadline import Deadline
 from .errors import AutoRepairError, error_code
-from .outcomes import AuditPhase, DeliveryStatus, PolicyAction, RecordType, RepairStatus, Verdict
+from .outcomes import AuditPhase, DeliveryStatus, PolicyAction, RecordType, RepairStatus, StepAction, Verdict
 from .policy import alias_update_allowed
 from .records import AuditLog, IncidentStore
 from .versions import ALIAS, VERSION, differences, drift_notice, iac_owner, manual_steps
@@ -463,43 +464,69 @@ def _await_provisioned(run: _Run, alias: str, provisioned: list[dict[str, Any]],
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def next_step_target(workflow: WorkflowContext) -> tuple[int, int, int] | None:
+    """(step number, current memory, target) when this run of ExecuteRepair is a further step of the incident
+    (VerifyRepair's controller said STEP_UP and the state machine looped back), else None (the first step)."""
+    step = (workflow.get("verification") or {}).get("step") or {}
+    repair = workflow.get("repair") or {}
+    if step.get("action") != StepAction.STEP_UP or not step.get("targetMemory"):
+        return None
+    return int(repair.get("step") or 1) + 1, int(repair["newMemory"]), int(step["targetMemory"])
+
+
 def build_request(workflow: WorkflowContext, execution_id: str, *, max_memory: int,
                   allow_alias_update: bool) -> dict[str, Any]:
-    """The design's repair request. The memory value comes from the decision, never from the approval."""
+    """The design's repair request. The memory value comes from the decision (the first step) or the controller
+    (later steps), never from the approval, which must cover it."""
     alarm = workflow["alarm"]
     diagnosis = workflow["diagnosisResult"]
     decision = diagnosis["decision"]
-    approval = workflow.get("approval")
-    if approval is not None and int(approval.get("targetMemory", -1)) != int(decision["targetMemory"]):
-        raise RepairFailedError(
-            f"approval pinned {approval.get('targetMemory')} MB but the decision is {decision['targetMemory']} MB: "
-            "refusing to apply a change nobody approved"
-        )
-    policy = alarm.get("settings")
     evidence = workflow.get("evidence") or {}
     function = evidence.get("function") or {}
+    deployment = dict(evidence.get("deployment") or {})
+    step, current, target = 1, int(decision["currentMemory"]), int(decision["targetMemory"])
+    revision = function.get("revisionId")
+    further = next_step_target(workflow)
+    if further:
+        step, current, target = further
+        previous = workflow["repair"]
+        # The function as the previous step left it: its revision, and the version its alias now serves.
+        revision = previous.get("revisionId") or revision
+        if (previous.get("alias") or {}).get("newVersion"):
+            deployment.update(version=previous["alias"]["newVersion"], memorySize=current)
+    approval = workflow.get("approval")
+    if approval is not None and not approval_covers(approval, target):
+        raise RepairFailedError(
+            f"approval pinned {approval.get('targetMemory')} MB (ceiling {approval.get('ceilingMemory')}) but the "
+            f"step is {target} MB: refusing to apply a change nobody approved"
+        )
+    policy = alarm.get("settings")
     tags = function.get("tags") or {}
     return {
         "functionName": alarm["functionName"],
-        "memoryIncrease": int(decision["targetMemory"]) - int(decision["currentMemory"]),
+        "memoryIncrease": target - current,
         "maxMemory": int(policy["maxMemory"] if policy and "maxMemory" in policy else max_memory),
         "dryRun": bool(decision.get("dryRun")) or decision.get("action") == PolicyAction.DRY_RUN,
-        "targetMemory": int(decision["targetMemory"]),
+        "targetMemory": target,
+        "currentMemory": current,
+        "step": step,
         "executionId": execution_id,
         "diagnosisId": diagnosis.get("diagnosisId", ""),
-        "expectedRevisionId": function.get("revisionId"),
+        "expectedRevisionId": revision,
         # Versions/aliases and IaC ownership (auto_repair.versions); a tag can only narrow AllowAliasUpdate.
-        "deployment": evidence.get("deployment") or {},
+        "deployment": deployment,
         "tags": tags,
         "allowAliasUpdate": alias_update_allowed(allow_alias_update, tags),
     }
 
 
 def repair_reason(workflow: WorkflowContext) -> str:
-    """Why the change is made, for the audit entries: the diagnosis, the decision and who approved it."""
+    """Why the change is made, for the audit entries: the diagnosis (or the step), the decision, who approved it."""
     diagnosis = workflow["diagnosisResult"]
     reason = (f"{diagnosis.get('cause')} (confidence {diagnosis.get('confidence')}): "
               f"{diagnosis['decision'].get('reason')}")
+    if next_step_target(workflow):
+        reason = f"step-up: {(workflow.get('verification') or {}).get('step', {}).get('reason')}; first: {reason}"
     approval = workflow.get("approval") or {}
     if approval.get("approvedBy"):
         reason += f"; approved by {approval['approvedBy']}"
@@ -509,11 +536,12 @@ def repair_reason(workflow: WorkflowContext) -> str:
 def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, *, started: str) -> dict[str, Any]:
     """The REPAIR record of a repair that raised: the function keeps the memory it had."""
     diagnosis = workflow["diagnosisResult"]
+    further = next_step_target(workflow)
+    step, current = (further[0], further[1]) if further else (1, diagnosis["decision"].get("currentMemory"))
     return {
         "repairId": "", "functionName": workflow["alarm"]["functionName"], "executionId": execution_id,
-        "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(),
-        "originalMemory": diagnosis["decision"].get("currentMemory"),
-        "newMemory": diagnosis["decision"].get("currentMemory"), "status": RepairStatus.FAILED, "error": str(exc),
+        "diagnosisId": diagnosis.get("diagnosisId", ""), "startTime": started, "endTime": now_iso(), "step": step,
+        "originalMemory": current, "newMemory": current, "status": RepairStatus.FAILED, "error": str(exc),
         "verificationStatus": Verdict.NOT_RUN, "notificationStatus": DeliveryStatus.PENDING,
     }
 
@@ -525,24 +553,32 @@ def failed_record(workflow: WorkflowContext, execution_id: str, exc: Exception, 
 
 def rollback_run(workflow: WorkflowContext, execution_id: str, *, store: IncidentStore, lambda_client: Any,
                  audit: AuditLog, paused: bool, paused_parameter: str, actor: str,
-                 deadline: Deadline | None = None) -> Rollback:
-    """RollbackRepair: verification said the change did not help; put the function back as it was and record
-    the ROLLBACK. Paused (the kill switch) means hands off, rollbacks included: the record says where the function
-    was left. A failed rollback is recorded, then re-raised for the workflow's failure path."""
+                 deadline: Deadline | None = None, known_bad: int | None = None) -> Rollback:
+    """RollbackRepair: verification (the step-up controller) said to restore an earlier size: the original, or the
+    best size reached (``$.verification.restoreTo``). Never to a size at or below ``known_bad`` (a fresh size the
+    function was seen to die of memory at): that is kept as it is and said so. Paused (the kill switch) means hands
+    off, rollbacks included: the record says where the function was left. A failed rollback is recorded, then
+    re-raised for the workflow's failure path."""
     repair, verification = workflow["repair"], workflow.get("verification") or {}
     reason = (f"rollback: verification {verification.get('status')} - "
               f"{verification.get('rollbackReason') or verification.get('reason')}")
+    target = int(verification.get("restoreTo") or repair.get("originalMemory") or 0)
     started = now_iso()
     result: Rollback
-    if paused:
-        result = {"functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.PAUSED,
-                  "startTime": started, "endTime": now_iso(), "fromMemory": repair.get("newMemory"),
-                  "restoredMemory": None, "reason": f"rollback not done: repairs are paused ({paused_parameter})"}
+    refused = (f"rollback not done: repairs are paused ({paused_parameter})" if paused else
+               f"not rolled back to {target} MB: the function died of memory at {known_bad} MB recently (known-bad "
+               f"size); kept {repair.get('newMemory')} MB" if known_bad and target <= known_bad else "")
+    if refused:
+        result = {"functionName": repair["functionName"], "executionId": execution_id,
+                  "status": RepairStatus.PAUSED if paused else RepairStatus.SKIPPED, "startTime": started,
+                  "endTime": now_iso(), "fromMemory": repair.get("newMemory"), "restoredMemory": None,
+                  "reason": refused}
         store.put(execution_id, RecordType.ROLLBACK, dict(result))
         return result
+    version = (verification.get("versions") or {}).get(str(target))
     try:
         restored = rollback_repair(dict(repair), lambda_client=lambda_client, audit=audit, actor=actor, reason=reason,
-                                   deadline=deadline)
+                                   deadline=deadline, restore_to=target, restore_version=version)
     except RepairError as exc:
         store.put(execution_id, RecordType.ROLLBACK, {
             "functionName": repair["functionName"], "executionId": execution_id, "status": RepairStatus.FAILED,
@@ -562,23 +598,30 @@ def rollback_repair(
     sleep: Callable[[float], None] = time.sleep,
     update_timeout_s: float = 120.0,
     deadline: Deadline | None = None,
+    restore_to: int | None = None,
+    restore_version: str | None = None,
 ) -> dict[str, Any]:
     """Undo a SUCCEEDED repair: move the alias back, or restore $LATEST's memory. Guarded by the revisions the
-    repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so."""
+    repair left behind: if anyone changed the function since, nothing is touched and RepairFailedError says so.
+
+    ``restore_to`` (default: the repair's original memory) is an earlier step's size when the incident stepped
+    up more than once; behind an alias, ``restore_version`` is the version that had it."""
     if repair.get("status") != RepairStatus.SUCCEEDED:
         raise RepairFailedError(f"nothing to roll back: the repair's status is {repair.get('status')}")
     run = _Run(repair, lambda_client, audit, actor, reason, sleep, update_timeout_s, 0.0, deadline)
-    original, applied = int(repair["originalMemory"]), int(repair["newMemory"])
+    applied = int(repair["newMemory"])
+    original = int(restore_to or repair["originalMemory"])
     result: dict[str, Any] = {"repairId": repair.get("repairId", ""), "functionName": run.name,
                               "executionId": run.execution_id, "startTime": now_iso(), "fromMemory": applied,
                               "restoredMemory": original, "reason": reason}
     warnings: list[str] = []
     alias = repair.get("alias")
     if alias:
+        alias = {**alias, "previousVersion": restore_version or alias["previousVersion"]}
         _rollback_alias(run, alias)
         result["alias"] = {"name": alias["name"], "restoredVersion": alias["previousVersion"],
                            "abandonedVersion": alias["newVersion"]}
-        latest_original = repair.get("latestOriginalMemory")
+        latest_original = repair.get("latestOriginalMemory") if original == int(repair["originalMemory"]) else original
         if latest_original is not None and int(latest_original) != applied:
             try:
                 _rollback_latest(run, applied, int(latest_original), repair.get("revisionId"))

@@ -74,6 +74,7 @@ ENV_VARS: dict[str, str] = {
     "SCOPE_MODE": "scope_mode",
     "REPAIR_COOLDOWN_MINUTES": "repair_cooldown_minutes",
     "MAX_REPAIRS_PER_HOUR": "max_repairs_per_hour",
+    "MAX_REPAIR_STEPS": "max_repair_steps",
     "PAUSED_PARAMETER": "paused_parameter",
     "VERIFICATION_WAIT_SECONDS": "verification_wait_seconds",
     "APPROVAL_TIMEOUT_SECONDS": "approval_timeout_seconds",
@@ -115,6 +116,8 @@ class Settings:
     scope_mode: str = "opt-in"
     repair_cooldown_minutes: int = 60
     max_repairs_per_hour: int = 10
+    # Step-up inside one incident (auto_repair.controller): memory changes one execution may make.
+    max_repair_steps: int = 3
     paused_parameter: str = ""  # empty: /lambda-auto-repair/<environment>/paused
     verification_wait_seconds: int = 600
     approval_timeout_seconds: int = 3600

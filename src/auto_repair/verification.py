@@ -6,14 +6,21 @@ Pure code over the same shapes CollectMetricsAndLogs produces (metric series + l
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .evidence import FAILED_STATUSES, classify_message, parse_report_line
-from .outcomes import Verdict
+from .outcomes import StepAction, Verdict
+
+if TYPE_CHECKING:
+    from .controller import StepDecision
+    from .workflow import RepairStep
 
 # Failure kinds of the evidence module's log signatures that mark an invocation as failed.
 FAILURE_KINDS = frozenset({"oom", "timeout", "code_error", "init_error", "downstream", "access_denied"})
+# Max Memory Used at or above this share of the configured memory counts as memory-bound.
+AT_LIMIT = 0.98
 
 
 def _kinds(message: str) -> set[str]:
@@ -48,6 +55,14 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return ordered[rank]
 
 
+def lines_at(logs: list[dict[str, Any]], memory_size: int) -> list[dict[str, Any]]:
+    """The lines of the invocations whose REPORT line shows ``memory_size`` (the after window of a change also holds
+    invocations that started on the old configuration)."""
+    ids = {r["requestId"] for r in (parse_report_line(line.get("message", "")) for line in logs)
+           if r and r["requestId"] and r["memorySizeMb"] == int(memory_size)}
+    return [line for line in logs if any(i in line.get("message", "").lower() for i in ids)]
+
+
 def window_stats(
     series: dict[str, list[dict[str, Any]]], logs: list[dict[str, Any]], memory_size: int | None = None
 ) -> WindowStats:
@@ -60,7 +75,7 @@ def window_stats(
     if memory_size is not None and reports:
         reports = [r for r in reports if r["memorySizeMb"] == int(memory_size)]
         ids = {r["requestId"] for r in reports if r["requestId"]}
-        logs = [line for line in logs if any(i in line.get("message", "").lower() for i in ids)]
+        logs = lines_at(logs, memory_size)
         failed_ids = {r["requestId"] for r in reports if r["status"] in FAILED_STATUSES} | {
             i for i in ids for line in logs
             if i in line.get("message", "").lower() and not parse_report_line(line.get("message", ""))
@@ -159,6 +174,44 @@ def rollback_decision(verdict: dict[str, Any], *, enabled: bool) -> dict[str, An
     if not enabled:
         return {"rollback": False, "rollbackReason": f"not rolled back (RollbackOnFailure=false): {why}"}
     return {"rollback": True, "rollbackReason": why}
+
+
+def memory_bound(stats: WindowStats) -> bool:
+    """Failures that more memory may cure remain: out-of-memory signatures, or Max Memory Used at the limit (the
+    runtime kills a function at its limit, often before an error line is written)."""
+    return stats.oom > 0 or (stats.maxMemoryUtilization or 0.0) >= AT_LIMIT
+
+
+def repair_step(step: int, repair: Mapping[str, Any], verdict: Mapping[str, Any], *, rate_before: float,
+                after: WindowStats) -> RepairStep:
+    """The history entry of one verified step (``rate_before``: the previous step's rate, or the incident's)."""
+    return {"step": step, "memoryBefore": int(repair.get("originalMemory") or 0),
+            "memoryAfter": int(repair.get("newMemory") or 0), "verdict": str(verdict.get("status")),
+            "errorRateBefore": round(min(1.0, rate_before), 4), "errorRateAfter": round(min(1.0, after.error_rate), 4),
+            "memoryBoundAfter": memory_bound(after), "at": str(repair.get("endTime") or "")}
+
+
+def step_rollback(decision: StepDecision, *, current: int, enabled: bool) -> dict[str, Any]:
+    """``{rollback, rollbackReason, restoreTo}`` for the controller's decision at the end of a step.
+
+    ROLLBACK restores ``rollback_to`` (the original or the best earlier size, never at/below a known-bad size);
+    KEEP_BEST and NEEDS_APPROVAL keep the best size reached, which is a move back only when a later, larger step
+    was no better; HEALTHY and STEP_UP keep the current size.
+    """
+    target: int | None = None
+    if decision.action == StepAction.ROLLBACK:
+        target = decision.rollback_to
+    elif decision.action in (StepAction.KEEP_BEST, StepAction.NEEDS_APPROVAL) and decision.best_memory != current:
+        target = decision.best_memory
+    if target is None or int(target) == int(current):
+        kept = "" if decision.action in (StepAction.STEP_UP, StepAction.HEALTHY) else (
+            f"kept {current} MB: {decision.reason}")
+        return {"rollback": False, "rollbackReason": kept, "restoreTo": None}
+    why = f"{decision.reason}; restore {target} MB"
+    if not enabled:
+        return {"rollback": False, "rollbackReason": f"not rolled back (RollbackOnFailure=false): {why}",
+                "restoreTo": None}
+    return {"rollback": True, "rollbackReason": why, "restoreTo": int(target)}
 
 
 def _comparison(before: WindowStats, after: WindowStats, alarm_metric: str) -> dict[str, Any]:

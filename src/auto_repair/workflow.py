@@ -140,6 +140,7 @@ class RepairResult(TypedDict, total=False):
     manualSteps: list[str]
     provisionedConcurrency: dict[str, Any]
     warnings: list[str]
+    step: int  # 1-based step of the incident (issue 13)
 
 
 class RepairStep(TypedDict, total=False):
@@ -174,6 +175,15 @@ class Verification(TypedDict, total=False):
     verifiedVersion: str
     rollback: bool
     rollbackReason: str
+    # Step-up inside one incident (issue 13; handlers/verify.py): this step's repair, the steps so far, the
+    # controller's decision {action, targetMemory, bestMemory, rollbackTo, stopReason, reason, maxMemory,
+    # maxSteps}, the after window's diagnosis, where a rollback goes and (behind an alias) each size's version.
+    repairId: str
+    steps: list[RepairStep]
+    step: dict[str, Any]
+    afterDiagnosis: dict[str, Any]
+    restoreTo: int | None
+    versions: dict[str, str]
 
 
 class Rollback(TypedDict, total=False):

@@ -107,6 +107,21 @@ def test_lock_expiry_covers_the_longest_path(wait, approval, required, expected)
 
 
 @pytest.mark.parametrize(
+    ("wait", "approval", "required", "steps", "expected"),
+    [
+        (20, 60, False, 1, 40 + guards.LOCK_MARGIN_SECONDS),
+        (20, 60, False, 3, 120 + guards.LOCK_MARGIN_SECONDS + 2 * guards.STEP_TASKS_SECONDS),
+        (900, 86400, True, 5, 9000 + 86400 + guards.LOCK_MARGIN_SECONDS + 4 * guards.STEP_TASKS_SECONDS),
+        (20, 60, False, 0, 40 + guards.LOCK_MARGIN_SECONDS),
+    ],
+)
+def test_lock_expiry_covers_every_step_of_one_incident(wait, approval, required, steps, expected) -> None:
+    # GIVEN MaxRepairSteps steps, each with up to two verification waits and its tasks
+    # THEN the lock taken at admission outlives them all (one incident never loses its lock between steps)
+    assert guards.lock_ttl_seconds(wait, approval, required, max_steps=steps) == expected
+
+
+@pytest.mark.parametrize(
     ("when", "bucket"),
     [
         (datetime(2026, 11, 22, 10, 0, 0, tzinfo=UTC), "2026-11-22T10"),

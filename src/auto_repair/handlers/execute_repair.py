@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from auto_repair import approvals, aws, guards
+from auto_repair import approvals, aws, guards, memory_history
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -30,12 +30,15 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
     """RollbackRepair: the kill switch, then the core's rollback; the metric of how it went."""
     settings = get_settings()
     paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
+    # Unreadable: refuse to lower memory rather than guess (the error takes the failure path, which notifies).
+    known_bad = memory_history.known_bad_size(aws.table(settings.state_table), workflow["alarm"]["functionName"],
+                                              now=time.time())
     try:
         result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
                               audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
                               paused=paused,
                               paused_parameter=settings.paused_parameter, actor=settings.function_name,
-                              deadline=deadline)
+                              deadline=deadline, known_bad=known_bad)
     except RepairError:
         metrics.add_metric(name="RollbacksFailed", unit="Count", value=1)
         logger.exception("rollback failed")
@@ -59,7 +62,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     if event.get("action") == TaskAction.ROLLBACK:
         return dict(rollback(workflow, execution_id, store, deadline))
-    decision = workflow["diagnosisResult"]["decision"]
     started = now_iso()
     try:
         request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
@@ -72,7 +74,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             ssm=aws.client("ssm"), parameter=settings.paused_parameter, limit=settings.max_repairs_per_hour,
             store=guards.GuardStore(aws.table(settings.state_table)), now=time.time())
         if blocked:
-            result = guards.blocked_repair(request, blocked, current_memory=decision["currentMemory"], started=started)
+            result = {**guards.blocked_repair(request, blocked, current_memory=request["currentMemory"],
+                                              started=started), "step": request["step"]}
             store.put(execution_id, RecordType.REPAIR, {**result, "verificationStatus": Verdict.NOT_RUN,
                                                         "notificationStatus": DeliveryStatus.PENDING})
             metrics.add_metric(name=f"Repairs{blocked['status'].title().replace('_', '')}", unit="Count", value=1)
@@ -82,6 +85,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                 audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
                                 actor=settings.function_name,
                                 reason=repair_reason(workflow), deadline=deadline)
+        result["step"] = request["step"]
     except RepairError as exc:
         # Raised for the workflow's failure path (HandleFailure notifies); a deadline stop is said so.
         stopped = {"stoppedAtDeadline": True} if deadline.reached else {}

@@ -17,6 +17,11 @@ from auto_repair.workflow import WorkflowContext
 def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
+    steps = notification.repair_steps(workflow)
+    if steps and (workflow.get("repair") or {}).get("status") != RepairStatus.SUCCEEDED:
+        # A later step was stopped (kill switch, budget) or skipped: the earlier steps changed the function, so
+        # the cooldown starts from the last applied one.
+        workflow = {**workflow, "repair": {"status": RepairStatus.SUCCEEDED, "endTime": str(steps[-1].get("at") or "")}}
     try:
         done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
@@ -40,6 +45,16 @@ def record_case(workflow: WorkflowContext, incident_id: str, outcome: str) -> No
         metrics.add_metric(name="CaseEntriesWritten", unit="Count", value=1)
 
 
+def final_memory(workflow: WorkflowContext) -> dict[str, Any]:
+    """The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory, and
+    after several steps it shows where the last applied one left the function (a later one may have been stopped)."""
+    repair, rollback = workflow.get("repair") or {}, workflow.get("rollback") or {}
+    if rollback.get("status") == RepairStatus.ROLLED_BACK:
+        return {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))}
+    steps = notification.repair_steps(workflow)
+    return {"finalMemory": steps[-1].get("memoryAfter")} if steps else {}
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -55,15 +70,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                   topic_arn=get_settings().topic_arn, store=store, incident_id=incident_id, send=send)
     repair = workflow.get("repair")
     if repair and repair.get("repairId"):
-        rollback = workflow.get("rollback") or {}
-        # The REPAIR record is what `incidents list` shows: after a rollback it must not claim the raised memory.
-        rolled_back = {"rolledBack": True, "finalMemory": rollback.get("restoredMemory", repair.get("originalMemory"))
-                       } if rollback.get("status") == RepairStatus.ROLLED_BACK else {}
-        store.put(incident_id, RecordType.REPAIR, {**repair, **rolled_back, "verificationStatus":
+        store.put(incident_id, RecordType.REPAIR, {**repair, **final_memory(workflow), "verificationStatus":
                                         (workflow.get("verification") or {}).get("status", Verdict.NOT_RUN),
                                         "notificationStatus": sent["notificationStatus"]})
+    steps = notification.repair_steps(workflow)
     store.update_incident(incident_id, outcome=outcome, status=notification.incident_status(outcome),
-                          endTime=now_iso(),
+                          endTime=now_iso(), **({"steps": steps} if steps else {}),
                           summary=notification.build(workflow, outcome, get_settings().environment)["message"]["summary"])
     add_dimension_env(get_settings().environment)
     record_case(workflow, incident_id, outcome)

@@ -91,7 +91,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         alarm = check_target(alarm, get_settings(), aws.client("lambda"))
     if alarm["outcome"] == AlarmOutcome.PROCEED:
         lock_ttl = guards.lock_ttl_seconds(get_settings().verification_wait_seconds, get_settings().approval_timeout_seconds,
-                                           bool(alarm["settings"].get("approvalRequired")))
+                                           bool(alarm["settings"].get("approvalRequired")),
+                                           max_steps=get_settings().max_repair_steps)
         alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
                                       cooldown_minutes=get_settings().repair_cooldown_minutes, now=time.time())
     if alarm["outcome"] == AlarmOutcome.PROCEED:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from auto_repair import approvals, aws
+from auto_repair.controller import approval_ceiling
 from auto_repair.evidence_store import series_average
 from auto_repair.notifier import notify
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -24,19 +26,27 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     decision = workflow["diagnosisResult"]["decision"]
     execution_id = meta.get("executionId") or alarm.get("executionId", "")
     approval_id = approvals.new_approval_id()
+    current, target = int(decision["currentMemory"]), int(decision["targetMemory"])
+    steps = get_settings().max_repair_steps
+    # What later steps of this incident may reach under this approval (auto_repair.controller).
+    policy: Mapping[str, Any] = alarm.get("settings") or {}
+    ceiling = approval_ceiling(current=current, first_target=target, max_steps=steps,
+                               max_memory=int(policy.get("maxMemory") or get_settings().max_memory_mb))
     approvals.create(aws.table(get_settings().state_table), approval_id=approval_id, task_token=token,
-                     execution_id=execution_id, function_name=alarm["functionName"],
-                     current_memory=int(decision["currentMemory"]), target_memory=int(decision["targetMemory"]),
-                     timeout_seconds=get_settings().approval_timeout_seconds,
-                     revision_id=(evidence.get("function") or {}).get("revisionId"))
-    cost = cost_change_per_million(int(decision["currentMemory"]), int(decision["targetMemory"]),
-                                   series_average(evidence, "Duration.Average"), evidence.get("architecture") or "x86_64")
+                     execution_id=execution_id, function_name=alarm["functionName"], current_memory=current,
+                     target_memory=target, timeout_seconds=get_settings().approval_timeout_seconds,
+                     ceiling_memory=ceiling, revision_id=(evidence.get("function") or {}).get("revisionId"))
+    duration, architecture = series_average(evidence, "Duration.Average"), evidence.get("architecture") or "x86_64"
+    cost = cost_change_per_million(current, target, duration, architecture)
     env_flag = f"--environment {get_settings().environment}"
     request = {
         "approvalId": approval_id,
-        "change": {"functionName": alarm["functionName"], "memoryBefore": decision["currentMemory"],
-                   "memoryAfter": decision["targetMemory"]},
+        "change": {"functionName": alarm["functionName"], "memoryBefore": current, "memoryAfter": target,
+                   "ceilingMemory": ceiling, "maxSteps": steps},
+        "ceiling": (f"first {current:,} -> {target:,} MB; if verification still shows memory failures, up to "
+                    f"{ceiling:,} MB in at most {steps} step{'s' if steps > 1 else ''} (a new approval beyond it)"),
         "estimatedCostChange": cost,
+        "estimatedCostAtCeiling": cost_change_per_million(current, ceiling, duration, architecture),
         "evidenceSummary": (workflow["diagnosisResult"].get("reasoning") or "")[:1500],
         "expiresInSeconds": get_settings().approval_timeout_seconds,
         "howToApprove": f"auto-repair approve {approval_id} {env_flag}",
