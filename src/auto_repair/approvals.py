@@ -272,7 +272,7 @@ def refusal(workflow: Mapping[str, Any], request: Mapping[str, Any], *, state_ta
         # A stepped repair changes the function between its steps: then the step's own view is the reference.
         why = why or function_problem(
             lambda_client, str(request["functionName"]),
-            memory=int(request["currentMemory"]) if kind == "LATEST" else None,
+            memory=int(request.get("currentMemory") or decision["currentMemory"]) if kind == "LATEST" else None,
             revision_id=request.get("expectedRevisionId") if stepped else
             (record.get("revisionId") or request.get("expectedRevisionId")))
     if why is None:
