@@ -15,6 +15,7 @@ from auto_repair.outcomes import (
     RepairStatus,
     Verdict,
 )
+from auto_repair.settle import trim_summary
 from auto_repair.workflow import WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
@@ -205,6 +206,10 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     if rolled_back is not None:
         title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB did not help, rolled back to "
                        f"{rolled_back} MB")
+    trim = trim_summary(context, outcome)
+    if trim is not None:  # a trim (auto_repair.settle) tells its own story
+        message["summary"], title = trim[0], _ascii(f"[{environment}] {function_name}: {trim[1]}")
+        message["repair"]["action"] = message["repair"]["action"].replace("INCREASE_MEMORY", "DECREASE_MEMORY")
     return {
         "subject": title,
         "message": message,

@@ -94,6 +94,7 @@ class Decision(TypedDict, total=False):
     targetMemory: int
     approvalRequired: bool
     dryRun: bool
+    trim: bool  # a trim proposed by the sweep (auto_repair.settle): targetMemory < currentMemory
 
 
 class DiagnosisResult(TypedDict, total=False):
@@ -137,6 +138,7 @@ class RepairResult(TypedDict, total=False):
     deployment: dict[str, Any]
     iac: dict[str, Any]
     manualSteps: list[str]
+    trim: bool
     provisionedConcurrency: dict[str, Any]
     warnings: list[str]
 
@@ -190,6 +192,8 @@ class Rollback(TypedDict, total=False):
     reason: str
     error: str
     warnings: list[str]
+    trimUndone: bool  # the rollback undid a trim (auto_repair.settle): no trim for 30 days
+    knownBad: int | None  # the trimmed size, now known-bad (out-of-memory failures at it)
 
 
 class WorkflowContext(TypedDict, total=False):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from auto_repair import aws
+from auto_repair import aws, settle
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.collect import get_log_lines, get_series
 from auto_repair.evidence_store import window_before
@@ -50,6 +50,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                    repairTimestamp=repair.get("endTime"), metricName=alarm.get("metricName"),
                    verificationPeriod=int((now - repaired_at).total_seconds()), verifiedVersion=version)
     verdict.update(rollback_decision(verdict, enabled=get_settings().rollback_on_failure))
+    if repair.get("trim"):
+        verdict.update(settle.trim_rollback_decision(verdict))
 
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
     store.put(execution_id, RecordType.VERIFICATION, verdict)
