@@ -244,7 +244,8 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
         _restore(run, original, final, f"update failed: {why}")
         raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
     run.record(AuditPhase.AFTER, "UpdateFunctionConfiguration", {"MemorySize": original},
-               {"MemorySize": int(final.get("MemorySize", target))}, details={"revisionId": final.get("RevisionId")})
+               {"MemorySize": int(final.get("MemorySize", target))},
+               details={**(details or {}), "revisionId": final.get("RevisionId")})
     return final
 
 

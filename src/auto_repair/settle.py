@@ -252,9 +252,11 @@ def record_undone_trim(table: Any, function_name: str, *, trimmed_to: int, raise
     return trimmed_to
 
 
-def trim_undone_by_raise(entries: Iterable[Mapping[str, Any]], original: int) -> MemoryChange | None:
-    """The trim a raise from ``original`` MB undoes: our last change was a trim that left exactly that size."""
-    changes = memory_changes(entries)
+def trim_undone_by_raise(entries: Iterable[Mapping[str, Any]], original: int, execution_id: str
+                         ) -> MemoryChange | None:
+    """The trim a raise from ``original`` MB (by ``execution_id``) undoes: our last change before it was a trim
+    that left exactly that size."""
+    changes = [c for c in memory_changes(entries) if c.execution_id != execution_id]
     last = changes[-1] if changes else None
     return last if last and last.kind == TRIM and last.after == original else None
 

@@ -71,7 +71,8 @@ def _raise_undoes_trim(result: dict[str, Any], execution_id: str, audit: AuditLo
     if result.get("status") != RepairStatus.SUCCEEDED or result.get("trim"):
         return
     try:
-        undone = settle.trim_undone_by_raise(audit.for_function(result["functionName"]), int(result["originalMemory"]))
+        undone = settle.trim_undone_by_raise(audit.for_function(result["functionName"]), int(result["originalMemory"]),
+                                             execution_id)
         if undone is None:
             return
         settle.record_undone_trim(aws.table(get_settings().state_table), result["functionName"],
