@@ -15,7 +15,7 @@ from auto_repair.outcomes import (
     RepairStatus,
     Verdict,
 )
-from auto_repair.settle import trim_summary
+from auto_repair.settle import trim_story, trim_summary
 from auto_repair.workflow import WorkflowContext
 
 # The guards' notices: the alarm was recorded but no repair ran, or the repair was stopped before it changed anything.
@@ -210,6 +210,7 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     if trim is not None:  # a trim (auto_repair.settle) tells its own story
         message["summary"], title = trim[0], _ascii(f"[{environment}] {function_name}: {trim[1]}")
         message["repair"]["action"] = message["repair"]["action"].replace("INCREASE_MEMORY", "DECREASE_MEMORY")
+        message["story"] = trim_story(context)
     return {
         "subject": title,
         "message": message,

@@ -32,4 +32,4 @@ def monthly_cost(memory_mb: int, invocations_per_month: float, avg_duration_ms: 
     """Duration cost per month (USD) at ``memory_mb`` for the given traffic; request charges left out (they do
     not depend on the size)."""
     price = PRICE_PER_GB_SECOND.get(architecture, PRICE_PER_GB_SECOND["x86_64"])
-    return round(memory_mb / 1024.0 * avg_duration_ms / 1000.0 * invocations_per_month * price, 2)
+    return round(memory_mb / 1024.0 * avg_duration_ms / 1000.0 * invocations_per_month * price, 6)

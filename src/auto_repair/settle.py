@@ -290,14 +290,39 @@ def trim_summary(context: Mapping[str, Any], outcome: str) -> tuple[str, str] | 
 # ------------------------------------------------------------------------------------------------ the story
 
 
+def trim_story(context: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The notice's ``story`` of a trim run, from the workflow context alone: the sizes over time and the cost per
+    million invocations at each (the notify function reads no audit trail; `incidents show` tells the full one)."""
+    decision = ((context.get("diagnosisResult") or {}).get("decision") or {})
+    trim = trim_of(context.get("rawEvent"))
+    if not decision.get("trim") or trim is None:
+        return None
+    repair, rollback = context.get("repair") or {}, context.get("rollback") or {}
+    memory = [{"at": None, "memory": trim.get("originalMemory"), "what": "before our repair"},
+              {"at": trim.get("healthySince"), "memory": trim.get("configured"), "what": "raised by the workflow"}]
+    if repair.get("status") == "SUCCEEDED":
+        memory.append({"at": repair.get("endTime"), "memory": repair.get("newMemory"), "what": "trimmed"})
+    if rollback.get("status") == "ROLLED_BACK":
+        memory.append({"at": rollback.get("endTime"), "memory": rollback.get("restoredMemory"),
+                       "what": "trim undone"})
+    duration = ((context.get("verification") or {}).get("before") or {}).get("durationAvg")
+    sizes = sorted({size for m in memory if isinstance(size := m.get("memory"), int)})
+    costs = {str(s): pricing.monthly_cost(s, 1_000_000, float(duration)) if duration else None for s in sizes}
+    return {"memoryOverTime": memory, "costPerMonthPerMillionInvocations": costs,
+            "assumption": (f"{float(duration):.0f} ms average duration before the trim, the same at every size; "
+                           "duration charge only") if duration else "no duration observed: cost not estimated",
+            "peakMb": trim.get("peakMb"), "reports": trim.get("reports"),
+            "knownBad": rollback.get("knownBad") or trim.get("knownBad")}
+
+
 def monthly_costs(sizes: Sequence[int], *, invocations_per_day: float | None, avg_duration_ms: float | None,
                   architecture: str = "x86_64") -> tuple[dict[int, float | None], str]:
     """USD per month at each size for the observed traffic, and the assumption behind the figures."""
     if not invocations_per_day or not avg_duration_ms:
         return {s: None for s in sizes}, "no traffic data: cost not estimated"
     costs: dict[int, float | None] = {s: pricing.monthly_cost(s, invocations_per_day * 30, avg_duration_ms, architecture) for s in sizes}
-    return costs, (f"{invocations_per_day:,.0f} invocations/day x {avg_duration_ms:.0f} ms average (observed, "
-                   "last 24 h), 30 days, duration assumed the same at every size, request charges excluded")
+    return costs, (f"{invocations_per_day:,.0f} calls/day x {avg_duration_ms:.0f} ms (observed, last 24 h) x 30 "
+                   "days; same duration at every size; no request charges")
 
 
 def story_lines(function_name: str, audit_entries: Sequence[Mapping[str, Any]], *,
@@ -323,13 +348,19 @@ def story_lines(function_name: str, audit_entries: Sequence[Mapping[str, Any]], 
         lines.append(f"    {change.at[:19]:19}  {change.kind:8} {change.after:>6} MB  {_bar(change.after, top)}  "
                      f"({change.before} -> {change.after}, {change.execution_id})")
     if costs:
-        lines.append(f"  cost per month at each size ({assumption}):")
+        lines.append("  cost per month at each size (duration charge):")
         for size in sorted(costs):
-            cost = costs[size]
-            lines.append(f"    {size:>6} MB  {'n/a' if cost is None else f'${cost:,.2f}'}")
+            lines.append(f"    {size:>6} MB  {_usd(costs[size])}")
+        lines.append(f"    assuming {assumption}")
     elif assumption:
         lines.append(f"  cost per month: {assumption}")
     return lines
+
+
+def _usd(cost: float | None) -> str:
+    if cost is None:
+        return "n/a"
+    return f"${cost:,.2f}" if cost >= 1 or cost == 0 else f"${cost:.4f}"
 
 
 def _rate(value: Any) -> str:

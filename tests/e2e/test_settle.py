@@ -32,6 +32,12 @@ PARSE_ALARM = "lambda-auto-repair-parse-alarm-local"
 START_MB = 256
 # The local runtime's Python worker itself: what a call uses beyond the WORK_MB it builds.
 RUNTIME_MB = 14
+# The deployment, the raise with its verification, the proof, the trim with its verification (and rollback).
+pytestmark = pytest.mark.timeout(600)
+
+
+def note(fn: str, what: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {fn}: {what}", flush=True)
 
 
 def cli(deployed: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,8 +85,10 @@ def raised_then_idle(deployed: Any, fn: str, out: dict[str, Any]) -> tuple[scena
     # (again until the peak is published: the sweep starts nothing before it sees one)
     raised = scenario.wait_for(lambda: (lambda s: s if s["sweep"]["started"] else None)(sweep(lam, fn, 55)), 60,
                                3.0, f"the sweep's raise of {fn}")
+    note(fn, "raise started")
     out["raise"] = finished(sfn, raised["sweep"]["started"][0]["executionArn"])
     out["raised_to"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
+    note(fn, f"raise {out['raise']['status']}: {out['raised_to']} MB")
     return traffic, begun
 
 
@@ -97,8 +105,10 @@ def scenario_trim(deployed: Any) -> dict[str, Any]:
     traffic, begun = raised_then_idle(deployed, fn, out)
     try:
         out["trim_sweep"] = sweep_until_trim(lam, fn)
+        note(fn, "trim started")
         out["trim"] = finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
         out["memory"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
+        note(fn, f"trim {out['trim']['status']}: {out['memory']} MB")
         out["show"] = cli(deployed, "incidents", "show", out["trim"]["name"], "--local")
     finally:
         traffic.stop()
@@ -124,8 +134,10 @@ def scenario_undone(deployed: Any) -> dict[str, Any]:
         out["trim_sweep"] = sweep_until_trim(lam, fn)
         traffic = scenario.Traffic(lam, fn, interval=1.0, results=traffic.results)
         traffic.start()
+        note(fn, f"trim started, calls now build {out['work_mb']} MB")
         out["trim"] = finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
         out["memory"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
+        note(fn, f"trim {out['trim']['status']}: {out['memory']} MB")
         out["show"] = cli(deployed, "incidents", "show", out["trim"]["name"], "--local")
         # AND later sweeps (another day's included: the name would differ) propose nothing, with the reason
         out["again"] = sweep(lam, fn, 100)
@@ -141,6 +153,8 @@ def results(deployed: Any) -> dict[str, Any]:
     cooldown = lam.get_function_configuration(FunctionName=PARSE_ALARM)["Environment"]["Variables"][
         "REPAIR_COOLDOWN_MINUTES"]
     set_env(lam, PARSE_ALARM, REPAIR_COOLDOWN_MINUTES="0")
+    scenario.ensure_role(deployed.cloud.client("iam"))  # once, before the scenarios create their functions at once
+    note("module", "deployed")
     out: dict[str, Any] = {}
     errors: dict[str, BaseException] = {}
 

@@ -261,6 +261,8 @@ def test_a_trim_that_brings_oom_back_is_undone_at_once_and_never_retried(aws, ta
     note = notification.build(flow, Notice.NOT_IMPROVED, "dev")
     assert "UNDONE" in note["subject"] and "192 MB is now known-bad" in note["message"]["summary"]
     assert "No trim of this function for 30 days" in note["message"]["summary"]
+    assert [m["memory"] for m in note["message"]["story"]["memoryOverTime"]] == [128, 1024, 192, 1024]
+    assert note["message"]["story"]["knownBad"] == 192
     # AND the next sweep proposes nothing, with the reason
     usage(aws, mb=[150.0] * 120, start=datetime.now(UTC))
     out = sweep(aws, targets, machine, datetime.now(UTC) + timedelta(days=2))
@@ -304,3 +306,8 @@ def test_the_kept_trim_notice_says_trimmed_and_healthy(aws, target_function, fun
     note = notification.build(flow, notification.result_outcome(flow), "dev")
     assert note["subject"] == f"[dev] {FN}: memory trimmed 1024->192 MB, healthy"
     assert note["message"]["repair"]["action"] == "DECREASE_MEMORY"
+    flow["verification"]["before"] = {"durationAvg": 1000.0}
+    story = notification.build(flow, notification.result_outcome(flow), "dev")["message"]["story"]
+    assert [m["what"] for m in story["memoryOverTime"]] == ["before our repair", "raised by the workflow", "trimmed"]
+    costs = story["costPerMonthPerMillionInvocations"]
+    assert costs["1024"] == pytest.approx(costs["128"] * 8) and "1000 ms average duration" in story["assumption"]

@@ -92,9 +92,10 @@ def test_evaluate_proposes_through_the_controller():
 
 def test_monthly_cost_is_memory_times_duration_times_invocations():
     # 1 GB for 1 s, a million times a month, is a million GB-seconds
-    assert pricing.monthly_cost(1024, 1_000_000, 1000.0) == round(1_000_000 * pricing.PRICE_PER_GB_SECOND["x86_64"], 2)
+    assert pricing.monthly_cost(1024, 1_000_000, 1000.0) == pytest.approx(
+        1_000_000 * pricing.PRICE_PER_GB_SECOND["x86_64"])
     costs, assumption = settle.monthly_costs([128, 1024], invocations_per_day=86_400, avg_duration_ms=200.0)
-    assert costs[1024] == pytest.approx(costs[128] * 8, rel=0.01) and "86,400 invocations/day x 200 ms" in assumption
+    assert costs[1024] == pytest.approx(costs[128] * 8, rel=0.01) and "86,400 calls/day x 200 ms" in assumption
     assert settle.monthly_costs([128], invocations_per_day=None, avg_duration_ms=None) == (
         {128: None}, "no traffic data: cost not estimated")
 
@@ -108,5 +109,6 @@ def test_the_story_shows_steps_changes_and_money_in_a_terminal():
     assert "1. 128 -> 256 MB  NOT_IMPROVED  errors 100% -> 50%  still memory-bound" in text
     assert [line.split()[1] for line in lines if line.startswith("    2026")] == ["before", "RAISE", "TRIM",
                                                                                 "ROLLBACK"]
-    assert "cost per month at each size (the assumption):" in text and "1024 MB  $12.00" in text
+    assert "cost per month at each size (duration charge):" in text and "assuming the assumption" in text
+    assert "1024 MB  $12.00" in text and "128 MB  $1.50" in text
     assert max(len(line) for line in lines) <= 120
