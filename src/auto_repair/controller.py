@@ -7,11 +7,12 @@ pass the numbers in (conv-flow wires ``next_step``/``approval_ceiling``, conv-se
 
 Rules of ``next_step`` (in this order):
 
-1. Healthy: the last step was verified IMPROVED and nothing memory-bound is left -> HEALTHY, keep it.
+1. Healthy: the last step was verified IMPROVED, nothing memory-bound is left and the after window's diagnosis
+   does not ask for more (memory pressure: peaks close to the limit) -> HEALTHY, keep it.
 2. Insufficient data: no evidence either way -> KEEP_BEST at the current size (never roll back or step blind).
 3. Worse: the last step raised the failure rate by more than ``WORSE_MARGIN`` -> ROLLBACK to the best earlier
    size strictly above the known-bad size; when there is none, KEEP_BEST (``KNOWN_BAD``).
-4. Not memory: the after window's diagnosis no longer says memory and no memory-bound failure is left. If the
+4. Not memory: the after window's diagnosis no longer says memory (whatever failures remain). If the
    steps at least halved the failure rate of the incident's start, that is progress: KEEP_BEST. Otherwise the
    raise did not help and what remains is not memory: ROLLBACK (original size, else the best earlier size above
    the known-bad size; KEEP_BEST ``KNOWN_BAD`` when neither is allowed).
@@ -26,7 +27,7 @@ Rules of ``next_step`` (in this order):
 The step-up target is the engine's recommendation for the after window (the after window holds successes at the
 larger size) combined with the failure curve the steps themselves measured (``sizing.size_from_failure_curve``),
 never more than ``sizing.OOM_MAX_FACTOR`` times the current size per step and never at or below a fresh
-known-bad size. Every size the controller saw a function die of memory at counts as known-bad for the rest of
+known-bad size (when the two disagree the known-bad floor wins: the function dies below it anyway). Every size the controller saw a function die of memory at counts as known-bad for the rest of
 the incident, whether or not the state table has caught up.
 """
 
@@ -115,7 +116,12 @@ def approval_ceiling(*, current: int, first_target: int, max_steps: int, max_mem
 def next_step(steps: Sequence[RepairStep], *, original_memory: int, after_is_memory: bool,
               after_recommended: int | None, max_steps: int, max_memory: int, ceiling: int | None,
               known_bad: int | None) -> StepDecision:
-    """What to do after the last step of ``steps`` was verified (module docstring: the rules, in order)."""
+    """What to do after the last step of ``steps`` was verified (module docstring: the rules, in order).
+
+    Read from each step: ``memoryAfter`` (required), ``errorRateAfter``, ``verdict``, ``memoryBoundAfter``; from
+    the first step also ``errorRateBefore`` (the incident's starting rate; a later step's before window is the
+    previous step's after window). A missing rate reads as 0.0; a rate outside [0, 1] or a non-positive size is
+    a :class:`ControllerError`."""
     points = _validate(steps, original_memory, max_steps, max_memory)
     last = steps[-1]
     current = points[-1].memory
@@ -124,10 +130,16 @@ def next_step(steps: Sequence[RepairStep], *, original_memory: int, after_is_mem
     label = f"step {n} of {max_steps}"
     rate_before, rate_after = points[-2].rate, points[-1].rate
     rates = f"failures {rate_before:.0%} -> {rate_after:.0%}"
-    memory_left = after_is_memory or bool(last.get("memoryBoundAfter"))
+    # The engine's verdict on the after window decides "still memory": an OOM it explains otherwise (an allocation
+    # larger than any Lambda size) is not a reason to raise again.
+    memory_left = after_is_memory
     verdict = last.get("verdict")
 
-    if verdict == Verdict.IMPROVED and not last.get("memoryBoundAfter"):
+    # Verified improved with memory use near the limit (the engine still says memory and sizes above the current
+    # size): the largest invocations of the after window nearly died, so one more step is cheap insurance (the
+    # settle trims any surplus later); otherwise the function is healthy.
+    pressure = after_is_memory and (after_recommended or 0) > current
+    if verdict == Verdict.IMPROVED and not last.get("memoryBoundAfter") and not pressure:
         return StepDecision(StepAction.HEALTHY, None, current, None, None,
                             f"{label}: {points[-2].memory} -> {current} MB fixed it ({rates}); keeping {current} MB.")
     if verdict == Verdict.INSUFFICIENT_DATA:
@@ -184,9 +196,10 @@ def _step_up(points: list[_Point], bad: int | None, *, after_recommended: int | 
     if target < floor_above(bad) or target <= current:
         return StepDecision(StepAction.KEEP_BEST, None, best, None, "KNOWN_BAD",
                             f"{label}: the next size would not clear the known-bad size of {bad} MB; keeping {best} MB.")
+    left = "left memory-bound failures" if last.memory_bound else "left memory use close to the limit"
     return StepDecision(StepAction.STEP_UP, target, best, None, None,
-                        f"{label}: {prev.memory} -> {current} MB left memory-bound failures ({rates}) and the "
-                        f"after-window evidence still says memory; raising to {target} MB.")
+                        f"{label}: {prev.memory} -> {current} MB {left} ({rates}) and the after-window evidence "
+                        f"still says memory; raising to {target} MB.")
 
 
 def _target(points: list[_Point], after_recommended: int | None, bad: int | None) -> int:

@@ -18,7 +18,7 @@ from auto_repair.controller import (
 )
 from auto_repair.errors import AutoRepairError
 from auto_repair.outcomes import StepAction, Verdict
-from auto_repair.sizing import size_from_failure_curve
+from auto_repair.sizing import round_up, size_from_failure_curve
 from auto_repair.workflow import RepairStep
 
 NI, OK, NO_DATA = Verdict.NOT_IMPROVED.value, Verdict.IMPROVED.value, Verdict.INSUFFICIENT_DATA.value
@@ -54,6 +54,12 @@ CASES: list[tuple[str, list[RepairStep], dict[str, Any], StepAction, int | None,
     ("partial failures fell: the failure curve beats a timid engine size",
      steps_of(256, (512, NI, 1.0, True), (768, NI, 0.4, True)), {"after_recommended": 832},
      StepAction.STEP_UP, 1152, None, 768, None),  # 768 + 256 x 0.4 / 0.6 = 939 MB, + 20 %
+    ("verified improved but peaks close to the limit (the engine sizes above): one more step",
+     steps_of(128, (256, NI, 1.0, True), (512, OK, 0.0, False)), {"after_recommended": 640},
+     StepAction.STEP_UP, 640, None, 512, None),
+    ("verified improved, memory still the engine's cause but nothing to add: healthy",
+     steps_of(128, (256, NI, 1.0, True), (640, OK, 0.0, False)), {"after_recommended": 640},
+     StepAction.HEALTHY, None, None, 640, None),
     ("verified improved, nothing memory-bound: healthy",
      steps_of(128, (256, NI, 1.0, True), (640, OK, 0.0, False)), {"after_is_memory": False},
      StepAction.HEALTHY, None, None, 640, None),
@@ -84,6 +90,9 @@ CASES: list[tuple[str, list[RepairStep], dict[str, Any], StepAction, int | None,
     ("memory-bound, partial rate unchanged by the step: memory is not the cure (256 MB died: not a landing)",
      steps_of(128, (256, NI, 0.5, True), (512, NI, 0.5, True)), {"after_recommended": 1024},
      StepAction.KEEP_BEST, None, None, 512, None),
+    ("OOM at the limit but the engine blames the code (an allocation beyond any size): no step, no progress",
+     steps_of(128, (256, NI, 1.0, True)), {"after_is_memory": False, "known_bad": 128},
+     StepAction.KEEP_BEST, None, None, 256, "KNOWN_BAD"),
     ("too few invocations after the step: neither roll back nor step blind",
      steps_of(128, (256, NO_DATA, 0.0, False)), {},
      StepAction.KEEP_BEST, None, None, 256, None),
@@ -203,7 +212,7 @@ rate_st = st.floats(min_value=0.0, max_value=1.0)
 step_st = st.tuples(size_st, st.sampled_from([NI, OK, NO_DATA]), rate_st, st.booleans())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(original=size_st, seen=st.lists(step_st, min_size=1, max_size=5), start_rate=rate_st,
        after_is_memory=st.booleans(), after_recommended=st.none() | size_st,
        max_steps=st.integers(min_value=1, max_value=6), max_memory=st.integers(min_value=128, max_value=10240),
@@ -231,7 +240,8 @@ def test_next_step_properties(original: int, seen: list[tuple[int, str, float, b
         assert current < decision.target_memory <= max_memory
         assert ceiling is None or decision.target_memory <= ceiling
         assert decision.target_memory >= floor
-        assert decision.target_memory <= current * 2 + 64
+        # one bounded step, unless a known-bad size above it must be cleared (the function dies below it anyway)
+        assert decision.target_memory <= max(round_up(current * 2), floor)
         assert len(steps) < max_steps
     else:
         assert decision.target_memory is None
@@ -246,7 +256,7 @@ def test_next_step_properties(original: int, seen: list[tuple[int, str, float, b
     assert decision.stop_reason in (None, "MAX_STEPS", "MAX_MEMORY", "CEILING", "KNOWN_BAD")
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(configured=st.integers(min_value=128, max_value=10240), peak=st.floats(min_value=0, max_value=12000),
        reports=st.integers(min_value=0, max_value=10000), healthy=st.floats(min_value=0, max_value=10 * 86400),
        original=st.none() | st.integers(min_value=128, max_value=10240), known_bad=st.none() | size_st,
@@ -279,3 +289,34 @@ def test_approval_ceiling_properties(current: int, first: int, steps: int, max_m
                                known_bad=known_bad)
     assert ceiling >= current
     assert ceiling <= max(max_memory, current)
+
+
+@settings(max_examples=200, deadline=None)
+@given(original=st.integers(min_value=-10, max_value=12000),
+       raw=st.lists(st.fixed_dictionaries({}, optional={
+           "memoryAfter": st.integers(min_value=-5, max_value=12000) | st.text(max_size=3) | st.none(),
+           "verdict": st.text(max_size=12) | st.sampled_from([NI, OK, NO_DATA]),
+           "errorRateBefore": st.floats(allow_nan=True) | st.booleans(),
+           "errorRateAfter": st.floats(min_value=-1, max_value=2) | st.none(),
+           "memoryBoundAfter": st.booleans()}), max_size=4),
+       after_recommended=st.none() | st.integers(min_value=-100, max_value=20000),
+       max_steps=st.integers(min_value=-1, max_value=5), max_memory=st.integers(min_value=-1, max_value=10240),
+       ceiling=st.none() | st.integers(min_value=0, max_value=12000),
+       known_bad=st.none() | st.integers(min_value=0, max_value=12000))
+def test_next_step_on_any_input_decides_or_says_what_is_wrong(original: int, raw: list[dict[str, Any]],
+                                                             after_recommended: int | None, max_steps: int,
+                                                             max_memory: int, ceiling: int | None,
+                                                             known_bad: int | None) -> None:
+    # GIVEN anything a caller could pass (sizes in any order, broken fields) / WHEN the controller decides
+    try:
+        decision = next_step(raw, original_memory=original, after_is_memory=True,  # type: ignore[arg-type]
+                             after_recommended=after_recommended, max_steps=max_steps, max_memory=max_memory,
+                             ceiling=ceiling, known_bad=known_bad)
+    except ControllerError:
+        return  # THEN either a clear error of the product's own ...
+    # ... or a decision that never raises above MaxMemory or the ceiling, nor lands at or below a known-bad size
+    if decision.target_memory is not None:
+        assert decision.target_memory <= max_memory and (ceiling is None or decision.target_memory <= ceiling)
+        assert decision.target_memory > (known_bad or 0)
+    if decision.rollback_to is not None:
+        assert decision.rollback_to > (known_bad or 0)
