@@ -281,6 +281,9 @@ def trim_summary(context: Mapping[str, Any], outcome: str) -> tuple[str, str] | 
     if outcome == "REPAIRED":
         return (f"{name}: trimmed {before} -> {target} MB ({why}); verification shows it healthy at the new size.",
                 f"memory trimmed {before}->{target} MB, healthy")
+    if outcome == "APPROVAL_REQUEST":
+        return (f"{name}: approve a trim of memory {before} -> {target} MB? {why} The trim is verified and undone at "
+                "once if failures come back.", f"approval needed: trim {before}->{target} MB")
     if outcome == "DRY_RUN":
         return f"{name}: dry run - would trim memory {before} -> {target} MB ({why}). Nothing was changed.", \
             f"dry run, would trim {before}->{target} MB"

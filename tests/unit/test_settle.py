@@ -112,3 +112,19 @@ def test_the_story_shows_steps_changes_and_money_in_a_terminal():
     assert "cost per month at each size (duration charge):" in text and "assuming the assumption" in text
     assert "1024 MB  $12.00" in text and "128 MB  $1.50" in text
     assert max(len(line) for line in lines) <= 120
+
+
+@pytest.mark.parametrize(("outcome", "subject"), [
+    ("APPROVAL_REQUEST", "[prod] orders: approval needed: trim 1024->256 MB"),
+    ("DRY_RUN", "[prod] orders: dry run, would trim 1024->256 MB"),
+])
+def test_a_trim_asks_for_approval_and_dry_runs_in_its_own_words(outcome, subject):
+    from auto_repair import notification
+
+    trim = {"configured": 1024, "targetMemory": 256, "reason": "peak 150 MB.", "originalMemory": 256}
+    context = {"rawEvent": {"detail": {"trim": trim}}, "alarm": {"functionName": "orders"},
+               "diagnosisResult": settle.trim_diagnosis(trim, current_memory=1024, dry_run=outcome == "DRY_RUN",
+                                                        approval_required=True)}
+    note = notification.build(context, outcome, "prod")
+    assert note["subject"] == subject and "1024 -> 256 MB" in note["message"]["summary"]
+    assert note["message"]["story"]["memoryOverTime"][0] == {"at": None, "memory": 256, "what": "before our repair"}
