@@ -4,9 +4,10 @@ at once and never retried.
 
 Both scenarios share the deployment and run at the same time, each on its own function. Each function starts at
 256 MB building 150 MB per call; the sweep (threshold 55 %) raises it through the workflow. Then the need falls to
-10 MB a call (the backlog that needed the memory is done): far too much memory. ``parameters/local.json`` makes
-"proven healthy" 20 s and 10 REPORT lines (the default is a day and 100), and the module sets the repair cooldown
-to 0 for its run (restored after), so the trim does not wait out the 3-minute local cooldown.
+10 MB a call (the backlog that needed the memory is done): far too much memory. For its run (restored after) the
+module makes "proven healthy" 20 s and 10 REPORT lines (the monitoring stack's TrimMinHealthySeconds /
+TrimMinReports, a day and 100 by default) and the repair cooldown 0, so the trim does not wait out the 3-minute
+local cooldown; the other modules keep the deployed values.
 """
 
 from __future__ import annotations
@@ -150,9 +151,10 @@ def scenario_undone(deployed: Any) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def results(deployed: Any) -> dict[str, Any]:
     lam = deployed.cloud.client("lambda")
-    cooldown = lam.get_function_configuration(FunctionName=PARSE_ALARM)["Environment"]["Variables"][
-        "REPAIR_COOLDOWN_MINUTES"]
+    saved = {fn: lam.get_function_configuration(FunctionName=fn)["Environment"]["Variables"]
+             for fn in (PARSE_ALARM, TARGETS_FUNCTION)}
     set_env(lam, PARSE_ALARM, REPAIR_COOLDOWN_MINUTES="0")
+    set_env(lam, TARGETS_FUNCTION, TRIM_MIN_HEALTHY_SECONDS="20", TRIM_MIN_REPORTS="10")
     scenario.ensure_role(deployed.cloud.client("iam"))  # once, before the scenarios create their functions at once
     note("module", "deployed")
     out: dict[str, Any] = {}
@@ -172,7 +174,8 @@ def results(deployed: Any) -> dict[str, Any]:
         for thread in threads:
             thread.join()
     finally:
-        set_env(lam, PARSE_ALARM, REPAIR_COOLDOWN_MINUTES=cooldown)
+        for fn, variables in saved.items():
+            set_env(lam, fn, **variables)
     out["errors"] = errors
     return out
 
