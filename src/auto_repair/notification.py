@@ -15,6 +15,7 @@ from auto_repair.outcomes import (
     RepairStatus,
     Verdict,
 )
+from auto_repair.settle import trim_story, trim_summary
 from auto_repair.untrusted import clean_line, fold
 from auto_repair.workflow import RepairStep, WorkflowContext
 
@@ -219,13 +220,12 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     story = step_story(context)
     if story:
         message["summary"] += f" {story}"
-    title = subject(outcome, environment, function_name, before, after)
-    if rolled_back is not None and before is not None and int(rolled_back) > int(before):
-        title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB not recovered, kept best "
-                       f"{rolled_back} MB")
-    elif rolled_back is not None:
-        title = _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB did not help, rolled back to "
-                       f"{rolled_back} MB")
+    title = _title(outcome, environment, function_name, before, after, rolled_back)
+    trim = trim_summary(context, outcome)
+    if trim is not None:  # a trim (auto_repair.settle) tells its own story
+        message["summary"], title = trim[0], _ascii(f"[{environment}] {function_name}: {trim[1]}")
+        message["repair"]["action"] = message["repair"]["action"].replace("INCREASE_MEMORY", "DECREASE_MEMORY")
+        message["story"] = trim_story(context)
     return {
         "subject": title,
         "message": message,
@@ -235,6 +235,17 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
             "outcome": outcome,
         },
     }
+
+
+def _title(outcome: str, environment: str, function_name: str, before: Any, after: Any, rolled_back: Any) -> str:
+    """The subject; a rollback says where memory ended (the best size reached, or the original)."""
+    if rolled_back is not None and before is not None and int(rolled_back) > int(before):
+        return _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB not recovered, kept best "
+                      f"{rolled_back} MB")
+    if rolled_back is not None:
+        return _ascii(f"[{environment}] {function_name}: memory {before}->{after} MB did not help, rolled back to "
+                      f"{rolled_back} MB")
+    return subject(outcome, environment, function_name, before, after)
 
 
 def repair_steps(context: WorkflowContext) -> list[RepairStep]:

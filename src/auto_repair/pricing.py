@@ -1,4 +1,4 @@
-"""What a memory change costs, for the approval request. Pure code."""
+"""What a memory change costs, for the approval request and the story of a function. Pure code."""
 
 from __future__ import annotations
 
@@ -25,3 +25,11 @@ def cost_change_per_million(
         "afterPerMillionUSD": round(after, 4),
         "assumption": f"average duration stays {avg_duration_ms:.0f} ms (upper bound: more memory brings more CPU)",
     }
+
+
+def monthly_cost(memory_mb: int, invocations_per_month: float, avg_duration_ms: float,
+                 architecture: str = "x86_64") -> float:
+    """Duration cost per month (USD) at ``memory_mb`` for the given traffic; request charges left out (they do
+    not depend on the size)."""
+    price = PRICE_PER_GB_SECOND.get(architecture, PRICE_PER_GB_SECOND["x86_64"])
+    return round(memory_mb / 1024.0 * avg_duration_ms / 1000.0 * invocations_per_month * price, 6)

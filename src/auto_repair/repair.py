@@ -1,6 +1,6 @@
 """ExecuteRepair: raise a function's memory, guarded, audited, and confirmed applied; and roll it back.
 
-Rules: never lower memory (except to roll back our own change), never exceed ``maxMemory``, change only the
+Rules: never lower memory (except to roll back our own change, or a trim the sweep proposed: ``trim``), never exceed ``maxMemory``, change only the
 revision that was diagnosed (``RevisionId``), and confirm ``LastUpdateStatus == Successful``. A change that fails
 halfway is undone. Every mutation has an audit entry before it and one after it (or one saying it failed).
 
@@ -188,19 +188,23 @@ def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -
         raise RepairFailedError(f"{name}: cannot read configuration ({error_code(exc)}): no change made") from exc
     original = int(config["MemorySize"])
     target = _target(request)
-    result.update(originalMemory=original, newMemory=original, revisionId=config.get("RevisionId", ""))
-
-    if target <= original:
+    trim = bool(request.get("trim"))
+    result.update(originalMemory=original, newMemory=original, revisionId=config.get("RevisionId", ""),
+                  **({"trim": True} if trim else {}))
+    if trim and target >= original:
+        result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB <= trim target {target} MB")
+        return result
+    if not trim and target <= original:
         # Someone (or an earlier repair) already raised it: lowering memory is never our business.
         result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")
         return result
     if result["dryRun"]:
         result.update(status=RepairStatus.DRY_RUN, newMemory=target, wouldChange={"MemorySize": [original, target]},
-                      reason=f"dry run: would raise memory {original} -> {target} MB")
+                      reason=f"dry run: would {'trim' if trim else 'raise'} memory {original} -> {target} MB")
         return result
     _check_revision(name, request.get("expectedRevisionId"), config.get("RevisionId"))
 
-    final = _raise_latest(run, original, target, config.get("RevisionId"))
+    final = _raise_latest(run, original, target, config.get("RevisionId"), details={"change": "TRIM"} if trim else None)
     result.update(status=RepairStatus.SUCCEEDED, newMemory=int(final.get("MemorySize", target)),
                   revisionId=final.get("RevisionId", ""), reason=run.reason)
     return result
@@ -221,7 +225,9 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
     run.record(AuditPhase.BEFORE, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": target},
                details={"revisionId": revision, **(details or {})})
     try:
-        _update_memory(run, target, revision, done=lambda c: int(c["MemorySize"]) >= target)
+        # A trim (target below) is done at exactly its target; a raise once the memory is at least the target.
+        _update_memory(run, target, revision, done=lambda c: int(c["MemorySize"]) == target or (
+            target > original and int(c["MemorySize"]) >= target))
     except ClientError as exc:
         run.record(AuditPhase.FAILED, "UpdateFunctionConfiguration", {"MemorySize": original}, {"MemorySize": original},
                    reason=_message(exc))
@@ -239,7 +245,8 @@ def _raise_latest(run: _Run, original: int, target: int, revision: str | None,
         _restore(run, original, final, f"update failed: {why}")
         raise RepairRolledBackError(f"{name}: update to {target} MB failed ({why}); restored {original} MB")
     run.record(AuditPhase.AFTER, "UpdateFunctionConfiguration", {"MemorySize": original},
-               {"MemorySize": int(final.get("MemorySize", target))}, details={"revisionId": final.get("RevisionId")})
+               {"MemorySize": int(final.get("MemorySize", target))},
+               details={**(details or {}), "revisionId": final.get("RevisionId")})
     return final
 
 
@@ -318,6 +325,10 @@ def _repair_published(
                   revisionId=latest.get("RevisionId", ""),
                   deployment={"kind": kind, "alias": alias_name, "version": version,
                               "packageType": served.get("PackageType", "Zip"), "snapStart": snap_start})
+    if request.get("trim"):  # trims settle $LATEST only; a served version is published by a raise
+        result.update(status=RepairStatus.SKIPPED, reason=f"the traffic runs version {version}: trims apply to "
+                                                          "$LATEST only, left alone")
+        return result
     if target <= original:
         result.update(status=RepairStatus.SKIPPED, reason=f"version {version} already has {original} MB >= target {target} MB")
         return result
@@ -517,6 +528,8 @@ def build_request(workflow: WorkflowContext, execution_id: str, *, max_memory: i
         "deployment": deployment,
         "tags": tags,
         "allowAliasUpdate": alias_update_allowed(allow_alias_update, tags),
+        # A trim (auto_repair.settle) is the one decision that may lower the memory.
+        **({"trim": True} if decision.get("trim") else {}),
     }
 
 

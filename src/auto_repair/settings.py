@@ -89,6 +89,11 @@ ENV_VARS: dict[str, str] = {
     "AWS_LAMBDA_FUNCTION_NAME": "function_name",
     "POWERTOOLS_SERVICE_NAME": "service_name",
     "POWERTOOLS_METRICS_NAMESPACE": "metrics_namespace",
+    # Settle (auto_repair.settle): when the targets function's sweep may propose a trim.
+    "TRIM_MIN_HEALTHY_SECONDS": "trim_min_healthy_seconds",
+    "TRIM_MIN_REPORTS": "trim_min_reports",
+    "TRIM_HEADROOM_PERCENT": "trim_headroom_percent",
+    "RIGHT_SIZE_GENERALLY": "right_size_generally",
 }
 
 
@@ -136,6 +141,11 @@ class Settings:
     function_name: str = "lambda-auto-repair"
     service_name: str = "lambda-auto-repair"
     metrics_namespace: str = "LambdaAutoRepair"
+    # Settle (auto_repair.settle)
+    trim_min_healthy_seconds: int = 86400
+    trim_min_reports: int = 100
+    trim_headroom_percent: int = 25
+    right_size_generally: bool = False
 
     def __post_init__(self) -> None:
         if not self.paused_parameter:  # frozen: the one derived default is set once, here

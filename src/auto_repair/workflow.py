@@ -95,6 +95,7 @@ class Decision(TypedDict, total=False):
     approvalRequired: bool
     dryRun: bool
     probe: str  # "cpu_starvation": the raise is a probe (ProbeCpuStarvation), kept only if verification improves
+    trim: bool  # a trim proposed by the sweep (auto_repair.settle): targetMemory < currentMemory
 
 
 class DiagnosisResult(TypedDict, total=False):
@@ -138,6 +139,7 @@ class RepairResult(TypedDict, total=False):
     deployment: dict[str, Any]
     iac: dict[str, Any]
     manualSteps: list[str]
+    trim: bool
     provisionedConcurrency: dict[str, Any]
     warnings: list[str]
     step: int  # 1-based step of the incident (issue 13)
@@ -201,6 +203,8 @@ class Rollback(TypedDict, total=False):
     reason: str
     error: str
     warnings: list[str]
+    trimUndone: bool  # the rollback undid a trim (auto_repair.settle): no trim for 30 days
+    knownBad: int | None  # the trimmed size, now known-bad (out-of-memory failures at it)
 
 
 class WorkflowContext(TypedDict, total=False):

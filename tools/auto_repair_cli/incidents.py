@@ -8,10 +8,11 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auto_repair import settle
 from auto_repair.outcomes import MUTATION_OUTCOMES
 from auto_repair.records import AuditLog, IncidentStore
 
-from .common import CommandError, add_target_args, environment, print_json, reports_errors, table
+from .common import CommandError, add_target_args, client, environment, print_json, reports_errors, table
 
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -85,11 +86,46 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"auto-repair: no incident {execution_id!r} in {env}", file=sys.stderr)
         return 1
     incident["audit"] = audit
+    incident["story"] = story(args, incident, AuditLog(table(args, f"lambda-auto-repair-audit-{env}")))
     if args.json:
         print_json(incident)
         return 0
     print(render(incident))
+    print("\n".join(incident["story"]["lines"]))
     return 0
+
+
+def traffic(cloudwatch: Any, function_name: str, now: datetime) -> tuple[float | None, float | None]:
+    """(invocations per day, average duration in ms) of the function over the last 24 hours (AWS/Lambda)."""
+    def query(qid: str, metric: str, stat: str) -> dict[str, Any]:
+        return {"Id": qid, "MetricStat": {"Metric": {"Namespace": "AWS/Lambda", "MetricName": metric, "Dimensions": [
+            {"Name": "FunctionName", "Value": function_name}]}, "Period": 86400, "Stat": stat}}
+
+    try:
+        results = cloudwatch.get_metric_data(
+            MetricDataQueries=[query("n", "Invocations", "Sum"), query("d", "Duration", "Average")],
+            StartTime=now - timedelta(days=1), EndTime=now + timedelta(minutes=1))["MetricDataResults"]
+    except Exception:  # noqa: BLE001 - the story without money is still the story
+        return None, None
+    values = {r["Id"]: r.get("Values") or [] for r in results}
+    invocations = sum(values.get("n", [])) or None
+    durations = values.get("d", [])
+    return invocations, (sum(durations) / len(durations) if durations else None)
+
+
+def story(args: argparse.Namespace, incident: dict[str, Any], audit: AuditLog) -> dict[str, Any]:
+    """The whole story of the incident's function: steps, trims, memory over time, money per month per size."""
+    name = (incident.get("alarm") or {}).get("functionName") or ""
+    entries = audit.for_function(name) if name else []
+    changes = settle.memory_changes(entries)
+    sizes = sorted({c.before for c in changes} | {c.after for c in changes})
+    per_day, duration = traffic(client(args, "cloudwatch"), name, datetime.now(UTC)) if sizes else (None, None)
+    costs, assumption = settle.monthly_costs(sizes, invocations_per_day=per_day, avg_duration_ms=duration)
+    repair = incident.get("repair") or {}
+    steps = repair.get("steps") or (incident.get("steps") or {}).get("steps") or []
+    return {"memory": [vars(c) for c in changes], "costs": {str(k): v for k, v in costs.items()},
+            "assumption": assumption, "steps": steps,
+            "lines": settle.story_lines(name, entries, steps=steps, costs=costs, assumption=assumption)}
 
 
 def render(incident: dict[str, Any]) -> str:
@@ -124,13 +160,16 @@ def render(incident: dict[str, Any]) -> str:
     repair = incident.get("repair")
     if repair:
         lines.append(
-            f"  repair:       {repair.get('status')} memory {repair.get('originalMemory')} -> "
-            f"{repair.get('newMemory')} MB at {repair.get('endTime', '')}"
+            f"  {'trim:  ' if repair.get('trim') else 'repair:'}       {repair.get('status')} memory "
+            f"{repair.get('originalMemory')} -> {repair.get('newMemory')} MB at {repair.get('endTime', '')}"
         )
         rollback = incident.get("rollback") or {}
         if rollback:
             lines.append(f"  rollback:     {rollback.get('status')} to {rollback.get('restoredMemory')} MB at "
                          f"{rollback.get('endTime', '')} - {rollback.get('reason', '')}")
+        if rollback.get("trimUndone") or repair.get("trimUndone"):
+            bad = f"; {rollback['knownBad']} MB known-bad" if rollback.get("knownBad") else ""
+            lines.append(f"  trim undone:  no trim of this function for 30 days{bad}")
         if repair.get("status") in MUTATION_OUTCOMES:
             lines.append(f"  not applied:  {repair.get('reason')} (target was {repair.get('targetMemory')} MB)")
     verification = incident.get("verification")

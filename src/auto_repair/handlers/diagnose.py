@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
-from auto_repair import aws
+from auto_repair import aws, settle
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.diagnosis import DiagnosisConfig, diagnose
@@ -43,6 +43,24 @@ def _clients(config: DiagnosisConfig, deadline: Deadline) -> dict[str, Any]:
     return clients
 
 
+def _diagnose(evidence: Mapping[str, Any], policy: Mapping[str, Any], config: DiagnosisConfig, deadline: Deadline,
+              source: KnowledgeSource) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's diagnosis of an alarm's evidence and the policy's decision on it."""
+    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), deadline=deadline,
+                      **_clients(config, deadline))
+    result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
+    decision = decide(
+        result,
+        current_memory=int(evidence["currentMemorySize"]),
+        max_memory=int(policy.get("maxMemory", get_settings().max_memory_mb)),
+        min_confidence=float(policy.get("minConfidence", get_settings().min_confidence)),
+        dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
+        approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)),
+        probe_cpu_starvation=get_settings().probe_cpu_starvation,
+    )
+    return result, decision
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -56,18 +74,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     deadline = Deadline.from_context(context, margin_s=DEADLINE_MARGIN_S)
     source = knowledge_source()
     config = DiagnosisConfig.from_settings(get_settings())
-    result = diagnose(cast(dict[str, Any], evidence), config=config, knowledge=source.entries(), deadline=deadline,
-                      **_clients(config, deadline))
-    result.setdefault("diagnosisMethod", {})["knowledgeSource"] = source.note
-    decision = decide(
-        result,
-        current_memory=int(evidence["currentMemorySize"]),
-        max_memory=int(policy.get("maxMemory", get_settings().max_memory_mb)),
-        min_confidence=float(policy.get("minConfidence", get_settings().min_confidence)),
-        dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
-        approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)),
-        probe_cpu_starvation=get_settings().probe_cpu_starvation,
-    )
+    trim = settle.trim_of(workflow.get("rawEvent"))
+    if trim is not None:  # a trim proposed by the sweep (auto_repair.settle): its evidence is the proven peak
+        result = settle.trim_diagnosis(
+            trim, current_memory=int(evidence["currentMemorySize"]),
+            dry_run=bool(policy.get("dryRun", get_settings().dry_run)),
+            approval_required=bool(policy.get("approvalRequired", get_settings().approval_required)))
+        decision = result.pop("decision")
+    else:
+        result, decision = _diagnose(evidence, policy, config, deadline, source)
     diagnosis_id = uuid.uuid4().hex
     record = {
         "diagnosisId": diagnosis_id,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from auto_repair import approvals, aws, guards, memory_history
+from botocore.exceptions import ClientError
+
+from auto_repair import approvals, aws, guards, memory_history, settle
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -47,7 +49,46 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
         metrics.add_metric(name="RepairsRolledBack", unit="Count", value=1)
         logger.info("rolled back", extra={"restoredMemory": result["restoredMemory"],
                                           "fromMemory": result["fromMemory"]})
+        if workflow["repair"].get("trim"):
+            result = _trim_undone(workflow, execution_id, result, store)
     return result
+
+
+def _trim_undone(workflow: WorkflowContext, execution_id: str, result: Rollback, store: IncidentStore) -> Rollback:
+    """A trim undone by its verification: no trim for 30 days; the trimmed size is known-bad if it ran out of
+    memory. Written after the memory is back, so a failure here never leaves the function trimmed."""
+    verification: dict[str, Any] = dict(workflow.get("verification") or {})
+    oom = bool((verification.get("after") or {}).get("oom"))
+    known_bad = settle.record_undone_trim(
+        aws.table(get_settings().state_table), workflow["repair"]["functionName"],
+        trimmed_to=int(workflow["repair"]["newMemory"]), raised_to=int(result.get("restoredMemory") or 0),
+        at=time.time(), execution_id=execution_id, oom=oom, evidence=str(verification.get("reason", "")))
+    result = {**result, "trimUndone": True, "knownBad": known_bad}
+    store.put(execution_id, RecordType.ROLLBACK, dict(result))
+    metrics.add_metric(name="TrimsUndone", unit="Count", value=1)
+    return result
+
+
+def _raise_undoes_trim(result: dict[str, Any], execution_id: str, audit: AuditLog) -> None:
+    """A raise from the size an earlier trim left: that trim brought out-of-memory failures back (the normal alarm
+    loop caught them). Remember the trimmed size as known-bad and do not trim again for 30 days."""
+    if result.get("status") != RepairStatus.SUCCEEDED or result.get("trim"):
+        return
+    try:
+        undone = settle.trim_undone_by_raise(audit.for_function(result["functionName"]), int(result["originalMemory"]),
+                                             execution_id)
+        if undone is None:
+            return
+        settle.record_undone_trim(aws.table(get_settings().state_table), result["functionName"],
+                                  trimmed_to=undone.after, raised_to=int(result["newMemory"]), at=time.time(),
+                                  execution_id=execution_id, oom=True,
+                                  evidence=f"alarm after the trim {undone.before} -> {undone.after} MB "
+                                           f"({undone.execution_id})")
+    except (ClientError, memory_history.MemoryHistoryError):  # the raise is done; the marker is a bonus
+        logger.exception("could not record the undone trim")
+        return
+    result["trimUndone"] = True
+    metrics.add_metric(name="TrimsUndone", unit="Count", value=1)
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
@@ -81,11 +122,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             metrics.add_metric(name=f"Repairs{blocked['status'].title().replace('_', '')}", unit="Count", value=1)
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
-        result = execute_repair(request, lambda_client=aws.client("lambda"),
-                                audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
-                                actor=settings.function_name,
-                                reason=repair_reason(workflow), deadline=deadline)
+        audit = AuditLog(aws.table(settings.audit_table), settings.audit_retention_days)
+        result = execute_repair(request, lambda_client=aws.client("lambda"), audit=audit,
+                                actor=settings.function_name, reason=repair_reason(workflow), deadline=deadline)
         result["step"] = request["step"]
+        _raise_undoes_trim(result, execution_id, audit)
     except RepairError as exc:
         # Raised for the workflow's failure path (HandleFailure notifies); a deadline stop is said so.
         stopped = {"stoppedAtDeadline": True} if deadline.reached else {}

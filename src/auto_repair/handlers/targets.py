@@ -17,6 +17,10 @@ Invoked by EventBridge:
 The sweep starts the repair workflow itself, once per function per day, for every onboarded function whose peak
 Max Memory Used in the last day reached the threshold percentage of its current memory size, unless the function's
 memory alarm is already in ALARM (the alarm has started the workflow).
+
+Then it settles (``auto_repair.settle``): each onboarded function our workflow raised, healthy at that size for
+long enough (TRIM_MIN_HEALTHY_SECONDS, TRIM_MIN_REPORTS), gets a trim proposal when its observed peak leaves more
+than one step of surplus; each proposal starts the workflow (``trim-<fn>-<day>``), whose decision is the trim.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import aws
+from auto_repair import aws, memory_history, settle
 from auto_repair.alarm_event import LAMBDA_ACTION, SNS, alarm_deliveries, delivery_format, parse_alarm_event
-from auto_repair.clock import utc_now
+from auto_repair.clock import parse_time, utc_now
 from auto_repair.errors import error_code
 from auto_repair.guards import idempotency_key
 from auto_repair.observability import add_dimension_env, logger, metrics, tracer
+from auto_repair.records import AuditLog
 from auto_repair.settings import get_settings
 from auto_repair.targets import (
     MEMORY_ALARM_PREFIX,
@@ -41,11 +46,14 @@ from auto_repair.targets import (
     Targets,
     TargetsError,
     TargetSettings,
+    namespace,
     settings_parameter,
     state_machine_arn,
     sweep_event,
     sweep_execution_name,
     topic_arn,
+    trim_event,
+    trim_execution_name,
 )
 
 SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore"
@@ -122,6 +130,74 @@ def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str,
     return {"threshold": threshold, "findings": len(findings), "started": started, "skipped": skipped}
 
 
+def trim_config() -> settle.TrimConfig:
+    settings = get_settings()
+    return settle.TrimConfig(min_healthy_seconds=float(settings.trim_min_healthy_seconds),
+                             min_reports=settings.trim_min_reports, headroom=settings.trim_headroom_percent / 100.0,
+                             right_size_generally=settings.right_size_generally)
+
+
+def _onboarded_sizes(targets: Targets, only: list[str] | None) -> dict[str, int]:
+    onboarded = set(targets.onboarded())
+    if only is not None:
+        onboarded &= set(only)
+    sizes: dict[str, int] = {}
+    for page in targets.lambda_client.get_paginator("list_functions").paginate():
+        for config in page.get("Functions", []):
+            if config["FunctionName"] in onboarded:
+                sizes[config["FunctionName"]] = int(config.get("MemorySize") or 0)
+    return sizes
+
+
+def _trim_proposal(targets: Targets, audit: AuditLog, state: Any, fn: str, configured: int, *,
+                   config: settle.TrimConfig, now: datetime) -> tuple[dict[str, Any] | None, str, bool]:
+    """(the trim event's proposal or None, why, whether the workflow ever raised this function)."""
+    hist = settle.history(audit.for_function(fn))
+    if hist is None:
+        return None, "not raised by the workflow: nothing to settle", False
+    epoch = now.timestamp()
+    known_bad = memory_history.known_bad_size(state, fn, now=epoch)
+    blocked = memory_history.trim_blocked(state, fn, now=epoch)
+    usage = None
+    if configured == hist.current and not blocked:
+        usage = settle.usage_since(targets.cloudwatch, fn, namespace(fn), parse_time(hist.since, now), now)
+    proposal, why = settle.evaluate(configured, hist, usage, known_bad=known_bad, blocked=blocked, now=now,
+                                    config=config)
+    if proposal is None or usage is None:
+        return None, why, True
+    return settle.proposal_detail(proposal, configured, hist, usage, known_bad), why, True
+
+
+def run_trims(targets: Targets, sfn: Any, *, audit: AuditLog, state: Any, config: settle.TrimConfig,
+              machine_arn: str, account: str, region: str, now: datetime, only: list[str] | None = None
+              ) -> dict[str, Any]:
+    """Settle: a trim workflow for each onboarded function that proved it does not use what we gave it."""
+    started: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for fn, configured in sorted(_onboarded_sizes(targets, only).items()):
+        try:
+            trim, why, ours = _trim_proposal(targets, audit, state, fn, configured, config=config, now=now)
+        except (ClientError, memory_history.MemoryHistoryError) as exc:  # one function's failure stops no other
+            skipped.append({"function": fn, "memory": configured, "reason": f"could not read its history: {exc}"})
+            continue
+        if trim is None:
+            if ours or only is not None:  # functions we never raised are the rule, not news
+                skipped.append({"function": fn, "memory": configured, "reason": why})
+            continue
+        name = trim_execution_name(fn, now)
+        event = trim_event(fn, trim, account=account, region=region, now=now)
+        try:
+            response = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(event))
+        except ClientError as exc:
+            if error_code(exc) != "ExecutionAlreadyExists":
+                raise
+            skipped.append({"function": fn, "memory": configured, "reason": f"already trimmed today ({name})"})
+            continue
+        started.append({"function": fn, "memory": configured, "targetMemory": trim["targetMemory"],
+                        "reason": why, "executionArn": response["executionArn"]})
+    return {"started": started, "skipped": skipped}
+
+
 def forward_alarms(event: Any, sfn: Any, *, machine_arn: str) -> dict[str, Any]:
     """Start the workflow for each ALARM state change of an SNS or Lambda-action delivery (see the module doc)."""
     started: list[str] = []
@@ -188,5 +264,13 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         out["sweep"] = sweep
         metrics.add_metric(name="SweepIncidents", unit="Count", value=len(sweep["started"]))
+        trims = run_trims(
+            targets, aws.client("stepfunctions"), audit=AuditLog(aws.table(get_settings().audit_table)),
+            state=aws.table(get_settings().state_table), config=trim_config(),
+            machine_arn=state_machine_arn(environment, partition=partition, region=region, account=account),
+            account=account, region=region, now=utc_now(), only=functions,
+        )
+        out["trim"] = trims
+        metrics.add_metric(name="TrimsProposed", unit="Count", value=len(trims["started"]))
     logger.info("targets done", extra={"summary": out})
     return out

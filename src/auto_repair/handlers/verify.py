@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from auto_repair import aws, memory_history
+from auto_repair import aws, memory_history, settle
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.collect import SERIES, get_log_lines, get_series
 from auto_repair.controller import StepDecision, next_step
@@ -158,13 +158,15 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                    verificationPeriod=int((now - repaired_at).total_seconds()), verifiedVersion=version,
                    repairId=repair.get("repairId"), step={"action": ""},
                    steps=[s for s in previous.get("steps") or [] if int(s["step"]) < int(repair.get("step") or 1)])
-    if verdict["final"] and memory:
+    if verdict["final"] and memory and not repair.get("trim"):  # a trim is judged once, never stepped
         policy: Mapping[str, Any] = alarm.get("settings") or {}
         after_diagnosis = diagnose_after(evidence, series, lines, memory=memory, metric_name=alarm.get("metricName"),
                                          max_memory=int(policy.get("maxMemory") or get_settings().max_memory_mb))
         verdict.update(decide_step(workflow, verdict, before, after, after_diagnosis, execution_id))
     else:
         verdict.update(rollback_decision(verdict, enabled=get_settings().rollback_on_failure))
+        if repair.get("trim"):
+            verdict.update(settle.trim_rollback_decision(verdict))
     record(workflow, verdict, execution_id, now)
     logger.info("verified", extra={"status": verdict["status"], "attempt": attempt, "reason": verdict["reason"],
                                    "step": verdict["step"]})

@@ -101,6 +101,8 @@ from .sweep import (
     sweep_execution_name,
     sweep_findings,
     sweep_queries,
+    trim_event,
+    trim_execution_name,
 )
 
 __all__ = [
@@ -158,5 +160,7 @@ __all__ = [
     "sweep_findings",
     "sweep_queries",
     "topic_arn",
+    "trim_event",
+    "trim_execution_name",
     "utilisation_bands",
 ]

@@ -1,4 +1,5 @@
-"""The proactive memory sweep: which onboarded functions came close to their memory, as workflow events."""
+"""The proactive memory sweep: which onboarded functions came close to their memory, as workflow events; and the
+settle half (issue 13): trims of memory our workflow raised and the function proved it does not use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from ..alarm_event import SWEEP_SOURCE
 from ..clock import alarm_time, iso_seconds
+from ..settle import TRIM_ALARM_PREFIX
 from .constants import SWEEP_ALARM_PREFIX, SWEEP_LOOKBACK, SWEEP_PERIOD_SECONDS
 from .desired import namespace
 
@@ -122,3 +124,24 @@ def sweep_event(
             },
         },
     }
+
+
+def trim_execution_name(function_name: str, now: datetime) -> str:
+    """One trim per function per day, named apart from the day's sweep incident (which may have raised it)."""
+    return f"trim-{function_name}-{now.astimezone(UTC):%Y%m%d}"[:80]
+
+
+def trim_event(function_name: str, trim: dict[str, Any], *, account: str, region: str, now: datetime
+               ) -> dict[str, Any]:
+    """The workflow event of a trim proposal (``auto_repair.settle``): the sweep's event shape, a name of its own
+    (``lambda-memory-trim-<fn>``, no such alarm exists) and the proposal in ``detail.trim``, which DiagnoseIssue
+    turns into a decision to lower the memory."""
+    finding = Finding(function=function_name, peak=0.0, at=now, periods_above=0, periods=0)
+    event = sweep_event(finding, threshold=100.0, account=account, region=region, now=now)
+    detail = event["detail"]
+    detail["alarmName"] = f"{TRIM_ALARM_PREFIX}{function_name}"[:255]
+    detail["state"]["reason"] = (f"Settle: {function_name} has run healthy at {trim['configured']} MB since "
+                                 f"{trim['healthySince']}; {trim['reason']}")
+    detail["configuration"]["description"] = "Lambda Auto-Repair settle: trim memory proven unused"
+    detail["trim"] = trim
+    return event
