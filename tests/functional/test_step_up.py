@@ -76,6 +76,9 @@ def window(aws, size: int, *, ok: int, oom: int, used: int | None = None, versio
                         logEvents=[{"timestamp": at + i, "message": m} for i, m in enumerate(lines)])
 
 
+APPROVER = "arn:aws:sts::123456789012:assumed-role/lambda-auto-repair-approver-dev/alice"
+
+
 def incident(aws, *, approval=None) -> dict:
     """The context as DiagnoseIssue leaves it: 128 MB, every invocation in the window before killed by OOM."""
     config = aws.client("lambda").get_function_configuration(FunctionName="orders")
@@ -92,8 +95,26 @@ def incident(aws, *, approval=None) -> dict:
                             "decision": {"action": "REPAIR", "currentMemory": 128, "targetMemory": 256}},
     }
     if approval:
-        flow["approval"] = approval
+        flow["approval"] = {**approval, "approvalId": approved_record(aws, approval)}
     return flow
+
+
+def approved_record(aws, approval: dict) -> str:
+    """What `auto-repair approve` leaves: an APPROVED record decided by an AWS identity, and the alarm still in
+    ALARM (ExecuteRepair re-reads both before every step, auto_repair.approvals.refusal)."""
+    state = aws.resource("dynamodb").Table("state")
+    approvals.create(state, approval_id="apr-step", task_token="token-1", execution_id="exec-1",
+                     function_name="orders", current_memory=128, target_memory=int(approval["targetMemory"]),
+                     timeout_seconds=3600, ceiling_memory=approval.get("ceilingMemory"))
+    state.update_item(Key={"pk": "APPROVAL#apr-step", "sk": "APPROVAL"},
+                      UpdateExpression="SET #s = :a, decidedBy = :w", ExpressionAttributeNames={"#s": "status"},
+                      ExpressionAttributeValues={":a": "APPROVED", ":w": APPROVER})
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(AlarmName="orders-errors", MetricName="Errors", Namespace="AWS/Lambda",
+                                Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1,
+                                ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cloudwatch.set_alarm_state(AlarmName="orders-errors", StateValue="ALARM", StateReason="test")
+    return "apr-step"
 
 
 def repaired(flow: dict, result: dict) -> dict:
@@ -310,7 +331,7 @@ def test_an_approval_request_states_the_ceiling_and_its_cost_and_the_approval_ca
         def send_task_success(self, taskToken, output):  # noqa: N803 - boto3's parameter names
             sent.update(token=taskToken, output=json.loads(output))
 
-    approvals.resolve(state, Workflow(), asked["approvalId"], approve=True, who="oncall@example.com")
+    approvals.resolve(state, Workflow(), asked["approvalId"], approve=True, who=APPROVER)
     assert sent["output"]["targetMemory"] == 256 and sent["output"]["ceilingMemory"] == 1024
 
 
