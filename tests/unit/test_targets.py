@@ -7,7 +7,6 @@ Logs filter-pattern language (auto_repair_local.log_metric_filters), which is te
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 import json
 import re
