@@ -189,3 +189,48 @@ def test_the_code_accepts_exactly_what_the_executor_role_allows(environment: str
     # AND the plain tag counts exactly where PlainScopeTag says so
     assert guards.in_scope({"auto-repair": "enabled"}, "opt-in", environment, plain_tag=plain == "true")[0] is (
         plain == "true")
+
+
+# --------------------------------------------------------------------- onboarding names carry the environment
+@pytest.mark.parametrize("functions", [["orders", "orders-dev", "orders-prod", "orders-dev-prod", "a-local"]])
+def test_no_two_environments_onboarding_share_a_name(functions: list[str]) -> None:
+    from auto_repair import targets as t
+
+    # GIVEN function names that end like environments WHEN every environment onboards every one of them
+    settings = {env: t.TargetSettings(period=60).for_environment(env) for env in ("dev", "staging", "prod", "local")}
+    alarms: dict[str, tuple[str, str]] = {}
+    filters: dict[tuple[str, str], tuple[str, str]] = {}
+    for env, s in settings.items():
+        for fn in functions:
+            info = t.FunctionInfo(name=fn, memory_size=512)
+            for name in t.alarm_names(fn, env):
+                # THEN no alarm name is created by two (environment, function) pairs
+                assert alarms.setdefault(name, (env, fn)) == (env, fn)
+            for f in t.desired_filters(info, s):
+                assert filters.setdefault((f["logGroupName"], f["filterName"]), (env, fn)) == (env, fn)
+                # AND each environment owns exactly its own filters (and the legacy reader none of them)
+                assert [e for e in settings if t.owns_filter(f["filterName"], fn, False, e)] == [env]
+                assert not t.owns_filter(f["filterName"], fn, False)
+                assert ":" not in f["filterName"] and "*" not in f["filterName"]  # CloudWatch Logs' filterName
+                assert f["metricTransformations"][0]["metricNamespace"] == f"LambdaAutoRepair/Targets/{env}/{fn}"
+
+
+@pytest.mark.parametrize(
+    ("env", "plain", "value", "added", "removed"),
+    [
+        ("dev", True, None, "dev", ""),
+        ("staging", False, "dev", "dev,staging", "dev"),
+        ("staging", False, "enabled", "enabled,staging", "enabled"),  # dev's plain opt-in is kept
+        ("dev", True, "enabled,staging", "enabled,staging,dev", "staging"),
+        ("prod", False, "disabled", "prod", ""),  # an explicit targets add overrides an opt-out
+    ],
+)
+def test_targets_add_and_remove_change_only_their_environment_in_the_tag(env, plain, value, added, removed) -> None:
+    from auto_repair.targets import Observed
+
+    observed = Observed(function="orders", environment=env, scope_value=value, plain_scope_tag=plain)
+    assert observed.tag_value_with() == added
+    assert guards.in_scope({"auto-repair": added}, "opt-in", env, plain_tag=plain)[0]
+    assert Observed(function="orders", environment=env, scope_value=added,
+                    plain_scope_tag=plain).tag_value_without() == removed
+    assert not guards.in_scope({"auto-repair": removed} if removed else {}, "opt-in", env, plain_tag=plain)[0]

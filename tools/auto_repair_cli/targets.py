@@ -222,7 +222,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for item in items:
         memory = f"{item['memorySize']} MB" if item["memorySize"] else "deleted"
-        tag = "in scope (auto-repair tag)" if item["tagged"] else "not tagged for this environment"
+        tag = "tagged for this environment" if item["tagged"] else "not tagged for this environment"
         print(f"{item['function']} ({memory}, {tag}): {item['status']}")
         for alarm in item["alarms"]:
             owner = "" if alarm["managed"] else f"  [not managed by {MANAGED_BY}]"
