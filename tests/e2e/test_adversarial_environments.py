@@ -26,6 +26,8 @@ from auto_repair_cli import scenario
 from auto_repair_local.process import deploy, start_local_cloud, stop_local_cloud
 
 REPO = Path(__file__).resolve().parents[2]
+# two deployments and the repairs in one module fixture (the first test pays for them)
+pytestmark = pytest.mark.timeout(1500)
 ENVIRONMENTS = ("dev", "staging")
 # function -> the environments whose scope its tag puts it in
 FUNCTIONS = {
