@@ -73,7 +73,8 @@ def _function_targets(metrics: list[Any]) -> tuple[list[dict[str, Any]], list[st
         dims = metric.get("dimensions") or {}
         dims = _dict(dims, f"configuration.metrics[{index}].metricStat.metric.dimensions")
         if namespace.startswith(TARGET_NAMESPACE_PREFIX) and len(namespace) > len(TARGET_NAMESPACE_PREFIX):
-            dims = {**dims, "FunctionName": namespace[len(TARGET_NAMESPACE_PREFIX):]}
+            # LambdaAutoRepair/Targets/<env>/<function> (or <function>, before environment scoping)
+            dims = {**dims, "FunctionName": namespace[len(TARGET_NAMESPACE_PREFIX):].rsplit("/", 1)[-1]}
             namespace_dims: tuple[str, ...] = ("FunctionName",)
         else:
             namespace_dims = FUNCTION_DIMENSIONS.get(namespace, ())

@@ -6,7 +6,7 @@ repair starts (ParseAlarmEvent) and right before a function is changed (ExecuteR
 * idempotency - one alarm state change (alarm ARN + ``detail.state.timestamp``) starts at most one repair;
 * lock        - at most one repair in flight per function; the lock expires, so a crashed run cannot keep it;
 * cooldown    - after a repair was applied, alarms of that function wait ``RepairCooldownMinutes``;
-* scope       - only opted-in functions (tag ``auto-repair=enabled``), or all but opted-out ones;
+* scope       - only functions whose ``auto-repair`` tag names this environment (or ``enabled``), see in_scope;
 * kill switch - the SSM parameter ``/lambda-auto-repair/<env>/paused`` stops every mutation at once;
 * budget      - at most ``MaxRepairsPerHour`` mutations per environment and clock hour.
 
@@ -40,6 +40,8 @@ OPT_IN = "opt-in"
 OPT_OUT = "opt-out"
 SCOPE_MODES = (OPT_IN, OPT_OUT)
 SCOPE_TAG = "auto-repair"
+# The one element that opts a function in wherever PlainScopeTag is true (the single-environment opt-in).
+ENABLED = "enabled"
 
 # EventBridge retries a delivery for at most 24 h; a key kept for two days outlives every redelivery.
 EVENT_KEY_TTL_SECONDS = 2 * 86400
@@ -86,19 +88,35 @@ def idempotency_key(event: Any, alarm: dict[str, Any]) -> str | None:
     return None
 
 
-def in_scope(tags: dict[str, str], mode: str) -> tuple[bool, str]:
-    """Whether the function's ``auto-repair`` tag puts it in scope under ``mode``, and why (for the record)."""
+def scope_names(value: str | None) -> list[str]:
+    """The elements of an ``auto-repair`` tag value: a comma list, each element taken exactly as written."""
+    return [] if value is None else str(value).split(",")
+
+
+def in_scope(tags: Mapping[str, str], mode: str, environment: str, *, plain_tag: bool = True) -> tuple[bool, str]:
+    """Whether the function's ``auto-repair`` tag puts it in this environment's scope under ``mode``, and why.
+
+    The value is a comma list of environment names and/or ``enabled``: ``auto-repair=prod``, ``auto-repair=dev,staging``
+    scope a function to the named environments; ``enabled`` (the single-environment opt-in) counts only where
+    PlainScopeTag is true. Elements are compared exactly, as the executor role's IAM condition (``StringLike`` on
+    ``aws:ResourceTag/auto-repair``, case-sensitive) compares them: ``Enabled`` or `` prod`` is no opt-in here, and
+    would be denied there. opt-out adds the functions without the tag.
+    """
     if mode not in SCOPE_MODES:
         raise ScopeModeError(f"ScopeMode must be one of {', '.join(SCOPE_MODES)}, got {mode!r}")
-    value = str(tags.get(SCOPE_TAG, "")).strip().lower()
-    if mode == OPT_IN:
-        if value == "enabled":
-            return True, f"opted in ({SCOPE_TAG}=enabled)"
-        shown = f"{SCOPE_TAG}={value}" if value else f"no {SCOPE_TAG} tag"
-        return False, f"not opted in: ScopeMode is opt-in and the function has {shown} (needs {SCOPE_TAG}=enabled)"
-    if value == "disabled":
-        return False, f"opted out: the function is tagged {SCOPE_TAG}=disabled"
-    return True, "in scope (ScopeMode opt-out, not tagged disabled)"
+    value = tags.get(SCOPE_TAG)
+    names = scope_names(value)
+    if environment in names:
+        return True, f"opted in ({SCOPE_TAG}={value} names {environment})"
+    if plain_tag and ENABLED in names:
+        return True, f"opted in ({SCOPE_TAG}={value})"
+    if value is None and mode == OPT_OUT:
+        return True, f"in scope (ScopeMode opt-out, no {SCOPE_TAG} tag)"
+    shown = f"the tag {SCOPE_TAG}={value!r}" if value is not None else f"no {SCOPE_TAG} tag"
+    wanted = (f"{SCOPE_TAG}={ENABLED} or {SCOPE_TAG}={environment}" if plain_tag else
+              f"{SCOPE_TAG}={environment}; {SCOPE_TAG}={ENABLED} does not count here: PlainScopeTag=false")
+    return False, (f"not in the {environment} environment's scope: ScopeMode {mode} and the function has {shown} "
+                   f"(needs {wanted}; values are exact and case-sensitive)")
 
 
 def lock_ttl_seconds(verification_wait: int, approval_timeout: int, approval_required: bool,

@@ -15,6 +15,7 @@ from auto_repair.outcomes import (
     RepairStatus,
     Verdict,
 )
+from auto_repair.policy import ignored_tags
 from auto_repair.settle import trim_story, trim_summary
 from auto_repair.untrusted import clean_line, fold
 from auto_repair.workflow import RepairStep, WorkflowContext
@@ -213,6 +214,11 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
         message["issue"]["ignoredBecause"] = alarm.get("reason", "")
     if outcome in GUARDED:
         message["guard"] = _guard(outcome, alarm, repair)
+    ignored = ignored_tags(alarm.get("settings"))
+    if ignored:  # the owner tried to loosen (or mistyped) a guardrail: say which tag had no effect
+        message["ignoredTags"] = ignored
+        message["summary"] += " Ignored tags (tags may only tighten the policy): " + "; ".join(
+            f"{key}: {why}" for key, why in sorted(ignored.items())) + "."
     rolled_back = _versions_and_rollback(message, context)
     drift = (message.get("iacDrift") or {}).get("message")
     if drift and drift not in message["summary"]:

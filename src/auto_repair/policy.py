@@ -1,11 +1,12 @@
-"""The environment's policy, narrowed per function by tags, and DetermineAction: what the workflow may do with a
-diagnosis. Pure code.
+"""The environment's policy, tightened (never loosened) per function by tags, and DetermineAction: what the
+workflow may do with a diagnosis. Pure code.
 
 The diagnosis says what is wrong; the policy says what we are allowed to do about it in this environment.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,10 @@ if TYPE_CHECKING:
 TAG_PREFIX = "auto-repair:"
 # auto-repair:alias-update=<one of these> withdraws the environment's AllowAliasUpdate for one function.
 ALIAS_UPDATE_DENIED = ("false", "deny", "no")
+ALIAS_UPDATE_GRANTS = ("true", "allow", "yes")
+# Where from_tags lists the tags it did not apply (the incident's ALARM record and every notice carry it).
+IGNORED_TAGS = "ignoredTags"
+LOOSENS = "loosens the environment's policy; tags may only tighten it"
 
 LAMBDA_MIN_MB = 128
 LAMBDA_MAX_MB = 10240
@@ -28,11 +33,55 @@ def _policy_tags(tags: Mapping[str, str]) -> Iterator[tuple[str, str, str]]:
     """(tag key, name after the prefix, normalised value) of each ``auto-repair:*`` tag."""
     for key, value in tags.items():
         if key.startswith(TAG_PREFIX):
-            yield key, key[len(TAG_PREFIX):], value.strip().lower()
+            yield key, key[len(TAG_PREFIX):], str(value).strip().lower()
+
+
+def _flag(value: str, on: str, off: str, current: bool) -> tuple[bool | None, str]:
+    """A yes/no tag that may only switch a guard on: (new value or None, why not applied)."""
+    if value not in (on, off):
+        return None, f"malformed: expected {on} or {off}"
+    if value == off and current:
+        return None, LOOSENS
+    return current or value == on, ""
+
+
+def _min_confidence(value: str, current: float) -> tuple[float | None, str]:
+    try:
+        number = float(value)
+    except ValueError:
+        return None, "malformed: expected a number in [0, 1]"
+    if not math.isfinite(number):
+        return None, "malformed: expected a number in [0, 1]"
+    if number < current:
+        return None, f"{LOOSENS} (below the environment's {current:g})"
+    return min(1.0, number), ""  # above 1 no diagnosis ever qualifies: the tightest bar
+
+
+def _max_memory(value: str, current: int) -> tuple[int | None, str]:
+    if not value.isdigit():
+        return None, "malformed: expected a whole number of MB"
+    if int(value) > current:
+        return None, f"{LOOSENS} (above the environment's MaxMemory {current} MB)"
+    return int(value), ""
+
+
+def _alias_update(value: str, allowed: bool) -> tuple[bool | None, str]:
+    if value in ALIAS_UPDATE_DENIED:
+        return False, ""
+    if value in ALIAS_UPDATE_GRANTS:
+        return (None, LOOSENS + " (AllowAliasUpdate is false)") if not allowed else (allowed, "")
+    return None, "malformed: expected false or true"
 
 
 def from_tags(settings: Settings, tags: Mapping[str, str]) -> Policy:
-    """The environment's policy, narrowed per function by ``auto-repair:*`` tags (never widened past MaxMemory)."""
+    """The environment's policy, tightened per function by ``auto-repair:*`` tags.
+
+    A function's owner can never grant their function more than the environment allows: approval can only be
+    added, dry run only switched on, the confidence bar only raised, the memory ceiling only lowered, alias updates
+    only turned off. A tag that would loosen the policy, or that cannot be read, is not applied: it is listed in
+    ``ignoredTags`` ({tag key: why}), which the incident's ALARM record and every notice carry. Tags that are not
+    policy tags (``auto-repair:<env>`` scope tags, ``auto-repair:managed-by``) are left to their own readers.
+    """
     policy: Policy = {
         "environment": settings.environment,
         "approvalRequired": settings.approval_required,
@@ -40,23 +89,40 @@ def from_tags(settings: Settings, tags: Mapping[str, str]) -> Policy:
         "maxMemory": settings.max_memory_mb,
         "minConfidence": settings.min_confidence,
         "overrides": {},
+        "ignoredTags": {},
     }
     for key, name, value in _policy_tags(tags):
-        if name == "dry-run" and value in ("true", "false"):
-            policy["dryRun"] = value == "true"
-        elif name == "approval" and value in ("required", "none"):
-            policy["approvalRequired"] = value == "required"
+        applied: bool | float | int | None
+        if name == "dry-run":
+            applied, why = _flag(value, "true", "false", policy["dryRun"])
+            field = "dryRun"
+        elif name == "approval":
+            applied, why = _flag(value, "required", "none", policy["approvalRequired"])
+            field = "approvalRequired"
         elif name == "min-confidence":
-            try:
-                policy["minConfidence"] = min(1.0, max(0.0, float(value)))
-            except ValueError:
-                continue
-        elif name == "max-memory" and value.isdigit():
-            policy["maxMemory"] = min(settings.max_memory_mb, int(value))
+            applied, why = _min_confidence(value, settings.min_confidence)
+            field = "minConfidence"
+        elif name == "max-memory":
+            applied, why = _max_memory(value, settings.max_memory_mb)
+            field = "maxMemory"
+        elif name == "alias-update":
+            applied, why = _alias_update(value, settings.allow_alias_update)
+            field = ""  # applied by ExecuteRepair (alias_update_allowed); recorded here so the notice names it
         else:
             continue
+        if applied is None:
+            policy["ignoredTags"][key] = f"{str(tags[key])[:64]!r} ignored: {why}"
+            continue
+        if field:
+            policy[field] = applied  # type: ignore[literal-required]
         policy["overrides"][key] = value
     return policy
+
+
+def ignored_tags(policy: Mapping[str, Any] | None) -> dict[str, str]:
+    """The tags a run's policy did not apply, {key: why} (empty for contexts from before the field existed)."""
+    found = (policy or {}).get(IGNORED_TAGS)
+    return dict(found) if isinstance(found, Mapping) else {}
 
 
 def alias_update_allowed(allowed: bool, tags: Mapping[str, str]) -> bool:

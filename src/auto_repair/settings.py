@@ -72,6 +72,7 @@ ENV_VARS: dict[str, str] = {
     "MIN_INVOCATIONS_FOR_VERDICT": "min_invocations_for_verdict",
     "NOTIFY_IGNORED": "notify_ignored",
     "SCOPE_MODE": "scope_mode",
+    "PLAIN_SCOPE_TAG": "plain_scope_tag",
     "REPAIR_COOLDOWN_MINUTES": "repair_cooldown_minutes",
     "MAX_REPAIRS_PER_HOUR": "max_repairs_per_hour",
     "MAX_REPAIR_STEPS": "max_repair_steps",
@@ -119,6 +120,7 @@ class Settings:
     notify_ignored: bool = False
     # Guards (auto_repair.guards)
     scope_mode: str = "opt-in"
+    plain_scope_tag: bool = True  # auto-repair=enabled counts in this environment (guards.in_scope)
     repair_cooldown_minutes: int = 60
     max_repairs_per_hour: int = 10
     # Step-up inside one incident (auto_repair.controller): memory changes one execution may make.

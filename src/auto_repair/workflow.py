@@ -19,6 +19,7 @@ class Policy(TypedDict):
     maxMemory: int
     minConfidence: float
     overrides: dict[str, str]
+    ignoredTags: dict[str, str]  # tags not applied (loosening or malformed): {key: why}
 
 
 class Alarm(TypedDict, total=False):

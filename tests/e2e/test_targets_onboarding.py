@@ -51,7 +51,7 @@ def aws(deployed: Any, *args: str) -> Any:
 
 def alarms_of(deployed: Any, fn: str) -> dict[str, dict[str, Any]]:
     found = aws(deployed, "cloudwatch", "describe-alarms", "--alarm-name-prefix", "lambda-")["MetricAlarms"]
-    return {a["AlarmName"]: a for a in found if a["AlarmName"] in t.alarm_names(fn)}
+    return {a["AlarmName"]: a for a in found if a["AlarmName"] in t.alarm_names(fn, "local")}
 
 
 def filters_of(deployed: Any, fn: str) -> list[str]:
@@ -67,7 +67,7 @@ def tags_of(deployed: Any, fn: str) -> dict[str, str]:
 def metric(deployed: Any, fn: str, name: str) -> list[float]:
     now = datetime.now(UTC)
     result = deployed.cloud.client("cloudwatch").get_metric_data(
-        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": t.namespace(fn), "MetricName": name},
+        MetricDataQueries=[{"Id": "m", "MetricStat": {"Metric": {"Namespace": t.namespace(fn, "local"), "MetricName": name},
                                                       "Period": 60, "Stat": "Maximum"}}],
         StartTime=now - timedelta(minutes=15), EndTime=now + timedelta(minutes=1))
     return result["MetricDataResults"][0]["Values"]
@@ -226,19 +226,19 @@ def test_add_creates_the_alarms_and_filters_visible_with_the_aws_cli(results):
     assert "tg-cli: changed 19" in r["add"].stdout  # 4 alarms, 14 filters, the tag
     # THEN the AWS CLI shows the guide's alarms with the local thresholds, all notifying the topic
     alarms = r["alarms"]
-    assert sorted(alarms) == sorted(t.alarm_names("tg-cli"))
-    duration = alarms["lambda-duration-alarm-tg-cli"]
+    assert sorted(alarms) == sorted(t.alarm_names("tg-cli", "local"))
+    duration = alarms["lambda-duration-alarm-tg-cli-local"]  # names carry the environment
     assert (duration["Namespace"], duration["MetricName"], duration["Statistic"], duration["Threshold"]) == (
         "AWS/Lambda", "Duration", "Average", 3000.0)
     assert (duration["Period"], duration["EvaluationPeriods"]) == (10, 1)  # parameters/local.json
     assert all(a["AlarmActions"] and a["AlarmActions"][0].endswith(":lambda-auto-repair-notifications-local")
                for a in alarms.values())
-    memory = alarms["lambda-memory-alarm-tg-cli"]
+    memory = alarms["lambda-memory-alarm-tg-cli-local"]
     assert (memory["Namespace"], memory["MetricName"], memory["Threshold"]) == (
-        "LambdaAutoRepair/Targets/tg-cli", "MemoryUtilization", 80.0)
+        "LambdaAutoRepair/Targets/local/tg-cli", "MemoryUtilization", 80.0)
     # AND the log group has the 14 filters; AND the function is tagged for the opt-in scope
-    assert len(r["filters"]) == 14 and "auto-repair-memory-utilization-080" in r["filters"]
-    assert r["tags_after_add"]["auto-repair"] == "enabled"
+    assert len(r["filters"]) == 14 and "auto-repair-local.memory-utilization-080" in r["filters"]
+    assert r["tags_after_add"]["auto-repair"] == "local"  # add names the environment
 
 
 def test_add_twice_changes_nothing(results):
@@ -254,10 +254,10 @@ def test_list_shows_each_onboarded_function_with_alarms_filters_and_state(result
     assert r["list"].returncode == 0, r["list"].stderr
     item = next(i for i in json.loads(r["list"].stdout) if i["function"] == "tg-cli")
     assert item["status"] == "in sync" and item["tagged"] is True and item["memorySize"] == 256
-    assert [a["name"] for a in item["alarms"]] == t.alarm_names("tg-cli")
+    assert [a["name"] for a in item["alarms"]] == t.alarm_names("tg-cli", "local")
     assert all(a["state"] in ("OK", "INSUFFICIENT_DATA", "ALARM") and a["managed"] for a in item["alarms"])
     assert len(item["filters"]) == 14
-    assert "tg-cli (256 MB, tagged auto-repair=enabled): in sync" in r["list_text"].stdout
+    assert "tg-cli (256 MB, tagged for this environment): in sync" in r["list_text"].stdout
 
 
 def test_invocations_publish_max_memory_used_and_memory_utilization(results):
@@ -296,7 +296,7 @@ def test_memory_alarm_drives_the_workflow_to_a_repair_before_any_failure(results
     execution = r["execution"]
     assert execution["status"] == "SUCCEEDED"
     output = json.loads(execution["output"])
-    assert output["alarm"]["alarmName"] == "lambda-memory-alarm-tg-alarm"
+    assert output["alarm"]["alarmName"] == "lambda-memory-alarm-tg-alarm-local"
     assert output["alarm"]["functionName"] == "tg-alarm" and output["alarm"]["metricName"] == "MemoryUtilization"
     assert output["diagnosisResult"]["cause"] == "memory_pressure"
     assert output["diagnosisResult"]["decision"]["action"] == "REPAIR"
@@ -328,7 +328,7 @@ def test_sweep_opens_an_incident_through_the_workflow_for_a_function_at_high_uti
     assert execution["name"] == f"sweep-tg-sweep-{datetime.now(UTC):%Y%m%d}"
     assert execution["status"] == "SUCCEEDED"
     output = json.loads(execution["output"])
-    assert output["alarm"]["outcome"] == "PROCEED" and output["alarm"]["alarmName"] == "lambda-memory-sweep-tg-sweep"
+    assert output["alarm"]["outcome"] == "PROCEED" and output["alarm"]["alarmName"] == "lambda-memory-sweep-tg-sweep-local"
     assert output["diagnosisResult"]["cause"] == "memory_pressure"
     assert output["diagnosisResult"]["decision"]["action"] == "REPAIR"
     assert r["memory"] > 256

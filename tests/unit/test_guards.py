@@ -71,25 +71,32 @@ def test_idempotency_key_is_bounded_for_huge_input() -> None:
     ("mode", "tags", "in_scope", "why"),
     [
         ("opt-in", {"auto-repair": "enabled"}, True, "opted in"),
-        ("opt-in", {"auto-repair": " Enabled "}, True, "opted in"),
+        # values are exact, as the executor role's StringLike compares them (before: " Enabled " passed here and was
+        # then denied by IAM)
+        ("opt-in", {"auto-repair": " Enabled "}, False, "needs auto-repair=enabled"),
         ("opt-in", {}, False, "no auto-repair tag"),
-        ("opt-in", {"auto-repair": "disabled"}, False, "auto-repair=disabled"),
+        ("opt-in", {"auto-repair": "disabled"}, False, "auto-repair='disabled'"),
         ("opt-in", {"auto-repair": "yes"}, False, "needs auto-repair=enabled"),
         ("opt-in", {"auto-repair:dry-run": "true"}, False, "no auto-repair tag"),
-        ("opt-out", {}, True, "not tagged disabled"),
-        ("opt-out", {"auto-repair": "enabled"}, True, "not tagged disabled"),
-        ("opt-out", {"auto-repair": "DISABLED"}, False, "opted out"),
+        ("opt-in", {"auto-repair": "prod"}, True, "names prod"),
+        ("opt-in", {"auto-repair": "dev,prod"}, True, "names prod"),
+        ("opt-in", {"auto-repair": "dev"}, False, "needs auto-repair=enabled or auto-repair=prod"),
+        ("opt-out", {}, True, "no auto-repair tag"),
+        ("opt-out", {"auto-repair": "enabled"}, True, "opted in"),
+        ("opt-out", {"auto-repair": "disabled"}, False, "ScopeMode opt-out"),
+        ("opt-out", {"auto-repair": "dev"}, False, "not in the prod environment's scope"),
     ],
 )
 def test_scope(mode, tags, in_scope, why) -> None:
-    ok, reason = guards.in_scope(tags, mode)
-    assert ok is in_scope and why in reason
+    # GIVEN a function's tags in the prod environment WHEN its scope is read THEN exact values decide
+    ok, reason = guards.in_scope(tags, mode, "prod")
+    assert ok is in_scope and why in reason, reason
 
 
 @pytest.mark.parametrize("mode", ["", "opt_in", "OPT-IN", "all", None])
 def test_unknown_scope_mode_is_an_error_not_a_guess(mode) -> None:
     with pytest.raises(guards.ScopeModeError, match="ScopeMode"):
-        guards.in_scope({"auto-repair": "enabled"}, mode)
+        guards.in_scope({"auto-repair": "enabled"}, mode, "prod")
 
 
 # ---------------------------------------------------------------------------------------------- lock, budget, switch

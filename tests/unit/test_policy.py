@@ -82,27 +82,38 @@ def test_undiagnosable_and_ambiguous_diagnoses(diagnosis, probe, action, target)
 ENV = Settings(environment="prod", max_memory_mb=2048, min_confidence=0.7, approval_required=True, dry_run=False)
 
 
+LOOSE = "ignored: loosens"
+BAD = "ignored: malformed"
+
+
 @pytest.mark.parametrize(
-    ("tags", "changed", "overrides"),
+    ("tags", "changed", "overrides", "ignored"),
     [
-        ({}, {}, {}),
-        ({"auto-repair:dry-run": "TRUE"}, {"dryRun": True}, {"auto-repair:dry-run": "true"}),
-        ({"auto-repair:approval": "none"}, {"approvalRequired": False}, {"auto-repair:approval": "none"}),
-        ({"auto-repair:min-confidence": "0.9"}, {"minConfidence": 0.9}, {"auto-repair:min-confidence": "0.9"}),
-        ({"auto-repair:min-confidence": "7"}, {"minConfidence": 1.0}, {"auto-repair:min-confidence": "7"}),
-        ({"auto-repair:max-memory": "1024"}, {"maxMemory": 1024}, {"auto-repair:max-memory": "1024"}),
-        # never widened past the environment's MaxMemory
-        ({"auto-repair:max-memory": "8192"}, {"maxMemory": 2048}, {"auto-repair:max-memory": "8192"}),
-        # malformed or unknown: ignored, not recorded as overrides
+        ({}, {}, {}, {}),
+        ({"auto-repair:dry-run": "TRUE"}, {"dryRun": True}, {"auto-repair:dry-run": "true"}, {}),
+        # before: approval=none removed production's approval (the first finding)
+        ({"auto-repair:approval": "none"}, {}, {}, {"auto-repair:approval": LOOSE}),
+        ({"auto-repair:min-confidence": "0.9"}, {"minConfidence": 0.9}, {"auto-repair:min-confidence": "0.9"}, {}),
+        ({"auto-repair:min-confidence": "7"}, {"minConfidence": 1.0}, {"auto-repair:min-confidence": "7"}, {}),
+        ({"auto-repair:min-confidence": "0"}, {}, {}, {"auto-repair:min-confidence": LOOSE}),
+        ({"auto-repair:max-memory": "1024"}, {"maxMemory": 1024}, {"auto-repair:max-memory": "1024"}, {}),
+        # never widened past the environment's MaxMemory (before: recorded as an override, silently capped)
+        ({"auto-repair:max-memory": "8192"}, {}, {}, {"auto-repair:max-memory": LOOSE}),
+        # malformed: not applied, and named (before: silently dropped); unknown and foreign tags: not ours
         ({"auto-repair:dry-run": "maybe", "auto-repair:min-confidence": "high", "auto-repair:max-memory": "-1",
-          "auto-repair:colour": "blue", "team": "orders"}, {}, {}),
+          "auto-repair:colour": "blue", "team": "orders"}, {}, {},
+         {"auto-repair:dry-run": BAD, "auto-repair:min-confidence": BAD, "auto-repair:max-memory": BAD}),
     ],
 )
-def test_policy_from_tags(tags: dict[str, str], changed: dict, overrides: dict) -> None:
-    # GIVEN the environment's settings and a function's tags / WHEN the policy is read / THEN tags only narrow it
+def test_policy_from_tags(tags: dict[str, str], changed: dict, overrides: dict, ignored: dict) -> None:
+    # GIVEN the environment's settings and a function's tags / WHEN the policy is read / THEN tags only tighten it
+    policy = from_tags(ENV, tags)
     expected = {"environment": "prod", "approvalRequired": True, "dryRun": False, "maxMemory": 2048,
                 "minConfidence": 0.7, **changed, "overrides": overrides}
-    assert from_tags(ENV, tags) == expected
+    assert {k: v for k, v in policy.items() if k != "ignoredTags"} == expected
+    assert set(policy["ignoredTags"]) == set(ignored)
+    for key, why in ignored.items():
+        assert why in policy["ignoredTags"][key] and repr(tags[key]) in policy["ignoredTags"][key]
 
 
 @pytest.mark.parametrize(

@@ -205,20 +205,25 @@ def resource_problems(logical: str, document: dict[str, Any]) -> list[str]:
     return problems
 
 
+# The executor's scope: the auto-repair tag names this environment (or is enabled, with PlainScopeTag), an exact
+# element of its comma list; opt-out adds untagged functions. tests/unit/test_scope_tags.py evaluates these
+# conditions against auto_repair.guards.in_scope.
+SCOPE_LIKE = {"StringLike": {SCOPE_TAG: {"Fn::Split": [" ", {"Fn::Sub": [
+    "${E} ${E},* *,${E} *,${E},*${P}",
+    {"E": {"Ref": "Environment"},
+     "P": {"Fn::If": ["IsPlainScopeTag", " enabled enabled,* *,enabled *,enabled,*", ""]}}]}]}}}
+SCOPE_UNTAGGED = {"Null": {SCOPE_TAG: "true"}}
+
+
 def scope_condition_problems(template: dict[str, Any], statement: dict[str, Any]) -> list[str]:
-    """A function mutation must carry the ScopeMode tag condition: opt-in needs auto-repair=enabled, opt-out
-    refuses auto-repair=disabled."""
+    """A function mutation must carry one of the scope conditions (before environment scoping: the ScopeMode
+    choice between auto-repair=enabled and not auto-repair=disabled)."""
     condition = statement.get("Condition")
-    expected = [{"StringEquals": {SCOPE_TAG: "enabled"}}, {"StringNotEquals": {SCOPE_TAG: "disabled"}}]
-    if not (isinstance(condition, dict) and set(condition) == {"Fn::If"}):
-        return [f"{statement.get('Sid')}: condition {condition!r} is not the ScopeMode choice"]
-    name, opt_in, opt_out = condition["Fn::If"]
-    problems = []
-    if [opt_in, opt_out] != expected:
-        problems.append(f"{statement.get('Sid')}: branches {opt_in!r} / {opt_out!r}, expected {expected!r}")
-    if template.get("Conditions", {}).get(name) != {"Fn::Equals": [{"Ref": "ScopeMode"}, "opt-in"]}:
-        problems.append(f"{statement.get('Sid')}: condition {name} is not ScopeMode == opt-in")
-    return problems
+    if condition == SCOPE_LIKE:
+        return []
+    if condition == SCOPE_UNTAGGED:
+        return []
+    return [f"{statement.get('Sid')}: condition {condition!r} is not a scope condition"]
 
 
 def role_documents(template: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -357,13 +362,7 @@ def _repair_template(allow: dict[str, Any], deny_actions: list[str]) -> dict[str
     }
 
 
-SCOPED = {
-    "Fn::If": [
-        "IsOptIn",
-        {"StringEquals": {SCOPE_TAG: "enabled"}},
-        {"StringNotEquals": {SCOPE_TAG: "disabled"}},
-    ]
-}
+SCOPED = SCOPE_LIKE
 UPDATE = "lambda:UpdateFunctionConfiguration"
 
 

@@ -6,6 +6,7 @@ Logs filter-pattern language (auto_repair_local.log_metric_filters), which is te
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -119,7 +120,8 @@ def test_sub_minute_alarm_periods_are_for_the_local_environment_only(environment
         with pytest.raises(t.TargetsError, match="AlarmPeriodSeconds .* multiple of 60"):
             settings.for_environment(environment)
     else:
-        assert settings.for_environment(environment) is settings
+        # (the copy carries the environment, which every name onboarding creates ends with)
+        assert settings.for_environment(environment) == dataclasses.replace(settings, environment=environment)
 
 
 @pytest.mark.parametrize(
@@ -703,9 +705,11 @@ def test_sweep_schedule_accepts_what_eventbridge_accepts(expression, valid):
 def test_target_settings_of_the_functions_stack_parse_with_the_templates_defaults():
     # GIVEN the functions stack's TargetSettings value with every parameter at its default
     functions, _ = decode(str(REPO / "lambda-auto-repair-functions.yaml"))
-    value = functions["Resources"]["TargetSettings"]["Properties"]["Value"]["Fn::Sub"]
-    defaults = {n: p.get("Default") for n, p in functions["Parameters"].items()}
+    value = functions["Resources"]["TargetSettings"]["Properties"]["Value"]["Fn::Sub"][0]
+    # P: the main stack's PlainScopeTag export, default true
+    defaults = {n: p.get("Default") for n, p in functions["Parameters"].items()} | {"P": "true"}
     text = re.sub(r"\$\{(\w+)\}", lambda m: str(defaults[m.group(1)]), value)
     # THEN onboarding reads the guide's alarm (300 s, 2 periods) and an 80 % memory threshold from it
     settings = t.TargetSettings.from_json(text)
     assert (settings.period, settings.evaluation_periods, settings.memory_utilization_threshold) == (300, 2, 80.0)
+    assert settings.plain_scope_tag is True

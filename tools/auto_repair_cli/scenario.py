@@ -227,7 +227,7 @@ def executions_for(sfn: Any, machine_arn: str, function_name: str) -> list[dict[
         for execution in page["executions"]:
             described = sfn.describe_execution(executionArn=execution["executionArn"])
             text = described.get("input", "")
-            if f'"{function_name}"' in text or f'{TARGET_NAMESPACE_PREFIX}{function_name}"' in text:
+            if f'"{function_name}"' in text or (TARGET_NAMESPACE_PREFIX in text and f'/{function_name}"' in text):
                 found.append(described)
     return sorted(found, key=lambda e: e["startDate"], reverse=True)
 

@@ -182,7 +182,7 @@ def describe(targets: Targets, name: str) -> dict[str, Any]:
     info = targets.function(name)
     observed = targets.observe(name, info)
     alarms = []
-    for alarm_name in alarm_names(name):
+    for alarm_name in alarm_names(name, targets.settings.environment):
         alarm = observed.alarms.get(alarm_name)
         if alarm is None:
             continue
@@ -222,7 +222,7 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for item in items:
         memory = f"{item['memorySize']} MB" if item["memorySize"] else "deleted"
-        tag = "tagged auto-repair=enabled" if item["tagged"] else "not tagged"
+        tag = "tagged for this environment" if item["tagged"] else "not tagged for this environment"
         print(f"{item['function']} ({memory}, {tag}): {item['status']}")
         for alarm in item["alarms"]:
             owner = "" if alarm["managed"] else f"  [not managed by {MANAGED_BY}]"

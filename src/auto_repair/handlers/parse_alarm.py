@@ -45,7 +45,7 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     except ClientError as exc:
         tags, unreadable = {}, error_code(exc, "error")
     policy = from_tags(settings, tags)
-    ok, why = guards.in_scope(tags, settings.scope_mode)
+    ok, why = guards.in_scope(tags, settings.scope_mode, settings.environment, plain_tag=settings.plain_scope_tag)
     if not ok:
         if unreadable:  # fail closed: an unreadable opt-in tag is not an opt-in
             why = f"{why}; its tags could not be read ({unreadable})"

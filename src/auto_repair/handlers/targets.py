@@ -41,11 +41,11 @@ from auto_repair.observability import add_dimension_env, logger, metrics, tracer
 from auto_repair.records import AuditLog
 from auto_repair.settings import get_settings
 from auto_repair.targets import (
-    MEMORY_ALARM_PREFIX,
     SYSTEM_PREFIX,
     Targets,
     TargetsError,
     TargetSettings,
+    alarm_names,
     namespace,
     settings_parameter,
     state_machine_arn,
@@ -109,15 +109,17 @@ def load_settings(ssm: Any, environment: str) -> TargetSettings:
 def run_sweep(targets: Targets, sfn: Any, *, threshold: float, machine_arn: str, account: str, region: str,
               now: datetime, only: list[str] | None = None) -> dict[str, Any]:
     findings = targets.sweep(threshold=threshold, now=now, only=only)
-    states = targets.alarm_states([f"{MEMORY_ALARM_PREFIX}{f.function}" for f in findings])
+    env = targets.settings.environment
+    memory_alarm = {f.function: alarm_names(f.function, env)[-1] for f in findings}  # this environment's
+    states = targets.alarm_states(list(memory_alarm.values()))
     started: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for finding in findings:
         base = {"function": finding.function, "peak": finding.peak}
-        if states.get(f"{MEMORY_ALARM_PREFIX}{finding.function}") == "ALARM":
+        if states.get(memory_alarm[finding.function]) == "ALARM":
             skipped.append({**base, "reason": "its memory alarm is in ALARM: the workflow already has it"})
             continue
-        event = sweep_event(finding, threshold=threshold, account=account, region=region, now=now)
+        event = sweep_event(finding, threshold=threshold, account=account, region=region, now=now, environment=env)
         name = sweep_execution_name(finding.function, now)
         try:
             response = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(event))

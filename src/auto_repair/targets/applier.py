@@ -9,6 +9,7 @@ from typing import Any
 
 from ..alarm_event import TARGET_NAMESPACE_PREFIX
 from ..errors import error_code
+from ..guards import OPT_IN, in_scope
 from .constants import (
     _FUNCTION_NAME,
     DESCRIBE_ALARMS_MAX_NAMES,
@@ -69,8 +70,10 @@ class Targets:
 
     def observe(self, name: str, info: FunctionInfo | None = None) -> Observed:
         custom = info.custom_log_group if info is not None else ""
-        observed = Observed(function=name, exists=info is not None, custom_log_group=custom)
-        names = alarm_names(name)
+        env = self.settings.environment
+        observed = Observed(function=name, exists=info is not None, custom_log_group=custom, environment=env,
+                            plain_scope_tag=self.settings.plain_scope_tag)
+        names = alarm_names(name, env)
         found = self.cloudwatch.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
         observed.alarms = {a["AlarmName"]: a for a in found if a.get("AlarmName") in names}
         for alarm in observed.alarms.values():
@@ -79,15 +82,23 @@ class Targets:
                 observed.managed.add(alarm["AlarmName"])
         try:
             pages = self._metric_filters(observed.log_group)
-            observed.filters = {f["filterName"]: f for f in pages if owns_filter(f["filterName"], name, bool(custom))}
+            observed.filters = {f["filterName"]: f for f in pages if owns_filter(f["filterName"], name, bool(custom), env)}
         except Exception as exc:
             if error_code(exc) != "ResourceNotFoundException":
                 raise
             observed.log_group_exists = False
         if info is not None and info.arn:
             tags = self.lambda_client.list_tags(Resource=info.arn).get("Tags", {})
-            observed.tagged = tags.get(OPT_IN_TAG) == OPT_IN_VALUE
+            observed.scope_value = tags.get(OPT_IN_TAG)
+            observed.tagged = self._in_scope(tags)
         return observed
+
+    def _in_scope(self, tags: dict[str, str]) -> bool:
+        """Whether the function's tags put it in this environment's scope (as ParseAlarmEvent and the executor role
+        read them; without an environment, the tag of before environment scoping)."""
+        if not self.settings.environment:
+            return tags.get(OPT_IN_TAG) == OPT_IN_VALUE
+        return in_scope(tags, OPT_IN, self.settings.environment, plain_tag=self.settings.plain_scope_tag)[0]
 
     def _metric_filters(self, group: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -100,15 +111,18 @@ class Targets:
             kwargs["nextToken"] = page["nextToken"]
 
     def onboarded(self) -> list[str]:
-        """Functions with our memory alarm (the one alarm only onboarding creates), sorted."""
+        """Functions with this environment's memory alarm (the one alarm only onboarding creates), sorted."""
         names: set[str] = set()
+        env = self.settings.environment
+        own = f"{TARGET_NAMESPACE_PREFIX}{env}/" if env else TARGET_NAMESPACE_PREFIX
         kwargs: dict[str, Any] = {"AlarmNamePrefix": MEMORY_ALARM_PREFIX, "AlarmTypes": ["MetricAlarm"]}
         while True:
             page = self.cloudwatch.describe_alarms(**kwargs)
             for alarm in page.get("MetricAlarms", []):
                 ns = alarm.get("Namespace") or ""
-                if ns.startswith(TARGET_NAMESPACE_PREFIX):
-                    names.add(ns[len(TARGET_NAMESPACE_PREFIX):])
+                fn = ns[len(own):] if ns.startswith(own) else ""
+                if fn and "/" not in fn and alarm.get("AlarmName") == alarm_names(fn, env)[-1]:
+                    names.add(fn)
             if not page.get("NextToken"):
                 return sorted(names)
             kwargs["NextToken"] = page["NextToken"]
@@ -122,8 +136,7 @@ class Targets:
                 name = config["FunctionName"]
                 if name.startswith(SYSTEM_PREFIX) or not _FUNCTION_NAME.match(name):
                     continue
-                tags = self.lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})
-                if tags.get(OPT_IN_TAG) == OPT_IN_VALUE:
+                if self._in_scope(self.lambda_client.list_tags(Resource=config["FunctionArn"]).get("Tags", {})):
                     names.append(name)
         return sorted(names)
 
@@ -131,7 +144,7 @@ class Targets:
         info = self.function(name)
         if info is None or not info.arn:
             return False
-        return self.lambda_client.list_tags(Resource=info.arn).get("Tags", {}).get(OPT_IN_TAG) == OPT_IN_VALUE
+        return self._in_scope(self.lambda_client.list_tags(Resource=info.arn).get("Tags", {}))
 
     # ---- changing
     def plan_add(self, name: str, *, tag_function: bool = True) -> tuple[list[Change], FunctionInfo]:
@@ -193,10 +206,15 @@ class Targets:
                     if error_code(exc) != "ResourceNotFoundException":
                         raise
             elif change.kind == "function" and change.action == TAG and info is not None:
-                self.lambda_client.tag_resource(Resource=info.arn, Tags={OPT_IN_TAG: OPT_IN_VALUE})
+                assert change.spec is not None
+                self.lambda_client.tag_resource(Resource=info.arn, Tags={OPT_IN_TAG: change.spec[OPT_IN_TAG]})
             elif change.kind == "function" and change.action == UNTAG:
                 config = self.lambda_client.get_function_configuration(FunctionName=change.name)
-                self.lambda_client.untag_resource(Resource=config["FunctionArn"], TagKeys=[OPT_IN_TAG])
+                rest = (change.spec or {}).get(OPT_IN_TAG)
+                if rest:  # other environments the tag names keep it
+                    self.lambda_client.tag_resource(Resource=config["FunctionArn"], Tags={OPT_IN_TAG: rest})
+                else:
+                    self.lambda_client.untag_resource(Resource=config["FunctionArn"], TagKeys=[OPT_IN_TAG])
 
     def _create_log_group(self, group: str) -> None:
         try:
@@ -244,7 +262,7 @@ class Targets:
             chunk = functions[start:start + 500]
             results: list[dict[str, Any]] = []
             # EndTime a minute ahead: the latest datapoints (timestamped when logged) count too.
-            kwargs: dict[str, Any] = {"MetricDataQueries": sweep_queries(chunk), "StartTime": now - SWEEP_LOOKBACK,
+            kwargs: dict[str, Any] = {"MetricDataQueries": sweep_queries(chunk, self.settings.environment), "StartTime": now - SWEEP_LOOKBACK,
                                       "EndTime": now + timedelta(minutes=1)}
             while True:
                 page = self.cloudwatch.get_metric_data(**kwargs)

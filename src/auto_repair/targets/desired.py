@@ -60,28 +60,45 @@ def check_function_name(name: str) -> str:
     return name
 
 
-def namespace(function_name: str) -> str:
-    return f"{TARGET_NAMESPACE_PREFIX}{function_name}"
+def namespace(function_name: str, environment: str = "") -> str:
+    """``LambdaAutoRepair/Targets/<env>/<fn>``: each environment's filters publish apart (two environments' Timeouts
+    filters on one log group would otherwise double the Sum their alarms read)."""
+    return f"{TARGET_NAMESPACE_PREFIX}{environment + '/' if environment else ''}{function_name}"
+
+
+def suffix(environment: str) -> str:
+    """What ends the name of every alarm an environment's onboarding creates."""
+    return f"-{environment}" if environment else ""
 
 
 def log_group(function_name: str) -> str:
     return f"/aws/lambda/{function_name}"
 
 
-def filter_name(kind: str, function_name: str, custom_group: bool) -> str:
+def filter_prefix(environment: str = "") -> str:
+    """``auto-repair-<env>.``: the dot ends the environment (no kind or function name has one; a filter name may
+    not contain ``:``)."""
+    return f"{FILTER_PREFIX}{environment}." if environment else FILTER_PREFIX
+
+
+def filter_name(kind: str, function_name: str, custom_group: bool, environment: str = "") -> str:
     """Our filter's name; in a custom group (which several functions may share) it also names the function."""
-    return f"{FILTER_PREFIX}{kind}@{function_name}" if custom_group else f"{FILTER_PREFIX}{kind}"
+    prefix = filter_prefix(environment)
+    return f"{prefix}{kind}@{function_name}" if custom_group else f"{prefix}{kind}"
 
 
-def owns_filter(name: str, function_name: str, custom_group: bool) -> bool:
+def owns_filter(name: str, function_name: str, custom_group: bool, environment: str = "") -> bool:
     """Whether a filter of the function's log group is one of this function's (see ``filter_name``)."""
-    if not name.startswith(FILTER_PREFIX):
+    prefix = filter_prefix(environment)
+    if not name.startswith(prefix) or (not environment and "." in name):
         return False
     return name.endswith(f"@{function_name}") if custom_group else "@" not in name
 
 
-def alarm_names(function_name: str) -> list[str]:
-    return [f"lambda-{kind}-alarm-{function_name}" for kind in ("duration", "errors", "timeout", "memory")]
+def alarm_names(function_name: str, environment: str = "") -> list[str]:
+    """``lambda-<kind>-alarm-<fn>-<env>``: no environment's name ends another's, so the names cannot collide."""
+    return [f"lambda-{kind}-alarm-{function_name}{suffix(environment)}"
+            for kind in ("duration", "errors", "timeout", "memory")]
 
 
 def desired_alarms(
@@ -90,7 +107,7 @@ def desired_alarms(
     """PutMetricAlarm arguments (without tags) of the function's alarms, in ``alarm_names`` order."""
     check_function_name(fn)
     by_function = [{"Name": "FunctionName", "Value": fn}]
-    own = namespace(fn)
+    own = namespace(fn, settings.environment)
     table = {
         # kind: (metric, namespace, dimensions, statistic, comparison, threshold, description)
         "duration": ("Duration", "AWS/Lambda", by_function, "Average", "GreaterThanThreshold",
@@ -109,7 +126,7 @@ def desired_alarms(
         metric, ns, dims, stat, comparison, threshold, description = table[kind]
         alarms.append(
             {
-                "AlarmName": f"lambda-{kind}-alarm-{fn}",
+                "AlarmName": f"lambda-{kind}-alarm-{fn}{suffix(settings.environment)}",
                 "AlarmDescription": description,
                 "ActionsEnabled": True,
                 "AlarmActions": list(actions),
@@ -182,7 +199,8 @@ def _band_conditions(low: int, high: int | None) -> str:
 def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str, Any]]:
     """PutMetricFilter arguments of the function's log metric filters."""
     check_function_name(fn.name)
-    ns, group = namespace(fn.name), fn.log_group
+    env = settings.environment
+    ns, group = namespace(fn.name, env), fn.log_group
     custom = bool(fn.custom_log_group)
     json_format = fn.log_format.upper() == "JSON"
 
@@ -192,17 +210,17 @@ def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str
     timeout_pattern = '{ $.type = "platform.report" && $.record.status = "timeout" }' if json_format \
         else TIMEOUT_PATTERN
     filters = [
-        {"filterName": filter_name("timeouts", fn.name, custom), "filterPattern": timeout_pattern,
+        {"filterName": filter_name("timeouts", fn.name, custom, env), "filterPattern": timeout_pattern,
          "metricTransformations": metric("Timeouts", "1", "Count")},
-        {"filterName": filter_name("out-of-memory", fn.name, custom), "filterPattern": OOM_PATTERN,
+        {"filterName": filter_name("out-of-memory", fn.name, custom, env), "filterPattern": OOM_PATTERN,
          "metricTransformations": metric("OutOfMemory", "1", "Count")},
     ]
     if json_format:
-        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom),
+        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom, env),
                         "filterPattern": f"{{ {JSON_REPORT} && {JSON_USED} >= 0 }}",
                         "metricTransformations": metric("MaxMemoryUsed", JSON_USED, "Megabytes")})
     else:
-        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom), "filterPattern": report_pattern(),
+        filters.append({"filterName": filter_name("max-memory-used", fn.name, custom, env), "filterPattern": report_pattern(),
                         "metricTransformations": metric("MaxMemoryUsed", "$used", "Megabytes")})
     for percent, low, high in utilisation_bands(fn.memory_size, settings.memory_utilization_threshold):
         if json_format:
@@ -211,7 +229,7 @@ def desired_filters(fn: FunctionInfo, settings: TargetSettings) -> list[dict[str
             pattern = "{ " + " && ".join([JSON_REPORT, f"{JSON_SIZE} = {fn.memory_size}", *used]) + " }"
         else:
             pattern = report_pattern(f"={fn.memory_size}", _band_conditions(low, high))
-        filters.append({"filterName": filter_name(f"memory-utilization-{percent:03d}", fn.name, custom), "filterPattern": pattern,
+        filters.append({"filterName": filter_name(f"memory-utilization-{percent:03d}", fn.name, custom, env), "filterPattern": pattern,
                         "metricTransformations": metric("MemoryUtilization", str(percent), "Percent")})
     for f in filters:
         f["logGroupName"] = group

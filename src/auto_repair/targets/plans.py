@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..guards import ENABLED, scope_names
 from .constants import OPT_IN_TAG, OPT_IN_VALUE
 from .desired import alarm_names, log_group
 
@@ -41,9 +42,26 @@ class Observed:
     managed: set[str] = field(default_factory=set)  # alarm names that carry our tag
     filters: dict[str, dict[str, Any]] = field(default_factory=dict)  # DescribeMetricFilters entries, our prefix
     log_group_exists: bool = True
-    tagged: bool = False  # the function carries auto-repair=enabled
+    tagged: bool = False  # the function's auto-repair tag puts it in this environment's scope
     exists: bool = True
     custom_log_group: str = ""  # LoggingConfig.LogGroup when not /aws/lambda/<function>
+    environment: str = ""  # the onboarding environment ("" = the names of before environment scoping)
+    scope_value: str | None = None  # the function's auto-repair tag, as it is
+    plain_scope_tag: bool = True
+
+    def tag_value_with(self) -> str:
+        """The auto-repair tag that adds this environment, keeping the others the value names."""
+        if not self.environment:
+            return OPT_IN_VALUE
+        kept = [n for n in scope_names(self.scope_value) if n and n != "disabled" and n != self.environment]
+        return ",".join([*kept, self.environment])
+
+    def tag_value_without(self) -> str:
+        """The auto-repair tag without this environment (empty: remove the tag)."""
+        if not self.environment:
+            return ""
+        return ",".join(n for n in scope_names(self.scope_value)
+                        if n and n != self.environment and not (self.plain_scope_tag and n == ENABLED))
 
     @property
     def log_group(self) -> str:
@@ -113,16 +131,16 @@ def plan_onboard(
         changes.append(Change(DELETE, "filter", name, {"logGroupName": observed.log_group},
                               why="no longer part of the desired state"))
     if tag_function and not observed.tagged:
-        changes.append(Change(TAG, "function", observed.function, {OPT_IN_TAG: OPT_IN_VALUE}))
+        changes.append(Change(TAG, "function", observed.function, {OPT_IN_TAG: observed.tag_value_with()}))
     return changes
 
 
 def plan_offboard(observed: Observed, *, untag_function: bool = True) -> list[Change]:
     """Delete what onboarding created: our tagged alarms and our filters; untag the function."""
-    changes = [Change(DELETE, "alarm", name) for name in alarm_names(observed.function)
+    changes = [Change(DELETE, "alarm", name) for name in alarm_names(observed.function, observed.environment)
                if name in observed.alarms and name in observed.managed]
     changes += [Change(DELETE, "filter", name, {"logGroupName": observed.log_group})
                 for name in sorted(observed.filters)]
     if untag_function and observed.tagged and observed.exists:
-        changes.append(Change(UNTAG, "function", observed.function, {"keys": [OPT_IN_TAG]}))
+        changes.append(Change(UNTAG, "function", observed.function, {OPT_IN_TAG: observed.tag_value_without()}))
     return changes

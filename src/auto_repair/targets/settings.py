@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -25,6 +26,11 @@ class TargetSettings:
     memory_utilization_threshold: float = 80.0
     period: int = 300
     evaluation_periods: int = 2
+    # auto-repair=enabled counts in this environment (the main stack's PlainScopeTag, guards.in_scope)
+    plain_scope_tag: bool = True
+    # Set by for_environment: every name onboarding creates carries it, so environments sharing an account keep
+    # apart (empty: the names of before environment scoping, for pure tests).
+    environment: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -49,7 +55,7 @@ class TargetSettings:
                 f"AlarmPeriodSeconds {self.period} is for the local environment only; {environment} needs a multiple"
                 " of 60 (AWS/Lambda metrics are one-minute metrics)"
             )
-        return self
+        return dataclasses.replace(self, environment=environment)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TargetSettings:
@@ -63,6 +69,10 @@ class TargetSettings:
             "AlarmEvaluationPeriods": ("evaluation_periods", int),
         }
         values: dict[str, Any] = {}
+        if "PlainScopeTag" in data:
+            if not isinstance(data["PlainScopeTag"], bool):
+                raise TargetsError(f"PlainScopeTag must be true or false, got {data['PlainScopeTag']!r}")
+            values["plain_scope_tag"] = data["PlainScopeTag"]
         for key, (attr, kind) in keys.items():
             if key not in data:
                 continue

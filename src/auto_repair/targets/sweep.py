@@ -15,7 +15,7 @@ from ..alarm_event import SWEEP_SOURCE
 from ..clock import alarm_time, iso_seconds
 from ..settle import TRIM_ALARM_PREFIX
 from .constants import SWEEP_ALARM_PREFIX, SWEEP_LOOKBACK, SWEEP_PERIOD_SECONDS
-from .desired import namespace
+from .desired import namespace, suffix
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,13 @@ class Finding:
     periods: int
 
 
-def sweep_queries(functions: list[str]) -> list[dict[str, Any]]:
+def sweep_queries(functions: list[str], environment: str = "") -> list[dict[str, Any]]:
     """GetMetricData queries: hourly peak MaxMemoryUsed (MB) of each function (ids f0, f1, ...)."""
     return [
         {
             "Id": f"f{i}",
             "Label": fn,
-            "MetricStat": {"Metric": {"Namespace": namespace(fn), "MetricName": "MaxMemoryUsed"},
+            "MetricStat": {"Metric": {"Namespace": namespace(fn, environment), "MetricName": "MaxMemoryUsed"},
                            "Period": SWEEP_PERIOD_SECONDS, "Stat": "Maximum"},
             "ReturnData": True,
         }
@@ -80,7 +80,7 @@ def sweep_execution_name(function_name: str, now: datetime) -> str:
 
 
 def sweep_event(
-    finding: Finding, *, threshold: float, account: str, region: str, now: datetime
+    finding: Finding, *, threshold: float, account: str, region: str, now: datetime, environment: str = ""
 ) -> dict[str, Any]:
     """An alarm-state-change-shaped event for the workflow (``auto_repair.alarm_event`` accepts its source).
 
@@ -112,14 +112,14 @@ def sweep_event(
         "region": region,
         "resources": [],
         "detail": {
-            "alarmName": f"{SWEEP_ALARM_PREFIX}{fn}"[:255],
+            "alarmName": f"{SWEEP_ALARM_PREFIX}{fn}{suffix(environment)}"[:255],
             "state": {"value": "ALARM", "reason": reason, "reasonData": json.dumps(reason_data),
                       "timestamp": alarm_time(min(finding.at, now))},
             "previousState": {"value": "OK", "reason": "below the threshold", "timestamp": alarm_time(now)},
             "configuration": {
                 "description": "Lambda Auto-Repair proactive memory sweep",
                 "metrics": [{"id": "sweep", "metricStat": {
-                    "metric": {"namespace": namespace(fn), "name": "MemoryUtilization", "dimensions": {}},
+                    "metric": {"namespace": namespace(fn, environment), "name": "MemoryUtilization", "dimensions": {}},
                     "period": SWEEP_PERIOD_SECONDS, "stat": "Maximum"}, "returnData": True}],
             },
         },
