@@ -17,6 +17,8 @@ import pytest
 from test_security import (
     FUNCTIONS,
     MAIN,
+    SCOPE_LIKE,
+    SCOPE_TAG,
     TEMPLATES,
     actions,
     as_list,
@@ -132,10 +134,15 @@ def configuration_read_problems(template: dict[str, Any], role: str) -> list[str
     for document in role_documents(template, role):
         for statement in statements(document):
             if statement.get("Effect") == "Allow" and CONFIGURATION_READS & set(actions(statement)):
+                if statement.get("Condition") == READ_SCOPE:
+                    continue
                 problems += [f"{role} {p}" for p in scope_condition_problems(template, statement)]
     return problems
 
 
+# A read (not a change): opt-in reads what the repair may change; opt-out reads any function not opted out (the
+# code's in_scope decides, and an opted-out function stays unread).
+READ_SCOPE = {"Fn::If": ["IsOptIn", SCOPE_LIKE, {"StringNotEquals": {SCOPE_TAG: "disabled"}}]}
 AUDIT = {"Fn::GetAtt": ["AuditTable", "Arn"]}
 TABLES = "arn:${AWS::Partition}:dynamodb:${AWS::Region}:${AWS::AccountId}:table/*"
 
@@ -172,10 +179,12 @@ def test_audit_rule_flags_every_write_but_an_append(statement: dict, flagged: bo
           "Condition": {"StringEquals": {"aws:ResourceTag/auto-repair": "enabled"}}}, True),
         ({"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration", "Resource": "x",
           "Condition": {"Fn::If": ["IsOptIn", {"StringEquals": {"aws:ResourceTag/auto-repair": "enabled"}},
-                                   {"StringNotEquals": {"aws:ResourceTag/auto-repair": "disabled"}}]}}, False),
+                                   {"StringNotEquals": {"aws:ResourceTag/auto-repair": "disabled"}}]}}, True),
+        ({"Effect": "Allow", "Action": "lambda:GetFunctionConfiguration", "Resource": "x", "Condition": READ_SCOPE},
+         False),
         ({"Effect": "Allow", "Action": "lambda:ListTags", "Resource": "x"}, False),
     ],
-    ids=["unconditioned", "opt-in-only", "scope-mode-choice", "tags-only"],
+    ids=["unconditioned", "opt-in-only", "unscoped-plain-enabled", "scope-read", "tags-only"],
 )
 def test_configuration_read_rule_needs_the_scope_condition(statement: dict, flagged: bool) -> None:
     template = {"Conditions": {"IsOptIn": {"Fn::Equals": [{"Ref": "ScopeMode"}, "opt-in"]}},
