@@ -217,8 +217,8 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     ignored = ignored_tags(alarm.get("settings"))
     if ignored:  # the owner tried to loosen (or mistyped) a guardrail: say which tag had no effect
         message["ignoredTags"] = ignored
-        message["summary"] += " Ignored tags (tags may only tighten the policy): " + "; ".join(
-            f"{key}: {why}" for key, why in sorted(ignored.items())) + "."
+        message["summary"] += " " + clean_line("Ignored tags (tags may only tighten the policy): " + "; ".join(
+            f"{key}: {why}" for key, why in sorted(ignored.items())) + ".", 1000)
     rolled_back = _versions_and_rollback(message, context)
     drift = (message.get("iacDrift") or {}).get("message")
     if drift and drift not in message["summary"]:

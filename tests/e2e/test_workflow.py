@@ -38,7 +38,9 @@ class Case:
 
 
 CASES = {
-    "repaired": Case("wf-repaired", scenario.MEMORY_HOG, env={"WORK_MB": "150"}),
+    # Its owner tries to loosen the environment's policy (MaxMemory 3008, MinConfidence 0.7): both tags are ignored.
+    "repaired": Case("wf-repaired", scenario.MEMORY_HOG, env={"WORK_MB": "150"},
+                     tags={"auto-repair:max-memory": "10240", "auto-repair:min-confidence": "0"}),
     "not-memory": Case("wf-not-memory", scenario.CODE_BUG),
     "low-confidence": Case(
         "wf-low-confidence",
@@ -206,6 +208,11 @@ def test_memory_issue_is_repaired_and_verified(deployed, results):
     assert incident["repair"]["notificationStatus"] == "SENT"
     phases = sorted(a["phase"] for a in incident["audit"])
     assert phases == ["AFTER", "BEFORE"]
+    # AND the loosening tags (issue 14: tags only tighten) were ignored, recorded in the incident, named in the notice
+    loosened = {"auto-repair:max-memory", "auto-repair:min-confidence"}
+    assert set(incident["alarm"]["settings"]["ignoredTags"]) == loosened
+    assert incident["alarm"]["settings"]["maxMemory"] == 3008 and incident["alarm"]["settings"]["minConfidence"] == 0.7
+    assert set(note["body"]["ignoredTags"]) == loosened and "auto-repair:max-memory" in note["body"]["summary"]
 
 
 def test_every_execution_keeps_its_states_under_32_kib(deployed, results, assert_max_state_size):
