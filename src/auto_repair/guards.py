@@ -366,6 +366,11 @@ def finish_run(store: GuardStore, workflow: WorkflowContext, *, owner: str) -> d
     if not name or alarm.get("outcome") not in (AlarmOutcome.PROCEED, None):
         return done  # this run never held the lock (duplicate, locked, cooldown, out of scope, ignored)
     at = repaired_at(workflow.get("repair"))
+    steps = (workflow.get("verification") or {}).get("steps") or []
+    if at is None and steps:
+        # A later step stopped (kill switch, budget) or failed into HandleFailure: the earlier steps changed the
+        # function, so the cooldown starts from the last applied one.
+        at = repaired_at({"status": RepairStatus.SUCCEEDED, "endTime": str(steps[-1].get("at") or "")})
     if at is not None:
         done["cooldownStarted"] = store.start_cooldown(name, repaired_at=at, execution_id=owner)
     done["lockReleased"] = store.release_lock(name, owner=owner)

@@ -227,6 +227,18 @@ def test_finish_run_starts_the_cooldown_then_releases_the_lock(aws):
     assert not s.acquire_lock("orders", owner="exec-3", ttl_seconds=600, now=NOW).acquired
 
 
+def test_a_run_whose_later_step_failed_cools_down_from_the_last_applied_step(aws):
+    # GIVEN step 1 applied at NOW, then step 2 failed (the run ends in HandleFailure with a FAILED repair)
+    s = store(aws)
+    s.acquire_lock("orders", owner="exec-1", ttl_seconds=600, now=NOW)
+    workflow = {"alarm": {"outcome": "PROCEED", "functionName": "orders"}, "repair": {"status": "FAILED"},
+                "verification": {"steps": [{"step": 1, "memoryBefore": 128, "memoryAfter": 256,
+                                            "at": iso_seconds(NOW)}]}}
+    # WHEN the run finishes THEN the cooldown starts from step 1 and the lock is released
+    assert guards.finish_run(s, workflow, owner="exec-1") == {"cooldownStarted": True, "lockReleased": True}
+    assert s.active_cooldown("orders", minutes=5, now=NOW + 1)["repairedBy"] == "exec-1"
+
+
 def test_a_failed_cooldown_write_keeps_the_lock(aws):
     table = aws.resource("dynamodb").Table("state")
     s = guards.GuardStore(FailingCooldownTable(table))

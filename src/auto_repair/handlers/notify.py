@@ -17,11 +17,6 @@ from auto_repair.workflow import WorkflowContext
 def finish_guards(workflow: WorkflowContext, incident_id: str) -> None:
     """Start the cooldown of an applied repair and release this run's lock; a failure only delays the next
     repair (the lock expires), so it never fails the notification."""
-    steps = notification.repair_steps(workflow)
-    if steps and (workflow.get("repair") or {}).get("status") != RepairStatus.SUCCEEDED:
-        # A later step was stopped (kill switch, budget) or skipped: the earlier steps changed the function, so
-        # the cooldown starts from the last applied one.
-        workflow = {**workflow, "repair": {"status": RepairStatus.SUCCEEDED, "endTime": str(steps[-1].get("at") or "")}}
     try:
         done = guards.finish_run(guards.GuardStore(aws.table(get_settings().state_table)), workflow, owner=incident_id)
     except Exception:  # noqa: BLE001 - the notice is out; the lock expires on its own
