@@ -162,7 +162,8 @@ def _trim_proposal(targets: Targets, audit: AuditLog, state: Any, fn: str, confi
     blocked = memory_history.trim_blocked(state, fn, now=epoch)
     usage = None
     if configured == hist.current and not blocked:
-        usage = settle.usage_since(targets.cloudwatch, fn, namespace(fn), parse_time(hist.since, now), now)
+        usage = settle.usage_since(targets.cloudwatch, fn, namespace(fn, targets.settings.environment),
+                                   parse_time(hist.since, now), now)
     proposal, why = settle.evaluate(configured, hist, usage, known_bad=known_bad, blocked=blocked, now=now,
                                     config=config)
     if proposal is None or usage is None:

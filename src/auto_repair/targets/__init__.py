@@ -22,7 +22,7 @@ Two CloudWatch limits shape the metrics:
   events). Bands are 25 points wide at the bottom and 5 near the top, with the alarm threshold always a band
   edge, so "MemoryUtilization >= threshold" is exact while the average is only as fine as the bands;
 * a metric filter's dimensions can only take values from the log line, and neither REPORT nor timeout lines name
-  the function, so the per-function split is the namespace: ``LambdaAutoRepair/Targets/<fn>`` (no dimensions).
+  the function, so the per-function split is the namespace: ``LambdaAutoRepair/Targets/<env>/<fn>`` (no dimensions).
   ``auto_repair.alarm_event`` maps that namespace back to the function.
 
 The pure part (settings, desired state, plans, sweep decisions) needs no AWS. :class:`Targets` applies plans with

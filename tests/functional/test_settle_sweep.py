@@ -20,6 +20,8 @@ from auto_repair.targets import Targets, TargetSettings, namespace
 
 FN = "orders"
 MACHINE = "lambda-auto-repair-workflow-dev"
+# The sweep reads the metrics of its own environment (onboarding publishes them under LambdaAutoRepair/Targets/<env>/).
+ENV = "dev"
 CONTEXT = SimpleNamespace(function_name="lambda-auto-repair-execute-repair-dev", memory_limit_in_mb=256,
                           invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:x",
                           aws_request_id="req-1")
@@ -47,7 +49,7 @@ def change(aws, target: int, execution: str, **extra: Any) -> dict[str, Any]:
 
 def onboard(aws) -> Targets:
     targets = Targets(lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"),
-                      logs=aws.client("logs"), settings=TargetSettings(), actions=[])
+                      logs=aws.client("logs"), settings=TargetSettings(environment=ENV), actions=[])
     targets.add(FN, tag_function=False)
     return targets
 
@@ -56,11 +58,11 @@ def usage(aws, *, mb: list[float], start: datetime, oom: int = 0) -> None:
     """REPORT lines as onboarding's metric filters publish them: one MaxMemoryUsed datapoint per invocation."""
     cw = aws.client("cloudwatch")
     for i in range(0, len(mb), 20):
-        cw.put_metric_data(Namespace=namespace(FN), MetricData=[
+        cw.put_metric_data(Namespace=namespace(FN, ENV), MetricData=[
             {"MetricName": "MaxMemoryUsed", "Value": v, "Unit": "Megabytes",
              "Timestamp": start + timedelta(minutes=(i + j) % 50 + 1)} for j, v in enumerate(mb[i:i + 20])])
     if oom:
-        cw.put_metric_data(Namespace=namespace(FN), MetricData=[
+        cw.put_metric_data(Namespace=namespace(FN, ENV), MetricData=[
             {"MetricName": "OutOfMemory", "Value": float(oom), "Timestamp": start + timedelta(minutes=5)}])
 
 
