@@ -281,6 +281,15 @@ def _positive(**sizes: int) -> None:
             raise ControllerError(f"{name} must be a positive number of MB, got {value!r}")
 
 
+def duration_text(seconds: float) -> str:
+    """A span for a human: 1.5 d, 3.2 h or 40 s."""
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
 def propose_trim(*, configured: int, peak_mb: float, report_count: int, healthy_seconds: float,
                  original_memory: int | None, known_bad: int | None, trim_blocked: bool,
                  headroom: float = 0.25, min_reports: int = 100, min_healthy_seconds: float = 86400,
@@ -309,7 +318,7 @@ def propose_trim(*, configured: int, peak_mb: float, report_count: int, healthy_
     if target == floor and floor > wanted:
         floors.append(f"not below {'the original' if floor == original_memory else 'above the known-bad'} "
                       f"size ({floor} MB)")
-    hours = healthy_seconds / 3600.0
-    return TrimProposal(target, f"peak {peak_mb:.0f} MB over {report_count} invocations in {hours:.0f} h healthy at "
+    return TrimProposal(target, f"peak {peak_mb:.0f} MB over {report_count} invocations in "
+                                f"{duration_text(healthy_seconds)} healthy at "
                                 f"{configured} MB: {target} MB keeps {headroom:.0%} headroom"
                                 + (f" ({floors[0]})" if floors else "") + ".")

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import memory_history, pricing
 from .clock import parse_time
-from .controller import TrimProposal, floor_above, propose_trim
+from .controller import TrimProposal, duration_text, floor_above, propose_trim
 from .outcomes import AuditPhase, PolicyAction, Verdict
 
 TRIM = "TRIM"
@@ -141,14 +141,6 @@ def usage_since(cloudwatch: Any, function_name: str, namespace: str, start: date
                  failures=int(sum(values.get("oom") or []) + sum(values.get("timeouts") or [])))
 
 
-def _duration(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds:.0f} s"
-
-
 def evaluate(configured: int, hist: History | None, usage: Usage | None, *, known_bad: int | None,
              blocked: Mapping[str, Any] | None, now: datetime, config: TrimConfig
              ) -> tuple[TrimProposal | None, str]:
@@ -176,8 +168,8 @@ def evaluate(configured: int, hist: History | None, usage: Usage | None, *, know
     if usage.reports < config.min_reports:
         return None, f"only {usage.reports} REPORT lines at {configured} MB (need {config.min_reports})"
     if healthy < config.min_healthy_seconds:
-        return None, (f"healthy at {configured} MB for {_duration(healthy)} (need "
-                      f"{_duration(config.min_healthy_seconds)})")
+        return None, (f"healthy at {configured} MB for {duration_text(healthy)} (need "
+                      f"{duration_text(config.min_healthy_seconds)})")
     floor = floor_above(known_bad, None if config.right_size_generally else hist.original)
     return None, (f"no surplus worth a trim: peak {usage.peak_mb:.0f} MB x {1 + config.headroom:g} headroom, floor "
                   f"{floor} MB (original {hist.original} MB, known-bad {known_bad or 'none'}), configured "
