@@ -194,6 +194,13 @@ def _repair_latest(run: _Run, request: dict[str, Any], result: dict[str, Any]) -
     if trim and target >= original:
         result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB <= trim target {target} MB")
         return result
+    known_bad = int(request.get("knownBad") or 0)
+    if trim and target <= known_bad:
+        # The sweep proposed the trim before the function died of memory at this size (or above it): re-read at
+        # the moment of the change so no trim ever lands at a known-bad size.
+        result.update(status=RepairStatus.SKIPPED, reason=f"trim target {target} MB is at or below the known-bad "
+                                                          f"size of {known_bad} MB: not trimmed")
+        return result
     if not trim and target <= original:
         # Someone (or an earlier repair) already raised it: lowering memory is never our business.
         result.update(status=RepairStatus.SKIPPED, reason=f"memory is already {original} MB >= target {target} MB")

@@ -235,6 +235,21 @@ def test_execute_repair_lowers_memory_only_for_a_trim_and_audits_it_as_one(aws, 
     assert (hist.original, hist.current) == (128, 192)
 
 
+def test_a_trim_is_not_applied_at_a_size_that_became_known_bad_after_the_sweep(aws, target_function, function_env):
+    function_env(MAX_REPAIRS_PER_HOUR="100")
+    change(aws, 1024, "raise-1")
+    flow = trim_workflow(aws)
+    # GIVEN the sweep proposed 192 MB, then the function died of memory at 256 MB before the trim ran
+    memory_history.record_known_bad(state(aws), FN, 256, at=datetime.now(UTC).timestamp(), execution_id="x",
+                                    evidence="oom at 256 MB")
+    # WHEN the trim workflow's ExecuteRepair runs
+    result = invoke(flow)
+    # THEN nothing is lowered and the result says why
+    assert (result["status"], memory(aws)) == (RepairStatus.SKIPPED, 1024)
+    assert "known-bad size of 256 MB" in result["reason"]
+    assert audit(aws).for_execution("trim-1") == []
+
+
 def test_a_trim_that_brings_oom_back_is_undone_at_once_and_never_retried(aws, target_function, function_env,
                                                                         machine):
     function_env(MAX_REPAIRS_PER_HOUR="100")
