@@ -45,11 +45,13 @@ functional: setup
 e2e: setup
 	@$(BIN)/pytest -q tests/e2e
 
-# Three workers (one module at a time each, each module with its own local cloud): the e2e modules mostly wait on
+# Three workers (whole modules each; each worker deploys its own local cloud once): the e2e modules mostly wait on
 # verification timers and alarm periods, so a third worker on the 2-core CI machine keeps the suite under 15 minutes.
+# --no-loadscope-reorder keeps tests/conftest.py's order (longest e2e modules first) instead of xdist's (most tests
+# first, which started the slowest two-test e2e modules last).
 test: lint
 	@echo "==> pytest"
-	@$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile tests
+	@$(BIN)/pytest -q -p no:cacheprovider -n 3 --dist loadfile --no-loadscope-reorder tests
 
 bench: setup
 	@for b in bench/bench_*.py; do echo "==> $$b"; $(BIN)/python "$$b" || exit 1; done
