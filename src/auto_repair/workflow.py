@@ -43,6 +43,10 @@ class Alarm(TypedDict, total=False):
     eventId: str
     account: str
     region: str
+    # Organisation mode (auto_repair.accounts): the function's key in every table (the bare name at home,
+    # <account>:<region>:<function> for a member's) and the partition of its alarm ARN.
+    functionKey: str
+    partition: str
     needsHuman: bool
     outcome: str  # AlarmOutcome or an admission GuardOutcome
     reason: str
