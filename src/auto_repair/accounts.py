@@ -212,6 +212,9 @@ class OrganizationAccounts:
     _cached: frozenset[str] = field(default_factory=frozenset)
     _at: float | None = None
 
+    def reset(self) -> None:
+        self._cached, self._at = frozenset(), None
+
     def __call__(self) -> frozenset[str]:
         now = self.clock()
         if self._at is not None and now - self._at < self.ttl_s:
@@ -303,7 +306,8 @@ def clients_for(identity: Identity, session: str, *, settings: Settings | None =
 
 
 def clear_cache() -> None:
-    """Forget every member's credentials (tests; a new container starts empty anyway)."""
+    """Forget every member's credentials and the organisation's accounts (tests; a new container starts empty)."""
     with _cache.lock:
         _cache.entries.clear()
         _cache.assumed = 0
+    org_accounts.reset()
