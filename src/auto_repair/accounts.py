@@ -148,7 +148,7 @@ def _arn_refusal(arns: list[Any], account: str, region: str) -> str | None:
     return None
 
 
-def _member_refusal(account: str, region: str, *, settings: Settings, home: tuple[str, str],
+def member_refusal(account: str, region: str, *, settings: Settings, home: tuple[str, str],
                     org_accounts: Callable[[], Collection[str]]) -> str | None:
     """Organisation mode: the account is the home one, on MEMBER_ACCOUNTS, or ACTIVE in the organisation; the
     region is the home one or allowed by MEMBER_REGIONS."""
@@ -198,7 +198,7 @@ def refusal(event: Any, *, settings: Settings, home_account: str, home_region: s
         if not why and account != home_account:
             why = f"the event comes from account {account}, not this account {home_account} (single-account mode)"
         return why
-    return _member_refusal(account, region, settings=settings, home=(home_account, home_region),
+    return member_refusal(account, region, settings=settings, home=(home_account, home_region),
                            org_accounts=org_accounts)
 
 

@@ -28,8 +28,10 @@ from auto_repair.handlers import (
     handle_failure,
     notify,
     parse_alarm,
+    targets,
     verify,
 )
+from auto_repair.targets import TargetsError, alarm_names, settings_parameter
 
 REPO = Path(__file__).resolve().parents[2]
 HOME, HOME_REGION = "123456789012", "us-east-1"
@@ -341,6 +343,44 @@ def test_a_recovery_from_the_member_closes_the_members_incident_only(aws, org_en
     closed = coordinator.lambda_handler(ok, lambda_context("coordinator"))
     assert closed["action"] == "closed" and closed["incidentId"] == "exec-1"
     assert incident(aws, "exec-1")["status"] == "RECOVERED"
+
+
+# ---------------------------------------------------------------------------------------------- onboarding
+def onboarding(aws, **request: Any) -> dict[str, Any]:
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    return targets.lambda_handler({"action": "reconcile", **request}, lambda_context("targets"))
+
+
+def test_targets_onboards_a_member_function_through_the_member_role(aws, org_env):
+    # WHEN the targets function is asked to reconcile the member's 'orders'
+    out = onboarding(aws, account=MEMBER, region=MEMBER_REGION, functions=["orders"])
+    # THEN the alarms are created in the member account (without alarm actions: the member's forwarding rule
+    # carries their state changes to the central bus), none in the central account
+    assert (out["account"], out["region"]) == (MEMBER, MEMBER_REGION)
+    member_alarms = org_env.member.client("cloudwatch").describe_alarms(AlarmNames=alarm_names("orders", "dev"))
+    assert len(member_alarms["MetricAlarms"]) == len(alarm_names("orders", "dev"))
+    assert all(a["AlarmActions"] == [] for a in member_alarms["MetricAlarms"])
+    assert aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names("orders", "dev"))["MetricAlarms"] == []
+    # AND by the member role in a session naming the invocation
+    assert next(iter(accounts._cache.entries)) == (MEMBER, MEMBER_REGION, "auto-repair-targets-req-1")
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({"account": OTHER}, f"refused: account {OTHER} is not one of the MEMBER_ACCOUNTS"),
+    ({"account": "12345"}, "'account' must be a 12-digit account id"),
+    ({"account": MEMBER, "region": "Europe"}, "'region' must be a region name"),
+    ({"account": MEMBER, "action": "sweep"}, "'sweep' runs in the central account only"),
+], ids=["not a member", "malformed account", "malformed region", "sweep in a member"])
+def test_targets_refuses_a_bad_member_request(aws, org_env, request_, message):
+    with pytest.raises(TargetsError, match=message):
+        onboarding(aws, functions=["orders"], **request_)
+    assert accounts._cache.assumed == 0
+
+
+def test_targets_for_another_account_needs_organisation_mode(aws, function_env):
+    function_env()
+    with pytest.raises(TargetsError, match="needs organisation mode"):
+        onboarding(aws, account=MEMBER, functions=["orders"])
 
 
 # ---------------------------------------------------------------------------------------------- single account
