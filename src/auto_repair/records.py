@@ -113,14 +113,25 @@ class IncidentStore:
         return result
 
     def list_incidents(
-        self, *, function_name: str | None = None, since: str | None = None, limit: int = 50
+        self, *, function_name: str | None = None, since: str | None = None, limit: int = 50,
+        account: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Incident summaries, newest first. ``account`` (organisation mode): only that account's, where
+        ``function_name`` is the bare name (a member's incidents are keyed ``<account>:<region>:<function>``)."""
         items: list[dict[str, Any]] = []
-        if function_name:
+        if account:
+            flt = Attr("recordType").eq(RecordType.ALARM) & Attr("account").eq(account)
+            if function_name:
+                flt = flt & (Attr("functionName").eq(function_name) | Attr("function").eq(function_name))
+            if since:
+                flt = flt & Attr("startTime").gte(since)
+            kwargs: dict[str, Any] = {"FilterExpression": flt}
+            operation = self._table.scan
+        elif function_name:
             condition = Key("functionName").eq(function_name)
             if since:
                 condition = condition & Key("startTime").gte(since)
-            kwargs: dict[str, Any] = {
+            kwargs = {
                 "IndexName": "byFunction",
                 "KeyConditionExpression": condition,
                 "FilterExpression": Attr("recordType").eq(RecordType.ALARM),

@@ -10,6 +10,7 @@ id_roles_common-scenarios_aws-accounts.html (a role in one account assumed from 
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,11 @@ from auto_repair.handlers import (
     targets,
     verify,
 )
+from auto_repair.records import IncidentStore
 from auto_repair.targets import TargetsError, alarm_names, settings_parameter
+from auto_repair_cli import incidents as cli_incidents
+from auto_repair_cli import targets as cli_targets
+from auto_repair_cli.main import main as cli_main
 
 REPO = Path(__file__).resolve().parents[2]
 HOME, HOME_REGION = "123456789012", "us-east-1"
@@ -381,6 +386,67 @@ def test_targets_for_another_account_needs_organisation_mode(aws, function_env):
     function_env()
     with pytest.raises(TargetsError, match="needs organisation mode"):
         onboarding(aws, account=MEMBER, functions=["orders"])
+
+
+class InProcessTargetsFunction:
+    """The central targets function as ``lambda.invoke`` reaches it, run in-process (moto runs no code)."""
+
+    def __init__(self) -> None:
+        self.invoked: list[tuple[str, dict[str, Any]]] = []
+
+    def invoke(self, *, FunctionName: str, Payload: bytes) -> dict[str, Any]:  # noqa: N803 - boto3's names
+        request = json.loads(Payload)
+        self.invoked.append((FunctionName, request))
+        try:
+            result: Any = targets.lambda_handler(request, lambda_context("targets"))
+        except TargetsError as exc:
+            return {"FunctionError": "Unhandled", "Payload": io.BytesIO(json.dumps(
+                {"errorType": "TargetsError", "errorMessage": str(exc)}).encode())}
+        return {"Payload": io.BytesIO(json.dumps(result, default=str).encode())}
+
+
+def test_cli_targets_list_account_asks_the_central_function_for_the_members_targets(aws, org_env, monkeypatch,
+                                                                                  capsys):
+    # GIVEN the member's 'orders' onboarded through the member role
+    onboarding(aws, account=MEMBER, region=MEMBER_REGION, functions=["orders"])
+    function = InProcessTargetsFunction()
+    monkeypatch.setattr(cli_targets, "client", lambda args, service: function)
+    # WHEN the operator lists the member's targets
+    code = cli_main(["targets", "list", "--account", MEMBER, "--account-region", MEMBER_REGION, "-e", "dev",
+                     "--json"])
+    # THEN the central targets function was asked, and the member's function is listed with its alarms in sync
+    assert code == 0 and function.invoked == [("lambda-auto-repair-targets-dev", {
+        "action": "list", "account": MEMBER, "region": MEMBER_REGION})]
+    out = capsys.readouterr().out  # the in-process function's log lines come first, one JSON object a line
+    listed = json.loads(out[out.index("[\n"):])
+    assert [(t["function"], t["memorySize"], t["status"]) for t in listed] == [("orders", 128, "in sync")]
+    assert len(listed[0]["alarms"]) == len(alarm_names("orders", "dev"))
+    # WHEN the account is not a member THEN the function's refusal is the command's one-line error
+    assert cli_main(["targets", "list", "--account", OTHER, "--account-region", MEMBER_REGION, "-e", "dev"]) == 2
+    assert f"account {OTHER} is not one of the MEMBER_ACCOUNTS" in capsys.readouterr().err
+    assert cli_main(["targets", "list", "--account", "nope", "-e", "dev"]) == 2
+
+
+def test_incidents_list_by_account(aws, org_env, monkeypatch, capsys):
+    # GIVEN an incident of the member's 'orders' and one of the central 'orders'
+    aws.client("lambda").tag_resource(Resource=aws.client("lambda").get_function_configuration(
+        FunctionName="orders")["FunctionArn"], Tags={"auto-repair": "enabled"})
+    run(parse_alarm, alarm_event(), "exec-member", "parse-alarm")
+    run(parse_alarm, alarm_event(HOME, HOME_REGION), "exec-home", "parse-alarm")
+    store = IncidentStore(aws.resource("dynamodb").Table("incidents"))
+    # WHEN listed by account (and by the bare function name within it) THEN only that account's
+    assert [i["incidentId"] for i in store.list_incidents(account=MEMBER)] == ["exec-member"]
+    assert [i["incidentId"] for i in store.list_incidents(account=MEMBER, function_name="orders")] == ["exec-member"]
+    assert [i["incidentId"] for i in store.list_incidents(account=HOME, function_name="orders")] == ["exec-home"]
+    # AND the member's incidents are apart from the central function's under its key
+    assert [i["incidentId"] for i in store.list_incidents(function_name="orders")] == ["exec-home"]
+    assert [i["incidentId"] for i in store.list_incidents(function_name=MEMBER_KEY)] == ["exec-member"]
+    # WHEN the CLI is asked for the member's incidents THEN the same, as a table naming the key
+    monkeypatch.setattr(cli_incidents, "table", lambda args, name: aws.resource("dynamodb").Table("incidents"))
+    assert cli_main(["incidents", "list", "--account", MEMBER, "-e", "dev"]) == 0
+    out = capsys.readouterr().out
+    assert "exec-member" in out and MEMBER_KEY in out and "exec-home" not in out
+    assert cli_main(["incidents", "list", "--account", "1111", "-e", "dev"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------- single account

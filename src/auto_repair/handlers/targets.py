@@ -60,6 +60,8 @@ from auto_repair.targets import (
 )
 
 SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore"
+# ``auto-repair targets list --account``: what is onboarded in a member account, read through the member role.
+LIST = "list"
 _ACCOUNT = re.compile(r"\d{12}\Z")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 
@@ -86,9 +88,9 @@ def member_target(event: Any, action: str, *, home_account: str, home_region: st
     if not settings.organization_mode:
         raise TargetsError(f"account {account} / {region} is not this account: onboarding another account needs "
                            "organisation mode (ORGANIZATION_ID)")
-    if action != RECONCILE:
+    if action not in (RECONCILE, LIST):
         raise TargetsError(f"'{action}' runs in the central account only; a member account's functions are "
-                           "onboarded with the action 'reconcile'")
+                           "onboarded with the action 'reconcile' and listed with 'list'")
     why = accounts.member_refusal(account, region, settings=settings, home=(home_account, home_region),
                                   org_accounts=accounts.org_accounts)
     if why:
@@ -107,7 +109,7 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
     if not isinstance(event, dict):
         return IGNORE, None, {"reason": "event is not an object"}
     action = event.get("action")
-    if action in (SCHEDULED, RECONCILE, SWEEP):
+    if action in (SCHEDULED, RECONCILE, SWEEP, LIST):
         functions = event.get("functions")
         if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
             raise TargetsError("'functions' must be a list of function names")
@@ -293,6 +295,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     out: dict[str, Any] = {"action": action, **({"account": member.account, "region": member.region} if member
                                                 else {})}
+    if action == LIST:
+        listed = targets.listing()
+        out["targets"] = [t for t in listed if functions is None or t["function"] in functions]
+        logger.info("targets listed", extra={"count": len(out["targets"])})
+        return out
     if action in (SCHEDULED, RECONCILE):
         results = targets.reconcile(only=functions)
         out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]
