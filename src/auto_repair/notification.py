@@ -246,6 +246,8 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
             "environment": environment,
             "functionName": alarm.get("functionName") or "none",
             "outcome": outcome,
+            # Organisation mode: subscribers may filter on the account and region (empty values are not allowed).
+            **{k: v for k, v in place_of(alarm).items() if k in ("account", "region") and v},
         },
     }
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from auto_repair import accounts
+from auto_repair import accounts, notification
 from auto_repair.accounts import AccountsError, Identity, OrganizationAccounts
 from auto_repair.alarm_event import SWEEP_SOURCE
+from auto_repair.outcomes import Notice
 from auto_repair.settings import Settings, SettingsError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -234,3 +235,34 @@ def test_organisation_settings_values_and_single_account_defaults() -> None:
     assert s.organization_mode and s.member_accounts == (MEMBER, OTHER_MEMBER)
     assert (s.member_regions, s.member_role_name, s.member_max_repairs_per_hour) == (
         ("eu-west-1", "us-east-1"), "custom-role", 3)
+
+
+def test_a_members_notice_names_the_account_and_region() -> None:
+    # GIVEN a member's repaired incident
+    alarm = {"functionName": "orders-api", "functionKey": f"{MEMBER}:eu-west-1:orders-api", "account": MEMBER,
+             "region": "eu-west-1", "alarmName": "errors", "executionId": "exec-1", "outcome": "PROCEED"}
+    context: Any = {"alarm": alarm, "repair": {"status": "SUCCEEDED", "originalMemory": 128, "newMemory": 256},
+                    "verification": {"status": "IMPROVED"}}
+    # WHEN the notice is built
+    built = notification.build(context, Notice.REPAIRED, "prod")
+    # THEN subject and summary say where, the message and the SNS attributes carry account and region
+    assert built["subject"].startswith(f"[prod] orders-api in {MEMBER} / eu-west-1: memory 128->256 MB")
+    assert built["message"]["summary"].startswith(f"orders-api in {MEMBER} / eu-west-1: memory raised")
+    assert (built["message"]["functionName"], built["message"]["account"], built["message"]["region"]) == (
+        "orders-api", MEMBER, "eu-west-1")
+    assert built["attributes"] == {"environment": "prod", "functionName": "orders-api", "outcome": "REPAIRED",
+                                   "account": MEMBER, "region": "eu-west-1"}
+
+
+def test_a_refused_event_is_always_notified_as_needing_a_human() -> None:
+    # GIVEN a refused event's model / WHEN NotifyIgnored works out its notice / THEN REFUSED, sent, with the why
+    alarm = {"functionName": "orders", "functionKey": f"{OUTSIDER}:eu-west-1:orders", "account": OUTSIDER,
+             "region": "eu-west-1", "alarmName": "errors", "outcome": "REFUSED",
+             "reason": "event refused: account 999999999999 is not an ACTIVE account"}
+    for notify_ignored in (False, True):
+        assert notification.ignored_outcome({"alarm": alarm}, notify_ignored=notify_ignored) == (Notice.REFUSED, True)
+    built = notification.build({"alarm": alarm}, Notice.REFUSED, "prod")
+    assert built["message"]["needsHuman"] and "REFUSED" in built["subject"]
+    assert built["message"]["issue"]["ignoredBecause"] == alarm["reason"]
+    assert f"from account {OUTSIDER} / eu-west-1 REFUSED" in built["message"]["summary"]
+    assert notification.incident_status(Notice.REFUSED) == "CLOSED"

@@ -156,7 +156,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if alarm["outcome"] == AlarmOutcome.REFUSED:
         audit_refusal(alarm, execution_id, get_settings())
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
-                                       "functionName": alarm.get("functionName")})
+                                       "functionName": alarm.get("functionName"), **accounts.place_of(alarm)})
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
     return alarm
