@@ -177,6 +177,8 @@ def refusal(event: Any, *, settings: Settings, home_account: str, home_region: s
     """
     if not isinstance(event, dict):
         return "the event is not an object"
+    if not settings.organization_mode:
+        return _single_account_refusal(event, home_account=home_account, home_region=home_region)
     account, region = event.get("account"), event.get("region")
     if not isinstance(account, str) or not _ACCOUNT.match(account):
         return f"the event's account {str(account)[:40]!r} is not a 12-digit account id"
@@ -188,18 +190,34 @@ def refusal(event: Any, *, settings: Settings, home_account: str, home_region: s
             return (f"a sweep event from account {account} / {region}: the sweep runs only in the central account "
                     f"{home_account} / {home_region}")
         return None
-    resources = event.get("resources")
-    arns = ([resources[0]] if isinstance(resources, list) and resources else []) + _detail_arns(event.get("detail"))
+    arns = _alarm_arns(event)
     if not arns:
-        # Single-account mode keeps today's behaviour: the parser compares the account; org mode needs the ARN.
-        return "the event names no alarm ARN in its resources" if settings.organization_mode else None
-    why = _arn_refusal(arns, account, region)
-    if why or not settings.organization_mode:
-        if not why and account != home_account:
-            why = f"the event comes from account {account}, not this account {home_account} (single-account mode)"
-        return why
-    return member_refusal(account, region, settings=settings, home=(home_account, home_region),
-                           org_accounts=org_accounts)
+        return "the event names no alarm ARN in its resources"
+    return _arn_refusal(arns, account, region) or member_refusal(
+        account, region, settings=settings, home=(home_account, home_region), org_accounts=org_accounts)
+
+
+def _alarm_arns(event: dict[str, Any]) -> list[Any]:
+    resources = event.get("resources")
+    return ([resources[0]] if isinstance(resources, list) and resources else []) + _detail_arns(event.get("detail"))
+
+
+def _single_account_refusal(event: dict[str, Any], *, home_account: str, home_region: str) -> str | None:
+    """Single-account mode keeps today's tolerance (an older SNS message may name no account, region or alarm ARN)
+    and refuses only what is plainly not ours: another account or region, or an alarm ARN of another account or
+    region than the event's (forged)."""
+    account = event.get("account") or home_account
+    region = event.get("region") or home_region
+    for arn in _alarm_arns(event):
+        parsed = parse_alarm_arn(arn)
+        if parsed is not None and (parsed[2], parsed[1]) != (account, region):
+            return (f"the event's account and region ({account} / {region}) are not those of its alarm ARN "
+                    f"({parsed[2]} / {parsed[1]}): forged or misrouted")
+    if account != home_account:
+        return f"the event comes from account {account}, not this account {home_account} (single-account mode)"
+    if region != home_region:
+        return f"the event comes from region {region}, not this region {home_region} (single-account mode)"
+    return None
 
 
 @dataclass

@@ -92,6 +92,13 @@ TRUST_CASES = [
      "forged"),
     ("sweep event from a member", event_from(source=SWEEP_SOURCE, resources=[]), org(), None,
      "the sweep runs only in the central account"),
+    ("single-account: foreign region", event_from(HOME, "eu-west-1"), Settings(), None,
+     f"comes from region eu-west-1, not this region {HOME_REGION}"),
+    # Single-account mode keeps today's tolerance of an older SNS message without account, region or alarm ARN.
+    ("single-account: no account, region or ARN", event_from("", "", resources=[]),
+     Settings(), None, None),
+    ("single-account: unreadable ARN tolerated", event_from(HOME, HOME_REGION, resources=["not-an-arn"]), Settings(),
+     None, None),
 ]
 
 
