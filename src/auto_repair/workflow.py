@@ -148,6 +148,10 @@ class RepairResult(TypedDict, total=False):
     provisionedConcurrency: dict[str, Any]
     warnings: list[str]
     step: int  # 1-based step of the incident (issue 13)
+    # Organisation mode (auto_repair.accounts.place_of): the audit key and where the function lives.
+    functionKey: str
+    account: str
+    region: str
 
 
 class RepairStep(TypedDict, total=False):
