@@ -11,6 +11,7 @@ from botocore.config import Config
 # Standard mode retries throttling and transient 5xx with backoff and jitter; the state machine adds its
 # own Retry on top for whole-invocation failures.
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
+CONFIG = _CONFIG  # the same configuration for the clients made in member accounts (auto_repair.accounts)
 
 
 @cache

@@ -27,6 +27,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
+from .accounts import key_of
 from .alarm_event import clean_text
 from .clock import iso_seconds, now_iso
 from .errors import AutoRepairError, error_code
@@ -245,14 +246,15 @@ class GuardStore:
                 "repairedBy": item.get("repairedBy", "")}
 
     # -- hourly budget
-    def consume_budget(self, *, limit: int, now: float) -> tuple[bool, int]:
-        """Take one mutation from this hour's budget atomically: (allowed, used this hour)."""
+    def consume_budget(self, *, limit: int, now: float, pk: str = "BUDGET") -> tuple[bool, int]:
+        """Take one mutation from this hour's budget atomically: (allowed, used this hour). ``pk`` is the global
+        budget (today's key) or one account's (``BUDGET#<account>``, organisation mode)."""
         bucket = hour_bucket(now)
         if limit <= 0:
             return False, 0
         try:
             response = self._table.update_item(
-                Key={"pk": "BUDGET", "sk": bucket},
+                Key={"pk": pk, "sk": bucket},
                 UpdateExpression="ADD repairs :one SET expiresAt = if_not_exists(expiresAt, :exp)",
                 ConditionExpression="attribute_not_exists(repairs) OR repairs < :limit",
                 ExpressionAttributeValues={":one": 1, ":limit": int(limit),
@@ -266,6 +268,16 @@ class GuardStore:
             raise GuardError(f"budget update failed: {error_code(exc)}") from exc
         return True, int(from_dynamo(response.get("Attributes", {})).get("repairs", 1))
 
+    def return_budget(self, *, now: float, pk: str) -> None:
+        """Give back a unit taken by :meth:`consume_budget` when the other budget refused the same mutation."""
+        try:
+            self._table.update_item(Key={"pk": pk, "sk": hour_bucket(now)}, UpdateExpression="ADD repairs :minus",
+                                    ConditionExpression="repairs > :zero",
+                                    ExpressionAttributeValues={":minus": -1, ":zero": 0})
+        except ClientError as exc:  # the unit stays spent: the account's budget is only ever tighter
+            if not _conditional_failed(exc):
+                raise GuardError(f"budget update failed: {error_code(exc)}") from exc
+
 
 # ---------------------------------------------------------------------------------------------- admission
 def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: str, now: float) -> dict[str, Any]:
@@ -275,7 +287,7 @@ def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: 
     key = idempotency_key(event, alarm)
     if key is None:
         return {**alarm, "idempotencyKey": None}
-    claim = store.claim_event(key, owner=owner, function_name=alarm.get("functionName", ""), now=now)
+    claim = store.claim_event(key, owner=owner, function_name=key_of(alarm), now=now)
     if claim.first:
         return {**alarm, "idempotencyKey": key}
     return {**alarm, "outcome": GuardOutcome.DUPLICATE, "idempotencyKey": key, "duplicateOf": claim.owner,
@@ -292,7 +304,7 @@ def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock
     """
     if alarm.get("outcome") != AlarmOutcome.PROCEED:
         return alarm
-    name = alarm["functionName"]
+    name = key_of(alarm)  # <account>:<region>:<function> for a member's function (accounts.function_key)
     lock = store.acquire_lock(name, owner=owner, ttl_seconds=lock_ttl, now=now, alarm_name=alarm.get("alarmName", ""))
     if not lock.acquired:
         return {**alarm, "outcome": GuardOutcome.LOCKED, "lockHolder": lock.holder, "lockExpiresAt": iso_seconds(lock.expires_at),
@@ -319,13 +331,32 @@ def read_kill_switch(ssm: Any, parameter: str) -> bool:
     return is_paused(value)
 
 
-def mutation_gate(*, ssm: Any, parameter: str, store: GuardStore, limit: int, now: float) -> dict[str, str] | None:
+def account_budget_key(account: str) -> str:
+    return f"BUDGET#{account}"
+
+
+def mutation_gate(*, ssm: Any, parameter: str, store: GuardStore, limit: int, now: float, account: str = "",
+                  account_limit: int = 0) -> dict[str, str] | None:
     """None if the mutation may go ahead, else ``{status, reason}``. The kill switch is read first, so a paused
-    system never spends budget."""
+    system never spends budget.
+
+    Organisation mode passes the function's ``account``: its own hourly budget (``account_limit``, 0 = the global
+    limit) is taken first, then the global one; a global refusal gives the account's unit back, so one noisy
+    account cannot spend the whole fleet's budget and a refused mutation costs nothing.
+    """
     if read_kill_switch(ssm, parameter):
         return {"status": GuardOutcome.PAUSED, "reason": f"repairs are paused: the kill switch {parameter} is on"}
+    per_account = account_limit if account_limit > 0 else limit
+    if account:
+        allowed, used = store.consume_budget(limit=per_account, now=now, pk=account_budget_key(account))
+        if not allowed:
+            return {"status": GuardOutcome.BUDGET_EXHAUSTED,
+                    "reason": f"the hourly repair budget of account {account} is exhausted ({used} of {per_account} "
+                              f"used in the hour {hour_bucket(now)}:00 UTC)"}
     allowed, used = store.consume_budget(limit=limit, now=now)
     if not allowed:
+        if account:
+            store.return_budget(now=now, pk=account_budget_key(account))
         return {"status": GuardOutcome.BUDGET_EXHAUSTED,
                 "reason": f"the hourly repair budget is exhausted ({used} of MaxRepairsPerHour={limit} used in "
                           f"the hour {hour_bucket(now)}:00 UTC)"}
@@ -361,7 +392,7 @@ def finish_run(store: GuardStore, workflow: WorkflowContext, *, owner: str) -> d
     the cooldown, so a failed write never lets the next alarm repair the function again at once.
     """
     alarm = workflow.get("alarm") or {}
-    name = alarm.get("functionName")
+    name = key_of(alarm)
     done = {"cooldownStarted": False, "lockReleased": False}
     if not name or alarm.get("outcome") not in (AlarmOutcome.PROCEED, None):
         return done  # this run never held the lock (duplicate, locked, cooldown, out of scope, ignored)

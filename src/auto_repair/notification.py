@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from auto_repair.accounts import describe, place_of
 from auto_repair.outcomes import (
     MUTATION_OUTCOMES,
     AlarmOutcome,
@@ -26,7 +27,7 @@ GUARDED = (Notice.DUPLICATE, Notice.LOCKED, Notice.COOLDOWN, Notice.OUT_OF_SCOPE
 
 # Whether each notice needs a human to do something.
 NEEDS_HUMAN = {Notice.NOT_IMPROVED, Notice.INCONCLUSIVE, Notice.HUMAN_REVIEW, Notice.APPROVAL_REQUEST,
-               Notice.APPROVAL_TIMEOUT, Notice.INVALID_EVENT, Notice.FAILURE}
+               Notice.APPROVAL_TIMEOUT, Notice.INVALID_EVENT, Notice.FAILURE, Notice.REFUSED}
 # Paused or over budget: the function is still failing and nothing will repair it by itself.
 NEEDS_HUMAN |= {Notice.PAUSED, Notice.BUDGET_EXHAUSTED}
 # A refused approval is either a forged/replayed resume (a security event) or a situation that changed.
@@ -45,6 +46,7 @@ INCIDENT_STATUS: dict[str, IncidentStatus] = {
     Notice.SKIPPED: IncidentStatus.CLOSED,
     Notice.IGNORED: IncidentStatus.CLOSED,
     Notice.INVALID_EVENT: IncidentStatus.CLOSED,
+    Notice.REFUSED: IncidentStatus.CLOSED,
     # Guards: nothing changed. PAUSED and BUDGET_EXHAUSTED leave a failing function a human must look at.
     Notice.DUPLICATE: IncidentStatus.CLOSED,
     Notice.LOCKED: IncidentStatus.CLOSED,
@@ -83,6 +85,8 @@ def ignored_outcome(context: WorkflowContext, *, notify_ignored: bool) -> tuple[
     outcome = alarm.get("outcome")
     if outcome == AlarmOutcome.INVALID:
         return Notice.INVALID_EVENT, True
+    if outcome == AlarmOutcome.REFUSED:  # forged or foreign: always told, it may be an attack
+        return Notice.REFUSED, True
     # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
     # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
     if outcome == GuardOutcome.DUPLICATE:
@@ -115,6 +119,7 @@ _SUBJECT_TAIL: dict[str, str] = {
     Notice.APPROVAL_TIMEOUT: "approval timed out, no change",
     Notice.IGNORED: "alarm ignored",
     Notice.INVALID_EVENT: "malformed alarm event",
+    Notice.REFUSED: "alarm event REFUSED (forged or foreign), no change",
     Notice.FAILURE: "auto-repair FAILED",
     Notice.RECOVERY: "alarm back to OK",
     Notice.SKIPPED: "no change needed",
@@ -153,7 +158,8 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     repair = context.get("repair") or {}
     verification = context.get("verification") or {}
     error = context.get("error") or {}
-    function_name = alarm.get("functionName") or ""
+    # A member's function is named with its account and region: "orders-api in 111122223333 / eu-west-1".
+    function_name = describe(alarm) if alarm.get("functionName") else ""
     before = repair.get("originalMemory") or decision.get("currentMemory") or (
         (context.get("evidence") or {}).get("currentMemorySize"))
     after = repair.get("newMemory") if repair.get("status") in (RepairStatus.SUCCEEDED, RepairStatus.DRY_RUN) else None
@@ -165,7 +171,8 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
     message: dict[str, Any] = {
         "type": outcome,
         "environment": environment,
-        "functionName": function_name,
+        "functionName": alarm.get("functionName") or "",
+        **{k: v for k, v in place_of(alarm).items() if k != "functionKey"},
         "executionId": alarm.get("executionId", ""),
         "needsHuman": outcome in NEEDS_HUMAN,
         "issue": {
@@ -210,7 +217,7 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
         message["approval"] = context["approvalRequest"]
     if context.get("approval"):
         message["approvalDecision"] = context["approval"]
-    if outcome in (Notice.IGNORED, Notice.INVALID_EVENT):
+    if outcome in (Notice.IGNORED, Notice.INVALID_EVENT, Notice.REFUSED):
         message["issue"]["ignoredBecause"] = alarm.get("reason", "")
     if outcome in GUARDED:
         message["guard"] = _guard(outcome, alarm, repair)
@@ -237,8 +244,10 @@ def build(context: WorkflowContext, outcome: str, environment: str) -> dict[str,
         "message": message,
         "attributes": {
             "environment": environment,
-            "functionName": function_name or "none",
+            "functionName": alarm.get("functionName") or "none",
             "outcome": outcome,
+            # Organisation mode: subscribers may filter on the account and region (empty values are not allowed).
+            **{k: v for k, v in place_of(alarm).items() if k in ("account", "region") and v},
         },
     }
 
@@ -324,7 +333,7 @@ def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) ->
     alarm = context.get("alarm") or {}
     decision = (context.get("diagnosisResult") or {}).get("decision") or {}
     repair = context.get("repair") or {}
-    name = alarm.get("functionName") or "the function"
+    name = describe(alarm) if alarm.get("functionName") else "the function"
     alarm_name, why = alarm.get("alarmName", ""), alarm.get("reason", "")
     iac = f" {(repair.get('iac') or {}).get('message', '')}" if repair.get("iac") else ""
     if outcome == Notice.HUMAN_REVIEW and repair.get("status") == RepairStatus.MANUAL_ACTION_REQUIRED:
@@ -357,6 +366,8 @@ def _summary(outcome: str, context: WorkflowContext, before: Any, after: Any) ->
                                  "made.",
         Notice.IGNORED: f"Alarm {alarm_name!r} ignored: {why}.",
         Notice.INVALID_EVENT: f"Alarm {alarm_name!r} ignored: {why}.",
+        Notice.REFUSED: f"Alarm {alarm_name!r} from account {alarm.get('account') or '?'} / "
+                        f"{alarm.get('region') or '?'} REFUSED, nothing was read or changed: {why}.",
         Notice.FAILURE: f"{name}: the auto-repair workflow failed "
                         f"({(context.get('error') or {}).get('Error', 'unknown error')}). See the audit log.",
         Notice.SKIPPED: f"{name}: memory is already at or above the target; nothing to change.",

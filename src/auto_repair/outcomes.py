@@ -17,6 +17,8 @@ class AlarmOutcome(StrEnum):
     PROCEED = "PROCEED"  # start the repair workflow
     IGNORED = "IGNORED"  # recorded, nothing to repair (not ALARM, our own function, no such function ...)
     INVALID = "INVALID"  # not an alarm event we can read
+    # Organisation mode (auto_repair.accounts.refusal): forged, foreign or from a non-member account or region.
+    REFUSED = "REFUSED"
 
 
 class GuardOutcome(StrEnum):
@@ -81,6 +83,7 @@ class AuditPhase(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
     ROLLBACK_STARTED = "ROLLBACK_STARTED"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
+    REFUSED = AlarmOutcome.REFUSED.value  # ParseAlarm refused an event (nothing was changed; the why is recorded)
 
 
 class Verdict(StrEnum):
@@ -118,6 +121,7 @@ class Notice(StrEnum):
     APPROVAL_TIMEOUT = "APPROVAL_TIMEOUT"
     IGNORED = "IGNORED"
     INVALID_EVENT = "INVALID_EVENT"
+    REFUSED = AlarmOutcome.REFUSED.value  # an event the trust check refused (auto_repair.accounts)
     FAILURE = "FAILURE"
     RECOVERY = "RECOVERY"
     SKIPPED = "SKIPPED"

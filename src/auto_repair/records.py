@@ -16,6 +16,7 @@ from boto3.dynamodb.conditions import Attr, Key
 
 from auto_repair.outcomes import AlarmOutcome, IncidentStatus, RecordType
 
+from .accounts import key_of
 from .clock import epoch_in, now_iso
 from .sizes import DYNAMODB_ITEM_BYTES, shrink
 
@@ -67,9 +68,12 @@ class IncidentStore:
 
     def start_incident(self, incident_id: str, alarm: dict[str, Any], *, execution_arn: str, start_time: str) -> None:
         """The ALARM record is the incident's summary row; it alone carries the byFunction keys."""
+        key = key_of(alarm)
         data = {
             **alarm,
-            "functionName": alarm.get("functionName") or "(none)",
+            # The byFunction index's key: a member's function is <account>:<region>:<function> (accounts.key_of).
+            "functionName": key or "(none)",
+            **({"function": alarm.get("functionName")} if key != alarm.get("functionName") else {}),
             "startTime": start_time,
             "executionArn": execution_arn,
             "status": IncidentStatus.OPEN if alarm.get("outcome") == AlarmOutcome.PROCEED else IncidentStatus.CLOSED,
@@ -109,14 +113,25 @@ class IncidentStore:
         return result
 
     def list_incidents(
-        self, *, function_name: str | None = None, since: str | None = None, limit: int = 50
+        self, *, function_name: str | None = None, since: str | None = None, limit: int = 50,
+        account: str | None = None,
     ) -> list[dict[str, Any]]:
+        """Incident summaries, newest first. ``account`` (organisation mode): only that account's, where
+        ``function_name`` is the bare name (a member's incidents are keyed ``<account>:<region>:<function>``)."""
         items: list[dict[str, Any]] = []
-        if function_name:
+        if account:
+            flt = Attr("recordType").eq(RecordType.ALARM) & Attr("account").eq(account)
+            if function_name:
+                flt = flt & (Attr("functionName").eq(function_name) | Attr("function").eq(function_name))
+            if since:
+                flt = flt & Attr("startTime").gte(since)
+            kwargs: dict[str, Any] = {"FilterExpression": flt}
+            operation = self._table.scan
+        elif function_name:
             condition = Key("functionName").eq(function_name)
             if since:
                 condition = condition & Key("startTime").gte(since)
-            kwargs: dict[str, Any] = {
+            kwargs = {
                 "IndexName": "byFunction",
                 "KeyConditionExpression": condition,
                 "FilterExpression": Attr("recordType").eq(RecordType.ALARM),
@@ -163,7 +178,10 @@ class AuditLog:
         old_value: Any = None,
         new_value: Any = None,
         details: dict[str, Any] | None = None,
+        place: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        """``function_name`` is the function's key (auto_repair.accounts.function_key); ``place`` the member's
+        ``account`` and ``region`` (organisation mode), kept beside the key so an entry says where it happened."""
         timestamp = now_iso()
         item = {
             "functionName": function_name,
@@ -177,6 +195,7 @@ class AuditLog:
             "oldValue": old_value,
             "newValue": new_value,
             "details": details or {},
+            **(place or {}),
         }
         if self._retention_days > 0:
             item["expiresAt"] = epoch_in(self._retention_days * 86400)

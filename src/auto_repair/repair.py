@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
+from .accounts import PLACE_FIELDS, place_of
 from .approvals import covers as approval_covers
 from .clock import now_iso
 from .deadline import Deadline
@@ -110,6 +111,9 @@ class _Run:
                  sleep: Callable[[float], None], update_timeout_s: float, publish_timeout_s: float,
                  deadline: Deadline | None = None) -> None:
         self.name = request["functionName"]
+        # A member's function is audited under <account>:<region>:<function> (auto_repair.accounts.function_key).
+        self.key = request.get("functionKey") or self.name
+        self.place = {k: request[k] for k in PLACE_FIELDS if request.get(k)}
         self.execution_id = request.get("executionId", "")
         self.lam = lambda_client
         self.audit = audit
@@ -122,9 +126,9 @@ class _Run:
 
     def record(self, phase: str, action: str, old: Any, new: Any, reason: str | None = None,
                details: dict[str, Any] | None = None) -> None:
-        self.audit.record(function_name=self.name, execution_id=self.execution_id, phase=phase, action=action,
+        self.audit.record(function_name=self.key, execution_id=self.execution_id, phase=phase, action=action,
                           actor=self.actor, reason=reason or self.reason, old_value=old, new_value=new,
-                          details=details)
+                          details=details, place=self.place)
 
     def wait(self, *, keep_s: float = RESTORE_RESERVE_S) -> dict[str, Any]:
         """Wait for $LATEST's update, keeping ``keep_s`` of the deadline (for a restore) unless restoring."""
@@ -156,6 +160,8 @@ def execute_repair(
     result: dict[str, Any] = {
         "repairId": request.get("repairId") or uuid.uuid4().hex,
         "functionName": run.name,
+        **({"functionKey": run.key} if run.key != run.name else {}),
+        **run.place,
         "executionId": run.execution_id,
         "diagnosisId": request.get("diagnosisId", ""),
         "startTime": now_iso(),
@@ -522,6 +528,7 @@ def build_request(workflow: WorkflowContext, execution_id: str, *, max_memory: i
     tags = function.get("tags") or {}
     return {
         "functionName": alarm["functionName"],
+        **place_of(alarm),
         "memoryIncrease": target - current,
         "maxMemory": int(policy["maxMemory"] if policy and "maxMemory" in policy else max_memory),
         "dryRun": bool(decision.get("dryRun")) or decision.get("action") == PolicyAction.DRY_RUN,

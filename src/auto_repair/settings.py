@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
@@ -95,7 +96,34 @@ ENV_VARS: dict[str, str] = {
     "TRIM_MIN_REPORTS": "trim_min_reports",
     "TRIM_HEADROOM_PERCENT": "trim_headroom_percent",
     "RIGHT_SIZE_GENERALLY": "right_size_generally",
+    # Organisation mode (issue 15; auto_repair.accounts): empty ORGANIZATION_ID = single-account mode.
+    "ORGANIZATION_ID": "organization_id",
+    "MEMBER_ACCOUNTS": "member_accounts",
+    "MEMBER_REGIONS": "member_regions",
+    "MEMBER_ROLE_NAME": "member_role_name",
+    "MEMBER_MAX_REPAIRS_PER_HOUR": "member_max_repairs_per_hour",
 }
+
+# The functions template's parameter patterns, repeated so that a hand-set environment fails here, in words.
+_ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}\Z")
+_ACCOUNT_ID = re.compile(r"\d{12}\Z")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
+# IAM role names: https://docs.aws.amazon.com/IAM/latest/APIReference/API_CreateRole.html (RoleName).
+_ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}\Z", re.ASCII)
+# Settings fields that hold a comma list: field -> (pattern of one element, what an element is).
+_LISTS: dict[str, tuple[re.Pattern[str], str]] = {
+    "member_accounts": (_ACCOUNT_ID, "a 12-digit account id"),
+    "member_regions": (_REGION, "a region name like eu-west-1"),
+}
+
+
+def _list(env: Mapping[str, str], name: str, field: str) -> tuple[str, ...]:
+    pattern, what = _LISTS[field]
+    items = tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+    bad = [item for item in items if not pattern.match(item)]
+    if bad:
+        raise SettingsError(f"{name} must be a comma list of {what}s, got {', '.join(map(repr, bad))}")
+    return items
 
 
 @dataclass(frozen=True)
@@ -148,10 +176,35 @@ class Settings:
     trim_min_reports: int = 100
     trim_headroom_percent: int = 25
     right_size_generally: bool = False
+    # Organisation mode (auto_repair.accounts)
+    organization_id: str = ""
+    member_accounts: tuple[str, ...] = ()  # empty: any account ACTIVE in the organisation
+    member_regions: tuple[str, ...] = ()  # empty: any region
+    member_role_name: str = ""  # empty: lambda-auto-repair-member-<environment>
+    member_max_repairs_per_hour: int = 0  # per member account and hour; 0: only the global MAX_REPAIRS_PER_HOUR
 
     def __post_init__(self) -> None:
-        if not self.paused_parameter:  # frozen: the one derived default is set once, here
+        if not self.paused_parameter:  # frozen: the derived defaults are set once, here
             object.__setattr__(self, "paused_parameter", f"/lambda-auto-repair/{self.environment}/paused")
+        if not self.member_role_name:
+            object.__setattr__(self, "member_role_name", f"lambda-auto-repair-member-{self.environment}")
+        if self.organization_id and not _ORGANIZATION_ID.match(self.organization_id):
+            raise SettingsError(f"ORGANIZATION_ID must look like o-abcdefghij (o- and 10-32 lowercase letters or "
+                                f"digits), got {self.organization_id!r}")
+        if not _ROLE_NAME.match(self.member_role_name):
+            raise SettingsError(f"MEMBER_ROLE_NAME must be an IAM role name (1-64 of letters, digits and +=,.@_-), "
+                                f"got {self.member_role_name!r}")
+        if not self.organization_id and (self.member_accounts or self.member_regions):
+            # Members without an organisation would be silently ignored: say so instead.
+            raise SettingsError("MEMBER_ACCOUNTS and MEMBER_REGIONS need ORGANIZATION_ID (organisation mode); "
+                                "leave them empty in single-account mode")
+        if self.member_max_repairs_per_hour < 0:
+            raise SettingsError(f"MEMBER_MAX_REPAIRS_PER_HOUR must be 0 or more, got {self.member_max_repairs_per_hour}")
+
+    @property
+    def organization_mode(self) -> bool:
+        """Organisation mode: the workflow repairs functions of member accounts (empty ORGANIZATION_ID: it does not)."""
+        return bool(self.organization_id)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -161,7 +214,9 @@ class Settings:
         values: dict[str, object] = {}
         for name, field in ENV_VARS.items():
             default = defaults[field]
-            if isinstance(default, bool):
+            if field in _LISTS:
+                values[field] = _list(env, name, field)
+            elif isinstance(default, bool):
                 values[field] = parse_bool(name, env.get(name), default)
             elif isinstance(default, int):
                 values[field] = _int(env, name, default)

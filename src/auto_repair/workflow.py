@@ -43,6 +43,10 @@ class Alarm(TypedDict, total=False):
     eventId: str
     account: str
     region: str
+    # Organisation mode (auto_repair.accounts): the function's key in every table (the bare name at home,
+    # <account>:<region>:<function> for a member's) and the partition of its alarm ARN.
+    functionKey: str
+    partition: str
     needsHuman: bool
     outcome: str  # AlarmOutcome or an admission GuardOutcome
     reason: str
@@ -144,6 +148,10 @@ class RepairResult(TypedDict, total=False):
     provisionedConcurrency: dict[str, Any]
     warnings: list[str]
     step: int  # 1-based step of the incident (issue 13)
+    # Organisation mode (auto_repair.accounts.place_of): the audit key and where the function lives.
+    functionKey: str
+    account: str
+    region: str
 
 
 class RepairStep(TypedDict, total=False):

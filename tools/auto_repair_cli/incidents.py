@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     inner = parser.add_subparsers(dest="incidents_command", metavar="list|show")
     lister = inner.add_parser("list", help="incidents, newest first")
     lister.add_argument("--function", "-f", help="only this function")
+    lister.add_argument("--account", help="only this account's incidents (organisation mode: a member account id)")
     lister.add_argument("--since", help="only incidents started within, e.g. 7d, 12h, 30m, or an ISO time")
     lister.add_argument("--limit", type=int, default=50)
     add_target_args(lister)
@@ -60,7 +61,11 @@ def _store(args: argparse.Namespace) -> IncidentStore:
 
 @reports_errors()
 def run_list(args: argparse.Namespace) -> int:
-    items = _store(args).list_incidents(function_name=args.function, since=parse_since(args.since), limit=args.limit)
+    account = getattr(args, "account", None)
+    if account is not None and not re.fullmatch(r"\d{12}", account):
+        raise CommandError(f"--account {account!r}: a 12-digit account id")
+    items = _store(args).list_incidents(function_name=args.function, since=parse_since(args.since), limit=args.limit,
+                                        account=account)
     if args.json:
         print_json(items)
         return 0

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import re
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -28,7 +30,6 @@ from auto_repair.targets import (
     Targets,
     TargetsError,
     TargetSettings,
-    alarm_names,
     settings_parameter,
 )
 
@@ -53,6 +54,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_target_args(command)
         command.set_defaults(func=run_change, change=name)
     lister = inner.add_parser("list", help="onboarded functions, their alarms (with state) and filters")
+    lister.add_argument("--account", help="a member account (organisation mode): listed by the central targets "
+                                          "function through the member role")
+    lister.add_argument("--account-region", metavar="REGION",
+                        help="the member account's region (default: the region of the central deployment)")
     add_target_args(lister)
     lister.set_defaults(func=run_list)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
@@ -177,43 +182,30 @@ def run_change(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def describe(targets: Targets, name: str) -> dict[str, Any]:
-    """One onboarded (or opted-in) function: its alarms with state, its filters, and whether all is in sync."""
-    info = targets.function(name)
-    observed = targets.observe(name, info)
-    alarms = []
-    for alarm_name in alarm_names(name, targets.settings.environment):
-        alarm = observed.alarms.get(alarm_name)
-        if alarm is None:
-            continue
-        comparison = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">="}.get(
-            alarm.get("ComparisonOperator", ""), alarm.get("ComparisonOperator", ""))
-        alarms.append({
-            "name": alarm_name, "state": alarm.get("StateValue", ""), "managed": alarm_name in observed.managed,
-            "condition": f"{alarm.get('MetricName')} {alarm.get('Statistic', '')} {comparison} "
-                         f"{alarm.get('Threshold', 0):g} ({alarm.get('Period')} s x {alarm.get('EvaluationPeriods')})",
-        })
-    if info is None:
-        status = "function deleted: run `targets remove` to clean up"
-    else:
-        changes, _ = targets.plan_add(name, tag_function=True)
-        status = "in sync" if not changes else f"drift: {len(changes)} change(s) - run `targets add {name}`"
-    return {
-        "function": name,
-        "memorySize": info.memory_size if info else None,
-        "tagged": observed.tagged,
-        "status": status,
-        "alarms": alarms,
-        "filters": sorted(observed.filters),
-        "logGroup": observed.log_group,
-    }
+def member_listing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """A member account's targets, from the central targets function: only the central workflow's roles may assume
+    the member role, so the operator asks the function rather than the member account."""
+    account = str(args.account)
+    if not re.fullmatch(r"\d{12}", account):
+        raise CommandError(f"--account {account!r}: a 12-digit account id")
+    request: dict[str, Any] = {"action": "list", "account": account}
+    if args.account_region:
+        request["region"] = args.account_region
+    name = f"lambda-auto-repair-targets-{environment(args)}"
+    response = client(args, "lambda").invoke(FunctionName=name, Payload=json.dumps(request).encode())
+    payload = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        message = payload.get("errorMessage") if isinstance(payload, dict) else payload
+        raise CommandError(f"{name}: {message}")
+    return list(payload.get("targets") or [])
 
 
 @reports_errors(TargetsError)
 def run_list(args: argparse.Namespace) -> int:
-    targets = _targets(args)
-    names = sorted(set(targets.onboarded()) | set(targets.opted_in()))
-    items = [describe(targets, name) for name in names]
+    if getattr(args, "account", None):
+        items = member_listing(args)
+    else:
+        items = _targets(args).listing()
     if args.json:
         print_json(items)
         return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from auto_repair import aws
+from auto_repair import accounts, aws
 from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.notifier import notify
@@ -24,10 +24,11 @@ IN_PROGRESS = (IncidentStatus.OPEN, IncidentStatus.AWAITING_APPROVAL)
 
 
 def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: datetime) -> dict[str, Any]:
-    name = alarm["functionName"]
+    name = accounts.key_of(alarm)  # a member's incidents are under <account>:<region>:<function>
     open_incidents = [
         i for i in store.list_incidents(function_name=name, limit=20)
-        if i.get("status") in RECOVERABLE and not i.get("recoveredAt") and i.get("outcome") != AlarmOutcome.INVALID
+        if i.get("status") in RECOVERABLE and not i.get("recoveredAt")
+        and i.get("outcome") not in (AlarmOutcome.INVALID, AlarmOutcome.REFUSED)
         and i.get("alarmName") == alarm.get("alarmName")
     ]
     if not open_incidents:
@@ -46,7 +47,9 @@ def handle_ok(alarm: dict[str, Any], store: IncidentStore, sns: Any, now: dateti
                           status=IncidentStatus.RECOVERED if incident.get("status") != IncidentStatus.FAILED
                           else IncidentStatus.FAILED)
     # The incident's ALARM record is the alarm model it started from.
-    context = cast(WorkflowContext, {"alarm": {**incident, "stateReason": alarm.get("stateReason", ""),
+    # The record's functionName is the key; the notice names the function (and where it lives).
+    context = cast(WorkflowContext, {"alarm": {**incident, "functionName": incident.get("function") or
+                                               incident.get("functionName"), "stateReason": alarm.get("stateReason", ""),
                                                "stateChangeTime": alarm.get("stateChangeTime", "")}})
     sent = notify(context, Notice.RECOVERY, environment=get_settings().environment, sns=sns, topic_arn=get_settings().topic_arn,
                   store=store, incident_id=incident["incidentId"])
@@ -64,6 +67,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if alarm["outcome"] == AlarmOutcome.INVALID or not alarm.get("functionName"):
         logger.warning("coordinator ignored event", extra={"reason": alarm.get("reason")})
         return {"action": "none", "reason": alarm.get("reason")}
+    settings = get_settings()
+    if settings.organization_mode:
+        # A recovery closes an incident: only a believable event from an allowed member may do that.
+        home_account, home_region = context.invoked_function_arn.split(":")[4], context.invoked_function_arn.split(":")[3]
+        why = accounts.refusal(event, settings=settings, home_account=home_account, home_region=home_region,
+                               org_accounts=accounts.org_accounts)
+        if why:
+            logger.warning("coordinator refused event", extra={"reason": why, "account": alarm.get("account")})
+            metrics.add_metric(name="RecoveriesRefused", unit="Count", value=1)
+            return {"action": "refused", "reason": f"event refused: {why}"}
+        identity = accounts.event_identity(event, alarm["functionName"], home_account=home_account,
+                                           home_region=home_region)
+        alarm = {**alarm, "functionKey": identity.key, "account": identity.account, "region": identity.region}
     if alarm["currentState"] == "OK" and alarm.get("previousState") == "ALARM":
         store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
         result = handle_ok(alarm, store, aws.client("sns"), utc_now())

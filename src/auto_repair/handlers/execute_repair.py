@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import approvals, aws, guards, memory_history, settle
+from auto_repair import accounts, approvals, aws, guards, memory_history, settle
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -33,10 +33,11 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
     settings = get_settings()
     paused = guards.read_kill_switch(aws.client("ssm"), settings.paused_parameter)
     # Unreadable: refuse to lower memory rather than guess (the error takes the failure path, which notifies).
-    known_bad = memory_history.known_bad_size(aws.table(settings.state_table), workflow["alarm"]["functionName"],
+    known_bad = memory_history.known_bad_size(aws.table(settings.state_table), accounts.key_of(workflow["alarm"]),
                                               now=time.time())
+    lambda_client = accounts.clients_for(accounts.identity_of(workflow["alarm"]), execution_id).client("lambda")
     try:
-        result = rollback_run(workflow, execution_id, store=store, lambda_client=aws.client("lambda"),
+        result = rollback_run(workflow, execution_id, store=store, lambda_client=lambda_client,
                               audit=AuditLog(aws.table(settings.audit_table), settings.audit_retention_days),
                               paused=paused,
                               paused_parameter=settings.paused_parameter, actor=settings.function_name,
@@ -60,7 +61,7 @@ def _trim_undone(workflow: WorkflowContext, execution_id: str, result: Rollback,
     verification: dict[str, Any] = dict(workflow.get("verification") or {})
     oom = bool((verification.get("after") or {}).get("oom"))
     known_bad = settle.record_undone_trim(
-        aws.table(get_settings().state_table), workflow["repair"]["functionName"],
+        aws.table(get_settings().state_table), accounts.key_of(workflow["alarm"]),
         trimmed_to=int(workflow["repair"]["newMemory"]), raised_to=int(result.get("restoredMemory") or 0),
         at=time.time(), execution_id=execution_id, oom=oom, evidence=str(verification.get("reason", "")))
     result = {**result, "trimUndone": True, "knownBad": known_bad}
@@ -75,11 +76,11 @@ def _raise_undoes_trim(result: dict[str, Any], execution_id: str, audit: AuditLo
     if result.get("status") != RepairStatus.SUCCEEDED or result.get("trim"):
         return
     try:
-        undone = settle.trim_undone_by_raise(audit.for_function(result["functionName"]), int(result["originalMemory"]),
-                                             execution_id)
+        key = result.get("functionKey") or result["functionName"]
+        undone = settle.trim_undone_by_raise(audit.for_function(key), int(result["originalMemory"]), execution_id)
         if undone is None:
             return
-        settle.record_undone_trim(aws.table(get_settings().state_table), result["functionName"],
+        settle.record_undone_trim(aws.table(get_settings().state_table), key,
                                   trimmed_to=undone.after, raised_to=int(result["newMemory"]), at=time.time(),
                                   execution_id=execution_id, oom=True,
                                   evidence=f"alarm after the trim {undone.before} -> {undone.after} MB "
@@ -104,6 +105,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if event.get("action") == TaskAction.ROLLBACK:
         return dict(rollback(workflow, execution_id, store, deadline))
     started = now_iso()
+    # The function is read and changed in its own account and region (the member role, organisation mode).
+    identity = accounts.identity_of(workflow["alarm"])
+    lambda_client = accounts.clients_for(identity, execution_id).client("lambda")
     try:
         request = build_request(workflow, execution_id, max_memory=settings.max_memory_mb,
                                 allow_alias_update=settings.allow_alias_update)
@@ -113,10 +117,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # Guards right before the mutation: a person's approval that still applies, the kill switch, then the
         # hourly budget (a refused approval takes no unit). Blocked = nothing changed.
         blocked = None if request["dryRun"] else approvals.refusal(
-            workflow, request, state_table=aws.table(settings.state_table), cloudwatch=aws.client("cloudwatch"),
-            lambda_client=aws.client("lambda")) or guards.mutation_gate(
+            workflow, request, state_table=aws.table(settings.state_table),
+            cloudwatch=accounts.clients_for(identity, execution_id).client("cloudwatch"),
+            lambda_client=lambda_client) or guards.mutation_gate(
             ssm=aws.client("ssm"), parameter=settings.paused_parameter, limit=settings.max_repairs_per_hour,
-            store=guards.GuardStore(aws.table(settings.state_table)), now=time.time())
+            store=guards.GuardStore(aws.table(settings.state_table)), now=time.time(),
+            # Organisation mode: each account has its own hourly budget inside the global one.
+            account=identity.account if settings.organization_mode else "",
+            account_limit=settings.member_max_repairs_per_hour)
         if blocked:
             result = {**guards.blocked_repair(request, blocked, current_memory=request["currentMemory"],
                                               started=started), "step": request["step"]}
@@ -126,7 +134,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.warning("repair blocked by a guard", extra=blocked)
             return result
         audit = AuditLog(aws.table(settings.audit_table), settings.audit_retention_days)
-        result = execute_repair(request, lambda_client=aws.client("lambda"), audit=audit,
+        result = execute_repair(request, lambda_client=lambda_client, audit=audit,
                                 actor=settings.function_name, reason=repair_reason(workflow), deadline=deadline)
         result["step"] = request["step"]
         _raise_undoes_trim(result, execution_id, audit)

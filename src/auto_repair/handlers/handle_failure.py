@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from auto_repair import aws, guards
+from auto_repair import accounts, aws, guards
 from auto_repair.alarm_event import parse_alarm_event
 from auto_repair.clock import now_iso
 from auto_repair.notification import build
@@ -56,12 +56,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     incident_id = meta.get("executionId") or alarm.get("executionId", "")
     store = IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days)
     record = {"error": str(error.get("Error", ""))[:256], "cause": _cause(error), "failedAt": now_iso(),
-              "functionName": alarm.get("functionName", "")}
+              "functionName": alarm.get("functionName", ""), **accounts.place_of(alarm)}
     # Recording is best effort here: the notification must go out even if DynamoDB is what failed.
     try:
         store.put(incident_id, RecordType.FAILURE, record)
         store.update_incident(incident_id, status=IncidentStatus.FAILED, outcome=Notice.FAILURE, endTime=now_iso(),
-                              error=record["error"], functionName=alarm.get("functionName") or "(none)",
+                              error=record["error"], functionName=accounts.key_of(alarm) or "(none)",
                               startTime=meta.get("startTime") or now_iso())
     except Exception:
         logger.exception("could not record the failure")

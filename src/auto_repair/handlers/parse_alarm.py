@@ -2,6 +2,10 @@
 
 It is also the workflow's admission: a repair starts only for the first delivery of an alarm state change,
 for a function in scope, not locked by another run and not in its cooldown (see auto_repair.guards).
+
+Organisation mode (auto_repair.accounts): the event body is not believed. Its account must be the account of the
+alarm ARN, an allowed member, in an allowed region; otherwise the event is REFUSED (recorded, audited, notified).
+An admitted member's function is read through the member role and keyed ``<account>:<region>:<function>``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import aws, guards
+from auto_repair import accounts, aws, guards
 from auto_repair.alarm_event import as_state_change, parse_alarm_event
 from auto_repair.clock import now_iso
 from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.outcomes import AlarmOutcome, GuardOutcome
+from auto_repair.outcomes import AlarmOutcome, AuditPhase, GuardOutcome
 from auto_repair.policy import from_tags
-from auto_repair.records import IncidentStore
+from auto_repair.records import AuditLog, IncidentStore
 from auto_repair.settings import Settings, get_settings
 
 
@@ -71,6 +75,42 @@ def enrich_from_alarm(alarm: dict[str, Any], cloudwatch: Any) -> dict[str, Any]:
     }
 
 
+def trust(alarm: dict[str, Any], raw: Any, settings: Settings, *, home_account: str, home_region: str,
+          org_accounts: Any = None) -> dict[str, Any]:
+    """Apply the trust check (auto_repair.accounts.refusal) and, in organisation mode, put the function's key,
+    account and region in the model. Single-account mode checks only what today would repair (PROCEED), so every
+    other outcome stays exactly as today's; organisation mode checks every readable event."""
+    if alarm["outcome"] == AlarmOutcome.INVALID or (not settings.organization_mode
+                                                    and alarm["outcome"] != AlarmOutcome.PROCEED):
+        return alarm
+    why = accounts.refusal(raw, settings=settings, home_account=home_account, home_region=home_region,
+                           org_accounts=org_accounts or accounts.org_accounts)
+    if why:
+        # Keyed apart from any real function of that name, so a forged event never lands in its history.
+        claimed = f"{alarm.get('account') or '?'}:{alarm.get('region') or '?'}:{alarm.get('functionName') or '(none)'}"
+        return {**alarm, "outcome": AlarmOutcome.REFUSED, "needsHuman": True, "functionKey": claimed,
+                "reason": f"event refused: {why}"}
+    if not settings.organization_mode or not alarm.get("functionName"):
+        return alarm
+    identity = accounts.event_identity(raw, alarm["functionName"], home_account=home_account, home_region=home_region)
+    return {**alarm, "functionKey": identity.key, "account": identity.account, "region": identity.region,
+            "partition": identity.partition}
+
+
+def audit_refusal(alarm: dict[str, Any], execution_id: str, settings: Settings) -> None:
+    """An audit entry for a refused event (who claimed what, and why it was not believed). Best effort: the
+    incident record and the notice say the same, and a refusal must never fail the workflow."""
+    try:
+        AuditLog(aws.table(settings.audit_table), settings.audit_retention_days).record(
+            function_name=accounts.key_of(alarm), execution_id=execution_id, phase=AuditPhase.REFUSED,
+            action="REFUSE_EVENT", actor=settings.function_name, reason=str(alarm.get("reason", "")),
+            details={k: alarm.get(k) for k in ("alarmId", "alarmName", "eventId", "functionName", "stateChangeTime")},
+            place={"account": str(alarm.get("account") or ""), "region": str(alarm.get("region") or "")})
+    except Exception:  # noqa: BLE001 - recorded in the incident and notified regardless
+        logger.exception("could not audit the refused event")
+        metrics.add_metric(name="RefusalAuditFailed", unit="Count", value=1)
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -83,20 +123,27 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     execution_id = meta.get("executionId") or context.aws_request_id
     account = context.invoked_function_arn.split(":")[4]
     region = context.invoked_function_arn.split(":")[3]
-    alarm = parse_alarm_event(raw, account=account, region=region)
+    settings = get_settings()
+    # Single-account mode: an event for another account or region is IGNORED by the parser, as always.
+    alarm = (parse_alarm_event(raw) if settings.organization_mode
+             else parse_alarm_event(raw, account=account, region=region))
+    alarm = trust(alarm, raw, settings, home_account=account, home_region=region)
     state = guards.GuardStore(aws.table(get_settings().state_table))
     # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
     alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
-    if alarm["outcome"] == AlarmOutcome.PROCEED:
-        alarm = check_target(alarm, get_settings(), aws.client("lambda"))
+    # Clients in the function's account and region: assumed only for an admitted member's event.
+    clients = (accounts.clients_for(accounts.identity_of(alarm), execution_id)
+               if alarm["outcome"] == AlarmOutcome.PROCEED else None)
+    if clients is not None:
+        alarm = check_target(alarm, get_settings(), clients.client("lambda"))
     if alarm["outcome"] == AlarmOutcome.PROCEED:
         lock_ttl = guards.lock_ttl_seconds(get_settings().verification_wait_seconds, get_settings().approval_timeout_seconds,
                                            bool(alarm["settings"].get("approvalRequired")),
                                            max_steps=get_settings().max_repair_steps)
         alarm = guards.admit_function(alarm, state, owner=execution_id, lock_ttl=lock_ttl,
                                       cooldown_minutes=get_settings().repair_cooldown_minutes, now=time.time())
-    if alarm["outcome"] == AlarmOutcome.PROCEED:
-        alarm = enrich_from_alarm(alarm, aws.client("cloudwatch"))
+    if alarm["outcome"] == AlarmOutcome.PROCEED and clients is not None:
+        alarm = enrich_from_alarm(alarm, clients.client("cloudwatch"))
     alarm.update(
         executionId=execution_id,
         executionArn=meta.get("executionArn", ""),
@@ -106,8 +153,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )
+    if alarm["outcome"] == AlarmOutcome.REFUSED:
+        audit_refusal(alarm, execution_id, get_settings())
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
-                                       "functionName": alarm.get("functionName")})
+                                       "functionName": alarm.get("functionName"), **accounts.place_of(alarm)})
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
     return alarm

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from auto_repair import approvals, aws
+from auto_repair import accounts, approvals, aws
 from auto_repair.controller import approval_ceiling
 from auto_repair.evidence_store import series_average
 from auto_repair.notifier import notify
@@ -42,7 +42,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     request = {
         "approvalId": approval_id,
         "change": {"functionName": alarm["functionName"], "memoryBefore": current, "memoryAfter": target,
-                   "ceilingMemory": ceiling, "maxSteps": steps},
+                   "ceilingMemory": ceiling, "maxSteps": steps,
+                   # Organisation mode: which account's function the approver is asked about.
+                   **{k: v for k, v in accounts.place_of(alarm).items() if k != "functionKey"}},
         "ceiling": (f"first {current:,} -> {target:,} MB; if verification still shows memory failures, up to "
                     f"{ceiling:,} MB in at most {steps} step{'s' if steps > 1 else ''} (a new approval beyond it)"),
         "estimatedCostChange": cost,

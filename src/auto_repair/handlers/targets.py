@@ -7,7 +7,9 @@ Invoked by EventBridge:
 * ``Tag Change on Resource`` events for Lambda functions and CloudTrail ``UpdateFunctionConfiguration`` calls:
   reconcile just that function (a memory change moves the utilisation bands, see ``auto_repair.targets``);
 * by hand: ``{"action": "reconcile"}`` or ``{"action": "sweep", "threshold": 70}``, each optionally limited to
-  ``"functions": [...]``;
+  ``"functions": [...]``; in organisation mode ``{"action": "reconcile", "account": "<member>", "region": ...}``
+  onboards functions of a member account through the member role (their alarms reach the central bus through
+  the member stack's forwarding rule, so they need no alarm action);
 * a team's alarm topic (SNS subscription, ``auto-repair targets add --from-topic``) or a CloudWatch Lambda alarm
   action: each ALARM state change starts the workflow with it rewritten as the EventBridge event
   (``alarm_event.alarm_deliveries``). This function already may start the workflow (the sweep), so this path
@@ -27,12 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import aws, memory_history, settle
+from auto_repair import accounts, aws, memory_history, settle
 from auto_repair.alarm_event import LAMBDA_ACTION, SNS, alarm_deliveries, delivery_format, parse_alarm_event
 from auto_repair.clock import parse_time, utc_now
 from auto_repair.errors import error_code
@@ -57,6 +60,42 @@ from auto_repair.targets import (
 )
 
 SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore"
+# ``auto-repair targets list --account``: what is onboarded in a member account, read through the member role.
+LIST = "list"
+_ACCOUNT = re.compile(r"\d{12}\Z")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
+
+
+def member_target(event: Any, action: str, *, home_account: str, home_region: str,
+                  partition: str = "aws") -> accounts.Identity | None:
+    """The member account (and region) a manual request names, or None for the central account.
+
+    Only organisation mode, only an allowed member and region, and only ``reconcile``: the sweep and the trims
+    start workflows from the central account's own metrics and stay there.
+    """
+    account = event.get("account") if isinstance(event, dict) else None
+    region = event.get("region") if isinstance(event, dict) else None
+    if account in (None, "") and region in (None, ""):
+        return None
+    account, region = account or home_account, region or home_region
+    if not isinstance(account, str) or not _ACCOUNT.match(account):
+        raise TargetsError(f"'account' must be a 12-digit account id, got {str(account)[:40]!r}")
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise TargetsError(f"'region' must be a region name like eu-west-1, got {str(region)[:40]!r}")
+    if (account, region) == (home_account, home_region):
+        return None
+    settings = get_settings()
+    if not settings.organization_mode:
+        raise TargetsError(f"account {account} / {region} is not this account: onboarding another account needs "
+                           "organisation mode (ORGANIZATION_ID)")
+    if action not in (RECONCILE, LIST):
+        raise TargetsError(f"'{action}' runs in the central account only; a member account's functions are "
+                           "onboarded with the action 'reconcile' and listed with 'list'")
+    why = accounts.member_refusal(account, region, settings=settings, home=(home_account, home_region),
+                                  org_accounts=accounts.org_accounts)
+    if why:
+        raise TargetsError(f"refused: {why}")
+    return accounts.Identity(account, region, "", home=False, partition=partition)
 
 
 def _function_from_arn(arn: str) -> str:
@@ -70,7 +109,7 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
     if not isinstance(event, dict):
         return IGNORE, None, {"reason": "event is not an object"}
     action = event.get("action")
-    if action in (SCHEDULED, RECONCILE, SWEEP):
+    if action in (SCHEDULED, RECONCILE, SWEEP, LIST):
         functions = event.get("functions")
         if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
             raise TargetsError("'functions' must be a list of function names")
@@ -243,11 +282,24 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"action": action, **options}
     _, partition, _, region, account = context.invoked_function_arn.split(":")[:5]
     settings = load_settings(aws.client("ssm"), environment)
-    targets = Targets(
-        lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"), logs=aws.client("logs"),
-        settings=settings, actions=[topic_arn(environment, partition=partition, region=region, account=account)],
-    )
-    out: dict[str, Any] = {"action": action}
+    member = member_target(event, action, home_account=account, home_region=region, partition=partition)
+    if member is not None:
+        # The member role: the session names this invocation, so the member's CloudTrail shows who onboarded.
+        clients = accounts.clients_for(member, f"targets-{context.aws_request_id}")
+        targets = Targets(lambda_client=clients.client("lambda"), cloudwatch=clients.client("cloudwatch"),
+                          logs=clients.client("logs"), settings=settings, actions=[])
+    else:
+        targets = Targets(
+            lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"), logs=aws.client("logs"),
+            settings=settings, actions=[topic_arn(environment, partition=partition, region=region, account=account)],
+        )
+    out: dict[str, Any] = {"action": action, **({"account": member.account, "region": member.region} if member
+                                                else {})}
+    if action == LIST:
+        listed = targets.listing()
+        out["targets"] = [t for t in listed if functions is None or t["function"] in functions]
+        logger.info("targets listed", extra={"count": len(out["targets"])})
+        return out
     if action in (SCHEDULED, RECONCILE):
         results = targets.reconcile(only=functions)
         out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]

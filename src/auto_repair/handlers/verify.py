@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from auto_repair import aws, memory_history, settle
+from auto_repair import accounts, aws, memory_history, settle
 from auto_repair.clock import now_iso, parse_time, utc_now
 from auto_repair.collect import SERIES, get_log_lines, get_series
 from auto_repair.controller import StepDecision, next_step
@@ -85,7 +85,8 @@ def decide_step(workflow: WorkflowContext, verdict: dict[str, Any], before: Wind
     """The step history with this step, the controller's decision and what it means for rollback."""
     settings = get_settings()
     alarm, repair = workflow["alarm"], workflow["repair"]
-    name, step_no = alarm["functionName"], int(repair.get("step") or 1)
+    # Known-bad sizes are kept under the function's key (<account>:<region>:<function> for a member's).
+    name, step_no = accounts.key_of(alarm), int(repair.get("step") or 1)
     earlier = [s for s in (workflow.get("verification") or {}).get("steps") or [] if int(s["step"]) < step_no]
     rate_before = float(earlier[-1]["errorRateAfter"]) if earlier else before.error_rate
     this = repair_step(step_no, repair, verdict, rate_before=rate_before, after=after)
@@ -143,10 +144,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     resource = f"{name}:{alias['name']}" if alias.get("name") else None
     # Collect summarised the window before the repair; its series and lines are in the evidence bucket.
     before = window_before(evidence)
-    series, missing = get_series(aws.client("cloudwatch"), name, repaired_at, now, period, resource)
+    # The function's metrics and logs are in its own account and region (the member role there).
+    clients = accounts.clients_for(accounts.identity_of(alarm), execution_id)
+    series, missing = get_series(clients.client("cloudwatch"), name, repaired_at, now, period, resource)
     # The function's configured log group (LoggingConfig.LogGroup), as the collector found it.
     group = (evidence.get("function") or {}).get("logGroup")
-    lines, miss = get_log_lines(aws.client("logs"), name, repaired_at, now, version=version, group=group)
+    lines, miss = get_log_lines(clients.client("logs"), name, repaired_at, now, version=version, group=group)
     memory = int(repair.get("newMemory") or 0)
     after = window_stats(series, lines, memory_size=memory or None)
     verdict = compare(before, after, alarm_metric=alarm.get("metricName") or "Errors",

@@ -146,6 +146,41 @@ class Targets:
             return False
         return self._in_scope(self.lambda_client.list_tags(Resource=info.arn).get("Tags", {}))
 
+    def describe(self, name: str) -> dict[str, Any]:
+        """One onboarded (or opted-in) function: its alarms with state, its filters, and whether all is in sync."""
+        info = self.function(name)
+        observed = self.observe(name, info)
+        alarms = []
+        for alarm_name in alarm_names(name, self.settings.environment):
+            alarm = observed.alarms.get(alarm_name)
+            if alarm is None:
+                continue
+            comparison = {"GreaterThanThreshold": ">", "GreaterThanOrEqualToThreshold": ">="}.get(
+                alarm.get("ComparisonOperator", ""), alarm.get("ComparisonOperator", ""))
+            alarms.append({
+                "name": alarm_name, "state": alarm.get("StateValue", ""), "managed": alarm_name in observed.managed,
+                "condition": f"{alarm.get('MetricName')} {alarm.get('Statistic', '')} {comparison} "
+                             f"{alarm.get('Threshold', 0):g} ({alarm.get('Period')} s x {alarm.get('EvaluationPeriods')})",
+            })
+        if info is None:
+            status = "function deleted: run `targets remove` to clean up"
+        else:
+            changes, _ = self.plan_add(name, tag_function=True)
+            status = "in sync" if not changes else f"drift: {len(changes)} change(s) - run `targets add {name}`"
+        return {
+            "function": name,
+            "memorySize": info.memory_size if info else None,
+            "tagged": observed.tagged,
+            "status": status,
+            "alarms": alarms,
+            "filters": sorted(observed.filters),
+            "logGroup": observed.log_group,
+        }
+
+    def listing(self) -> list[dict[str, Any]]:
+        """Every onboarded or opted-in function, described (``auto-repair targets list``)."""
+        return [self.describe(name) for name in sorted(set(self.onboarded()) | set(self.opted_in()))]
+
     # ---- changing
     def plan_add(self, name: str, *, tag_function: bool = True) -> tuple[list[Change], FunctionInfo]:
         check_function_name(name)
