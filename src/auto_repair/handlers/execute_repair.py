@@ -113,7 +113,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                 allow_alias_update=settings.allow_alias_update)
         if request.get("trim"):
             request["knownBad"] = memory_history.known_bad_size(aws.table(settings.state_table),
-                                                                request["functionName"], now=time.time())
+                                                                accounts.key_of(workflow["alarm"]), now=time.time())
         # Guards right before the mutation: a person's approval that still applies, the kill switch, then the
         # hourly budget (a refused approval takes no unit). Blocked = nothing changed.
         blocked = None if request["dryRun"] else approvals.refusal(
