@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "lambda-auto-repair-main.yaml"
 FUNCTIONS = REPO / "lambda-auto-repair-functions.yaml"
 MEMBER = REPO / "lambda-auto-repair-member.yaml"
+MONITORING = REPO / "lambda-auto-repair-monitoring.yaml"
 
 # The central roles that assume the member role (ORG-CONTRACT): role name kind -> logical id in the main template.
 CENTRAL_ROLES = {
@@ -392,10 +393,12 @@ def test_organisation_mode_opens_the_bus_to_the_organisation_only(functions: dic
     # AND the workflow's roles may assume the member role, in the organisation's accounts only
     access = resources["MemberAccessPolicy"]["Properties"]
     assert sorted(access["Roles"]) == sorted(f"lambda-auto-repair-{kind}-prod" for kind in CENTRAL_ROLES)
-    (assume,) = access["PolicyDocument"]["Statement"]
+    assume, accounts = access["PolicyDocument"]["Statement"]
     assert sorted(as_list(assume["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
     assert assume["Resource"] == "arn:aws:iam::*:role/lambda-auto-repair-member-prod"
     assert assume["Condition"] == {"StringEquals": {"aws:ResourceOrgID": ORG_ID}}
+    # AND may list the organisation's accounts (MemberAccounts '': a member must be ACTIVE in it), nothing else
+    assert (accounts["Effect"], accounts["Action"], accounts["Resource"]) == ("Allow", "organizations:ListAccounts", "*")
     assert "ManagedPolicyName" not in access  # unnamed: the functions stack needs CAPABILITY_IAM only
     # AND every workflow function reads the organisation settings
     functions_seen = 0
@@ -427,3 +430,21 @@ def test_organisation_parameter_patterns_accept_the_contract_and_reject_garbage(
     good, bad = PATTERN_CASES[name]
     assert [g for g in good if not pattern.fullmatch(g)] == []
     assert [b for b in bad if pattern.fullmatch(b)] == []
+
+
+@pytest.mark.parametrize("org", ["", ORG_ID], ids=["single-account", "organisation"])
+def test_targets_function_reads_the_same_organisation_settings(org: str) -> None:
+    # GIVEN the monitoring stack (its targets function onboards member accounts' functions) with the organisation
+    # parameters deploy.sh passes it from the same parameters/<env>.json as the functions stack
+    monitoring, functions = load(MONITORING), load(FUNCTIONS)
+    for name in ("OrganizationId", "MemberAccounts", "MemberRegions"):
+        assert monitoring["Parameters"][name]["AllowedPattern"] == functions["Parameters"][name]["AllowedPattern"]
+        assert monitoring["Parameters"][name]["Default"] == ""
+    params = {"Environment": "dev", "MainStackName": "lambda-auto-repair-main-dev", "OrganizationId": org,
+              "MemberAccounts": "111111111111", "MemberRegions": "eu-west-1"}
+    resources = render(monitoring, params, CENTRAL_ACCOUNT, "us-east-1")
+    # THEN the targets function reads them as the workflow functions do
+    variables = resources["TargetsFunction"]["Properties"]["Environment"]["Variables"]
+    assert [variables[k] for k in ORG_ENVIRONMENT] == [org, "111111111111", "eu-west-1",
+                                                       "lambda-auto-repair-member-dev"]
+    assert not {r["Type"] for r in resources.values()} & {"AWS::IAM::ManagedPolicy", "AWS::Events::EventBusPolicy"}

@@ -48,6 +48,7 @@ STAR_RESOURCE_JUSTIFIED = {
     "logs:DescribeResourcePolicies": "Step Functions log delivery (vended logs) requires Resource *",
     "logs:DescribeLogGroups": "Step Functions log delivery (vended logs) requires Resource *",
     "sts:GetCallerIdentity": "GetCallerIdentity has no resource-level permissions (the approver's identity)",
+    "organizations:ListAccounts": "ListAccounts has no resource-level permissions (organisation mode: members)",
 }
 # Roles people assume rather than a service: used by no resource of the stacks.
 HUMAN_ROLES = {"ApproverRole": "auto-repair approve|reject (README, Approving)"}
