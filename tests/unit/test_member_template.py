@@ -41,7 +41,7 @@ CENTRAL_ACCOUNT = "999988887777"
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"
 ORG_ENVIRONMENT = ["ORGANIZATION_ID", "MEMBER_ACCOUNTS", "MEMBER_REGIONS", "MEMBER_ROLE_NAME"]
-ORG_PARAMETERS = ["OrganizationId", "OrganizationPaths", "MemberAccounts", "MemberRegions"]
+ORG_PARAMETERS = ["OrganizationId", "OrganizationPaths", "MemberAccounts", "MemberRegions", "MemberMaxRepairsPerHour"]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -348,9 +348,10 @@ def functions_params(**org: str) -> dict[str, str]:
 
 def test_single_account_functions_stack_has_no_organisation_resources(functions: dict) -> None:
     # GIVEN the functions template with its defaults (OrganizationId '') WHEN rendered
-    for name in ORG_PARAMETERS:
+    for name in ORG_PARAMETERS[:4]:
         assert functions["Parameters"][name]["Default"] == ""
         assert re.match(functions["Parameters"][name]["AllowedPattern"], ""), name
+    assert functions["Parameters"]["MemberMaxRepairsPerHour"]["Default"] == "0"
     resources = render(functions, functions_params(), CENTRAL_ACCOUNT, "us-east-1")
     # THEN no bus policy and no IAM resource: exactly today's single-account stack
     kinds = {r["Type"] for r in resources.values()}
@@ -409,6 +410,9 @@ def test_organisation_mode_opens_the_bus_to_the_organisation_only(functions: dic
             assert [variables[k] for k in ORG_ENVIRONMENT] == [
                 ORG_ID, "111111111111,222222222222", "us-east-1,eu-west-1", "lambda-auto-repair-member-prod"], logical
     assert functions_seen == 9
+    # AND the executor, which counts the hourly budget, reads the per-account limit beside the global one
+    execute = resources["ExecuteRepairFunction"]["Properties"]["Environment"]["Variables"]
+    assert execute["MEMBER_MAX_REPAIRS_PER_HOUR"] == "0" and "MAX_REPAIRS_PER_HOUR" in execute
 
 
 PATTERN_CASES = {
@@ -421,6 +425,7 @@ PATTERN_CASES = {
                        ["11111111111", "111111111111,", "111111111111, 222222222222", "all"]),
     "MemberRegions": (["", "eu-west-1", "us-east-1,eu-west-1", "us-gov-west-1"],
                       ["eu-west", "EU-WEST-1", "us-east-1,", "*"]),
+    "MemberMaxRepairsPerHour": (["0", "1", "25", "9999"], ["", "-1", "01", "10000", "1.5"]),
 }
 
 
