@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TEMPLATES := lambda-auto-repair-main.yaml lambda-auto-repair-functions.yaml lambda-auto-repair-monitoring.yaml
+TEMPLATES := lambda-auto-repair-main.yaml lambda-auto-repair-functions.yaml lambda-auto-repair-monitoring.yaml lambda-auto-repair-member.yaml
 SCRIPTS := deploy.sh validate-deployment.sh $(wildcard scripts/*.sh)
 
 .PHONY: setup demo test lint unit functional e2e bench clean

@@ -11,6 +11,7 @@ readonly DEFAULT_LOCAL_EMAIL="local-ops@example.com"
 readonly MAIN_TEMPLATE="${ROOT_DIR}/lambda-auto-repair-main.yaml"
 readonly FUNCTIONS_TEMPLATE="${ROOT_DIR}/lambda-auto-repair-functions.yaml"
 readonly MONITORING_TEMPLATE="${ROOT_DIR}/lambda-auto-repair-monitoring.yaml"
+readonly MEMBER_TEMPLATE="${ROOT_DIR}/lambda-auto-repair-member.yaml"
 
 # shellcheck source=scripts/common.sh
 source "${ROOT_DIR}/scripts/common.sh"
@@ -24,6 +25,7 @@ source "${ROOT_DIR}/scripts/uploads.sh"
 usage() {
   cat <<EOF
 Usage: ${SCRIPT_NAME} --environment <dev|staging|prod|local> --email <address> [options]
+       ${SCRIPT_NAME} --member --environment <env> --central-account <id> --organization-id <o-...> [options]
 
 Deploys (creates or updates) the three Lambda Auto-Repair stacks in order:
   lambda-auto-repair-main-<env> -> code package upload -> lambda-auto-repair-functions-<env>
@@ -52,6 +54,17 @@ Options:
       --destroy               delete the deployment in reverse order (monitoring, functions, main),
                               emptying the buckets the main stack created (prod asks for
                               confirmation when run from a terminal)
+
+Organisation mode, member account (docs/DEPLOYMENT.md; many accounts: the StackSet roll-out there):
+      --member                deploy lambda-auto-repair-member-<env> into the current account and region
+                              (with the member account's credentials): the rule forwarding its Lambda
+                              alarm state changes to the central bus, and the role the central workflow
+                              assumes; with --destroy, delete that stack; with --dry-run, show it
+      --central-account ID    the central deployment's account (12 digits; required with --member)
+      --central-region R      the central deployment's region (default: --region)
+      --organization-id ID    the organisation (o-...) both accounts belong to (required with --member)
+      --roles-region R        the region whose member stack creates the account-wide IAM roles
+                              (default: this one; give it when adding a second region of one account)
   -h, --help                  show this help
 
 Environment: AWS_PROFILE, AWS_REGION / AWS_DEFAULT_REGION and AWS_ENDPOINT_URL are honoured;
@@ -63,6 +76,8 @@ Examples:
   ${SCRIPT_NAME} --environment dev --email test@example.com --dry-run
   ${SCRIPT_NAME} --local
   ${SCRIPT_NAME} --environment dev --destroy
+  ${SCRIPT_NAME} --member --environment prod --central-account 111122223333 --central-region us-east-1 \\
+      --organization-id o-a1b2c3d4e5 --region eu-west-1
 EOF
 }
 
@@ -89,6 +104,12 @@ OVERRIDES=()
 DEPLOYMENT_BUCKET=""
 CODE_SHA=""
 CODE_ZIP=""
+MEMBER=false
+CENTRAL_ACCOUNT=""
+CENTRAL_REGION=""
+ORGANIZATION_ID=""
+ROLES_REGION=""
+MEMBER_STACK=""
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -114,6 +135,15 @@ parse_args() {
       --local) LOCAL=true; shift ;;
       --package-only) MODE="package"; shift ;;
       --destroy) MODE="destroy"; shift ;;
+      --member) MEMBER=true; shift ;;
+      --central-account) need_value "$@"; CENTRAL_ACCOUNT="$2"; shift 2 ;;
+      --central-account=*) CENTRAL_ACCOUNT="${1#*=}"; shift ;;
+      --central-region) need_value "$@"; CENTRAL_REGION="$2"; shift 2 ;;
+      --central-region=*) CENTRAL_REGION="${1#*=}"; shift ;;
+      --organization-id) need_value "$@"; ORGANIZATION_ID="$2"; shift 2 ;;
+      --organization-id=*) ORGANIZATION_ID="${1#*=}"; shift ;;
+      --roles-region) need_value "$@"; ROLES_REGION="$2"; shift 2 ;;
+      --roles-region=*) ROLES_REGION="${1#*=}"; shift ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -122,6 +152,13 @@ parse_args() {
 
 check_args() {
   check_environment
+  if [[ "${MEMBER}" == true ]]; then
+    check_member_args
+    return 0
+  fi
+  if [[ -n "${CENTRAL_ACCOUNT}${CENTRAL_REGION}${ORGANIZATION_ID}${ROLES_REGION}" ]]; then
+    die "--central-account, --central-region, --organization-id and --roles-region go with --member (the central stacks take OrganizationId from parameters/${ENVIRONMENT}.json)"
+  fi
   if [[ "${MODE}" == "deploy" ]]; then
     if [[ -z "${EMAIL}" && "${LOCAL}" == true ]]; then
       EMAIL="${DEFAULT_LOCAL_EMAIL}"
@@ -146,6 +183,35 @@ check_args() {
   check_region
   if [[ "${DRY_RUN}" == true && "${MODE}" != "deploy" ]]; then
     die "--dry-run cannot be combined with --destroy or --package-only"
+  fi
+}
+
+# A member stack needs only the central deployment's coordinates; the central stacks' options mean nothing there.
+check_member_args() {
+  local region_pattern='^[a-z]{2}(-[a-z]+)+-[0-9]$'
+  [[ "${MODE}" != "package" ]] || die "--package-only cannot be combined with --member (a member stack has no code)"
+  if [[ -n "${EMAIL}${ENABLE_APPROVAL}${KNOWLEDGE_BASE_ID}${BEDROCK_MODEL_ID}${GUARDRAIL_ID}${GUARDRAIL_VERSION}" ]]; then
+    die "--email, --enable-approval, --knowledge-base-id and the Bedrock options configure the central stacks, not --member"
+  fi
+  if [[ "${DRY_RUN}" == true && "${MODE}" != "deploy" ]]; then
+    die "--dry-run cannot be combined with --destroy"
+  fi
+  check_region
+  if [[ "${MODE}" == "deploy" ]]; then
+    [[ -n "${CENTRAL_ACCOUNT}" ]] || die "--member needs --central-account (the account of the central deployment)"
+    [[ -n "${ORGANIZATION_ID}" ]] || die "--member needs --organization-id (the organisation, o-...)"
+  fi
+  if [[ -n "${CENTRAL_ACCOUNT}" ]] && ! [[ "${CENTRAL_ACCOUNT}" =~ ^[0-9]{12}$ ]]; then
+    die "invalid --central-account '${CENTRAL_ACCOUNT}' (expected a 12-digit account id)"
+  fi
+  if [[ -n "${ORGANIZATION_ID}" ]] && ! [[ "${ORGANIZATION_ID}" =~ ^o-[a-z0-9]{10,32}$ ]]; then
+    die "invalid --organization-id '${ORGANIZATION_ID}' (expected o- and 10-32 lowercase letters or digits)"
+  fi
+  if [[ -n "${CENTRAL_REGION}" ]] && ! [[ "${CENTRAL_REGION}" =~ ${region_pattern} ]]; then
+    die "invalid --central-region '${CENTRAL_REGION}' (expected a region such as us-east-1)"
+  fi
+  if [[ -n "${ROLES_REGION}" ]] && ! [[ "${ROLES_REGION}" =~ ${region_pattern} ]]; then
+    die "invalid --roles-region '${ROLES_REGION}' (expected a region such as us-east-1)"
   fi
 }
 
@@ -437,12 +503,122 @@ deploy_all() {
   info "Check:  ./validate-deployment.sh ${validate_args}"
 }
 
+# ---------------------------------------------------------------------------------------------- member account
+# The organisation the credentials' account belongs to; empty when it cannot be read (not in an organisation, or
+# no organizations:DescribeOrganization permission).
+caller_organization() {
+  aws organizations describe-organization --query 'Organization.Id' --output text 2>/dev/null || true
+}
+
+# Pre-flight for --member: the member template, the parameter file, and credentials of a member account of the
+# organisation (never the central account: its main stack already has the forwarding rule of the same name).
+check_member_account() {
+  local account_id="$1" organization
+  if [[ "${account_id}" == "${CENTRAL_ACCOUNT}" ]]; then
+    die "the credentials belong to the central account ${CENTRAL_ACCOUNT}; run --member with a member account's credentials (the central main stack already forwards its own alarms)"
+  fi
+  organization="$(caller_organization)"
+  if [[ -z "${organization}" || "${organization}" == "None" ]]; then
+    warn "could not read the organisation of account ${account_id} (organizations:DescribeOrganization); assuming it is in ${ORGANIZATION_ID}"
+  elif [[ "${organization}" != "${ORGANIZATION_ID}" ]]; then
+    die "account ${account_id} belongs to organisation ${organization}, not --organization-id ${ORGANIZATION_ID}"
+  fi
+}
+
+member_overrides() {
+  OVERRIDES=("Environment=${ENVIRONMENT}" "CentralAccountId=${CENTRAL_ACCOUNT}"
+    "CentralRegion=${CENTRAL_REGION:-${REGION}}" "OrganizationId=${ORGANIZATION_ID}")
+  [[ -z "${ROLES_REGION}" ]] || OVERRIDES+=("RolesRegion=${ROLES_REGION}")
+}
+
+deploy_member() {
+  local params role_arn bus_arn validate_args status
+  member_overrides
+  params="$(stack_parameters "${MEMBER_TEMPLATE}" "${OVERRIDES[@]}")"
+  if [[ "${DRY_RUN}" == true ]]; then
+    step "Dry run: validating the member template (nothing will be created or updated)"
+    validate_member_template || die "template validation failed"
+    status="$(stack_status "${MEMBER_STACK}")" || exit
+    if [[ "${status}" == "DOES_NOT_EXIST" ]]; then
+      step "Would create ${MEMBER_STACK} from ${MEMBER_TEMPLATE##*/} with parameters:"
+    else
+      step "Would update ${MEMBER_STACK} (${status}) from ${MEMBER_TEMPLATE##*/} with parameters:"
+    fi
+    jq -r '.[] | "      \(.ParameterKey) = \(.ParameterValue)"' <<<"${params}"
+    step "Dry run complete; nothing was changed"
+    return 0
+  fi
+  deploy_stack "${MEMBER_STACK}" "${MEMBER_TEMPLATE}" "${params}"
+  role_arn="$(stack_output "${MEMBER_STACK}" MemberRoleArn)" || exit
+  bus_arn="$(stack_output "${MEMBER_STACK}" CentralEventBusArn)" || exit
+  validate_args="--member --environment ${ENVIRONMENT} --region ${REGION}"
+  if [[ "${LOCAL}" == true ]]; then
+    validate_args+=" --local"
+  fi
+  step "Member stack of ${ENVIRONMENT} complete"
+  info "Stack:       ${MEMBER_STACK}"
+  info "Forwards to: ${bus_arn}"
+  info "Repair role: ${role_arn}"
+  info "Central:     OrganizationId=${ORGANIZATION_ID} in the functions stack (parameters/${ENVIRONMENT}.json)"
+  info "Check:       ./validate-deployment.sh ${validate_args}"
+}
+
+validate_member_template() {
+  local cfn_lint name output
+  cfn_lint="$(find_cfn_lint)"
+  name="$(basename "${MEMBER_TEMPLATE}")"
+  if [[ -z "${cfn_lint}" ]]; then
+    warn "cfn-lint not found; skipping the lint of ${name}"
+  elif output="$("${cfn_lint}" "${MEMBER_TEMPLATE}" 2>&1)"; then
+    info "cfn-lint ${name}: ok"
+  else
+    echo "${output}" >&2
+    echo "    cfn-lint ${name}: FAILED" >&2
+    return 1
+  fi
+  if output="$(aws cloudformation validate-template --template-body "file://${MEMBER_TEMPLATE}" 2>&1 >/dev/null)"; then
+    info "validate-template ${name}: ok"
+  else
+    echo "${output}" >&2
+    echo "    validate-template ${name}: FAILED" >&2
+    return 1
+  fi
+}
+
+member_main() {
+  local account_id
+  MEMBER_STACK="lambda-auto-repair-member-${ENVIRONMENT}"
+  if [[ "${MODE}" == "deploy" ]]; then
+    [[ -f "${MEMBER_TEMPLATE}" ]] || die "template not found: ${MEMBER_TEMPLATE}"
+    [[ -f "${PARAMETER_FILE}" ]] || die "parameter file not found: ${PARAMETER_FILE}"
+    jq -e 'type == "object"' "${PARAMETER_FILE}" >/dev/null 2>&1 ||
+      die "parameter file ${PARAMETER_FILE} is not a JSON object of {\"Key\": value}"
+  fi
+  configure_aws_access
+  start_local_cloud_if_needed
+  account_id="$(caller_account)" || exit
+  step "Lambda Auto-Repair (${ENVIRONMENT}) member account ${account_id}, region ${REGION}${AWS_ENDPOINT_URL:+, endpoint ${AWS_ENDPOINT_URL}}"
+  if [[ "${MODE}" == "destroy" ]]; then
+    delete_stack "${MEMBER_STACK}"
+    step "Member stack ${MEMBER_STACK} removed"
+    return 0
+  fi
+  check_member_account "${account_id}"
+  deploy_member
+}
+
 # ---------------------------------------------------------------------------------------------- main
 main() {
   parse_args "$@"
   check_args
 
   PARAMETER_FILE="${ROOT_DIR}/parameters/${ENVIRONMENT}.json"
+  if [[ "${MEMBER}" == true ]]; then
+    require_aws_cli_and_jq
+    find_python
+    member_main
+    return 0
+  fi
   MAIN_STACK="lambda-auto-repair-main-${ENVIRONMENT}"
   FUNCTIONS_STACK="lambda-auto-repair-functions-${ENVIRONMENT}"
   MONITORING_STACK="lambda-auto-repair-monitoring-${ENVIRONMENT}"

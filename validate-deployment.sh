@@ -17,6 +17,7 @@ DIE_STATUS=2
 usage() {
   cat <<USAGE
 Usage: ${SCRIPT_NAME} --environment <dev|staging|prod|local> [--region REGION] [--profile PROFILE] [--local]
+       ${SCRIPT_NAME} --member --environment <env> [--central-account ID] [--central-region R] [options]
 
 Checks the deployment's stacks, Lambda functions, state machine, event bus and rules, DynamoDB tables,
 notification topic and subscription, alarms and dashboard. Prints a line per check; for each problem
@@ -27,6 +28,11 @@ Options:
   -r, --region REGION     AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, profile, us-east-1)
   -p, --profile PROFILE   AWS CLI profile (default: AWS_PROFILE)
       --local             check the local cloud (http://127.0.0.1:\${AUTO_REPAIR_LOCAL_PORT:-4566})
+      --member            check a member account's stack lambda-auto-repair-member-<env> instead (organisation
+                          mode; the member account's credentials): the forwarding rule and its target (the
+                          central bus), the forwarder role, the repair role and whom it trusts
+      --central-account ID  with --member: the central account expected (default: the stack's parameter)
+      --central-region R    with --member: the central region expected (default: the stack's parameter)
   -h, --help              show this help
 USAGE
 }
@@ -39,6 +45,9 @@ STACKS=()
 PROBLEMS=0
 TOPIC_NAME=""
 TOPIC_ARN=""
+MEMBER=false
+CENTRAL_ACCOUNT=""
+CENTRAL_REGION=""
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -50,6 +59,11 @@ parse_args() {
       -p | --profile) need_value "$@"; PROFILE="$2"; shift 2 ;;
       --profile=*) PROFILE="${1#*=}"; shift ;;
       --local) LOCAL=true; shift ;;
+      --member) MEMBER=true; shift ;;
+      --central-account) need_value "$@"; CENTRAL_ACCOUNT="$2"; shift 2 ;;
+      --central-account=*) CENTRAL_ACCOUNT="${1#*=}"; shift ;;
+      --central-region) need_value "$@"; CENTRAL_REGION="$2"; shift 2 ;;
+      --central-region=*) CENTRAL_REGION="${1#*=}"; shift ;;
       -h | --help) usage; exit 0 ;;
       *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -323,14 +337,162 @@ check_dashboard() {
   fi
 }
 
+# ---------------------------------------------------------------------------------------------- member account
+# The central roles that may assume the member role (lambda-auto-repair-member.yaml, ORG-CONTRACT).
+CENTRAL_ROLE_KINDS=(parse-alarm collect execution verify request-approval handle-failure coordinator targets)
+
+# A parameter of the member stack (empty when the stack or the parameter is missing).
+member_stack_parameter() {
+  aws cloudformation describe-stacks --stack-name "lambda-auto-repair-member-${ENVIRONMENT}" --output json 2>/dev/null |
+    jq -r --arg k "$1" '[.Stacks[0].Parameters[]? | select(.ParameterKey == $k) | .ParameterValue][0] // ""'
+}
+
+check_member_forwarding() {
+  local rule="lambda-auto-repair-forward-alarms-${ENVIRONMENT}" bus_arn="$1" forwarder_arn="$2" output targets
+  echo "Validating EventBridge (forwarding to the central bus)..."
+  if ! output="$(aws events describe-rule --name "${rule}" --output json 2>&1)"; then
+    problem "Forwarding rule ${rule} not found on the default bus ($(reason_of "${output}"))"
+    return 0
+  fi
+  if [[ "$(jq -r '.State' <<<"${output}")" != "ENABLED" ]]; then
+    problem "Forwarding rule ${rule} is $(jq -r '.State' <<<"${output}")"
+    return 0
+  fi
+  if ! targets="$(aws events list-targets-by-rule --rule "${rule}" --output json 2>&1)"; then
+    problem "Targets of ${rule} could not be listed ($(reason_of "${targets}"))"
+    return 0
+  fi
+  if [[ "$(jq '.Targets | length' <<<"${targets}")" -ne 1 ]] ||
+    [[ "$(jq -r '.Targets[0].Arn' <<<"${targets}")" != "${bus_arn}" ]]; then
+    problem "Forwarding rule ${rule} does not target the central bus ${bus_arn} (targets: $(jq -r '[.Targets[].Arn] | join(", ")' <<<"${targets}"))"
+  elif [[ "$(jq -r '.Targets[0].RoleArn // ""' <<<"${targets}")" != "${forwarder_arn}" ]]; then
+    problem "Forwarding rule ${rule} does not deliver through ${forwarder_arn} (role: $(jq -r '.Targets[0].RoleArn // "none"' <<<"${targets}"))"
+  else
+    ok "Forwarding rule ${rule} is enabled and targets ${bus_arn}"
+  fi
+}
+
+# Prints the role's inline policy statements as one JSON array; a document that cannot be read is a null in it.
+role_statements() {
+  local role="$1" name
+  while read -r name; do
+    [[ -n "${name}" ]] || continue
+    aws iam get-role-policy --role-name "${role}" --policy-name "${name}" --output json 2>/dev/null |
+      jq -c '.PolicyDocument | if type == "string" then (try fromjson catch null) else . end
+             | if type == "object" then [.Statement] | flatten else [null] end'
+  done < <(aws iam list-role-policies --role-name "${role}" --query 'PolicyNames[]' --output text 2>/dev/null | tr '\t' '\n') |
+    jq -s -c 'add // []'
+}
+
+# The role's trust policy as JSON (the CLI decodes IAM's URL-encoded document; a string is still JSON text).
+role_trust() {
+  jq -c '.Role.AssumeRolePolicyDocument | if type == "string" then fromjson else . end' <<<"$1"
+}
+
+check_member_forwarder_role() {
+  local role="lambda-auto-repair-member-forwarder-${ENVIRONMENT}" bus_arn="$1" output trust statements
+  if ! output="$(aws iam get-role --role-name "${role}" --output json 2>&1)"; then
+    problem "Role ${role} not found ($(reason_of "${output}"))"
+    return 0
+  fi
+  trust="$(role_trust "${output}")"
+  statements="$(role_statements "${role}")"
+  if ! jq -e '[.Statement] | flatten | all(.Principal.Service == "events.amazonaws.com")' <<<"${trust}" >/dev/null; then
+    problem "Role ${role} is trusted by more than events.amazonaws.com"
+  elif ! jq -e 'all(type == "object")' <<<"${statements}" >/dev/null; then
+    problem "Role ${role} has an inline policy that is not a JSON policy document"
+  elif ! jq -e --arg bus "${bus_arn}" 'length > 0 and all(.Effect == "Allow" and ([.Action] | flatten) == ["events:PutEvents"]
+      and ([.Resource] | flatten) == [$bus])' <<<"${statements}" >/dev/null; then
+    problem "Role ${role} may do more than events:PutEvents on ${bus_arn}"
+  else
+    ok "Role ${role} may only put events on the central bus"
+  fi
+}
+
+check_member_repair_role() {
+  local role="lambda-auto-repair-member-${ENVIRONMENT}" central="$1" organization="$2" output trust expected kind
+  echo "Validating IAM (the role the central workflow assumes)..."
+  if ! output="$(aws iam get-role --role-name "${role}" --output json 2>&1)"; then
+    problem "Role ${role} not found ($(reason_of "${output}"))"
+    return 0
+  fi
+  expected="$(for kind in "${CENTRAL_ROLE_KINDS[@]}"; do
+    echo "lambda-auto-repair-${kind}-${ENVIRONMENT}"
+  done | jq -R -s -c 'split("\n") | map(select(length > 0)) | sort')"
+  trust="$(role_trust "${output}")"
+  if ! jq -e --arg acct "${central}" --argjson names "${expected}" '
+      [.Statement] | flatten | map(select(.Effect == "Allow")) | all(
+        ([.Principal.AWS] | flatten | map(select(startswith("arn:") and (split(":")[4] == $acct)) | split("/")[-1]) | sort) == $names
+        and ([.Principal | keys[]] == ["AWS"]))' <<<"${trust}" >/dev/null; then
+    problem "Role ${role} is not trusted exactly by the central workflow roles of account ${central} (${expected})"
+  elif ! jq -e --arg org "${organization}" '[.Statement] | flatten | map(select(.Effect == "Allow"))
+      | all(.Condition.StringEquals["aws:PrincipalOrgID"] == $org)' <<<"${trust}" >/dev/null; then
+    problem "Role ${role} does not require aws:PrincipalOrgID ${organization} of the central roles"
+  else
+    ok "Role ${role} is trusted by the ${#CENTRAL_ROLE_KINDS[@]} central workflow roles of ${central} in ${organization} only"
+  fi
+}
+
+check_member_args() {
+  if [[ "${MEMBER}" != true && -n "${CENTRAL_ACCOUNT}${CENTRAL_REGION}" ]]; then
+    die "--central-account and --central-region go with --member"
+  fi
+  if [[ -n "${CENTRAL_ACCOUNT}" ]] && ! [[ "${CENTRAL_ACCOUNT}" =~ ^[0-9]{12}$ ]]; then
+    die "invalid --central-account '${CENTRAL_ACCOUNT}' (expected a 12-digit account id)"
+  fi
+  if [[ -n "${CENTRAL_REGION}" ]] && ! [[ "${CENTRAL_REGION}" =~ ^[a-z]{2}(-[a-z]+)+-[0-9]$ ]]; then
+    die "invalid --central-region '${CENTRAL_REGION}' (expected a region such as us-east-1)"
+  fi
+}
+
+validate_member() {
+  local stack="lambda-auto-repair-member-${ENVIRONMENT}" organization bus_arn forwarder_arn account partition
+  STACKS=("${stack}")
+  echo "=== Lambda Auto-Repair Member Account Validation ==="
+  echo "Environment: ${ENVIRONMENT}"
+  echo "Region: ${REGION}"
+  echo "============================================="
+  check_stacks
+  account="$(caller_account)"
+  CENTRAL_ACCOUNT="${CENTRAL_ACCOUNT:-$(member_stack_parameter CentralAccountId)}"
+  CENTRAL_REGION="${CENTRAL_REGION:-$(member_stack_parameter CentralRegion)}"
+  organization="$(member_stack_parameter OrganizationId)"
+  echo "Central account: ${CENTRAL_ACCOUNT:-unknown} (${CENTRAL_REGION:-unknown}), organisation ${organization:-unknown}"
+  if [[ -z "${CENTRAL_ACCOUNT}" || -z "${CENTRAL_REGION}" ]]; then
+    problem "Central account and region unknown (no stack ${stack}; pass --central-account and --central-region)"
+  else
+    case "${REGION}" in
+      cn-*) partition="aws-cn" ;;
+      us-gov-*) partition="aws-us-gov" ;;
+      *) partition="aws" ;;
+    esac
+    bus_arn="arn:${partition}:events:${CENTRAL_REGION}:${CENTRAL_ACCOUNT}:event-bus/lambda-auto-repair-bus-${ENVIRONMENT}"
+    forwarder_arn="arn:${partition}:iam::${account}:role/lambda-auto-repair-member-forwarder-${ENVIRONMENT}"
+    check_member_forwarding "${bus_arn}" "${forwarder_arn}"
+    check_member_forwarder_role "${bus_arn}"
+    check_member_repair_role "${CENTRAL_ACCOUNT}" "${organization}"
+  fi
+  echo "============================================="
+  if [[ "${PROBLEMS}" -eq 0 ]]; then
+    echo "✅ All checks passed"
+    exit 0
+  fi
+  echo "❌ ${PROBLEMS} problem(s) found"
+  exit 1
+}
+
 # ---------------------------------------------------------------------------------------------- main
 main() {
   parse_args "$@"
   check_environment
   check_region
+  check_member_args
   require_aws_cli_and_jq
   configure_aws_access
   caller_account >/dev/null
+  if [[ "${MEMBER}" == true ]]; then
+    validate_member
+  fi
 
   STACKS=("lambda-auto-repair-main-${ENVIRONMENT}" "lambda-auto-repair-functions-${ENVIRONMENT}"
     "lambda-auto-repair-monitoring-${ENVIRONMENT}")

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 MAIN = REPO / "lambda-auto-repair-main.yaml"
 FUNCTIONS = REPO / "lambda-auto-repair-functions.yaml"
 MONITORING = REPO / "lambda-auto-repair-monitoring.yaml"
+MEMBER = REPO / "lambda-auto-repair-member.yaml"
 # every stack of the system, including ones added later (the targets stack)
 TEMPLATES = sorted(REPO.glob("lambda-auto-repair-*.yaml"))
 
@@ -47,9 +48,23 @@ STAR_RESOURCE_JUSTIFIED = {
     "logs:DescribeResourcePolicies": "Step Functions log delivery (vended logs) requires Resource *",
     "logs:DescribeLogGroups": "Step Functions log delivery (vended logs) requires Resource *",
     "sts:GetCallerIdentity": "GetCallerIdentity has no resource-level permissions (the approver's identity)",
+    "organizations:ListAccounts": "ListAccounts has no resource-level permissions (organisation mode: members)",
 }
 # Roles people assume rather than a service: used by no resource of the stacks.
 HUMAN_ROLES = {"ApproverRole": "auto-repair approve|reject (README, Approving)"}
+# Roles the central workflow assumes from another account (organisation mode): used by no resource of their stack.
+CROSS_ACCOUNT_ROLES = {"MemberRepairRole": "assumed by the central workflow's roles (lambda-auto-repair-member.yaml)"}
+# One IAM role per member account serves every region of that account (IAM is global, the StackSet creates it once):
+# its ARNs name any region, never another account.
+ANY_REGION_ROLES = {"MemberRepairRole": "one role per member account, for every region of that account"}
+# Resources of another account, named exactly: the central bus a member forwards to, the member roles the central
+# roles assume (any account, and the policy's aws:ResourceOrgID condition keeps it inside the organisation).
+OTHER_ACCOUNT_JUSTIFIED = {
+    "arn:${AWS::Partition}:events:${CentralRegion}:${CentralAccountId}:event-bus/lambda-auto-repair-bus-${Environment}":
+        "the central bus, the member forwarder's only target",
+    "arn:${AWS::Partition}:iam::*:role/lambda-auto-repair-member-${Environment}":
+        "the member roles, in the organisation only (aws:ResourceOrgID)",
+}
 # Resources that may name every region: a system-defined (cross-region) inference profile routes a request to the
 # foundation model in any region of its geography, and Bedrock authorises the call there as well
 # (https://docs.aws.amazon.com/bedrock/latest/userguide/inference-profiles-prereq.html).
@@ -66,6 +81,8 @@ FUNCTION_MUTATIONS = {
 OWN_FUNCTIONS_ARN = (
     "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:function:lambda-auto-repair-*"
 )
+# the member role's Deny covers every region of its account (ANY_REGION_ROLES)
+OWN_FUNCTIONS_ARNS = {OWN_FUNCTIONS_ARN, OWN_FUNCTIONS_ARN.replace("${AWS::Region}", "*")}
 SCOPE_TAG = "aws:ResourceTag/auto-repair"
 MAIN_KEY_REFS = [{"Fn::GetAtt": ["KmsKey", "Arn"]}, {"Ref": "KmsKey"}]
 IMPORTED_KEY_REF = {"Fn::ImportValue": {"Fn::Sub": "${MainStackName}-KmsKeyArn"}}
@@ -195,8 +212,10 @@ def resource_problems(logical: str, document: dict[str, Any]) -> list[str]:
                 if unjustified:
                     problems.append(f"{logical}: {unjustified} on Resource '*'")
                 continue
-            if text in ANY_REGION_JUSTIFIED:
+            if text in ANY_REGION_JUSTIFIED or text in OTHER_ACCOUNT_JUSTIFIED:
                 continue
+            if logical in ANY_REGION_ROLES:
+                text = text.replace(":*:${AWS::AccountId}:", ":${AWS::Region}:${AWS::AccountId}:", 1)
             if re.match(r"^\$\{(?!AWS::)[A-Za-z0-9.]+\}", text):
                 continue  # "${TableArn}/index/*", "${Bucket.Arn}/*": below a named resource
             match = SCOPED_ARN.match(text)
@@ -257,7 +276,7 @@ def mutation_problems(template: dict[str, Any]) -> tuple[set[str], list[str]]:
             for d in documents
             for s in statements(d)
             if s.get("Effect") == "Deny"
-            and OWN_FUNCTIONS_ARN in [sub_text(r) for r in as_list(s.get("Resource"))]
+            and OWN_FUNCTIONS_ARNS & {sub_text(r) for r in as_list(s.get("Resource"))}
             for a in actions(s)
         }
         for statement in allowed:
@@ -467,7 +486,7 @@ def test_every_role_is_used_by_exactly_one_function_state_machine_or_rule(
     template = templates[path.name]
     roles = [k for k, r in template.get("Resources", {}).items() if r["Type"] == "AWS::IAM::Role"]
     for role in roles:
-        if role in HUMAN_ROLES:
+        if role in HUMAN_ROLES or role in CROSS_ACCOUNT_ROLES:
             continue
         users = [(template, k) for k, r in template["Resources"].items() if k != role and references(r, role)]
         # A role exported for another stack (the targets function's, created by the main stack because the
@@ -500,9 +519,13 @@ def test_only_the_executor_may_change_functions_and_only_in_scope_never_our_own(
     assert problems == []
     # The roles live in the main stack (created with CAPABILITY_NAMED_IAM), so ScopeMode does too: the executor's
     # condition and the functions' SCOPE_MODE read the one parameter (exported, imported by the functions stack).
-    assert {name: found for name, found in mutators.items() if found} == {MAIN.name: {"ExecuteRepairRole"}}
+    # Organisation mode: the member account's repair role, assumed by the central workflow, does it there.
+    assert {name: found for name, found in mutators.items() if found} == {
+        MAIN.name: {"ExecuteRepairRole"}, MEMBER.name: {"MemberRepairRole"}}
     role = templates[MAIN.name]["Resources"]["ExecuteRepairRole"]["Properties"]
     assert role["RoleName"] == {"Fn::Sub": "lambda-auto-repair-execution-${Environment}"}
+    member_role = templates[MEMBER.name]["Resources"]["MemberRepairRole"]["Properties"]
+    assert member_role["RoleName"] == {"Fn::Sub": "lambda-auto-repair-member-${Environment}"}
     scope = templates[MAIN.name]["Parameters"]["ScopeMode"]
     assert scope["AllowedValues"] == ["opt-in", "opt-out"] and scope["Default"] == "opt-in"
     assert "ScopeMode" not in templates[FUNCTIONS.name]["Parameters"]

@@ -17,6 +17,7 @@ import pytest
 from test_security import (
     FUNCTIONS,
     MAIN,
+    MEMBER,
     SCOPE_LIKE,
     SCOPE_TAG,
     TEMPLATES,
@@ -40,6 +41,8 @@ AUDIT_IMPORT = "${MainStackName}-AuditTableArn"
 UNSCOPED_CONFIGURATION_READS = {
     "TargetsRole": "onboards functions that are not tagged yet; lambda:ListFunctions, which has no resource-level "
                    "permission, returns the same configuration anyway",
+    "MemberRepairRole": "the targets role's onboarding reads in a member account (organisation mode): the same "
+                        "unscoped read, lambda:ListFunctions there returns the same configuration anyway",
 }
 CONFIGURATION_READS = {"lambda:GetFunctionConfiguration", "lambda:GetFunction"}
 
@@ -255,7 +258,14 @@ def test_function_configuration_is_read_only_in_scope(templates: dict) -> None:
                 problems += configuration_read_problems(main, role)
     assert problems == []
     assert readers == {"ParseAlarmRole", "CollectRole", "ExecuteRepairRole", "TargetsRole"}
-    for other in (t for name, t in templates.items() if name != MAIN.name):
+    # Organisation mode: the member template's repair role reads in the member account what the central roles read
+    # in theirs (tests/unit/test_member_template.py); its forwarder reads nothing.
+    member = templates[MEMBER.name]
+    member_roles = {r for r, res in member["Resources"].items() if res["Type"] == "AWS::IAM::Role"}
+    assert member_roles == {"MemberForwarderRole", "MemberRepairRole"}
+    assert {r for r in member_roles if any(CONFIGURATION_READS & set(actions(s)) for d in role_documents(member, r)
+                                           for s in statements(d))} == {"MemberRepairRole"}
+    for other in (t for name, t in templates.items() if name not in (MAIN.name, MEMBER.name)):
         assert not [r for r, res in other.get("Resources", {}).items() if res["Type"] == "AWS::IAM::Role"]
 
 
