@@ -139,8 +139,12 @@ def test_a_member_function_alarm_reaches_the_central_bus_intact(org, central, lo
     # AND its alarm's state change arrives on the central bus with the member's account, region and alarm ARN
     sqs = org.client("sqs", CENTRAL_ACCOUNT)
     seen: list[dict[str, Any]] = []
-    assert poll(lambda: any(m["body"]["resources"] == [alarm_arn] for m in _drain(sqs, central["url"], seen)))
-    event = next(m["body"] for m in seen if m["body"]["resources"] == [alarm_arn])
+
+    def alarmed(m: dict[str, Any]) -> bool:  # an OK transition (no data yet, notBreaching) may come first
+        return m["body"]["resources"] == [alarm_arn] and m["body"]["detail"]["state"]["value"] == "ALARM"
+
+    assert poll(lambda: any(alarmed(m) for m in _drain(sqs, central["url"], seen)))
+    event = next(m["body"] for m in seen if alarmed(m))
     assert alarm_arn.startswith(f"arn:aws:cloudwatch:{region}:{MEMBER}:alarm:")
     assert (event["account"], event["region"], event["source"], event["detail-type"]) == (
         MEMBER, region, "aws.cloudwatch", "CloudWatch Alarm State Change")
@@ -155,8 +159,8 @@ def test_another_member_region_forwards_and_an_outside_account_is_refused_by_the
     _forwarding(lambda s: org.client(s, OTHER_MEMBER, eu), OTHER_MEMBER, central["bus_arn"])
     outside_dlq = _forwarding(lambda s: outside_client(org.endpoint, s), OUTSIDE_ACCOUNT, central["bus_arn"])
     alarms = {}
-    for account, region, make in ((OTHER_MEMBER, eu, lambda s: org.client(s, OTHER_MEMBER, eu)),
-                                  (OUTSIDE_ACCOUNT, "us-east-1", lambda s: outside_client(org.endpoint, s))):
+    for account, make in ((OTHER_MEMBER, lambda s: org.client(s, OTHER_MEMBER, eu)),
+                           (OUTSIDE_ACCOUNT, lambda s: outside_client(org.endpoint, s))):
         cw = make("cloudwatch")
         name = f"org-alarm-{account}-{uuid.uuid4().hex[:6]}"
         cw.put_metric_alarm(AlarmName=name, Namespace="Org/Test", MetricName="Errors", Statistic="Sum",
@@ -235,6 +239,10 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
     creds = workflow.assume_role(RoleArn=target_arn, RoleSessionName="auto-repair-inc-1")["Credentials"]
     who = session_client(org.endpoint, "sts", creds).get_caller_identity()
     assert (who["Account"], who["Arn"]) == (MEMBER, f"arn:aws:sts::{MEMBER}:assumed-role/{target}/auto-repair-inc-1")
+    # AND session tags need sts:TagSession from both sides: this central role's own policy grants only AssumeRole
+    with pytest.raises(ClientError) as tagged:
+        workflow.assume_role(RoleArn=target_arn, RoleSessionName="tagged", Tags=[{"Key": "incident", "Value": "1"}])
+    assert "sts:TagSession" in tagged.value.response["Error"]["Message"]
     # AND another central role, the central account's root keys, and an outside account's role are all denied
     denied = {
         "other central role": session(central_client, CENTRAL_ACCOUNT, f"central-other-{suffix}"),
@@ -247,3 +255,38 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
             sts.assume_role(RoleArn=target_arn, RoleSessionName="intruder")
         assert caught.value.response["Error"]["Code"] == "AccessDenied", who_
         assert f"sts:AssumeRole on resource: {target_arn}" in caught.value.response["Error"]["Message"], who_
+
+
+def test_a_member_rule_invokes_a_member_function_in_eu_west_1(org):
+    # GIVEN in member 222222222222 / eu-west-1: a function and a default-bus rule targeting it
+    region = "eu-west-1"
+
+    def client(service: str) -> Any:
+        return org.client(service, OTHER_MEMBER, region)
+
+    name = f"org-target-{uuid.uuid4().hex[:6]}"
+    role = client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    source = ("import boto3, json\n"
+              "def handler(event, context):\n"
+              "    print(json.dumps({'got': event['detail-type'], 'as': boto3.client('sts').get_caller_identity()['Arn']}))\n")
+    fn_arn = client("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role,
+                                              Handler="app.handler", Code={"ZipFile": zip_source(source)})["FunctionArn"]
+    client("events").put_rule(Name=name, EventPattern=json.dumps({"source": ["team.orders"]}))
+    client("events").put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": fn_arn}])
+    # WHEN an event is put on the member's default bus
+    client("events").put_events(Entries=[{"Source": "team.orders", "DetailType": "Probe", "Detail": "{}"}])
+    # THEN the member's function ran, in its account and region, and logged there
+    logs = client("logs")
+
+    def logged() -> list[dict[str, Any]]:
+        try:
+            found = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+        return [json.loads(e["message"]) for e in found if e["message"].startswith("{")]
+
+    lines = poll(logged)
+    assert lines == [{"got": "Probe", "as": f"arn:aws:sts::{OTHER_MEMBER}:assumed-role/{name}/{name}"}]
+    assert fn_arn.startswith(f"arn:aws:lambda:{region}:{OTHER_MEMBER}:function:")

@@ -389,19 +389,27 @@ class Deliverer:
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="events-delivery", daemon=True)
 
-    def client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str, account: str = "") -> Any:
+        """A client acting in the rule's account: its targets are in that account (moto picks the account from the
+        ``x-moto-account-id`` header when the keys are the local ``test`` ones)."""
         import boto3
 
         with self._lock:
-            key = (service, region)
+            key = (service, region, account)
             if key not in self._clients:
-                self._clients[key] = boto3.client(
+                client = boto3.client(
                     service,
                     endpoint_url=self.endpoint,
                     region_name=region,
                     aws_access_key_id="test",
                     aws_secret_access_key="test",
                 )
+                if account:
+                    def in_account(request: Any, **_: Any) -> None:
+                        request.headers["x-moto-account-id"] = account
+
+                    client.meta.events.register("before-sign", in_account)
+                self._clients[key] = client
             return self._clients[key]
 
     def _run(self) -> None:
@@ -424,11 +432,11 @@ class Deliverer:
         while True:
             try:
                 if service == "states":
-                    self.client("stepfunctions", region).start_execution(
+                    self.client("stepfunctions", region, job.account_id).start_execution(
                         stateMachineArn=arn, input=job.payload
                     )
                 elif service == "lambda":
-                    self.client("lambda", region).invoke(
+                    self.client("lambda", region, job.account_id).invoke(
                         FunctionName=arn, InvocationType="Event", Payload=job.payload.encode()
                     )
                 else:

@@ -17,7 +17,6 @@ operator it does not know makes the statement fail closed: an Allow does not app
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -216,6 +215,7 @@ def _condition(operator: str, key: str, wanted: list[str], request: Request) -> 
     if_exists = operator.endswith("IfExists") and operator != "Null"
     base = operator[: -len("IfExists")] if if_exists else operator
     values = request.value(key)
+    match = None if base == "Null" else _operator(base)  # an unknown operator fails whether or not the key is set
     if base == "Null":
         # {"Null": {"k": "true"}}: true when the key is absent.
         return (values is None or values == []) == (wanted[0].lower() == "true")
@@ -225,7 +225,7 @@ def _condition(operator: str, key: str, wanted: list[str], request: Request) -> 
         if qualifier == "ForAnyValue":
             return False
         return if_exists or base in _NEGATED
-    match = _operator(base)
+    assert match is not None
     if qualifier == "ForAllValues":
         return all(match(v, wanted) for v in values)
     if qualifier == "ForAnyValue":

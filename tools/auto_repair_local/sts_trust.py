@@ -35,6 +35,7 @@ MOTO_TOUCHPOINTS = (
     "moto.sts.responses.TokenResponse.assume_role()",
     "moto.core.exceptions.ServiceException",
     "moto.sts.responses.TokenResponse#current_account",
+    "moto.sts.responses.TokenResponse#querystring",
     "moto.sts.models.sts_backends",
     "moto.sts.models.STSBackend.assume_role(region_name, role_session_name, role_arn, policy, duration, external_id)",
     "moto.sts.models.STSBackend.get_assumed_role_from_access_key(access_key_id)",
@@ -139,10 +140,18 @@ def _role(role_arn: str) -> Any:
 
 
 def check_assume_role(principal: Principal, role_arn: str, *, session_name: str = "",
-                      external_id: str | None = None, extra_context: dict[str, Any] | None = None) -> None:
-    """Raise AccessDeniedError unless ``principal`` may call sts:AssumeRole on ``role_arn``."""
+                      external_id: str | None = None, extra_context: dict[str, Any] | None = None,
+                      tagged: bool = False) -> None:
+    """Raise AccessDeniedError unless ``principal`` may call sts:AssumeRole on ``role_arn`` (and sts:TagSession when
+    the request passes session tags, https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html)."""
+    for action in ("sts:AssumeRole", "sts:TagSession") if tagged else ("sts:AssumeRole",):
+        _check(principal, role_arn, action, session_name, external_id, extra_context)
+
+
+def _check(principal: Principal, role_arn: str, action: str, session_name: str, external_id: str | None,
+           extra_context: dict[str, Any] | None) -> None:
     who = principal.arn or principal.service
-    denied = AccessDeniedError(f"User: {who} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+    denied = AccessDeniedError(f"User: {who} is not authorized to perform: {action} on resource: {role_arn}")
     role = _role(role_arn)
     if role is None:
         raise denied
@@ -153,7 +162,7 @@ def check_assume_role(principal: Principal, role_arn: str, *, session_name: str 
     if external_id is not None:
         context["sts:ExternalId"] = external_id
     context.update(extra_context or {})
-    request = Request(principal=principal, action="sts:AssumeRole", resource=role_arn, context=context)
+    request = Request(principal=principal, action=action, resource=role_arn, context=context)
     trust = evaluate([role.assume_role_policy_document], request, resource_policy=True)
     if trust is not Decision.ALLOW:
         log.info("AssumeRole of %s by %s: trust policy %s", role_arn, who, trust)
@@ -208,6 +217,7 @@ def install(ctx: Any) -> None:
                 principal, self._get_param("RoleArn") or "",
                 session_name=self._get_param("RoleSessionName") or "",
                 external_id=self._get_param("ExternalId"),
+                tagged=any(str(k).startswith("Tags.member") for k in self.querystring),
             )
         except AccessDeniedError as exc:
             raise AccessDenied(exc.message) from None
