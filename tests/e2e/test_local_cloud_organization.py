@@ -14,6 +14,8 @@ https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -31,7 +33,7 @@ from auto_repair_local.local_org import (
     outside_client,
     session_client,
 )
-from auto_repair_local.process import LocalCloud
+from auto_repair_local.process import REPO, LocalCloud
 
 ALARM_PATTERN = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
 MEMBER = "111111111111"
@@ -290,3 +292,26 @@ def test_a_member_rule_invokes_a_member_function_in_eu_west_1(org):
     lines = poll(logged)
     assert lines == [{"got": "Probe", "as": f"arn:aws:sts::{OTHER_MEMBER}:assumed-role/{name}/{name}"}]
     assert fn_arn.startswith(f"arn:aws:lambda:{region}:{OTHER_MEMBER}:function:")
+
+
+def test_the_cli_creates_the_organisation_idempotently(local_cloud, org):
+    # GIVEN a running local cloud that already is an organisation WHEN `auto-repair local organization` runs
+    proc = subprocess.run([sys.executable, "-m", "auto_repair_cli.main", "local", "organization", "--state-dir",
+                           str(local_cloud.state_dir)], cwd=REPO, env=local_cloud.env(), capture_output=True,
+                          text=True, timeout=60)
+    # THEN it reuses it and prints the ids the other tools need
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["organizationId"] == org.organization_id and printed["ouId"] == org.ou_id
+    assert printed["memberAccounts"] == [MEMBER, OTHER_MEMBER] and printed["centralAccount"] == CENTRAL_ACCOUNT
+    assert printed["organizationPaths"][MEMBER] == f"{org.organization_id}/{org.root_id}/{org.ou_id}/"
+    listed = org.client("organizations", CENTRAL_ACCOUNT).list_accounts()["Accounts"]
+    assert sorted(a["Id"] for a in listed) == sorted([CENTRAL_ACCOUNT, MEMBER, OTHER_MEMBER])
+    # AND a fixed id already taken, or not 12 digits, is refused (table of bad requests)
+    orgs = org.client("organizations", CENTRAL_ACCOUNT)
+    for bad, code in ((MEMBER, "DuplicateAccountException"), (CENTRAL_ACCOUNT, "DuplicateAccountException"),
+                      ("12345", "InvalidInputException"), ("abcdefghijkl", "InvalidInputException")):
+        with pytest.raises(ClientError) as caught:
+            orgs.create_account(Email="x@example.com", AccountName="x",
+                                Tags=[{"Key": "auto-repair-local:account-id", "Value": bad}])
+        assert caught.value.response["Error"]["Code"] == code, bad

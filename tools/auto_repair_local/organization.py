@@ -3,7 +3,8 @@
 moto's ``CreateAccount`` gives a member a random id; the local cloud's organisation has stable ones (the contract's
 111111111111 and 222222222222) so tests, templates' parameters and notices can name them. A ``CreateAccount``
 request whose ``Tags`` carry ``auto-repair-local:account-id`` = a 12-digit id creates the account with that id
-(refused with ``DuplicateAccountException`` if an organisation already has it); without the tag moto's random id
+(refused with ``DuplicateAccountException`` if an organisation already has it, ``InvalidInputException`` if it
+is not 12 digits); without the tag moto's random id
 is used, as on AWS. Nothing else of CreateAccount changes (the ``OrganizationAccountAccessRole`` trusted by the
 management account is created in the new account, as AWS does).
 
@@ -71,10 +72,6 @@ def org_facts(account_id: str) -> OrgFacts | None:
     return OrgFacts(organization_id=org.id, path=path, management_account=org.master_account_id)
 
 
-class DuplicateAccountError(Exception):
-    pass
-
-
 def install(ctx: Any) -> None:
     from moto.core.exceptions import ServiceException
     from moto.organizations import models, utils
@@ -87,12 +84,15 @@ def install(ctx: Any) -> None:
     class DuplicateAccountException(ServiceException):
         code = "DuplicateAccountException"
 
+    class InvalidInputException(ServiceException):
+        code = "InvalidInputException"
+
     def create_account(self: Any, **kwargs: Any) -> dict[str, Any]:
         wanted = next((t.get("Value") for t in kwargs.get("Tags") or [] if t.get("Key") == ACCOUNT_ID_TAG), None)
         if wanted is None:
             return original(self, **kwargs)
         if not _ACCOUNT_ID.match(str(wanted)):
-            raise DuplicateAccountException(f"{ACCOUNT_ID_TAG} must be 12 digits, not {wanted!r}")
+            raise InvalidInputException(f"{ACCOUNT_ID_TAG} must be 12 digits, not {wanted!r}")
         with _create_lock:
             taken = wanted in organizations_backends.master_accounts or any(
                 a.id == wanted for a in self.accounts
