@@ -63,7 +63,7 @@ def org_facts(account_id: str) -> OrgFacts | None:
     if account is None:
         return None
     chain: list[str] = []
-    parent = account.parent_id
+    parent: str | None = account.parent_id
     units = {ou.id: ou for ou in backend.ou}
     while parent and parent != org.root_id and parent in units and len(chain) < 10:
         chain.insert(0, parent)

@@ -182,8 +182,8 @@ def _issue(role_arn: str, session_name: str, region: str, duration: int = 3600,
 
     account = ROLE_ARN.match(role_arn).group(2)  # type: ignore[union-attr]
     assumed = sts_backends[account]["aws"].assume_role(
-        region_name=region, role_session_name=session_name, role_arn=role_arn, policy=None,
-        duration=duration, external_id=external_id,
+        region_name=region, role_session_name=session_name, role_arn=role_arn,
+        policy=None, duration=duration, external_id=external_id,  # type: ignore[arg-type]  # moto's hints; None is what its API passes
     )
     return Credentials(assumed.access_key_id, assumed.secret_access_key, assumed.session_token, assumed.arn,
                        assumed.account_id)
