@@ -256,13 +256,30 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def organization(args: argparse.Namespace) -> int:
+    from auto_repair_local.local_org import CENTRAL_ACCOUNT, OUTSIDE_ACCOUNT, REGIONS, create_organization
+
+    info = _info(args.state_dir.resolve())
+    if info is None or not _answers(info["endpoint"]):
+        print("local cloud: not running (auto-repair local up)", file=sys.stderr)
+        return 3
+    org = create_organization(info["endpoint"])
+    print(json.dumps({
+        "organizationId": org.organization_id, "rootId": org.root_id, "ouId": org.ou_id,
+        "centralAccount": CENTRAL_ACCOUNT, "memberAccounts": list(org.members), "outsideAccount": OUTSIDE_ACCOUNT,
+        "regions": list(REGIONS), "organizationPaths": {a: org.path(a) for a in (CENTRAL_ACCOUNT, *org.members)},
+    }, indent=2))
+    return 0
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("local", help="run the local cloud (moto + extensions) on 127.0.0.1")
-    sub = parser.add_subparsers(dest="local_command", metavar="up|down|status", required=True)
+    sub = parser.add_subparsers(dest="local_command", metavar="up|down|status|organization", required=True)
     for name, func, text in (
         ("up", up, "start it in the background and wait until ready"),
         ("down", down, "stop it and every process it started"),
         ("status", status, "show whether it runs, where, and what is deployed"),
+        ("organization", organization, "make it an AWS Organization (central + 2 member accounts); print the ids"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument(

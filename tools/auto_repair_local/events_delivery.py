@@ -44,6 +44,16 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from auto_repair_local.iam_policy import Decision, Principal, Request, evaluate
+from auto_repair_local.sts_trust import (
+    AccessDeniedError,
+    caller,
+    check_assume_role,
+    identity_policies,
+    principal_context,
+    resource_context,
+)
+
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
 # (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
 MOTO_VERSIONS = ">=5.2.5,<5.3"
@@ -65,6 +75,13 @@ MOTO_TOUCHPOINTS = (
     "moto.events.exceptions.InvalidEventPatternException(reason)",
     "moto.events.responses.EventsHandler.test_event_pattern()",
     "moto.events.responses.EventsHandler._get_param(param_name)",
+    "moto.events.responses.EventsHandler.put_events()",
+    "moto.core.exceptions.ServiceException",
+    "moto.events.responses.EventsHandler#events_backend",
+    "moto.events.responses.EventsHandler#current_account",
+    "moto.events.responses.EventsHandler#region",
+    "moto.events.models.EventBus#policy",
+    "moto.events.models.EventsBackend.put_events(events)",
     "moto.events.models.EventBus#rules",
     "moto.events.models.events_backends",
     "moto.events.models.EventsBackend.describe_event_bus(name)",
@@ -372,19 +389,27 @@ class Deliverer:
         self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="events-delivery", daemon=True)
 
-    def client(self, service: str, region: str) -> Any:
+    def client(self, service: str, region: str, account: str = "") -> Any:
+        """A client acting in the rule's account: its targets are in that account (moto picks the account from the
+        ``x-moto-account-id`` header when the keys are the local ``test`` ones)."""
         import boto3
 
         with self._lock:
-            key = (service, region)
+            key = (service, region, account)
             if key not in self._clients:
-                self._clients[key] = boto3.client(
+                client = boto3.client(
                     service,
                     endpoint_url=self.endpoint,
                     region_name=region,
                     aws_access_key_id="test",
                     aws_secret_access_key="test",
                 )
+                if account:
+                    def in_account(request: Any, **_: Any) -> None:
+                        request.headers["x-moto-account-id"] = account
+
+                    client.meta.events.register("before-sign", in_account)
+                self._clients[key] = client
             return self._clients[key]
 
     def _run(self) -> None:
@@ -407,11 +432,11 @@ class Deliverer:
         while True:
             try:
                 if service == "states":
-                    self.client("stepfunctions", region).start_execution(
+                    self.client("stepfunctions", region, job.account_id).start_execution(
                         stateMachineArn=arn, input=job.payload
                     )
                 elif service == "lambda":
-                    self.client("lambda", region).invoke(
+                    self.client("lambda", region, job.account_id).invoke(
                         FunctionName=arn, InvocationType="Event", Payload=job.payload.encode()
                     )
                 else:
@@ -485,6 +510,10 @@ def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: 
             parsed = parse_arn(arn)
             payload = render_input(target, event, rule.arn) if transform_input else json.dumps(event)
             if parsed.service == "events" and parsed.resource_type == "event-bus":
+                if (parsed.account, parsed.region) != (rule.account_id, rule.region_name):
+                    refusal = cross_bus_refusal(rule.account_id, rule.arn, target, arn)
+                    if refusal is not None:
+                        raise BusDeliveryRefused(*refusal)
                 # Bus-to-bus forwarding keeps the event as it is (id, time, resources), as on AWS; moto dropped them.
                 backend = events_backends[parsed.account][parsed.region]
                 _put_forwarded(backend, parsed.resource_id, copy.deepcopy(original_event))
@@ -500,6 +529,10 @@ def send_to_targets(rule: Any, original_event: dict[str, Any], transform_input: 
                 rule._send_to_events_archive(parsed.resource_id, original_event)
             else:
                 log.warning("rule %s: target type of %s is not delivered by the local cloud", rule.name, arn)
+        except BusDeliveryRefused as exc:
+            if _deliverer is not None:
+                job = _Job(rule.arn, target, event, "", rule.account_id, rule.region_name)
+                _deliverer._dead_letter(job, exc.code, exc.message, None)
         except Exception as exc:  # one broken target must not fail PutEvents or the other targets
             log.exception("rule %s: delivery to %s failed", rule.name, arn)
             if _deliverer is not None:
@@ -523,6 +556,73 @@ def _send_log(rule: Any, group: str, payload: str) -> None:
     stream = str(uuid.uuid4())
     backend.create_log_stream(group, stream)
     backend.put_log_events(group, stream, [{"timestamp": int(time.time() * 1000), "message": payload}])
+
+
+class BusDeliveryRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _bus_policy(bus_arn: str) -> str | None:
+    from moto.events.models import events_backends
+    from moto.utilities.arns import parse_arn
+
+    parsed = parse_arn(bus_arn)
+    try:
+        bus = events_backends[parsed.account][parsed.region].describe_event_bus(parsed.resource_id)
+    except Exception:  # moto's ResourceNotFoundException: no such bus
+        return None
+    return bus.policy
+
+
+def bus_allows(principal: Principal, bus_arn: str, *, same_account_identity: Decision | None = None) -> bool:
+    """Does the bus's resource policy let ``principal`` PutEvents to it? Across accounts an explicit Allow is needed
+    (and no Deny); in the bus's own account the identity policy's Allow is enough unless the bus policy denies.
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html"""
+    bus_account = bus_arn.split(":")[4]
+    request = Request(principal=principal, action="events:PutEvents", resource=bus_arn,
+                      context={**principal_context(principal), **resource_context(bus_account)})
+    decision = evaluate([_bus_policy(bus_arn)], request, resource_policy=True)
+    if decision is Decision.DENY:
+        return False
+    if principal.account == bus_account:
+        return decision is Decision.ALLOW or same_account_identity is Decision.ALLOW
+    return decision is Decision.ALLOW
+
+
+def cross_bus_refusal(rule_account: str, rule_arn: str, target: dict[str, Any], bus_arn: str) -> tuple[str, str] | None:
+    """Why EventBridge would not deliver to a bus in another account or Region (None: it delivers).
+
+    The rule's target role is assumed by events.amazonaws.com (its trust policy), must allow events:PutEvents on the
+    bus (its identity policies), and the bus's resource policy must allow the role's account.
+    https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html
+    """
+    role_arn = target.get("RoleArn")
+    if not role_arn:
+        return ("AccessDeniedException",
+                f"A target event bus in another account or Region needs a RoleArn: {bus_arn}")
+    try:
+        check_assume_role(Principal(service="events.amazonaws.com"), role_arn,
+                          extra_context={"aws:SourceAccount": rule_account, "aws:SourceArn": rule_arn})
+    except AccessDeniedError as exc:
+        return "AccessDeniedException", exc.message
+    role_account = role_arn.split(":")[4]
+    session = Principal(arn=f"arn:aws:sts::{role_account}:assumed-role/{role_arn.rsplit('/', 1)[-1]}/events",
+                        account=role_account)
+    request = Request(principal=session, action="events:PutEvents", resource=bus_arn,
+                      context={**principal_context(session), **resource_context(bus_arn.split(':')[4])})
+    identity = evaluate(identity_policies(role_arn), request)
+    if identity is not Decision.ALLOW:
+        return ("AccessDeniedException",
+                f"User: {session.arn} is not authorized to perform: events:PutEvents on resource: {bus_arn} "
+                "because no identity-based policy allows the events:PutEvents action")
+    if not bus_allows(session, bus_arn, same_account_identity=identity):
+        return ("AccessDeniedException",
+                f"User: {session.arn} is not authorized to perform: events:PutEvents on resource: {bus_arn} "
+                "because no resource-based policy allows the events:PutEvents action")
+    return None
 
 
 def _put_forwarded(backend: Any, bus_name: str, event: dict[str, Any]) -> None:
@@ -556,9 +656,81 @@ def install(ctx: Any) -> None:
     )
     events_models.EventPatternParser.parse = _parse_checked  # type: ignore[method-assign]
     events_responses.EventsHandler.test_event_pattern = _test_event_pattern  # type: ignore[method-assign,assignment]
+    if not getattr(events_responses.EventsHandler.put_events, "_auto_repair_local", False):
+        original = events_responses.EventsHandler.put_events
+        home_root = f"arn:aws:iam::{ctx.account_id}:root"
+
+        def put_events(self: Any) -> str:
+            return _put_events(self, original, home_root)
+
+        put_events._auto_repair_local = True  # type: ignore[attr-defined]
+        events_responses.EventsHandler.put_events = put_events  # type: ignore[method-assign]
 
 
 _moto_parse: Any = None
+_NOT_AUTHORIZED_FOR_SOURCE = {"ErrorCode": "NotAuthorizedForSourceException",
+                              "ErrorMessage": "Not authorized for the source."}
+
+
+def _put_events(handler: Any, original: Any, home_root: str) -> str:
+    """PutEvents as AWS authorises it.
+
+    * A ``Source`` beginning ``aws.`` is reserved for AWS services: the entry fails with
+      ``NotAuthorizedForSourceException`` (https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html,
+      https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html). The local cloud's own
+      ``test`` keys in the home account stay the operator's way to inject AWS-shaped events (the existing suites
+      replay alarm events that way); any other principal (a role session, an IAM user, another account) is refused.
+    * ``EventBusName`` naming a bus of another account or Region needs the bus's resource policy (and, for a role
+      session, its identity policies) to allow ``events:PutEvents``; the event keeps the caller's account and Region.
+    """
+    from moto.core.exceptions import ServiceException
+    from moto.events.models import events_backends
+    from moto.utilities.arns import parse_arn
+
+    entries = handler._get_param("Entries") or []
+    if len(entries) > 10:
+        return str(original(handler))
+    principal = caller(handler.get_access_key(), handler.current_account)
+    results: list[dict[str, Any]] = []
+    for entry in entries:
+        source = str(entry.get("Source") or "")
+        bus = str(entry.get("EventBusName") or "")
+        if source.startswith("aws.") and principal.arn != home_root:
+            results.append(dict(_NOT_AUTHORIZED_FOR_SOURCE))
+            continue
+        target = parse_arn(bus) if bus.startswith("arn:") else None
+        if target is None or (target.account, target.region) == (handler.current_account, handler.region):
+            results.extend(handler.events_backend.put_events([entry]))
+            continue
+        identity = (evaluate(identity_policies(principal.role_arn), Request(
+            principal=principal, action="events:PutEvents", resource=bus,
+            context={**principal_context(principal), **resource_context(target.account)}))
+            if principal.role_arn else Decision.ALLOW)
+        if identity is not Decision.ALLOW or not bus_allows(principal, bus, same_account_identity=identity):
+            class AccessDeniedException(ServiceException):
+                code = "AccessDeniedException"
+
+            raise AccessDeniedException(
+                f"User: {principal.arn} is not authorized to perform: events:PutEvents on resource: {bus}")
+        missing = next((k for k in ("Source", "DetailType", "Detail") if not entry.get(k)), None)
+        if missing:
+            results.append({"ErrorCode": "InvalidArgument", "ErrorMessage":
+                            f"Parameter {missing} is not valid. Reason: {missing} is a required argument."})
+            continue
+        try:
+            detail = json.loads(entry["Detail"])
+        except ValueError:
+            results.append({"ErrorCode": "MalformedDetail", "ErrorMessage": "Detail is malformed."})
+            continue
+        event_id = str(uuid.uuid4())
+        now = time.time()
+        event = {"version": "0", "id": event_id, "detail-type": entry["DetailType"], "source": source,
+                 "account": handler.current_account, "time": entry.get("Time", now), "region": handler.region,
+                 "resources": entry.get("Resources", []), "detail": detail, "ingestion-time": now}
+        _put_forwarded(events_backends[target.account][target.region], target.resource_id, event)
+        results.append({"EventId": event_id})
+    failed = sum(1 for r in results if "ErrorCode" in r)
+    return json.dumps({"FailedEntryCount": failed, "Entries": results})
 
 
 def _parse_checked(self: Any) -> dict[str, Any]:

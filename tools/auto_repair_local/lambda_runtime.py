@@ -51,6 +51,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.logs.models import logs_backends
 
 from auto_repair_local.lambda_logging_config import custom_log_group, logging_config
+from auto_repair_local.sts_trust import AccessDeniedError, Credentials, assume_as_service
 
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
 # (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
@@ -78,6 +79,7 @@ MOTO_TOUCHPOINTS = (
     "moto.awslambda.models.LambdaFunction#environment_vars",
     "moto.awslambda.models.LambdaFunction#package_type",
     "moto.awslambda.models.LambdaFunction#reserved_concurrency",
+    "moto.awslambda.models.LambdaFunction#role",
     "moto.logs.models.logs_backends",
     "moto.logs.models.LogsBackend.ensure_log_group(log_group_name)",
     "moto.logs.models.LogsBackend.ensure_log_stream(log_group_name, log_stream_name)",
@@ -178,6 +180,8 @@ class FunctionConfig:
     # LoggingConfig: "Text" or "JSON", and the group ("" = /aws/lambda/<name>).
     log_format: str = "Text"
     custom_log_group: str = ""
+    # The execution role: the environment runs with its credentials (a new role needs new environments).
+    role: str = ""
 
     @property
     def log_group(self) -> str:
@@ -226,8 +230,9 @@ def _exit_reason(returncode: int) -> str:
 class Worker:
     """One execution environment: a long-lived interpreter that has imported the handler."""
 
-    def __init__(self, config: FunctionConfig, endpoint: str) -> None:
+    def __init__(self, config: FunctionConfig, endpoint: str, credentials: Credentials | None = None) -> None:
         self.config = config
+        self.credentials = credentials
         self.marker = f"\x1e{uuid.uuid4().hex}\x1f"
         today = datetime.now(UTC)
         # In a custom group Lambda puts the function's name in the stream name (the group may be shared).
@@ -301,6 +306,15 @@ class Worker:
             AWS_CONFIG_FILE=os.devnull,
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         )
+        env.pop("AWS_SESSION_TOKEN", None)
+        if self.credentials is not None:
+            # As Lambda does: the execution role's session credentials, so the function's calls are made as
+            # arn:aws:sts::<account>:assumed-role/<role>/<function> in the role's account.
+            env.update(
+                AWS_ACCESS_KEY_ID=self.credentials.access_key_id,
+                AWS_SECRET_ACCESS_KEY=self.credentials.secret_access_key,
+                AWS_SESSION_TOKEN=self.credentials.session_token,
+            )
         return env
 
     # -- output -----------------------------------------------------------------------------------------------
@@ -529,6 +543,7 @@ class Worker:
 class LambdaRuntime:
     def __init__(self, ctx: LocalCloudContext) -> None:
         self.endpoint = ctx.endpoint
+        self.home_account = ctx.account_id
         self._stop = ctx.stop_event
         self.code_dir = ctx.state_dir / "lambda-code"
         self._cond = threading.Condition()
@@ -642,13 +657,34 @@ class LambdaRuntime:
             old.kill()
         if worker is None:
             try:
-                worker = Worker(config, self.endpoint)
+                worker = Worker(config, self.endpoint, self._credentials(config))
             except Exception:
                 self._release(None, False, key)
                 raise
         with self._cond:
             self._busy.add(worker)
         return worker, inflight + 1
+
+    def _credentials(self, config: FunctionConfig) -> Credentials | None:
+        """The execution role's credentials for a new environment (Lambda assumes the role as
+        lambda.amazonaws.com, https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html)."""
+        try:
+            return assume_as_service(
+                "lambda.amazonaws.com", config.role, config.name[:64], config.region,
+                source_account=config.account_id, source_arn=config.arn.rsplit(":", 1)[0]
+                if config.arn.count(":") > 6 else config.arn,
+            )
+        except AccessDeniedError:
+            if config.account_id != self.home_account:
+                raise LambdaRuntimeError(
+                    "AccessDeniedException",
+                    f"The role defined for the function cannot be assumed by Lambda: {config.role}",
+                ) from None
+            # Home-account functions whose role does not trust lambda.amazonaws.com (older fixtures create roles
+            # with an empty trust policy, which AWS refuses at CreateFunction) keep the account's own keys.
+            log.warning("%s: role %s cannot be assumed by Lambda; running with the account's keys",
+                        config.name, config.role)
+            return None
 
     def _retire_if_changed(self, config: FunctionConfig) -> list[Worker]:
         """A new configuration of a version replaces its environments; busy ones retire when they finish."""
@@ -734,6 +770,7 @@ class LambdaRuntime:
             layer_roots=tuple(layer_roots),
             log_format=str(logging_config(fn).get("LogFormat") or "Text"),
             custom_log_group=custom_log_group(fn),
+            role=str(getattr(fn, "role", "") or ""),
         )
 
     def _extract(self, package: bytes, kind: str) -> Path:

@@ -35,6 +35,8 @@ MOTO_TOUCHPOINTS = (
 
 # Order matters: CloudFormation types first so stacks can be created as soon as the port opens.
 EXTENSIONS: tuple[str, ...] = (
+    "organization",
+    "sts_trust",
     "cfn_fixes",
     "cfn_rules",
     "cfn_resources",
@@ -93,7 +95,10 @@ def _configure_environment(ctx: LocalCloudContext) -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    os.environ["MOTO_ACCOUNT_ID"] = ctx.account_id
+    # moto picks a request's account from its access key (moto's AssumeRole keys belong to the role's account;
+    # anything else is the default account, ctx.account_id). MOTO_ACCOUNT_ID would pin every request to one
+    # account and the organisation's member accounts could not be reached.
+    os.environ.pop("MOTO_ACCOUNT_ID", None)
     # Never let anything in this process reach real AWS.
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)

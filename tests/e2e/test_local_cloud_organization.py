@@ -1,0 +1,317 @@
+"""The local cloud plays an AWS Organization: member alarms reach the central bus, role trust and bus policies hold.
+
+AWS behaviour relied on:
+https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html (a rule on a member's bus targets the
+central bus through a role; the central bus's policy must allow the sender; the event keeps its account/region),
+https://docs.aws.amazon.com/eventbridge/latest/APIReference/API_PutEvents.html (``aws.`` sources are reserved:
+NotAuthorizedForSourceException),
+https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html and
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html (the role's
+trust policy and, across accounts, the caller's own identity policy must both allow; otherwise AccessDenied),
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from auto_repair_cli.scenario import zip_source
+from auto_repair_local.local_org import (
+    CENTRAL_ACCOUNT,
+    OUTSIDE_ACCOUNT,
+    LocalOrganization,
+    create_organization,
+    outside_client,
+    session_client,
+)
+from auto_repair_local.process import REPO, LocalCloud
+
+ALARM_PATTERN = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
+MEMBER = "111111111111"
+OTHER_MEMBER = "222222222222"
+
+
+def poll(fetch: Callable[[], Any], deadline: float = 45.0) -> Any:
+    end = time.monotonic() + deadline
+    while True:
+        value = fetch()
+        if value or time.monotonic() > end:
+            return value
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def org(local_cloud: LocalCloud) -> LocalOrganization:
+    return create_organization(local_cloud.endpoint)
+
+
+@pytest.fixture(scope="module")
+def central(org: LocalOrganization) -> dict[str, str]:
+    """A central bus that accepts PutEvents from the organisation's OU only, and a queue of what reaches it."""
+    events, sqs = org.client("events", CENTRAL_ACCOUNT), org.client("sqs", CENTRAL_ACCOUNT)
+    name = f"org-central-{uuid.uuid4().hex[:6]}"
+    bus_arn = events.create_event_bus(Name=name)["EventBusArn"]
+    events.put_permission(EventBusName=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "organisation", "Effect": "Allow", "Principal": "*", "Action": "events:PutEvents",
+        "Resource": bus_arn,
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id},
+                      "ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [f"{org.path(MEMBER)}*"]}}}]}))
+    url, queue_arn = _queue(sqs, f"{name}-seen")
+    events.put_rule(Name=f"{name}-all", EventBusName=name, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+    events.put_targets(Rule=f"{name}-all", EventBusName=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+    return {"bus_arn": bus_arn, "url": url}
+
+
+def _queue(sqs: Any, name: str) -> tuple[str, str]:
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def _drain(sqs: Any, url: str, into: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]).get("Messages", []):
+        into.append({"body": json.loads(message["Body"]), "attributes": message.get("MessageAttributes", {})})
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return into
+
+
+def _forwarding(client: Callable[[str], Any], account: str, bus_arn: str) -> str:
+    """The member template's shape: a default-bus rule -> the central bus through a PutEvents-only role.
+    Returns the URL of the rule target's dead-letter queue (where a refused delivery lands)."""
+    iam, events, sqs = client("iam"), client("events"), client("sqs")
+    suffix = uuid.uuid4().hex[:6]
+    role = iam.create_role(RoleName=f"forwarder-{suffix}", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                "Action": "sts:AssumeRole",
+                                                "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}))
+    iam.put_role_policy(RoleName=f"forwarder-{suffix}", PolicyName="put", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus_arn}]}))
+    dlq_url, dlq_arn = _queue(sqs, f"forward-dlq-{suffix}")
+    events.put_rule(Name=f"forward-{suffix}", EventPattern=json.dumps(ALARM_PATTERN))
+    events.put_targets(Rule=f"forward-{suffix}", Targets=[{"Id": "central", "Arn": bus_arn,
+                                                           "RoleArn": role["Role"]["Arn"],
+                                                           "DeadLetterConfig": {"Arn": dlq_arn}}])
+    return dlq_url
+
+
+def test_a_member_function_alarm_reaches_the_central_bus_intact(org, central, local_cloud):
+    # GIVEN in member 111111111111 / us-east-1: a function whose role trusts Lambda, a metric filter on its log
+    # group, an alarm on the filter's metric, and the forwarding rule to the central bus
+    region = "us-east-1"
+
+    def client(service: str) -> Any:
+        return org.client(service, MEMBER, region)
+
+    _forwarding(client, MEMBER, central["bus_arn"])
+    name = f"org-fn-{uuid.uuid4().hex[:6]}"
+    role = client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    source = ("import boto3\n"
+              "def handler(event, context):\n"
+              "    arn = boto3.client('sts').get_caller_identity()['Arn']\n"
+              "    print('ERROR out of memory while resizing', arn)\n"
+              "    return arn\n")
+    client("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
+                                     MemorySize=128, Code={"ZipFile": zip_source(source)})
+    group = f"/aws/lambda/{name}"
+    client("logs").create_log_group(logGroupName=group)
+    client("logs").put_metric_filter(logGroupName=group, filterName="errors", filterPattern="ERROR",
+                                     metricTransformations=[{"metricName": "Errors", "metricNamespace": "Org/Test",
+                                                             "metricValue": "1"}])
+    alarm_name = f"{name}-errors"
+    cw = client("cloudwatch")
+    cw.put_metric_alarm(AlarmName=alarm_name, Namespace="Org/Test", MetricName="Errors", Statistic="Sum",
+                        Period=10, EvaluationPeriods=1, Threshold=0.0, ComparisonOperator="GreaterThanThreshold",
+                        TreatMissingData="notBreaching")
+    alarm_arn = cw.describe_alarms(AlarmNames=[alarm_name])["MetricAlarms"][0]["AlarmArn"]
+    # WHEN the function runs (and logs the error)
+    out = client("lambda").invoke(FunctionName=name, Payload=b"{}")
+    # THEN it ran as its execution role's session in the member account, as Lambda runs it
+    assert json.loads(out["Payload"].read()) == f"arn:aws:sts::{MEMBER}:assumed-role/{name}/{name}"
+    # AND its alarm's state change arrives on the central bus with the member's account, region and alarm ARN
+    sqs = org.client("sqs", CENTRAL_ACCOUNT)
+    seen: list[dict[str, Any]] = []
+
+    def alarmed(m: dict[str, Any]) -> bool:  # an OK transition (no data yet, notBreaching) may come first
+        return m["body"]["resources"] == [alarm_arn] and m["body"]["detail"]["state"]["value"] == "ALARM"
+
+    assert poll(lambda: any(alarmed(m) for m in _drain(sqs, central["url"], seen)))
+    event = next(m["body"] for m in seen if alarmed(m))
+    assert alarm_arn.startswith(f"arn:aws:cloudwatch:{region}:{MEMBER}:alarm:")
+    assert (event["account"], event["region"], event["source"], event["detail-type"]) == (
+        MEMBER, region, "aws.cloudwatch", "CloudWatch Alarm State Change")
+    assert event["detail"]["alarmName"] == alarm_name and event["detail"]["state"]["value"] == "ALARM"
+    assert event["time"].endswith("Z")
+
+
+def test_another_member_region_forwards_and_an_outside_account_is_refused_by_the_bus_policy(org, central):
+    # GIVEN the same forwarding in member 222222222222 / eu-west-1 and in 999999999999 (not in the organisation)
+    sqs = org.client("sqs", CENTRAL_ACCOUNT)
+    eu = "eu-west-1"
+    _forwarding(lambda s: org.client(s, OTHER_MEMBER, eu), OTHER_MEMBER, central["bus_arn"])
+    outside_dlq = _forwarding(lambda s: outside_client(org.endpoint, s), OUTSIDE_ACCOUNT, central["bus_arn"])
+    alarms = {}
+    for account, make in ((OTHER_MEMBER, lambda s: org.client(s, OTHER_MEMBER, eu)),
+                           (OUTSIDE_ACCOUNT, lambda s: outside_client(org.endpoint, s))):
+        cw = make("cloudwatch")
+        name = f"org-alarm-{account}-{uuid.uuid4().hex[:6]}"
+        cw.put_metric_alarm(AlarmName=name, Namespace="Org/Test", MetricName="Errors", Statistic="Sum",
+                            Period=10, EvaluationPeriods=1, Threshold=0.0,
+                            ComparisonOperator="GreaterThanThreshold")
+        alarms[account] = cw.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]["AlarmArn"]
+        # WHEN each alarm goes to ALARM
+        cw.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="test")
+    # THEN the outside account's delivery is refused (its dead-letter queue says why) ...
+    outside_sqs = outside_client(org.endpoint, "sqs")
+    dead: list[dict[str, Any]] = []
+    assert poll(lambda: _drain(outside_sqs, outside_dlq, dead))
+    assert dead[0]["body"]["resources"] == [alarms[OUTSIDE_ACCOUNT]]
+    assert dead[0]["attributes"]["ERROR_CODE"]["StringValue"] == "AccessDeniedException"
+    assert "resource-based policy" in dead[0]["attributes"]["ERROR_MESSAGE"]["StringValue"]
+    # ... while the member's eu-west-1 event arrives with its own account and region, and nothing from outside
+    seen: list[dict[str, Any]] = []
+    assert poll(lambda: any(m["body"]["resources"] == [alarms[OTHER_MEMBER]] for m in _drain(sqs, central["url"],
+                                                                                              seen)))
+    event = next(m["body"] for m in seen if m["body"]["resources"] == [alarms[OTHER_MEMBER]])
+    assert (event["account"], event["region"]) == (OTHER_MEMBER, eu)
+    assert not any(m["body"]["account"] == OUTSIDE_ACCOUNT for m in seen)
+
+
+def test_put_events_to_the_central_bus_follows_its_policy_and_aws_sources_are_reserved(org, central):
+    bus = central["bus_arn"]
+    entry = {"Source": "team.orders", "DetailType": "Probe", "Detail": "{}", "EventBusName": bus}
+    # GIVEN / WHEN a member calls PutEvents on the central bus THEN it is delivered, stamped with the member's account
+    member = org.client("events", MEMBER)
+    assert member.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    sqs, seen = org.client("sqs", CENTRAL_ACCOUNT), []
+    assert poll(lambda: any(m["body"]["source"] == "team.orders" for m in _drain(sqs, central["url"], seen)))
+    assert next(m["body"] for m in seen if m["body"]["source"] == "team.orders")["account"] == MEMBER
+    # AND an account outside the organisation is denied
+    with pytest.raises(ClientError) as caught:
+        outside_client(org.endpoint, "events").put_events(Entries=[entry])
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    # AND nobody but AWS may send an aws.* source (a forged alarm event), not even to its own default bus
+    forged = member.put_events(Entries=[{**entry, "Source": "aws.cloudwatch"},
+                                        {"Source": "aws.cloudwatch", "DetailType": "x", "Detail": "{}"}])
+    assert forged["FailedEntryCount"] == 2
+    assert {e["ErrorCode"] for e in forged["Entries"]} == {"NotAuthorizedForSourceException"}
+
+
+def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, local_cloud):
+    # GIVEN in the member: a repair role trusted only by central role "central-workflow" within the organisation
+    suffix = uuid.uuid4().hex[:6]
+    target = f"member-repair-{suffix}"
+    trusted = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/central-workflow-{suffix}"
+    org.client("iam", MEMBER).create_role(RoleName=target, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": [trusted]}, "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}}}]}))
+    target_arn = f"arn:aws:iam::{MEMBER}:role/{target}"
+    may_assume = json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::*:role/member-repair-{suffix}",
+        "Condition": {"StringEquals": {"aws:ResourceOrgID": org.organization_id}}}]})
+
+    def session(client: Callable[[str], Any], account: str, role: str) -> Any:
+        iam = client("iam")
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"}, "Action": "sts:AssumeRole"}]}))
+        iam.put_role_policy(RoleName=role, PolicyName="assume-member", PolicyDocument=may_assume)
+        creds = client("sts").assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role}",
+                                          RoleSessionName="probe")["Credentials"]
+        return session_client(org.endpoint, "sts", creds)
+
+    def central_client(service: str) -> Any:
+        return org.client(service, CENTRAL_ACCOUNT)
+
+    def outsider(service: str) -> Any:
+        return outside_client(org.endpoint, service)
+
+    # WHEN the trusted central role assumes it THEN it gets credentials of the member account
+    workflow = session(central_client, CENTRAL_ACCOUNT, f"central-workflow-{suffix}")
+    creds = workflow.assume_role(RoleArn=target_arn, RoleSessionName="auto-repair-inc-1")["Credentials"]
+    who = session_client(org.endpoint, "sts", creds).get_caller_identity()
+    assert (who["Account"], who["Arn"]) == (MEMBER, f"arn:aws:sts::{MEMBER}:assumed-role/{target}/auto-repair-inc-1")
+    # AND session tags need sts:TagSession from both sides: this central role's own policy grants only AssumeRole
+    with pytest.raises(ClientError) as tagged:
+        workflow.assume_role(RoleArn=target_arn, RoleSessionName="tagged", Tags=[{"Key": "incident", "Value": "1"}])
+    assert "sts:TagSession" in tagged.value.response["Error"]["Message"]
+    # AND another central role, the central account's root keys, and an outside account's role are all denied
+    denied = {
+        "other central role": session(central_client, CENTRAL_ACCOUNT, f"central-other-{suffix}"),
+        "central root": central_client("sts"),
+        "outside role": session(outsider, OUTSIDE_ACCOUNT, f"central-workflow-{suffix}"),
+        "outside root": outsider("sts"),
+    }
+    for who_, sts in denied.items():
+        with pytest.raises(ClientError) as caught:
+            sts.assume_role(RoleArn=target_arn, RoleSessionName="intruder")
+        assert caught.value.response["Error"]["Code"] == "AccessDenied", who_
+        assert f"sts:AssumeRole on resource: {target_arn}" in caught.value.response["Error"]["Message"], who_
+
+
+def test_a_member_rule_invokes_a_member_function_in_eu_west_1(org):
+    # GIVEN in member 222222222222 / eu-west-1: a function and a default-bus rule targeting it
+    region = "eu-west-1"
+
+    def client(service: str) -> Any:
+        return org.client(service, OTHER_MEMBER, region)
+
+    name = f"org-target-{uuid.uuid4().hex[:6]}"
+    role = client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    source = ("import boto3, json\n"
+              "def handler(event, context):\n"
+              "    print(json.dumps({'got': event['detail-type'], 'as': boto3.client('sts').get_caller_identity()['Arn']}))\n")
+    fn_arn = client("lambda").create_function(FunctionName=name, Runtime="python3.12", Role=role,
+                                              Handler="app.handler", Code={"ZipFile": zip_source(source)})["FunctionArn"]
+    client("events").put_rule(Name=name, EventPattern=json.dumps({"source": ["team.orders"]}))
+    client("events").put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": fn_arn}])
+    # WHEN an event is put on the member's default bus
+    client("events").put_events(Entries=[{"Source": "team.orders", "DetailType": "Probe", "Detail": "{}"}])
+    # THEN the member's function ran, in its account and region, and logged there
+    logs = client("logs")
+
+    def logged() -> list[dict[str, Any]]:
+        try:
+            found = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return []
+        return [json.loads(e["message"]) for e in found if e["message"].startswith("{")]
+
+    lines = poll(logged)
+    assert lines == [{"got": "Probe", "as": f"arn:aws:sts::{OTHER_MEMBER}:assumed-role/{name}/{name}"}]
+    assert fn_arn.startswith(f"arn:aws:lambda:{region}:{OTHER_MEMBER}:function:")
+
+
+def test_the_cli_creates_the_organisation_idempotently(local_cloud, org):
+    # GIVEN a running local cloud that already is an organisation WHEN `auto-repair local organization` runs
+    proc = subprocess.run([sys.executable, "-m", "auto_repair_cli.main", "local", "organization", "--state-dir",
+                           str(local_cloud.state_dir)], cwd=REPO, env=local_cloud.env(), capture_output=True,
+                          text=True, timeout=60)
+    # THEN it reuses it and prints the ids the other tools need
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    assert printed["organizationId"] == org.organization_id and printed["ouId"] == org.ou_id
+    assert printed["memberAccounts"] == [MEMBER, OTHER_MEMBER] and printed["centralAccount"] == CENTRAL_ACCOUNT
+    assert printed["organizationPaths"][MEMBER] == f"{org.organization_id}/{org.root_id}/{org.ou_id}/"
+    listed = org.client("organizations", CENTRAL_ACCOUNT).list_accounts()["Accounts"]
+    assert sorted(a["Id"] for a in listed) == sorted([CENTRAL_ACCOUNT, MEMBER, OTHER_MEMBER])
+    # AND a fixed id already taken, or not 12 digits, is refused (table of bad requests)
+    orgs = org.client("organizations", CENTRAL_ACCOUNT)
+    for bad, code in ((MEMBER, "DuplicateAccountException"), (CENTRAL_ACCOUNT, "DuplicateAccountException"),
+                      ("12345", "InvalidInputException"), ("abcdefghijkl", "InvalidInputException")):
+        with pytest.raises(ClientError) as caught:
+            orgs.create_account(Email="x@example.com", AccountName="x",
+                                Tags=[{"Key": "auto-repair-local:account-id", "Value": bad}])
+        assert caught.value.response["Error"]["Code"] == code, bad
