@@ -387,3 +387,21 @@ def test_handler_errors_alarm_covers_every_function_within_the_alarm_limit(monit
     assert len(stats) <= 10
     (total,) = [m for m in alarm["Metrics"] if m.get("ReturnData")]
     assert set(re.findall(r"\b(e\d+)\b", total["Expression"])) == {m["Id"] for m in stats}
+
+
+def test_the_per_account_widget_queries_what_parse_alarm_logs(monitoring) -> None:
+    # GIVEN the dashboard's Logs Insights widget for organisation mode
+    (widget,) = [w for w in dashboard_body(monitoring)["widgets"] if w["type"] == "log"]
+    query = widget["properties"]["query"]
+    # THEN it reads ParseAlarm's log group, by the message ParseAlarm logs for every alarm
+    assert "SOURCE '/aws/lambda/lambda-auto-repair-parse-alarm-" in query
+    source = (REPO / "src" / "auto_repair" / "handlers" / "parse_alarm.py").read_text()
+    (message,) = re.findall(r"filter message = '([^']+)'", query)
+    assert f'logger.info("{message}"' in source
+    # AND groups by the fields that line carries in organisation mode, counting the outcomes that exist
+    from auto_repair.accounts import PLACE_FIELDS
+    from auto_repair.outcomes import AlarmOutcome, GuardOutcome
+    assert "by account, region" in query and set(PLACE_FIELDS) == {"account", "region"}
+    assert "count_distinct(functionKey)" in query
+    for outcome in re.findall(r"strcontains\(outcome, '([A-Z_]+)'\)", query):
+        assert outcome in AlarmOutcome.__members__ or outcome in GuardOutcome.__members__, outcome
