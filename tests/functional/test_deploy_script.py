@@ -597,4 +597,17 @@ def test_knowledge_upload_compares_content_not_size(own_endpoint: str, tmp_path:
     assert upload() == "1 1"
     assert s3.get_object(Bucket="kb-docs", Key="knowledge/rb-a.json")["Body"].read() == b'{"memory": 768}'
     assert upload() == "0 1"
-    assert [o["Key"] for o in s3.list_objects_v2(Bucket="kb-docs")["Contents"]] == ["knowledge/rb-a.json"]
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="kb-docs", Prefix="knowledge/")["Contents"]] == [
+        "knowledge/rb-a.json"]
+    # AND the hashes live in a manifest outside the uploaded prefix
+    manifest = json.loads(s3.get_object(Bucket="kb-docs", Key="deploy-manifests/knowledge/sha256.json")["Body"].read())
+    assert list(manifest) == ["knowledge/rb-a.json"] and len(manifest["knowledge/rb-a.json"]["sha256"]) == 64
+    # WHEN the object is changed outside deploy.sh (same size), or deleted, THEN the next run uploads it again
+    s3.put_object(Bucket="kb-docs", Key="knowledge/rb-a.json", Body=b'{"memory": 999}')
+    assert upload() == "1 1"
+    assert s3.get_object(Bucket="kb-docs", Key="knowledge/rb-a.json")["Body"].read() == b'{"memory": 768}'
+    s3.delete_object(Bucket="kb-docs", Key="knowledge/rb-a.json")
+    assert upload() == "1 1"
+    # AND an unreadable manifest means "upload", never "skip"
+    s3.put_object(Bucket="kb-docs", Key="deploy-manifests/knowledge/sha256.json", Body=b"not json")
+    assert upload() == "1 1" and upload() == "0 1"
