@@ -347,3 +347,34 @@ def test_the_member_role_is_denied_to_anything_but_the_central_workflow(run: Org
         assert caught.value.response["Error"]["Code"] == "AccessDenied", who
     # AND the central workflow did assume it: the repair in that account was made (the test above reads it)
     assert run.after[(account, region)] > START_MB
+
+
+def test_an_event_bus_policy_resource_adds_and_removes_only_its_own_statement(run: OrgRun):
+    # GIVEN a bus with a statement of its own (PutPermission outside any stack)
+    cfn, events = (run.org.client(s, CENTRAL_ACCOUNT, HOME_REGION) for s in ("cloudformation", "events"))
+    bus = f"org-policy-{uuid.uuid4().hex[:6]}"
+    events.create_event_bus(Name=bus)
+    events.put_permission(EventBusName=bus, Action="events:PutEvents", Principal=STARVED[1][0], StatementId="manual")
+    # WHEN a stack adds a Statement-form policy and an Action/Principal/Condition-form one
+    template = {"Resources": {
+        "Org": {"Type": "AWS::Events::EventBusPolicy", "Properties": {
+            "EventBusName": bus, "StatementId": "org", "Statement": {
+                "Effect": "Allow", "Principal": "*", "Action": "events:PutEvents",
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": run.org.organization_id}}}}},
+        "Legacy": {"Type": "AWS::Events::EventBusPolicy", "Properties": {
+            "EventBusName": bus, "StatementId": "legacy", "Action": "events:PutEvents", "Principal": "*",
+            "Condition": {"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": run.org.organization_id}}}}}
+    stack = f"org-policy-{uuid.uuid4().hex[:6]}"
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template))
+
+    def sids() -> dict[str, Any]:
+        policy = events.describe_event_bus(Name=bus).get("Policy")
+        return {s["Sid"]: s.get("Condition") for s in json.loads(policy)["Statement"]} if policy else {}
+
+    # THEN the bus policy has both, with their conditions, beside the statement it had
+    org_condition = {"StringEquals": {"aws:PrincipalOrgID": run.org.organization_id}}
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    assert sids() == {"manual": None, "org": org_condition, "legacy": org_condition}
+    # WHEN the stack is deleted THEN its statements go (RemovePermission), the bus's own stays
+    cfn.delete_stack(StackName=stack)
+    scenario.wait_for(lambda: set(sids()) == {"manual"}, 30, 0.5, "the stack's statements to go")
