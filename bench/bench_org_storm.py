@@ -14,9 +14,11 @@ NotifyResult (releases the lock, starts the cooldown).
 Printed: repairs (memory changes applied, from the audit table) and functions changed more than once; every
 event's outcome; refusals; events without an incident record; cross-account mix-ups (a function whose memory
 is not exactly its one raise, an idle function changed, an audit entry whose account/region is not its key's);
-the time from the first event until every handler has returned (time to quiet); STS AssumeRole calls per incident
-that acted in a member account (``accounts._cache.assumed``). One process plays every Lambda container here, so
-the credentials cache is shared between steps: in AWS each function's container assumes once per incident.
+the time from the first event until every handler has returned (time to quiet); STS AssumeRole calls
+(``accounts._cache.assumed``) per repaired member incident and per member execution by outcome (the credentials
+cache is keyed by the execution's session). One process plays every Lambda container here, so an incident's
+steps share its credentials: in AWS each function's container (ParseAlarm, Collect, ExecuteRepair, ...) assumes
+once per incident.
 
     .venv/bin/python bench/bench_org_storm.py [--functions 7] [--workers 8] [--seed 15]
 
@@ -123,9 +125,12 @@ class Result:
     sts_calls: int = 0
     seconds_to_quiet: float = 0.0
 
+    sts_by_outcome: dict[str, list[int]] = field(default_factory=dict)  # member executions' AssumeRole calls
+
     @property
     def sts_per_incident(self) -> float:
-        return self.sts_calls / self.member_incidents if self.member_incidents else 0.0
+        calls = self.sts_by_outcome.get("PROCEED", [])
+        return sum(calls) / len(calls) if calls else 0.0
 
     def report(self) -> str:
         changed_twice = sum(1 for n in self.repairs.values() if n > 1)
@@ -140,8 +145,9 @@ class Result:
             f"events without a record: {self.without_record}",
             f"cross-account mix-ups: {len(self.mixups)}" + "".join(f"\n  - {m}" for m in self.mixups),
             f"time to quiet: {self.seconds_to_quiet:.1f} s",
-            f"STS AssumeRole calls per member incident: {self.sts_per_incident:.2f} "
-            f"({self.sts_calls} calls, {self.member_incidents} incidents acting in a member account)",
+            f"STS AssumeRole calls per member incident: {self.sts_per_incident:.2f} ({self.member_incidents} "
+            f"repairs in a member account; {self.sts_calls} calls in all, per member execution by outcome: "
+            + ", ".join(f"{k} {sum(v) / len(v):.2f}" for k, v in sorted(self.sts_by_outcome.items())) + ")",
         ])
 
 
@@ -225,14 +231,18 @@ class OrgStorm:
             runs = list(pool.map(self.workflow, events))
         result.seconds_to_quiet = time.monotonic() - started
         result.sts_calls = accounts._cache.assumed
+        sessions = Counter(session for _, _, session in accounts._cache.entries)
         incidents = self.central.resource("dynamodb").Table("incidents")
         for execution_id, outcome, alarm in runs:
             result.outcomes[outcome.split("/")[0] if outcome.startswith("PROCEED/SUCCEEDED") else outcome] += 1
             if outcome == "REFUSED":
                 result.refused_reasons.append(str(alarm.get("reason")))
-            if outcome.startswith("PROCEED") and alarm.get("account") != CENTRAL or (
-                    outcome.startswith("PROCEED") and alarm.get("region") != HOME_REGION):
-                result.member_incidents += 1
+            member = (alarm.get("account"), alarm.get("region")) != (CENTRAL, HOME_REGION)
+            if member and outcome != "REFUSED":
+                # The cache key names the execution's session: the AssumeRole calls this execution made.
+                calls = sessions[accounts.session_name(execution_id)]
+                result.sts_by_outcome.setdefault(outcome.split("/")[0], []).append(calls)
+                result.member_incidents += outcome.startswith("PROCEED")
             if "Item" not in incidents.get_item(Key={"incidentId": execution_id, "recordType": "ALARM"}):
                 result.without_record += 1
         audit = self.central.resource("dynamodb").Table("audit")

@@ -33,5 +33,9 @@ def test_a_small_organisation_storm_repairs_each_starved_function_once_in_its_ow
     # AND every event has its incident record; member incidents assumed the member role (the central one did not)
     assert result.without_record == 0
     assert result.member_incidents == 10 and result.sts_calls >= result.member_incidents
+    # AND an incident assumes the member role once (its steps share the credentials, cached under its session),
+    # a redelivered event is dropped before assuming anything
+    assert result.sts_per_incident == 1.0
+    assert set(result.sts_by_outcome["DUPLICATE"]) == {0}
     report = result.report()
     assert "cross-account mix-ups: 0" in report and "events without a record: 0" in report
