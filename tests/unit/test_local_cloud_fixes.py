@@ -72,6 +72,27 @@ def test_fn_sub_keeps_double_dollar_for_step_functions_context_paths():
     assert text == '{"a.$": "$$.Execution.Id", "r": "arn:fn", "p": "$.x"}'
 
 
+def test_no_value_in_a_list_removes_the_element_as_cloudformation_does():
+    # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/pseudo-parameter-reference.html#cfn-pseudo-param-novalue
+    from auto_repair_local.cfn_fixes import patched_clean_json
+
+    def moto_clean_json(value, resources_map):  # moto's: Ref AWS::NoValue is None, Fn::If picks a branch
+        if isinstance(value, dict) and value.get("Ref") == "AWS::NoValue":
+            return None
+        if isinstance(value, dict) and "Fn::If" in value:
+            name, yes, no = value["Fn::If"]
+            return clean_json(yes if resources_map[name] else no, resources_map)
+        return value
+
+    clean_json = patched_clean_json(moto_clean_json)
+    # GIVEN a policy's Statement list whose middle element is !If [IsOptIn, !Ref AWS::NoValue, {...}]
+    statements = [{"Sid": "A"}, {"Fn::If": ["IsOptIn", {"Ref": "AWS::NoValue"}, {"Sid": "B"}]}, {"Sid": "C"}]
+    # WHEN cleaned with the condition true THEN the element is gone (moto kept a None), false THEN it stays
+    assert clean_json(statements, {"IsOptIn": True}) == [{"Sid": "A"}, {"Sid": "C"}]
+    assert clean_json(statements, {"IsOptIn": False}) == [{"Sid": "A"}, {"Sid": "B"}, {"Sid": "C"}]
+    assert clean_json([], {}) == [] and clean_json(["x", 0, ""], {}) == ["x", 0, ""]
+
+
 def test_lambda_environment_values_become_strings_as_cloudformation_makes_them():
     from auto_repair_local.cfn_fixes import _string_environment
 

@@ -1,18 +1,22 @@
 """CloudFormation intrinsic functions moto evaluates differently from AWS.
 
+``Ref: AWS::NoValue`` as a list element: CloudFormation removes the element, moto left ``None`` in the list.
+
 ``Fn::Sub`` with a variable map: moto substitutes with Python's ``string.Template``, which turns ``$$`` into
 ``$``. CloudFormation leaves ``$$`` alone, and Step Functions definitions depend on it (``$$.Execution.Id``
 is the context object; ``$.Execution.Id`` is a path into the input).
 
-Patches (see ``MOTO_TOUCHPOINTS``): ``moto.cloudformation.parsing.clean_json`` (``Fn::Sub`` with a map) and
+Patches (see ``MOTO_TOUCHPOINTS``): ``moto.cloudformation.parsing.clean_json`` (``Fn::Sub`` with a map, ``AWS::NoValue`` in a list) and
 ``moto.awslambda.models.LambdaFunction.__init__`` (environment values as strings). AWS behaviour:
-https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-sub.html and
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-sub.html,
+https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/pseudo-parameter-reference.html#cfn-pseudo-param-novalue and
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-environment.html
 Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
@@ -30,12 +34,15 @@ def substitute(template: str, values: dict[str, str]) -> str:
     return template
 
 
-def install(ctx: Any) -> None:
-    from moto.cloudformation import parsing
-
-    original = parsing.clean_json
+def patched_clean_json(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """moto's clean_json (``original``) with the fixes above; moto's recursion goes through the patched one."""
 
     def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        if isinstance(resource_json, list):
+            # AWS::NoValue in a list removes the element; moto kept a None (e.g. a null IAM policy statement
+            # from `!If [IsOptIn, !Ref AWS::NoValue, {...}]`, which a policy evaluation then trips over).
+            cleaned = (clean_json(item, resources_map) for item in resource_json)
+            return [value for value in cleaned if value is not None]
         if isinstance(resource_json, dict) and isinstance(resource_json.get("Fn::Sub"), list):
             template, mappings = resource_json["Fn::Sub"]
             if not isinstance(template, str):
@@ -44,7 +51,13 @@ def install(ctx: Any) -> None:
             return original({"Fn::Sub": substitute(template, values)}, resources_map)
         return original(resource_json, resources_map)
 
-    parsing.clean_json = clean_json
+    return clean_json
+
+
+def install(ctx: Any) -> None:
+    from moto.cloudformation import parsing
+
+    parsing.clean_json = patched_clean_json(parsing.clean_json)
     install_lambda_environment_fix()
 
 

@@ -5,7 +5,7 @@ moto 5.2.5 builds its type registry from the *direct* subclasses of ``CloudForma
 "succeeds" without its alarms, subscriptions or policies. This module:
 
 * adds models for ``AWS::CloudWatch::Alarm``, ``AWS::CloudWatch::CompositeAlarm``, ``AWS::SNS::Subscription``,
-  ``AWS::SNS::TopicPolicy``, ``AWS::SQS::QueuePolicy``, ``AWS::S3::BucketPolicy``, ``AWS::Logs::MetricFilter``,
+  ``AWS::SNS::TopicPolicy``, ``AWS::SQS::QueuePolicy``, ``AWS::Events::EventBusPolicy``, ``AWS::S3::BucketPolicy``, ``AWS::Logs::MetricFilter``,
   ``AWS::Scheduler::Schedule`` and replaces moto's ``AWS::Lambda::Permission`` (which has no physical id, update or
   delete);
 * makes an unsupported type fail the stack (``CREATE_FAILED`` + rollback) instead of being silently skipped;
@@ -39,6 +39,7 @@ from .events import _add_resource_event, _failure_reason, _physical_id, _stack_f
 from .models import (
     CloudWatchAlarmResource,
     CompositeAlarmResource,
+    EventBusPolicyResource,
     LambdaPermissionResource,
     LogsMetricFilterResource,
     S3BucketPolicyResource,
@@ -92,6 +93,7 @@ __all__ = [
     "_PREVIOUS_JSON",
     "CloudWatchAlarmResource",
     "CompositeAlarmResource",
+    "EventBusPolicyResource",
     "InsufficientCapabilities",
     "LambdaPermissionResource",
     "LogsMetricFilterResource",
