@@ -30,7 +30,7 @@ MODULE_SECONDS = {
     "e2e/test_deploy.py": 500,
     "functional/test_deploy_script.py": 240,
     "e2e/test_adversarial_environments.py": 195,
-    "e2e/test_organization.py": 180,
+    "e2e/test_organization.py": 100,
     "e2e/test_workflow.py": 175,
     "e2e/test_convergence.py": 155,
     "e2e/test_member_deploy.py": 110,

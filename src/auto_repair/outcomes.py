@@ -83,7 +83,6 @@ class AuditPhase(StrEnum):
     ROLLED_BACK = "ROLLED_BACK"
     ROLLBACK_STARTED = "ROLLBACK_STARTED"
     ROLLBACK_FAILED = "ROLLBACK_FAILED"
-    REFUSED = AlarmOutcome.REFUSED.value  # ParseAlarm refused an event (nothing was changed; the why is recorded)
 
 
 class Verdict(StrEnum):

@@ -298,7 +298,7 @@ REFUSED_CASES = [
 
 
 @pytest.mark.parametrize(("event", "why"), [c[1:] for c in REFUSED_CASES], ids=[c[0] for c in REFUSED_CASES])
-def test_a_forged_or_foreign_event_is_refused_recorded_audited_and_notified(aws, org_env, event, why):
+def test_a_forged_or_foreign_event_is_refused_recorded_and_notified(aws, org_env, event, why):
     # WHEN ParseAlarm receives the event
     alarm = run(parse_alarm, event, "exec-9", "parse-alarm")
     # THEN refused with the reason, without assuming any role, locking or changing anything
@@ -306,11 +306,12 @@ def test_a_forged_or_foreign_event_is_refused_recorded_audited_and_notified(aws,
     assert accounts._cache.assumed == 0
     assert [i for i in aws.resource("dynamodb").Table("state").scan()["Items"] if i["pk"].startswith("LOCK#")] == []
     assert memory_of(org_env.member) == 128 and memory_of(aws) == 512
-    # AND recorded: the incident (apart from any real function's history) and an audit entry with the reason
+    # AND recorded: the incident (apart from any real function's history) with the reason; the audit trail stays
+    # the executor's record of changes (append-only, written by ExecuteRepair alone), so a refusal adds nothing there
     record = incident(aws, "exec-9")
     assert record["outcome"] == "REFUSED" and record["functionName"] == alarm["functionKey"] != "orders"
-    entries = audit_of(aws, alarm["functionKey"])
-    assert [(e["phase"], e["action"]) for e in entries] == [("REFUSED", "REFUSE_EVENT")] and why in entries[0]["reason"]
+    assert why in record["reason"]
+    assert audit_of(aws, alarm["functionKey"]) == []
     # AND notified (NotifyIgnored), always, as needing a human
     sent = run(notify, {"alarm": alarm}, "exec-9", "notify", outcome="IGNORED")
     assert (sent["outcome"], sent["notificationStatus"], sent["needsHuman"]) == ("REFUSED", "SENT", True)

@@ -20,9 +20,9 @@ from auto_repair.alarm_event import as_state_change, parse_alarm_event
 from auto_repair.clock import now_iso
 from auto_repair.errors import error_code
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
-from auto_repair.outcomes import AlarmOutcome, AuditPhase, GuardOutcome
+from auto_repair.outcomes import AlarmOutcome, GuardOutcome
 from auto_repair.policy import from_tags
-from auto_repair.records import AuditLog, IncidentStore
+from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings, get_settings
 
 
@@ -97,20 +97,6 @@ def trust(alarm: dict[str, Any], raw: Any, settings: Settings, *, home_account: 
             "partition": identity.partition}
 
 
-def audit_refusal(alarm: dict[str, Any], execution_id: str, settings: Settings) -> None:
-    """An audit entry for a refused event (who claimed what, and why it was not believed). Best effort: the
-    incident record and the notice say the same, and a refusal must never fail the workflow."""
-    try:
-        AuditLog(aws.table(settings.audit_table), settings.audit_retention_days).record(
-            function_name=accounts.key_of(alarm), execution_id=execution_id, phase=AuditPhase.REFUSED,
-            action="REFUSE_EVENT", actor=settings.function_name, reason=str(alarm.get("reason", "")),
-            details={k: alarm.get(k) for k in ("alarmId", "alarmName", "eventId", "functionName", "stateChangeTime")},
-            place={"account": str(alarm.get("account") or ""), "region": str(alarm.get("region") or "")})
-    except Exception:  # noqa: BLE001 - recorded in the incident and notified regardless
-        logger.exception("could not audit the refused event")
-        metrics.add_metric(name="RefusalAuditFailed", unit="Count", value=1)
-
-
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -153,8 +139,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     IncidentStore(aws.table(get_settings().incidents_table), get_settings().record_ttl_days).start_incident(
         execution_id, alarm, execution_arn=meta.get("executionArn", ""), start_time=meta.get("startTime") or now_iso()
     )
-    if alarm["outcome"] == AlarmOutcome.REFUSED:
-        audit_refusal(alarm, execution_id, get_settings())
     logger.info("alarm parsed", extra={"outcome": alarm["outcome"], "reason": alarm.get("reason"),
                                        "functionName": alarm.get("functionName"), **accounts.place_of(alarm)})
     add_dimension_env(get_settings().environment)
