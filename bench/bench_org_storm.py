@@ -15,10 +15,11 @@ Printed: repairs (memory changes applied, from the audit table) and functions ch
 event's outcome; refusals; events without an incident record; cross-account mix-ups (a function whose memory
 is not exactly its one raise, an idle function changed, an audit entry whose account/region is not its key's);
 the time from the first event until every handler has returned (time to quiet); STS AssumeRole calls
-(``accounts._cache.assumed``) per repaired member incident and per member execution by outcome (the credentials
-cache is keyed by the execution's session). One process plays every Lambda container here, so an incident's
-steps share its credentials: in AWS each function's container (ParseAlarm, Collect, ExecuteRepair, ...) assumes
-once per incident.
+per repaired member incident and per member execution by outcome (counted at each AssumeRole call by its session
+name, which names the execution). A container keeps only the credentials of the incident it serves (as a
+Lambda container serves one invocation at a time), so each handler that acts in the member account assumes the
+role once per incident: ParseAlarm, ExecuteRepair and NotifyResult here (Collect and VerifyRepair are not run), as
+each function's container does in AWS.
 
     .venv/bin/python bench/bench_org_storm.py [--functions 7] [--workers 8] [--seed 15]
 
@@ -223,15 +224,22 @@ class OrgStorm:
         return execution_id, f"PROCEED/{repair['status']}", alarm
 
     def measure(self, events: list[dict[str, Any]], workers: int) -> Result:
-        from auto_repair import accounts
+        from auto_repair import accounts, aws
 
         result = Result(events=len(events), functions=len(ACCOUNTS) * len(REGIONS) * len(self.names))
+        # Every AssumeRole the workflow makes, by session name (= execution): counted at the call, since the
+        # credentials cache keeps only the session a container is serving.
+        sessions: Counter[str] = Counter()
+
+        def count(params: dict[str, Any], **_: Any) -> None:
+            sessions[str(params.get("RoleSessionName"))] += 1
+
+        aws.client("sts").meta.events.register("provide-client-params.sts.AssumeRole", count)
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             runs = list(pool.map(self.workflow, events))
         result.seconds_to_quiet = time.monotonic() - started
         result.sts_calls = accounts._cache.assumed
-        sessions = Counter(session for _, _, session in accounts._cache.entries)
         incidents = self.central.resource("dynamodb").Table("incidents")
         for execution_id, outcome, alarm in runs:
             result.outcomes[outcome.split("/")[0] if outcome.startswith("PROCEED/SUCCEEDED") else outcome] += 1
@@ -239,7 +247,7 @@ class OrgStorm:
                 result.refused_reasons.append(str(alarm.get("reason")))
             member = (alarm.get("account"), alarm.get("region")) != (CENTRAL, HOME_REGION)
             if member and outcome != "REFUSED":
-                # The cache key names the execution's session: the AssumeRole calls this execution made.
+                # The session names the execution: the AssumeRole calls this execution made.
                 calls = sessions[accounts.session_name(execution_id)]
                 result.sts_by_outcome.setdefault(outcome.split("/")[0], []).append(calls)
                 result.member_incidents += outcome.startswith("PROCEED")

@@ -157,10 +157,10 @@ def member_refusal(account: str, region: str, *, settings: Settings, home: tuple
             if account not in settings.member_accounts:
                 return f"account {account} is not one of the MEMBER_ACCOUNTS"
         else:
-            try:
-                active = org_accounts()
-            except AccountsError as exc:
-                return f"cannot tell whether account {account} is a member: {exc}"  # fail closed
+            # A failed ListAccounts (throttling in a storm of cold containers, a missing permission) raises
+            # AccountsError: the state machine retries ParseAlarm and, when the retries run out, HandleFailure
+            # records and notifies. Refusing here would turn a transient error into a lost alarm.
+            active = org_accounts()
             if account not in active:
                 return f"account {account} is not an ACTIVE account of the organisation {settings.organization_id}"
     if settings.member_regions and region not in settings.member_regions and (account, region) != home:
@@ -240,7 +240,7 @@ class OrganizationAccounts:
         try:
             pages = self.client().get_paginator("list_accounts").paginate()
             active = frozenset(a["Id"] for page in pages for a in page.get("Accounts", [])
-                               if a.get("Status", "ACTIVE") == "ACTIVE")
+                               if a.get("State", a.get("Status")) == "ACTIVE")  # neither field: not known to be ACTIVE
         except Exception as exc:  # botocore's errors and a missing permission alike: refuse, do not guess
             raise AccountsError(f"organizations:ListAccounts failed ({error_code(exc, type(exc).__name__)})") from exc
         self._cached, self._at = active, now
@@ -319,6 +319,11 @@ def clients_for(identity: Identity, session: str, *, settings: Settings | None =
         expiration = credentials.get("Expiration")
         expires = expiration.timestamp() if hasattr(expiration, "timestamp") else clock() + SESSION_DURATION_S
         entry = Clients(identity, boto_session, expires)
+        # A container serves one incident at a time: keep only this session's entries (and none expired), so a warm
+        # container does not accumulate a boto3 session per incident it ever served (~13 MB each).
+        now = clock()
+        _cache.entries = {k: v for k, v in _cache.entries.items()
+                          if k[2] == name and v.expires_at is not None and v.expires_at > now}
         _cache.entries[key] = entry
         return entry
 

@@ -33,9 +33,11 @@ def test_a_small_organisation_storm_repairs_each_starved_function_once_in_its_ow
     # AND every event has its incident record; member incidents assumed the member role (the central one did not)
     assert result.without_record == 0
     assert result.member_incidents == 10 and result.sts_calls >= result.member_incidents
-    # AND an incident assumes the member role once (its steps share the credentials, cached under its session),
-    # a redelivered event is dropped before assuming anything
-    assert result.sts_per_incident == 1.0
+    # AND each of the incident's three handlers assumes the member role at most once (a handler's steps share the
+    # credentials cached under the incident's session; one process plays all containers, so a handler may find
+    # the credentials another handler of the same incident left), a redelivered event before assuming anything
+    assert 1.0 <= result.sts_per_incident <= 3.0
+    assert all(1 <= calls <= 3 for calls in result.sts_by_outcome["PROCEED"])
     assert set(result.sts_by_outcome["DUPLICATE"]) == {0}
     report = result.report()
     assert "cross-account mix-ups: 0" in report and "events without a record: 0" in report

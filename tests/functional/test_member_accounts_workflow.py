@@ -162,6 +162,9 @@ def test_member_credentials_are_cached_per_account_region_and_incident_until_nea
     other_incident = accounts.clients_for(identity, "exec-2")
     other_region = accounts.clients_for(accounts.Identity(MEMBER, "us-east-1", "orders", home=False), "exec-1")
     assert accounts._cache.assumed == 3 and other_region.client("lambda").meta.region_name == "us-east-1"
+    # AND a container keeps only the incident it serves now (one boto3 session per incident would pile up in a
+    # warm container): exec-2's credentials are gone once exec-1 asks again
+    assert {session for _, _, session in accounts._cache.entries} == {"auto-repair-exec-1"}
     assert other_incident.client("sts").get_caller_identity()["Arn"].endswith("/auto-repair-exec-2")
     # WHEN less than five minutes of the credentials are left THEN they are assumed again
     assert first.expires_at is not None

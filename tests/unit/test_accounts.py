@@ -73,8 +73,6 @@ TRUST_CASES = [
      f"account {OUTSIDER} is not an ACTIVE account of the organisation {ORG}"),
     ("member not on the allow-list", event_from(OTHER_MEMBER), org(member_accounts=(MEMBER,)), None,
      f"account {OTHER_MEMBER} is not one of the MEMBER_ACCOUNTS"),
-    ("ListAccounts fails: fail closed", event_from(), org(), AccountsError("organizations:ListAccounts failed (X)"),
-     "cannot tell whether account 111111111111 is a member"),
     ("region not allowed", event_from(region="ap-south-1"), org(member_regions=("eu-west-1", "us-east-1")), None,
      "region ap-south-1 is not one of the MEMBER_REGIONS"),
     ("malformed alarm ARN", event_from(resources=["arn:aws:cloudwatch:eu-west-1:1111:alarm:x"]), org(), None,
@@ -111,6 +109,17 @@ def test_trust_check(event: Any, settings: Settings, active: Any, expected: str 
         assert why is None
     else:
         assert why is not None and expected in why
+
+
+def test_a_failed_list_accounts_is_an_error_to_retry_not_a_refusal() -> None:
+    # GIVEN organisation mode without an allow-list, and ListAccounts failing (throttled in a storm, say)
+    def failing() -> set[str]:
+        raise AccountsError("organizations:ListAccounts failed (TooManyRequestsException)")
+    # WHEN a member's event is checked THEN the error propagates (the state machine retries ParseAlarm on
+    # AccountsError, then HandleFailure records and notifies): whether it is a member is unknown, not "no"
+    with pytest.raises(AccountsError, match="TooManyRequestsException"):
+        accounts.refusal(event_from(), settings=org(), home_account=HOME, home_region=HOME_REGION,
+                         org_accounts=failing)
 
 
 def test_the_organisation_is_asked_only_about_a_member_without_an_allow_list() -> None:
