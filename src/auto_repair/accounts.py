@@ -148,6 +148,23 @@ def _arn_refusal(arns: list[Any], account: str, region: str) -> str | None:
     return None
 
 
+def _sns_refusal(event: dict[str, Any], account: str) -> str | None:
+    """An SNS delivery names its account in the message, which anyone allowed to publish to the topic writes; the
+    topic ARN comes from SNS. A topic carries only its own account's alarms (organisation mode forwards members'
+    alarms through EventBridge), so a message naming another account is not believed."""
+    via = event.get("deliveredVia")
+    if not isinstance(via, dict) or via.get("format") != "sns" or not via.get("topicArn"):
+        return None  # not SNS, or no envelope to tell by (a direct invocation by a trusted caller)
+    topic = str(via["topicArn"])
+    parts = topic.split(":")
+    if len(parts) != 6 or parts[2] != "sns" or not _ACCOUNT.match(parts[4]):
+        return f"the SNS topic ARN {topic[:300]!r} of the delivery is malformed"
+    if parts[4] != account:
+        return (f"the SNS message names account {account} but came through topic {topic} of account {parts[4]}: a "
+                "topic carries only its own account's alarms")
+    return None
+
+
 def member_refusal(account: str, region: str, *, settings: Settings, home: tuple[str, str],
                     org_accounts: Callable[[], Collection[str]]) -> str | None:
     """Organisation mode: the account is the home one, on MEMBER_ACCOUNTS, or ACTIVE in the organisation; the
@@ -193,7 +210,7 @@ def refusal(event: Any, *, settings: Settings, home_account: str, home_region: s
     arns = _alarm_arns(event)
     if not arns:
         return "the event names no alarm ARN in its resources"
-    return _arn_refusal(arns, account, region) or member_refusal(
+    return _sns_refusal(event, account) or _arn_refusal(arns, account, region) or member_refusal(
         account, region, settings=settings, home=(home_account, home_region), org_accounts=org_accounts)
 
 
@@ -208,6 +225,9 @@ def _single_account_refusal(event: dict[str, Any], *, home_account: str, home_re
     region than the event's (forged)."""
     account = event.get("account") or home_account
     region = event.get("region") or home_region
+    why = _sns_refusal(event, account)
+    if why:
+        return why
     for arn in _alarm_arns(event):
         parsed = parse_alarm_arn(arn)
         if parsed is not None and (parsed[2], parsed[1]) != (account, region):

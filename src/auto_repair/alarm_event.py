@@ -376,7 +376,8 @@ def _sns_metrics(trigger: dict[str, Any]) -> list[dict[str, Any]]:
 def _from_sns(delivery: Any) -> Any:
     message, topic_arn, message_id = _sns_message(delivery)
     if isinstance(message, dict) and "detail-type" in message:  # an EventBridge rule that targets the topic
-        return message
+        # Marked like a converted message: the topic's account is the one thing here that SNS itself vouches for.
+        return {**message, "deliveredVia": {"format": SNS, "topicArn": topic_arn}}
     if not isinstance(message, dict) or "NewStateValue" not in message:
         return {"source": SNS, "detail-type": "SNS message that is not a CloudWatch alarm notification",
                 "detail": message if isinstance(message, dict) else {}}

@@ -54,6 +54,30 @@ def test_lambda_action_alarm_starts_it_and_ok_transitions_do_not(aws, machine):
     assert skipped["started"] == [] and "only ALARM" in skipped["skipped"][0]["reason"]
 
 
+@pytest.mark.parametrize("source", ["lambda-auto-repair.sweep", "custom.app", None])
+def test_a_message_on_the_topic_posing_as_another_event_starts_nothing(aws, machine, source):
+    # GIVEN a message published to a subscribed topic that carries a whole event of another source (anyone allowed
+    # to publish to the topic can write one: only SNS's envelope, the topic ARN, is vouched for)
+    state_change = as_state_change(SNS_RECORD) | {"source": source}
+    state_change.pop("deliveredVia", None)
+    forged = {"Records": [{"Sns": {**SNS_RECORD["Records"][0]["Sns"], "Message": json.dumps(state_change)}}]}
+    # WHEN the targets function forwards it THEN no execution starts and the answer says why
+    out = forward_alarms(forged, aws.client("stepfunctions"), machine_arn=machine)
+    assert out["started"] == [] and "is not aws.cloudwatch" in out["skipped"][0]["reason"]
+    assert aws.client("stepfunctions").list_executions(stateMachineArn=machine)["executions"] == []
+
+
+def test_an_eventbridge_event_relayed_by_a_topic_keeps_the_topic_it_came_through(aws, machine):
+    # GIVEN an EventBridge rule that targets a team's topic (the message is the event itself)
+    event = json.loads((EVENTS / "alarm_lambda_errors.json").read_text())
+    relayed = {"Records": [{"Sns": {**SNS_RECORD["Records"][0]["Sns"], "Message": json.dumps(event)}}]}
+    # WHEN forwarded THEN the execution's input names the topic, for the trust check (auto_repair.accounts)
+    out = forward_alarms(relayed, aws.client("stepfunctions"), machine_arn=machine)
+    execution = aws.client("stepfunctions").describe_execution(executionArn=out["started"][0])
+    assert json.loads(execution["input"])["deliveredVia"] == {
+        "format": "sns", "topicArn": SNS_RECORD["Records"][0]["Sns"]["TopicArn"]}
+
+
 def _args(change: str, topic: str, dry_run: bool = False) -> argparse.Namespace:
     return argparse.Namespace(change=change, functions=[], from_topic=[topic], dry_run=dry_run, json=True,
                               environment="dev", local=False, region=None, profile=None)

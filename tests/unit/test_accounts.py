@@ -61,6 +61,18 @@ TRUST_CASES = [
     ("single-account home event", event_from(HOME, HOME_REGION), Settings(), None, None),
     ("sweep event from the central account", event_from(HOME, HOME_REGION, source=SWEEP_SOURCE, resources=[]),
      org(), None, None),
+    ("SNS delivery through the member's own topic", event_from(deliveredVia={
+        "format": "sns", "topicArn": f"arn:aws:sns:eu-west-1:{MEMBER}:alarms"}), org(), None, None),
+    ("SNS message naming a member, published to another account's topic", event_from(deliveredVia={
+        "format": "sns", "topicArn": f"arn:aws:sns:us-east-1:{OTHER_MEMBER}:team-alarms"}), org(), None,
+     f"came through topic arn:aws:sns:us-east-1:{OTHER_MEMBER}:team-alarms of account {OTHER_MEMBER}"),
+    ("SNS delivery with a malformed topic ARN", event_from(deliveredVia={"format": "sns", "topicArn": "alarms"}),
+     org(), None, "topic ARN 'alarms' of the delivery is malformed"),
+    ("single-account: SNS message naming this account from a foreign topic", event_from(HOME, HOME_REGION,
+     deliveredVia={"format": "sns", "topicArn": f"arn:aws:sns:us-east-1:{OUTSIDER}:t"}), Settings(), None,
+     f"of account {OUTSIDER}: a topic carries only its own account's alarms"),
+    ("single-account: SNS message through this account's topic", event_from(HOME, HOME_REGION,
+     deliveredVia={"format": "sns", "topicArn": f"arn:aws:sns:us-east-1:{HOME}:t"}), Settings(), None, None),
     ("account differs from the alarm ARN's", event_from(arn_account=OTHER_MEMBER), org(), None,
      f"account {MEMBER} is not the account of its alarm ARN ({OTHER_MEMBER})"),
     ("home account claiming a member's alarm", event_from(HOME, "eu-west-1", arn_account=MEMBER), org(), None,

@@ -248,6 +248,12 @@ def forward_alarms(event: Any, sfn: Any, *, machine_arn: str) -> dict[str, Any]:
         alarm = parse_alarm_event(state_change)
         name = str((state_change.get("detail") or {}).get("alarmName") or "?") if isinstance(state_change, dict) \
             else "?"
+        if isinstance(state_change, dict) and state_change.get("source") != "aws.cloudwatch":
+            # Only CloudWatch's alarm state changes start the workflow from here (a message on a subscribed topic
+            # could otherwise pose as the sweep or as any other event the workflow knows).
+            skipped.append({"alarmName": name, "format": kind,
+                            "reason": f"source {str(state_change.get('source'))[:100]!r} is not aws.cloudwatch"})
+            continue
         if alarm.get("currentState") != "ALARM":  # OK/INSUFFICIENT_DATA reach the coordinator through EventBridge
             skipped.append({"alarmName": name, "format": kind, "reason": alarm.get("reason") or "not an ALARM"})
             continue
