@@ -57,6 +57,7 @@ EXTENSIONS: tuple[str, ...] = (
     "lambda_changes",
     "dynamodb_atomic",
     "cloudwatch_fast",
+    "cloudwatch_percentiles",
     "limits",
 )
 DEFAULT_PORT = 4566
