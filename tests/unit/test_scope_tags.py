@@ -6,11 +6,11 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cfn_render import resolve
 from cfnlint.decode import decode
 
 from auto_repair import guards
@@ -101,34 +101,6 @@ def _template() -> dict[str, Any]:
     template, matches = decode(str(MAIN))
     assert not matches
     return json.loads(json.dumps(template))
-
-
-def resolve(value: Any, params: dict[str, str], conditions: dict[str, bool]) -> Any:
-    """The value CloudFormation would give IAM: Ref, Fn::If, Fn::Sub (both forms), Fn::Split; NoValue dropped."""
-    if isinstance(value, list):
-        items = [resolve(v, params, conditions) for v in value]
-        return [i for i in items if i is not NO_VALUE]
-    if not isinstance(value, dict):
-        return value
-    if value == {"Ref": "AWS::NoValue"}:
-        return NO_VALUE
-    if set(value) == {"Ref"}:
-        return params[value["Ref"]]
-    if set(value) == {"Fn::If"}:
-        name, yes, no = value["Fn::If"]
-        return resolve(yes if conditions[name] else no, params, conditions)
-    if set(value) == {"Fn::Sub"}:
-        sub = value["Fn::Sub"]
-        text, names = (sub, {}) if isinstance(sub, str) else (sub[0], sub[1])
-        variables = {**params, **{k: resolve(v, params, conditions) for k, v in names.items()}}
-        return re.sub(r"\$\{([\w:]+)\}", lambda m: variables.get(m.group(1), m.group(0)), text)
-    if set(value) == {"Fn::Split"}:
-        separator, text = value["Fn::Split"]
-        return resolve(text, params, conditions).split(separator)
-    return {k: resolve(v, params, conditions) for k, v in value.items()}
-
-
-NO_VALUE = object()
 
 
 def allows(condition: dict[str, Any], tags: dict[str, str]) -> bool:
