@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -24,9 +23,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from auto_repair_cli.scenario import zip_source
+from auto_repair_cli.scenario import wait_for, zip_source
 from auto_repair_local.local_org import (
     CENTRAL_ACCOUNT,
+    MEMBER_ACCOUNTS,
     OUTSIDE_ACCOUNT,
     LocalOrganization,
     create_organization,
@@ -36,17 +36,7 @@ from auto_repair_local.local_org import (
 from auto_repair_local.process import REPO, LocalCloud
 
 ALARM_PATTERN = {"source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"]}
-MEMBER = "111111111111"
-OTHER_MEMBER = "222222222222"
-
-
-def poll(fetch: Callable[[], Any], deadline: float = 45.0) -> Any:
-    end = time.monotonic() + deadline
-    while True:
-        value = fetch()
-        if value or time.monotonic() > end:
-            return value
-        time.sleep(0.25)
+MEMBER, OTHER_MEMBER = MEMBER_ACCOUNTS
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +135,7 @@ def test_a_member_function_alarm_reaches_the_central_bus_intact(org, central, lo
     def alarmed(m: dict[str, Any]) -> bool:  # an OK transition (no data yet, notBreaching) may come first
         return m["body"]["resources"] == [alarm_arn] and m["body"]["detail"]["state"]["value"] == "ALARM"
 
-    assert poll(lambda: any(alarmed(m) for m in _drain(sqs, central["url"], seen)))
+    assert wait_for(lambda: any(alarmed(m) for m in _drain(sqs, central["url"], seen)), 45, 0.25)
     event = next(m["body"] for m in seen if alarmed(m))
     assert alarm_arn.startswith(f"arn:aws:cloudwatch:{region}:{MEMBER}:alarm:")
     assert (event["account"], event["region"], event["source"], event["detail-type"]) == (
@@ -174,14 +164,14 @@ def test_another_member_region_forwards_and_an_outside_account_is_refused_by_the
     # THEN the outside account's delivery is refused (its dead-letter queue says why) ...
     outside_sqs = outside_client(org.endpoint, "sqs")
     dead: list[dict[str, Any]] = []
-    assert poll(lambda: _drain(outside_sqs, outside_dlq, dead))
+    assert wait_for(lambda: _drain(outside_sqs, outside_dlq, dead), 45, 0.25)
     assert dead[0]["body"]["resources"] == [alarms[OUTSIDE_ACCOUNT]]
     assert dead[0]["attributes"]["ERROR_CODE"]["StringValue"] == "AccessDeniedException"
     assert "resource-based policy" in dead[0]["attributes"]["ERROR_MESSAGE"]["StringValue"]
     # ... while the member's eu-west-1 event arrives with its own account and region, and nothing from outside
     seen: list[dict[str, Any]] = []
-    assert poll(lambda: any(m["body"]["resources"] == [alarms[OTHER_MEMBER]] for m in _drain(sqs, central["url"],
-                                                                                              seen)))
+    assert wait_for(lambda: any(m["body"]["resources"] == [alarms[OTHER_MEMBER]] for m in _drain(sqs, central["url"],
+                                                                                              seen)), 45, 0.25)
     event = next(m["body"] for m in seen if m["body"]["resources"] == [alarms[OTHER_MEMBER]])
     assert (event["account"], event["region"]) == (OTHER_MEMBER, eu)
     assert not any(m["body"]["account"] == OUTSIDE_ACCOUNT for m in seen)
@@ -194,7 +184,7 @@ def test_put_events_to_the_central_bus_follows_its_policy_and_aws_sources_are_re
     member = org.client("events", MEMBER)
     assert member.put_events(Entries=[entry])["FailedEntryCount"] == 0
     sqs, seen = org.client("sqs", CENTRAL_ACCOUNT), []
-    assert poll(lambda: any(m["body"]["source"] == "team.orders" for m in _drain(sqs, central["url"], seen)))
+    assert wait_for(lambda: any(m["body"]["source"] == "team.orders" for m in _drain(sqs, central["url"], seen)), 45, 0.25)
     assert next(m["body"] for m in seen if m["body"]["source"] == "team.orders")["account"] == MEMBER
     # AND an account outside the organisation is denied
     with pytest.raises(ClientError) as caught:
@@ -289,7 +279,7 @@ def test_a_member_rule_invokes_a_member_function_in_eu_west_1(org):
             return []
         return [json.loads(e["message"]) for e in found if e["message"].startswith("{")]
 
-    lines = poll(logged)
+    lines = wait_for(logged, 45, 0.25)
     assert lines == [{"got": "Probe", "as": f"arn:aws:sts::{OTHER_MEMBER}:assumed-role/{name}/{name}"}]
     assert fn_arn.startswith(f"arn:aws:lambda:{region}:{OTHER_MEMBER}:function:")
 
