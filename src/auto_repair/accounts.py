@@ -100,6 +100,12 @@ def describe(alarm: Mapping[str, Any]) -> str:
     return identity_of(alarm).where
 
 
+def home_of(context: Any) -> tuple[str, str]:
+    """(account, region) of the running function, from its own ARN: the central account and region."""
+    parts = str(context.invoked_function_arn).split(":")
+    return parts[4], parts[3]
+
+
 def parse_alarm_arn(arn: Any) -> tuple[str, str, str] | None:
     """(partition, region, account) of a CloudWatch alarm ARN, or None if it is not one."""
     match = _ALARM_ARN.match(arn) if isinstance(arn, str) else None

@@ -70,7 +70,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     settings = get_settings()
     if settings.organization_mode:
         # A recovery closes an incident: only a believable event from an allowed member may do that.
-        home_account, home_region = context.invoked_function_arn.split(":")[4], context.invoked_function_arn.split(":")[3]
+        home_account, home_region = accounts.home_of(context)
         why = accounts.refusal(event, settings=settings, home_account=home_account, home_region=home_region,
                                org_accounts=accounts.org_accounts)
         if why:

@@ -107,8 +107,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # SNS and Lambda-action deliveries in the EventBridge shape, so the idempotency key is the same in all three.
     raw = as_state_change(raw)
     execution_id = meta.get("executionId") or context.aws_request_id
-    account = context.invoked_function_arn.split(":")[4]
-    region = context.invoked_function_arn.split(":")[3]
+    account, region = accounts.home_of(context)
     settings = get_settings()
     # Single-account mode: an event for another account or region is IGNORED by the parser, as always.
     alarm = (parse_alarm_event(raw) if settings.organization_mode
