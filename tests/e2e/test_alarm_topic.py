@@ -51,6 +51,8 @@ def test_an_alarm_on_a_team_topic_starts_one_workflow_and_eventbridge_redelivery
     by_format = {json.loads(e["input"]).get("deliveredVia", {}).get("format", "eventbridge"): e for e in runs}
     assert sorted(by_format) == ["eventbridge", "sns"] and len(runs) == 2
     assert json.loads(by_format["sns"]["input"])["detail"]["alarmName"] == ALARM
+    # AND it names the topic it came through, as SNS's envelope does (the trust check believes the topic's account)
+    assert json.loads(by_format["sns"]["input"])["deliveredVia"] == {"format": "sns", "topicArn": topic}
     # AND both were admitted under the same key (alarm ARN + state time): one ran, the other is its DUPLICATE
     arn = cw.describe_alarms(AlarmNames=[ALARM])["MetricAlarms"][0]["AlarmArn"]
     alarms = {kind: json.loads(e["output"])["alarm"] for kind, e in by_format.items()}

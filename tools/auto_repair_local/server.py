@@ -42,6 +42,7 @@ EXTENSIONS: tuple[str, ...] = (
     "cfn_resources",
     "cfn_tags",
     "sns_outbox",
+    "sns_lambda_envelope",
     "lambda_logging_config",
     "lambda_runtime",
     "lambda_versions",
