@@ -164,9 +164,7 @@ def _sns_refusal(event: dict[str, Any], account: str) -> str | None:
     topic = str(via["topicArn"])
     parts = topic.split(":")
     if len(parts) != 6 or parts[2] != "sns" or not _ACCOUNT.match(parts[4]):
-        # SNS always names a real topic; an unreadable one is a test harness's envelope (moto's SNS-to-Lambda
-        # delivery says "arn:aws:sns:EXAMPLE") or a direct invocation by a trusted caller: nothing to tell by.
-        return None
+        return f"the SNS topic ARN {topic[:300]!r} of the delivery is malformed"
     if parts[4] != account:
         return (f"the SNS message names account {account} but came through topic {topic} of account {parts[4]}: a "
                 "topic carries only its own account's alarms")
