@@ -7,7 +7,10 @@
 is the context object; ``$.Execution.Id`` is a path into the input).
 
 Patches (see ``MOTO_TOUCHPOINTS``): ``moto.cloudformation.parsing.clean_json`` (``Fn::Sub`` with a map, ``AWS::NoValue`` in a list) and
-``moto.awslambda.models.LambdaFunction.__init__`` (environment values as strings). AWS behaviour:
+``moto.awslambda.models.LambdaFunction.__init__`` (environment values as strings) and ``moto.iam.models.Role.put_policy``
+(an ``AWS::IAM::Role``'s inline ``Policies`` stored as JSON text, as GetRolePolicy returns them:
+https://docs.aws.amazon.com/IAM/latest/APIReference/API_GetRolePolicy.html; moto kept the template's mapping and
+answered its Python text). AWS behaviour:
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/intrinsic-function-reference-sub.html,
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/pseudo-parameter-reference.html#cfn-pseudo-param-novalue and
 https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-lambda-function-environment.html
@@ -16,6 +19,7 @@ Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +29,7 @@ MOTO_VERSIONS = ">=5.2.5,<5.3"
 MOTO_TOUCHPOINTS = (
     "moto.cloudformation.parsing.clean_json(resource_json, resources_map)",
     "moto.awslambda.models.LambdaFunction.__init__(account_id, spec)",
+    "moto.iam.models.Role.put_policy(policy_name, policy_json)",
 )
 
 
@@ -59,6 +64,21 @@ def install(ctx: Any) -> None:
 
     parsing.clean_json = patched_clean_json(parsing.clean_json)
     install_lambda_environment_fix()
+    install_role_policy_fix()
+
+
+def install_role_policy_fix() -> None:
+    from moto.iam.models import Role
+
+    if getattr(Role.put_policy, "__auto_repair_json__", False):
+        return
+    original = Role.put_policy
+
+    def put_policy(self: Any, policy_name: str, policy_json: Any) -> None:
+        original(self, policy_name, policy_json if isinstance(policy_json, str) else json.dumps(policy_json))
+
+    put_policy.__auto_repair_json__ = True  # type: ignore[attr-defined]
+    Role.put_policy = put_policy  # type: ignore[method-assign]
 
 
 def _string_environment(spec: Any) -> None:

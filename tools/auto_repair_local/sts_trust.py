@@ -117,7 +117,7 @@ def identity_policies(role_arn: str) -> list[str]:
     role = _role(role_arn)
     if role is None:
         return []
-    docs = [p if isinstance(p, str) else json.dumps(p) for p in role.policies.values()]
+    docs = list(role.policies.values())  # JSON text (cfn_fixes stores a template's inline policies so)
     for managed in role.managed_policies.values():
         default = getattr(managed, "default_version_id", None)
         version = next((v for v in getattr(managed, "versions", []) if v.version_id == default), None)
