@@ -431,6 +431,76 @@ def test_cli_targets_list_account_asks_the_central_function_for_the_members_targ
     assert cli_main(["targets", "list", "--account", "nope", "-e", "dev"]) == 2
 
 
+def test_cli_targets_add_and_remove_account_onboard_a_tagged_member_function_only(aws, org_env, monkeypatch,
+                                                                                  capsys):
+    # GIVEN the target settings, the member's tagged 'orders' and an untagged 'billing' in the same account
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    make_function(org_env.member, "billing", 256, None)
+    function = InProcessTargetsFunction()
+    monkeypatch.setattr(cli_targets, "client", lambda args, service: function)
+    member_cw = org_env.member.client("cloudwatch")
+
+    def member_alarms(name: str) -> list[str]:
+        return [a["AlarmName"] for a in member_cw.describe_alarms(AlarmNames=alarm_names(name, "dev"))["MetricAlarms"]]
+
+    # WHEN the operator dry-runs the onboarding THEN the changes are shown, none made
+    where = ["--account", MEMBER, "--account-region", MEMBER_REGION, "-e", "dev"]
+    assert cli_main(["targets", "add", "orders", *where, "--dry-run"]) == 0
+    assert "orders: would change" in capsys.readouterr().out and member_alarms("orders") == []
+    # WHEN the operator onboards both
+    code = cli_main(["targets", "add", "orders", "billing", *where])
+    out = capsys.readouterr().out
+    # THEN the central targets function was asked to add them in the member account
+    assert function.invoked[-1] == ("lambda-auto-repair-targets-dev", {
+        "action": "add", "account": MEMBER, "region": MEMBER_REGION, "functions": ["orders", "billing"],
+        "dryRun": False})
+    # AND the tagged one has its alarms in the member account (none in the central account), the tag untouched
+    assert sorted(member_alarms("orders")) == sorted(alarm_names("orders", "dev"))
+    assert aws.client("cloudwatch").describe_alarms(AlarmNames=alarm_names("orders", "dev"))["MetricAlarms"] == []
+    assert f"account {MEMBER} / {MEMBER_REGION}" in out and "orders: changed" in out
+    # AND the untagged one is refused with the reason (the central deployment may not tag it), the command fails
+    assert code == 1 and member_alarms("billing") == []
+    assert "billing: FAILED" in out and "is not tagged auto-repair=dev" in out
+    member_lambda = org_env.member.client("lambda")
+    arn = member_lambda.get_function_configuration(FunctionName="billing")["FunctionArn"]
+    assert "auto-repair" not in member_lambda.list_tags(Resource=arn).get("Tags", {})
+    # WHEN it runs again THEN nothing changes
+    assert cli_main(["targets", "add", "orders", *where]) == 0
+    assert "orders: up to date" in capsys.readouterr().out
+    # WHEN the operator removes it THEN its alarms go, and the member's tag stays the member's
+    assert cli_main(["targets", "remove", "orders", *where, "--json"]) == 0
+    assert member_alarms("orders") == []
+    arn = member_lambda.get_function_configuration(FunctionName="orders")["FunctionArn"]
+    assert member_lambda.list_tags(Resource=arn)["Tags"]["auto-repair"] == "enabled"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["targets", "add", "orders", "--account", "1234"], "a 12-digit account id"),
+    (["targets", "add", "--from-topic", "arn:aws:sns:us-east-1:111111111111:t", "--account", MEMBER],
+     "--from-topic subscribes the central deployment"),
+    (["targets", "add", "orders", "--account", OTHER], f"account {OTHER} is not one of the MEMBER_ACCOUNTS"),
+], ids=["malformed account", "topic with an account", "not a member"])
+def test_cli_targets_add_account_refuses_bad_requests(aws, org_env, monkeypatch, capsys, argv, message):
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    monkeypatch.setattr(cli_targets, "client", lambda args, service: InProcessTargetsFunction())
+    # WHEN a bad member request is made THEN one line naming the problem, exit 2, nothing onboarded
+    assert cli_main([*argv, "-e", "dev"]) == 2
+    assert message in capsys.readouterr().err
+    assert org_env.member.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+
+
+@pytest.mark.parametrize(("request_", "message"), [
+    ({"action": "add", "functions": ["orders"]}, "'add' is for a member account's functions"),
+    ({"action": "add", "account": MEMBER, "region": MEMBER_REGION}, "'add' needs 'functions'"),
+    ({"action": "remove", "account": MEMBER, "region": MEMBER_REGION, "functions": ["orders"], "dryRun": "yes"},
+     "'dryRun' must be true or false"),
+], ids=["central account", "no functions", "dryRun not a boolean"])
+def test_targets_function_refuses_a_bad_member_change(aws, org_env, request_, message):
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    with pytest.raises(TargetsError, match=message):
+        targets.lambda_handler(request_, lambda_context("targets"))
+
+
 def test_incidents_list_by_account(aws, org_env, monkeypatch, capsys):
     # GIVEN an incident of the member's 'orders' and one of the central 'orders'
     aws.client("lambda").tag_resource(Resource=aws.client("lambda").get_function_configuration(

@@ -11,6 +11,11 @@ What is created is described in ``auto_repair.targets``.
 targets function (``lambda-auto-repair-targets-<env>``, which already may start the workflow) gets an SNS
 subscription and the permission for that topic to invoke it, and starts the workflow for each ALARM notification
 (see ``auto_repair.handlers.targets``). ``remove --from-topic`` undoes both. Functions may be named too.
+
+Organisation mode: ``add|remove|list --account <member> [--account-region R]`` act on a member account's functions.
+Only the central workflow's roles may assume the member role, so the command asks the central targets function,
+which works through that role: it creates (or deletes) the alarms and filters, but never tags, and refuses a
+function the member's team has not tagged for this environment.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from auto_repair.errors import error_code
 from auto_repair.targets import (
     MANAGED_BY,
+    Change,
     Result,
     Targets,
     TargetsError,
@@ -51,16 +57,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         command.add_argument("--from-topic", action="append", default=[], metavar="TOPIC_ARN",
                              help="an SNS topic of CloudWatch alarms to (un)subscribe the workflow to (repeatable)")
         command.add_argument("--dry-run", action="store_true", help="show the changes, make none")
+        _add_account_args(command, "(off)boarded")
         add_target_args(command)
         command.set_defaults(func=run_change, change=name)
     lister = inner.add_parser("list", help="onboarded functions, their alarms (with state) and filters")
-    lister.add_argument("--account", help="a member account (organisation mode): listed by the central targets "
-                                          "function through the member role")
-    lister.add_argument("--account-region", metavar="REGION",
-                        help="the member account's region (default: the region of the central deployment)")
+    _add_account_args(lister, "listed")
     add_target_args(lister)
     lister.set_defaults(func=run_list)
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+
+
+def _add_account_args(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--account", help=f"a member account (organisation mode): {verb} by the central targets "
+                                          "function through the member role")
+    parser.add_argument("--account-region", metavar="REGION",
+                        help="the member account's region (default: the region of the central deployment)")
 
 
 def _targets(args: argparse.Namespace) -> Targets:
@@ -152,6 +163,8 @@ def change_topic(args: argparse.Namespace, topic_arn: str) -> dict[str, Any]:
 def run_change(args: argparse.Namespace) -> int:
     if not args.functions and not args.from_topic:
         raise CommandError(f"targets {args.change}: name at least one FUNCTION or --from-topic TOPIC_ARN")
+    if args.account:
+        return _change_member(args)
     topics = [change_topic(args, arn) for arn in dict.fromkeys(args.from_topic)]
     if not args.json:
         for topic in topics:
@@ -182,13 +195,13 @@ def run_change(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def member_listing(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """A member account's targets, from the central targets function: only the central workflow's roles may assume
-    the member role, so the operator asks the function rather than the member account."""
+def _ask_central(args: argparse.Namespace, action: str, **fields: Any) -> dict[str, Any]:
+    """A member-account request, answered by the central targets function: only the central workflow's roles may
+    assume the member role, so the operator asks the function rather than the member account."""
     account = str(args.account)
     if not re.fullmatch(r"\d{12}", account):
         raise CommandError(f"--account {account!r}: a 12-digit account id")
-    request: dict[str, Any] = {"action": "list", "account": account}
+    request: dict[str, Any] = {"action": action, "account": account, **fields}
     if args.account_region:
         request["region"] = args.account_region
     name = f"lambda-auto-repair-targets-{environment(args)}"
@@ -197,7 +210,26 @@ def member_listing(args: argparse.Namespace) -> list[dict[str, Any]]:
     if response.get("FunctionError"):
         message = payload.get("errorMessage") if isinstance(payload, dict) else payload
         raise CommandError(f"{name}: {message}")
-    return list(payload.get("targets") or [])
+    return dict(payload)
+
+
+def member_listing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    return list(_ask_central(args, "list").get("targets") or [])
+
+
+def _change_member(args: argparse.Namespace) -> int:
+    if args.from_topic:
+        raise CommandError("--from-topic subscribes the central deployment to a topic: it takes no --account")
+    answer = _ask_central(args, args.change, functions=list(dict.fromkeys(args.functions)), dryRun=args.dry_run)
+    results = [Result(r["function"], [Change(**c) for c in r.get("changes") or []], applied=bool(r.get("applied")),
+                      error=str(r.get("error") or "")) for r in answer.get("results") or []]
+    if args.json:
+        print_json(answer)
+    else:
+        print(f"account {answer.get('account')} / {answer.get('region')} (through the central targets function):")
+        for result in results:
+            _print_result(result, args.dry_run)
+    return 1 if any(r.error for r in results) else 0
 
 
 @reports_errors(TargetsError)

@@ -9,7 +9,10 @@ Invoked by EventBridge:
 * by hand: ``{"action": "reconcile"}`` or ``{"action": "sweep", "threshold": 70}``, each optionally limited to
   ``"functions": [...]``; in organisation mode ``{"action": "reconcile", "account": "<member>", "region": ...}``
   onboards functions of a member account through the member role (their alarms reach the central bus through
-  the member stack's forwarding rule, so they need no alarm action);
+  the member stack's forwarding rule, so they need no alarm action), and ``{"action": "add" | "remove",
+  "account": ..., "region": ..., "functions": [...], "dryRun": false}`` (``auto-repair targets add --account``)
+  onboards or offboards the named member functions, saying why one cannot be. The tag stays the member team's:
+  the member role may not tag, so the central deployment cannot put a member's function in its own scope;
 * a team's alarm topic (SNS subscription, ``auto-repair targets add --from-topic``) or a CloudWatch Lambda alarm
   action: each ALARM state change starts the workflow with it rewritten as the EventBridge event
   (``alarm_event.alarm_deliveries``). This function already may start the workflow (the sweep), so this path
@@ -45,6 +48,7 @@ from auto_repair.records import AuditLog
 from auto_repair.settings import get_settings
 from auto_repair.targets import (
     SYSTEM_PREFIX,
+    Result,
     Targets,
     TargetsError,
     TargetSettings,
@@ -62,6 +66,8 @@ from auto_repair.targets import (
 SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore"
 # ``auto-repair targets list --account``: what is onboarded in a member account, read through the member role.
 LIST = "list"
+# ``auto-repair targets add|remove --account``: the named member functions, through the member role.
+ADD, REMOVE = "add", "remove"
 _ACCOUNT = re.compile(r"\d{12}\Z")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 
@@ -70,8 +76,8 @@ def member_target(event: Any, action: str, *, home_account: str, home_region: st
                   partition: str = "aws") -> accounts.Identity | None:
     """The member account (and region) a manual request names, or None for the central account.
 
-    Only organisation mode, only an allowed member and region, and only ``reconcile``: the sweep and the trims
-    start workflows from the central account's own metrics and stay there.
+    Only organisation mode, only an allowed member and region, and only ``reconcile``, ``list``, ``add`` and
+    ``remove``: the sweep and the trims start workflows from the central account's own metrics and stay there.
     """
     account = event.get("account") if isinstance(event, dict) else None
     region = event.get("region") if isinstance(event, dict) else None
@@ -88,9 +94,9 @@ def member_target(event: Any, action: str, *, home_account: str, home_region: st
     if not settings.organization_mode:
         raise TargetsError(f"account {account} / {region} is not this account: onboarding another account needs "
                            "organisation mode (ORGANIZATION_ID)")
-    if action not in (RECONCILE, LIST):
+    if action not in (RECONCILE, LIST, ADD, REMOVE):
         raise TargetsError(f"'{action}' runs in the central account only; a member account's functions are "
-                           "onboarded with the action 'reconcile' and listed with 'list'")
+                           "onboarded with the actions 'add' or 'reconcile' and listed with 'list'")
     why = accounts.member_refusal(account, region, settings=settings, home=(home_account, home_region),
                                   org_accounts=accounts.org_accounts)
     if why:
@@ -109,11 +115,17 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
     if not isinstance(event, dict):
         return IGNORE, None, {"reason": "event is not an object"}
     action = event.get("action")
-    if action in (SCHEDULED, RECONCILE, SWEEP, LIST):
+    if action in (SCHEDULED, RECONCILE, SWEEP, LIST, ADD, REMOVE):
         functions = event.get("functions")
         if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
             raise TargetsError("'functions' must be a list of function names")
         options: dict[str, Any] = {}
+        if action in (ADD, REMOVE):
+            if not functions:
+                raise TargetsError(f"'{action}' needs 'functions': the member functions to (off)board")
+            if not isinstance(event.get("dryRun", False), bool):
+                raise TargetsError("'dryRun' must be true or false")
+            options["dryRun"] = bool(event.get("dryRun", False))
         if event.get("threshold") is not None:
             threshold = event["threshold"]
             if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 1 <= threshold <= 100:
@@ -134,6 +146,33 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
     if not names:
         return IGNORE, None, {"reason": f"nothing to do for {source} / {event.get('detail-type')}"}
     return RECONCILE, names, {}
+
+
+def change_members(targets: Targets, action: str, functions: list[str], *, dry_run: bool,
+                   where: str) -> list[Result]:
+    """``add`` / ``remove`` of named member functions: alarms and filters only, never the tag (see the module doc).
+
+    A function that is not tagged for this environment is not onboarded: its alarms would start workflows that
+    ExecuteRepair's tag-scoped member role cannot carry out.
+    """
+    results: list[Result] = []
+    for name in dict.fromkeys(functions):
+        try:
+            if action == REMOVE:
+                results.append(targets.remove(name, dry_run=dry_run, untag_function=False))
+                continue
+            if targets.function(name) is None:
+                raise TargetsError(f"function {name} does not exist in {where}")
+            if not targets.is_opted_in(name):
+                env = targets.settings.environment
+                raise TargetsError(
+                    f"function {name} in {where} is not tagged auto-repair={env} (or auto-repair=enabled where "
+                    "plain tags count): the member account's team tags it (the central deployment may not), "
+                    "then run this again")
+            results.append(targets.add(name, dry_run=dry_run, tag_function=False))
+        except (TargetsError, ClientError) as exc:  # one function's failure stops no other
+            results.append(Result(name, [], applied=False, error=str(exc)))
+    return results
 
 
 def load_settings(ssm: Any, environment: str) -> TargetSettings:
@@ -270,6 +309,14 @@ def forward_alarms(event: Any, sfn: Any, *, machine_arn: str) -> dict[str, Any]:
     return {"action": "forward", "started": started, "skipped": skipped}
 
 
+def _count(results: list[Result], action: str) -> None:
+    metrics.add_metric(name="TargetsChanged", unit="Count", value=sum(1 for r in results if r.applied))
+    metrics.add_metric(name="TargetsFailed", unit="Count", value=sum(1 for r in results if r.error))
+    for result in results:
+        if result.error:
+            logger.error(f"{action} failed", extra={"functionName": result.function, "error": result.error})
+
+
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -289,6 +336,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     _, partition, _, region, account = context.invoked_function_arn.split(":")[:5]
     settings = load_settings(aws.client("ssm"), environment)
     member = member_target(event, action, home_account=account, home_region=region, partition=partition)
+    if member is None and action in (ADD, REMOVE):
+        raise TargetsError(f"'{action}' is for a member account's functions (name 'account'); the central "
+                           "account's are onboarded by `auto-repair targets add` directly")
     if member is not None:
         # The member role: the session names this invocation, so the member's CloudTrail shows who onboarded.
         clients = accounts.clients_for(member, f"targets-{context.aws_request_id}")
@@ -306,16 +356,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         out["targets"] = [t for t in listed if functions is None or t["function"] in functions]
         logger.info("targets listed", extra={"count": len(out["targets"])})
         return out
+    if action in (ADD, REMOVE):
+        assert member is not None and functions is not None
+        member_results = change_members(targets, action, functions, dry_run=options["dryRun"],
+                                        where=f"{member.account} / {member.region}")
+        out["results"] = [r.to_dict() for r in member_results]
+        _count(member_results, action)
+        logger.info(f"member targets {action}", extra={"summary": out})
+        return out
     if action in (SCHEDULED, RECONCILE):
         results = targets.reconcile(only=functions)
         out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]
         out["functionsChecked"] = len(results)
-        changed = sum(1 for r in results if r.applied)
-        failed = [r for r in results if r.error]
-        metrics.add_metric(name="TargetsChanged", unit="Count", value=changed)
-        metrics.add_metric(name="TargetsFailed", unit="Count", value=len(failed))
-        for result in failed:
-            logger.error("reconcile failed", extra={"functionName": result.function, "error": result.error})
+        _count(results, RECONCILE)
     if action in (SCHEDULED, SWEEP):
         sweep = run_sweep(
             targets, aws.client("stepfunctions"),
