@@ -276,6 +276,9 @@ def test_the_roles_trusted_are_exactly_those_whose_handlers_act_in_member_accoun
     assert callers == set()
     # THEN the roles that do not act in a member account (approval, failure, coordinator...) are not trusted
     assert not {"request-approval", "handle-failure", "coordinator", "notify", "diagnose"} & set(CENTRAL_ROLES)
+    # AND validate-deployment.sh --member checks the member role's trust against the same list
+    script = re.search(r"^CENTRAL_ROLE_KINDS=\((.*)\)$", (REPO / "validate-deployment.sh").read_text(), re.M)
+    assert script and sorted(script.group(1).split()) == sorted(CENTRAL_ROLES)
 
 
 def test_the_member_role_needs_no_session_tags_because_clients_for_passes_none() -> None:
