@@ -364,8 +364,8 @@ def admit_refusal(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner
         claim = store.claim_event(refusal_key(alarm, key), owner=owner, function_name=key_of(alarm), now=now)
         if not claim.first:
             return {**alarm, "refusalNotice": RefusalNotice.REPEATED, "duplicateOf": claim.owner, "needsHuman": False,
-                    "reason": f"{alarm.get('reason', '')}; a redelivery of the event execution {claim.owner} "
-                              "refused and notified, not notified again"}
+                    "reason": f"{alarm.get('reason', '')}; the same event was refused before by execution "
+                              f"{claim.owner}: recorded, not notified again"}
     if window_minutes <= 0:
         return {**alarm, "refusalNotice": RefusalNotice.SENT}
     account = clean_text(alarm.get("account") or "?", 40)
