@@ -338,8 +338,9 @@ check_dashboard() {
 }
 
 # ---------------------------------------------------------------------------------------------- member account
-# The central roles that may assume the member role (lambda-auto-repair-member.yaml, ORG-CONTRACT).
-CENTRAL_ROLE_KINDS=(parse-alarm collect execution verify request-approval handle-failure coordinator targets)
+# The central roles that may assume the member role: those whose handlers act in a member account
+# (lambda-auto-repair-member.yaml; tests/unit/test_member_template.py derives them from the code).
+CENTRAL_ROLE_KINDS=(parse-alarm collect execution verify targets)
 
 # A parameter of the member stack (empty when the stack or the parameter is missing).
 member_stack_parameter() {

@@ -132,6 +132,22 @@ def session_name(execution_id: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- trust
+# The kinds of refusal: the rule an event broke, stable across events (the notices of refusals are limited per
+# claimed account and kind, auto_repair.guards.admit_refusal), where the words name the particular event.
+MALFORMED, FORGED, NOT_MEMBER, REGION_NOT_ALLOWED = "malformed", "forged", "not-member", "region-not-allowed"
+
+
+class Refusal(str):
+    """Why an event is refused, in words (a ``str``), and ``kind``: which rule it broke."""
+
+    kind: str
+
+    def __new__(cls, kind: str, text: str) -> Refusal:
+        made = super().__new__(cls, text)
+        made.kind = kind
+        return made
+
+
 def _detail_arns(detail: Any) -> list[str]:
     """Alarm ARNs the detail names itself (an SNS-converted event keeps the message's AlarmArn there)."""
     if not isinstance(detail, dict):
@@ -139,22 +155,22 @@ def _detail_arns(detail: Any) -> list[str]:
     return [str(detail[k]) for k in ("alarmArn", "AlarmArn") if detail.get(k)]
 
 
-def _arn_refusal(arns: list[Any], account: str, region: str) -> str | None:
+def _arn_refusal(arns: list[Any], account: str, region: str) -> Refusal | None:
     """Each alarm ARN the event names must be well formed and in the event's own account and region."""
     for arn in arns:
         parsed = parse_alarm_arn(arn)
         if parsed is None:
-            return f"the alarm ARN {str(arn)[:300]!r} is malformed"
+            return Refusal(MALFORMED, f"the alarm ARN {str(arn)[:300]!r} is malformed")
         _, arn_region, arn_account = parsed
         if arn_account != account:
-            return (f"the event's account {account} is not the account of its alarm ARN ({arn_account}): "
-                    "forged or misrouted")
+            return Refusal(FORGED, f"the event's account {account} is not the account of its alarm ARN "
+                           f"({arn_account}): forged or misrouted")
         if arn_region != region:
-            return f"the event's region {region} is not the region of its alarm ARN ({arn_region})"
+            return Refusal(FORGED, f"the event's region {region} is not the region of its alarm ARN ({arn_region})")
     return None
 
 
-def _sns_refusal(event: dict[str, Any], account: str) -> str | None:
+def _sns_refusal(event: dict[str, Any], account: str) -> Refusal | None:
     """An SNS delivery names its account in the message, which anyone allowed to publish to the topic writes; the
     topic ARN comes from SNS. A topic carries only its own account's alarms (organisation mode forwards members'
     alarms through EventBridge), so a message naming another account is not believed."""
@@ -164,58 +180,60 @@ def _sns_refusal(event: dict[str, Any], account: str) -> str | None:
     topic = str(via["topicArn"])
     parts = topic.split(":")
     if len(parts) != 6 or parts[2] != "sns" or not _ACCOUNT.match(parts[4]):
-        return f"the SNS topic ARN {topic[:300]!r} of the delivery is malformed"
+        return Refusal(MALFORMED, f"the SNS topic ARN {topic[:300]!r} of the delivery is malformed")
     if parts[4] != account:
-        return (f"the SNS message names account {account} but came through topic {topic} of account {parts[4]}: a "
-                "topic carries only its own account's alarms")
+        return Refusal(FORGED, f"the SNS message names account {account} but came through topic {topic} of account "
+                               f"{parts[4]}: a topic carries only its own account's alarms")
     return None
 
 
 def member_refusal(account: str, region: str, *, settings: Settings, home: tuple[str, str],
-                    org_accounts: Callable[[], Collection[str]]) -> str | None:
+                    org_accounts: Callable[[], Collection[str]]) -> Refusal | None:
     """Organisation mode: the account is the home one, on MEMBER_ACCOUNTS, or ACTIVE in the organisation; the
     region is the home one or allowed by MEMBER_REGIONS."""
     if account != home[0]:
         if settings.member_accounts:
             if account not in settings.member_accounts:
-                return f"account {account} is not one of the MEMBER_ACCOUNTS"
+                return Refusal(NOT_MEMBER, f"account {account} is not one of the MEMBER_ACCOUNTS")
         else:
             # A failed ListAccounts (throttling in a storm of cold containers, a missing permission) raises
             # AccountsError: the state machine retries ParseAlarm and, when the retries run out, HandleFailure
             # records and notifies. Refusing here would turn a transient error into a lost alarm.
             active = org_accounts()
             if account not in active:
-                return f"account {account} is not an ACTIVE account of the organisation {settings.organization_id}"
+                return Refusal(NOT_MEMBER, f"account {account} is not an ACTIVE account of the organisation "
+                                           f"{settings.organization_id}")
     if settings.member_regions and region not in settings.member_regions and (account, region) != home:
-        return f"region {region} is not one of the MEMBER_REGIONS ({', '.join(settings.member_regions)})"
+        return Refusal(REGION_NOT_ALLOWED,
+                       f"region {region} is not one of the MEMBER_REGIONS ({', '.join(settings.member_regions)})")
     return None
 
 
 def refusal(event: Any, *, settings: Settings, home_account: str, home_region: str,
-            org_accounts: Callable[[], Collection[str]]) -> str | None:
+            org_accounts: Callable[[], Collection[str]]) -> Refusal | None:
     """Why the event must be refused, in words; None when it may be believed.
 
     ``org_accounts`` returns the organisation's ACTIVE accounts; it is called only in organisation mode without a
     MEMBER_ACCOUNTS allow-list, and only for an account other than the home one.
     """
     if not isinstance(event, dict):
-        return "the event is not an object"
+        return Refusal(MALFORMED, "the event is not an object")
     if not settings.organization_mode:
         return _single_account_refusal(event, home_account=home_account, home_region=home_region)
     account, region = event.get("account"), event.get("region")
     if not isinstance(account, str) or not _ACCOUNT.match(account):
-        return f"the event's account {str(account)[:40]!r} is not a 12-digit account id"
+        return Refusal(MALFORMED, f"the event's account {str(account)[:40]!r} is not a 12-digit account id")
     if not isinstance(region, str) or not region:
-        return "the event names no region"
+        return Refusal(MALFORMED, "the event names no region")
     if event.get("source") == SWEEP_SOURCE:
         # The proactive sweep runs in the central account only and names no alarm.
         if (account, region) != (home_account, home_region):
-            return (f"a sweep event from account {account} / {region}: the sweep runs only in the central account "
-                    f"{home_account} / {home_region}")
+            return Refusal(FORGED, f"a sweep event from account {account} / {region}: the sweep runs only in the "
+                                   f"central account {home_account} / {home_region}")
         return None
     arns = _alarm_arns(event)
     if not arns:
-        return "the event names no alarm ARN in its resources"
+        return Refusal(MALFORMED, "the event names no alarm ARN in its resources")
     return _sns_refusal(event, account) or _arn_refusal(arns, account, region) or member_refusal(
         account, region, settings=settings, home=(home_account, home_region), org_accounts=org_accounts)
 
@@ -225,7 +243,7 @@ def _alarm_arns(event: dict[str, Any]) -> list[Any]:
     return ([resources[0]] if isinstance(resources, list) and resources else []) + _detail_arns(event.get("detail"))
 
 
-def _single_account_refusal(event: dict[str, Any], *, home_account: str, home_region: str) -> str | None:
+def _single_account_refusal(event: dict[str, Any], *, home_account: str, home_region: str) -> Refusal | None:
     """Single-account mode keeps today's tolerance (an older SNS message may name no account, region or alarm ARN)
     and refuses only what is plainly not ours: another account or region, or an alarm ARN of another account or
     region than the event's (forged)."""
@@ -237,12 +255,14 @@ def _single_account_refusal(event: dict[str, Any], *, home_account: str, home_re
     for arn in _alarm_arns(event):
         parsed = parse_alarm_arn(arn)
         if parsed is not None and (parsed[2], parsed[1]) != (account, region):
-            return (f"the event's account and region ({account} / {region}) are not those of its alarm ARN "
-                    f"({parsed[2]} / {parsed[1]}): forged or misrouted")
+            return Refusal(FORGED, f"the event's account and region ({account} / {region}) are not those of its "
+                                   f"alarm ARN ({parsed[2]} / {parsed[1]}): forged or misrouted")
     if account != home_account:
-        return f"the event comes from account {account}, not this account {home_account} (single-account mode)"
+        return Refusal(NOT_MEMBER, f"the event comes from account {account}, not this account {home_account} "
+                                   "(single-account mode)")
     if region != home_region:
-        return f"the event comes from region {region}, not this region {home_region} (single-account mode)"
+        return Refusal(REGION_NOT_ALLOWED, f"the event comes from region {region}, not this region {home_region} "
+                                           "(single-account mode)")
     return None
 
 

@@ -8,7 +8,9 @@ repair starts (ParseAlarmEvent) and right before a function is changed (ExecuteR
 * cooldown    - after a repair was applied, alarms of that function wait ``RepairCooldownMinutes``;
 * scope       - only functions whose ``auto-repair`` tag names this environment (or ``enabled``), see in_scope;
 * kill switch - the SSM parameter ``/lambda-auto-repair/<env>/paused`` stops every mutation at once;
-* budget      - at most ``MaxRepairsPerHour`` mutations per environment and clock hour.
+* budget      - at most ``MaxRepairsPerHour`` mutations per environment and clock hour;
+* refusals    - a REFUSED event (auto_repair.accounts.refusal) is recorded every time it is delivered, but notified
+                once per event, and at most once per claimed account and kind of refusal per window.
 
 All state lives in the state table (``pk``/``sk``, TTL attribute ``expiresAt``). Every decision is a single
 conditional write, so concurrent executions cannot both win. TTL deletion is lazy (it can take days), so
@@ -31,7 +33,7 @@ from .accounts import key_of
 from .alarm_event import clean_text
 from .clock import iso_seconds, now_iso
 from .errors import AutoRepairError, error_code
-from .outcomes import AlarmOutcome, GuardOutcome, RepairStatus
+from .outcomes import AlarmOutcome, GuardOutcome, RefusalNotice, RepairStatus
 from .records import from_dynamo
 from .workflow import WorkflowContext
 
@@ -53,6 +55,11 @@ STEP_TASKS_SECONDS = 600
 # A cooldown item outlives the longest allowed cooldown (the template caps RepairCooldownMinutes at a week).
 COOLDOWN_KEEP_SECONDS = 8 * 86400
 BUDGET_KEEP_SECONDS = 2 * 86400
+# A refusal-notice window item is kept this long after the window it opened: the next notice reads its count.
+REFUSAL_NOTICE_KEEP_SECONDS = 2 * 86400
+# Concurrent refusals count themselves in the window item by compare-and-put; after this many lost races the count
+# is left one short (each refusal still has its own incident record).
+REFUSAL_COUNT_ATTEMPTS = 8
 PAUSED_VALUES = ("true", "1", "yes", "on", "paused")
 
 _DESERIALIZE = TypeDeserializer().deserialize
@@ -195,6 +202,42 @@ class GuardStore:
             return Claim(first=True, owner=owner)
         return Claim(first=False, owner=str(old.get("incidentId", "")))
 
+    # -- refusals
+    def claim_refusal_notice(self, account: str, kind: str, *, owner: str, window_seconds: int,
+                             now: float) -> tuple[bool, dict[str, Any]]:
+        """Whether this refusal is the one of (claimed account, kind) notified in the window: (True, the window
+        item it replaced, if any: its count of refusals not notified) or (False, the window item, counted).
+
+        One item per (account, kind); a refusal takes it when it is new, older than the window, or its own (a
+        retry of the same execution). PutItem only (ParseAlarm's role has no UpdateItem on the state table): the
+        count of the others is a compare-and-put on the item.
+        """
+        pk, sk = f"REFUSALNOTICE#{account}#{kind}", "WINDOW"
+        item = {"pk": pk, "sk": sk, "incidentId": owner, "notifiedAt": int(now), "notifiedAtIso": iso_seconds(now),
+                "notNotified": 0, "expiresAt": int(now) + window_seconds + REFUSAL_NOTICE_KEEP_SECONDS}
+        try:
+            response = self._table.put_item(
+                Item=item, ConditionExpression="attribute_not_exists(pk) OR notifiedAt <= :cutoff OR incidentId = :me",
+                ExpressionAttributeValues={":cutoff": int(now) - window_seconds, ":me": owner},
+                ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD")
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise GuardError(f"state table write failed: {error_code(exc)}") from exc
+            current = _old_item(exc)
+        else:
+            previous = from_dynamo(response.get("Attributes") or {})
+            return True, ({} if previous.get("incidentId") == owner else previous)
+        for _ in range(REFUSAL_COUNT_ATTEMPTS):
+            counted = {**current, "notNotified": int(current.get("notNotified", 0)) + 1}
+            old = self._put(counted, "incidentId = :holder AND notNotified = :n",
+                            values={":holder": current.get("incidentId", ""), ":n": int(current.get("notNotified", 0))})
+            if old is None:
+                return False, counted
+            if old.get("incidentId") != current.get("incidentId"):  # a new window opened meanwhile: not ours to count
+                return False, old
+            current = old
+        return False, current
+
     # -- per-function lock
     def acquire_lock(self, function_name: str, *, owner: str, ttl_seconds: int, now: float,
                      alarm_name: str = "") -> Lock:
@@ -293,6 +336,52 @@ def admit_event(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: 
     return {**alarm, "outcome": GuardOutcome.DUPLICATE, "idempotencyKey": key, "duplicateOf": claim.owner,
             "reason": f"duplicate delivery of the alarm state change {alarm.get('alarmName', '')!r} at "
                       f"{alarm.get('stateChangeTime', '')}; already handled by execution {claim.owner}"}
+
+
+def refusal_key(alarm: Mapping[str, Any], key: str) -> str:
+    """The idempotency key of a refused event, apart from the admitted events' (``REFUSED#<account>:<region>#``):
+    a forged copy of a real state change must never claim that change's key and turn the real one into a DUPLICATE."""
+    where = f"{clean_text(alarm.get('account') or '?', 40)}:{clean_text(alarm.get('region') or '?', 40)}"
+    return f"REFUSED#{where}#{key}"
+
+
+def admit_refusal(alarm: dict[str, Any], event: Any, store: GuardStore, *, owner: str, now: float,
+                  window_minutes: int) -> dict[str, Any]:
+    """A REFUSED event is recorded on every delivery, notified once: an attacker replaying a forged event, or a
+    misconfigured member flapping, must not flood the on-call.
+
+    * The same event again (same idempotency key as DUPLICATE uses, kept apart by :func:`refusal_key`): recorded
+      as a repeated refusal naming the first, not notified.
+    * Different refusals of one claimed account and kind of refusal: the first notified, the others within
+      ``window_minutes`` (RepairCooldownMinutes; 0 = no window) recorded and counted, not notified; the next
+      notice says how many there were.
+    ``refusalNotice`` in the result is SENT, REPEATED or WITHHELD; NotifyIgnored sends only SENT.
+    """
+    if alarm.get("outcome") != AlarmOutcome.REFUSED:
+        return alarm
+    key = idempotency_key(event, alarm)
+    if key is not None:
+        claim = store.claim_event(refusal_key(alarm, key), owner=owner, function_name=key_of(alarm), now=now)
+        if not claim.first:
+            return {**alarm, "refusalNotice": RefusalNotice.REPEATED, "duplicateOf": claim.owner, "needsHuman": False,
+                    "reason": f"{alarm.get('reason', '')}; the same event was refused before by execution "
+                              f"{claim.owner}: recorded, not notified again"}
+    if window_minutes <= 0:
+        return {**alarm, "refusalNotice": RefusalNotice.SENT}
+    account = clean_text(alarm.get("account") or "?", 40)
+    kind = clean_text(alarm.get("refusalKind") or "unknown", 40)
+    first, window = store.claim_refusal_notice(account, kind, owner=owner, window_seconds=window_minutes * 60,
+                                               now=now)
+    if first:
+        before = int(window.get("notNotified", 0))
+        tail = (f" ({before} more refusal(s) of account {account} of this kind since "
+                f"{window.get('notifiedAtIso', '?')} were recorded without a notice)" if before else "")
+        return {**alarm, "refusalNotice": RefusalNotice.SENT, "reason": f"{alarm.get('reason', '')}{tail}"}
+    return {**alarm, "refusalNotice": RefusalNotice.WITHHELD, "noticeSentBy": str(window.get("incidentId", "")),
+            "withheldInWindow": int(window.get("notNotified", 0)), "needsHuman": False,
+            "reason": f"{alarm.get('reason', '')}; refusals of account {account} of this kind are notified at most "
+                      f"once per {window_minutes} min (notified by execution {window.get('incidentId', '?')} at "
+                      f"{window.get('notifiedAtIso', '?')}): recorded, not notified"}
 
 
 def admit_function(alarm: dict[str, Any], store: GuardStore, *, owner: str, lock_ttl: int, cooldown_minutes: int,

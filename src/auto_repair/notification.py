@@ -13,6 +13,7 @@ from auto_repair.outcomes import (
     IncidentStatus,
     Notice,
     NotifyRequest,
+    RefusalNotice,
     RepairStatus,
     Verdict,
 )
@@ -85,8 +86,8 @@ def ignored_outcome(context: WorkflowContext, *, notify_ignored: bool) -> tuple[
     outcome = alarm.get("outcome")
     if outcome == AlarmOutcome.INVALID:
         return Notice.INVALID_EVENT, True
-    if outcome == AlarmOutcome.REFUSED:  # forged or foreign: always told, it may be an attack
-        return Notice.REFUSED, True
+    if outcome == AlarmOutcome.REFUSED:  # forged or foreign: told, it may be an attack; a repeat only recorded
+        return Notice.REFUSED, alarm.get("refusalNotice", RefusalNotice.SENT) == RefusalNotice.SENT
     # Duplicates are silent (the original run reports); a locked or cooling-down function is reported so the
     # on-call sees the alarm was not lost; out of scope only when NOTIFY_IGNORED is set.
     if outcome == GuardOutcome.DUPLICATE:

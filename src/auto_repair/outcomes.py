@@ -21,6 +21,14 @@ class AlarmOutcome(StrEnum):
     REFUSED = "REFUSED"
 
 
+class RefusalNotice(StrEnum):
+    """``$.alarm.refusalNotice`` of a REFUSED event (auto_repair.guards.admit_refusal): whether NotifyIgnored tells."""
+
+    SENT = "SENT"  # the first refusal of the event, and the first of its claimed account and kind in the window
+    REPEATED = "REPEATED"  # a redelivery of an event already refused (and notified): recorded only
+    WITHHELD = "WITHHELD"  # another refusal of the same claimed account and kind was notified in the window
+
+
 class GuardOutcome(StrEnum):
     """Why a guard stopped an alarm (admission) or a repair (mutation) before anything changed."""
 

@@ -73,16 +73,17 @@ def _drain(sqs: Any, url: str, into: list[dict[str, Any]]) -> list[dict[str, Any
     return into
 
 
-def _forwarding(client: Callable[[str], Any], account: str, bus_arn: str) -> str:
+def _forwarding(client: Callable[[str], Any], account: str, bus_arn: str, role_name: str = "") -> str:
     """The member template's shape: a default-bus rule -> the central bus through a PutEvents-only role.
     Returns the URL of the rule target's dead-letter queue (where a refused delivery lands)."""
     iam, events, sqs = client("iam"), client("events"), client("sqs")
     suffix = uuid.uuid4().hex[:6]
-    role = iam.create_role(RoleName=f"forwarder-{suffix}", AssumeRolePolicyDocument=json.dumps({
+    role_name = role_name or f"forwarder-{suffix}"
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
                                                 "Action": "sts:AssumeRole",
                                                 "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}))
-    iam.put_role_policy(RoleName=f"forwarder-{suffix}", PolicyName="put", PolicyDocument=json.dumps({
+    iam.put_role_policy(RoleName=role_name, PolicyName="put", PolicyDocument=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": bus_arn}]}))
     dlq_url, dlq_arn = _queue(sqs, f"forward-dlq-{suffix}")
@@ -175,6 +176,57 @@ def test_another_member_region_forwards_and_an_outside_account_is_refused_by_the
     event = next(m["body"] for m in seen if m["body"]["resources"] == [alarms[OTHER_MEMBER]])
     assert (event["account"], event["region"]) == (OTHER_MEMBER, eu)
     assert not any(m["body"]["account"] == OUTSIDE_ACCOUNT for m in seen)
+
+
+def test_a_bus_policy_on_aws_principal_arn_admits_only_the_forwarder_role_that_delivers(org):
+    # GIVEN a central bus that, as the functions stack's OrganizationBusPolicy, admits only roles named
+    # lambda-auto-repair-member-forwarder-<env> of the organisation. A rule delivering to a bus in another account
+    # calls PutEvents as its target role (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html,
+    # https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html), so aws:PrincipalArn is that
+    # role's ARN, present in every signed request (https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    # reference_policies_condition-keys.html#condition-keys-principalarn)
+    events, sqs = org.client("events", CENTRAL_ACCOUNT), org.client("sqs", CENTRAL_ACCOUNT)
+    suffix = uuid.uuid4().hex[:6]
+    name = f"org-arn-{suffix}"
+    bus_arn = events.create_event_bus(Name=name)["EventBusArn"]
+    events.put_permission(EventBusName=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Sid": "forwarders", "Effect": "Allow", "Principal": "*", "Action": "events:PutEvents", "Resource": bus_arn,
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id},
+                      "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::*:role/lambda-auto-repair-member-forwarder-{suffix}"}}}]}))
+    url, queue_arn = _queue(sqs, f"{name}-seen")
+    events.put_rule(Name=f"{name}-all", EventBusName=name, EventPattern=json.dumps({"source": [{"prefix": ""}]}))
+    events.put_targets(Rule=f"{name}-all", EventBusName=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    # AND in a member: one forwarding rule through a role of that name, one through a role of another name
+    def client(service: str) -> Any:
+        return org.client(service, MEMBER, "us-east-1")
+
+    _forwarding(client, MEMBER, bus_arn, role_name=f"lambda-auto-repair-member-forwarder-{suffix}")
+    other_dlq = _forwarding(client, MEMBER, bus_arn)
+    cw = client("cloudwatch")
+    alarm = f"org-arn-alarm-{suffix}"
+    cw.put_metric_alarm(AlarmName=alarm, Namespace="Org/Test", MetricName="Errors", Statistic="Sum", Period=10,
+                        EvaluationPeriods=1, Threshold=0.0, ComparisonOperator="GreaterThanThreshold")
+    alarm_arn = cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"][0]["AlarmArn"]
+    # WHEN the alarm goes to ALARM (both rules match it)
+    cw.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="test")
+    # THEN the named forwarder role's delivery arrives, with the member's account
+    seen: list[dict[str, Any]] = []
+    assert wait_for(lambda: any(m["body"]["resources"] == [alarm_arn] for m in _drain(sqs, url, seen)), 45, 0.25)
+    assert [m["body"]["account"] for m in seen if m["body"]["resources"] == [alarm_arn]] == [MEMBER]
+    # AND the other role's delivery is refused by the bus policy (its dead-letter queue says why)
+    dead: list[dict[str, Any]] = []
+    member_sqs = client("sqs")
+    assert wait_for(lambda: any(m["body"]["resources"] == [alarm_arn] for m in _drain(member_sqs, other_dlq, dead)),
+                    45, 0.25)
+    refused = next(m for m in dead if m["body"]["resources"] == [alarm_arn])
+    assert refused["attributes"]["ERROR_CODE"]["StringValue"] == "AccessDeniedException"
+    assert "resource-based policy" in refused["attributes"]["ERROR_MESSAGE"]["StringValue"]
+    # AND the member account's own credentials (not the forwarder role) may not put events on it
+    with pytest.raises(ClientError) as caught:
+        client("events").put_events(Entries=[{"Source": "team.orders", "DetailType": "Probe", "Detail": "{}",
+                                              "EventBusName": bus_arn}])
+    assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
 
 
 def test_put_events_to_the_central_bus_follows_its_policy_and_aws_sources_are_reserved(org, central):

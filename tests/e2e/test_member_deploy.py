@@ -102,7 +102,7 @@ def test_member_stack_deploys_validates_detects_a_broken_rule_and_is_removed(loc
     for line in (f"Checking stack: {STACK}", "✅ Stack is healthy",
                  f"✅ Forwarding rule lambda-auto-repair-forward-alarms-{ENV} is enabled and targets {BUS_ARN}",
                  f"✅ Role lambda-auto-repair-member-forwarder-{ENV} may only put events on the central bus",
-                 f"✅ Role lambda-auto-repair-member-{ENV} is trusted by the 8 central workflow roles of "
+                 f"✅ Role lambda-auto-repair-member-{ENV} is trusted by the 5 central workflow roles of "
                  f"{CENTRAL_ACCOUNT} in {org} only", "✅ All checks passed"):
         assert line in healthy.stdout, line
 

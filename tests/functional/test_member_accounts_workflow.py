@@ -20,8 +20,9 @@ from typing import Any
 import boto3
 import pytest
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
-from auto_repair import accounts, memory_history
+from auto_repair import accounts, guards, memory_history
 from auto_repair.handlers import (
     collect,
     coordinator,
@@ -33,7 +34,7 @@ from auto_repair.handlers import (
     verify,
 )
 from auto_repair.records import IncidentStore
-from auto_repair.targets import TargetsError, alarm_names, settings_parameter
+from auto_repair.targets import Targets, TargetsError, alarm_names, settings_parameter
 from auto_repair_cli import incidents as cli_incidents
 from auto_repair_cli import targets as cli_targets
 from auto_repair_cli.main import main as cli_main
@@ -546,3 +547,121 @@ def test_single_account_mode_keeps_todays_keys_and_outcomes(aws, function_env):
     forged = run(parse_alarm, alarm_event(HOME, HOME_REGION, arn_account=OTHER,
                                           timestamp="2026-11-22T11:00:00.000+0000"), "exec-3", "parse-alarm")
     assert forged["outcome"] == "REFUSED" and "forged" in forged["reason"]
+
+
+# ---------------------------------------------------------------------------------------------- quiet refusals
+def refuse(aws, event: dict[str, Any], execution_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """ParseAlarm then NotifyIgnored for one delivery (each EventBridge delivery starts its own execution)."""
+    alarm = run(parse_alarm, event, execution_id, "parse-alarm")
+    return alarm, run(notify, {"alarm": alarm}, execution_id, "notify", outcome="IGNORED")
+
+
+def test_a_redelivered_forged_event_is_recorded_each_time_but_notified_once(aws, org_env):
+    # GIVEN a forged event (its account is not the account of its alarm ARN), refused and notified once
+    forged = alarm_event(arn_account=OTHER)
+    first, first_notice = refuse(aws, forged, "exec-1")
+    assert (first["outcome"], first["refusalNotice"], first_notice["notificationStatus"]) == ("REFUSED", "SENT", "SENT")
+    # WHEN the same execution retries ParseAlarm (a Lambda retry) THEN it is still the notified one
+    assert run(parse_alarm, forged, "exec-1", "parse-alarm")["refusalNotice"] == "SENT"
+    # WHEN EventBridge (or an attacker) delivers the same event twice more
+    again = [refuse(aws, forged, f"exec-{n}") for n in (2, 3)]
+    for n, (alarm, notice) in zip((2, 3), again, strict=True):
+        # THEN each is refused and recorded, naming the first, but no second notice goes out
+        assert (alarm["outcome"], alarm["refusalNotice"], alarm["duplicateOf"]) == ("REFUSED", "REPEATED", "exec-1")
+        assert notice["notificationStatus"] == "NOT_REQUIRED"
+        record = incident(aws, f"exec-{n}")
+        assert (record["outcome"], record["refusalNotice"], record["duplicateOf"]) == ("REFUSED", "REPEATED", "exec-1")
+        assert "not notified again" in record["reason"] and f"alarm ARN ({OTHER})" in record["reason"]
+    # AND the refusal's key is apart from the admitted events' keys: the real state change is still admitted
+    assert [i["pk"] for i in aws.resource("dynamodb").Table("state").scan()["Items"] if i["pk"].startswith("EVENT#")] == []
+
+
+def test_a_forged_copy_of_a_real_state_change_does_not_make_the_real_one_a_duplicate(aws, org_env):
+    # GIVEN a forged copy of the member's real state change (same alarm ARN and timestamp, another region), refused
+    real = alarm_event()
+    assert run(parse_alarm, {**real, "region": "us-west-2"}, "exec-forged", "parse-alarm")["outcome"] == "REFUSED"
+    # WHEN the real one arrives THEN it is admitted, not a DUPLICATE of the forgery
+    admitted = run(parse_alarm, real, "exec-real", "parse-alarm")
+    assert admitted["outcome"] == "PROCEED" and "duplicateOf" not in admitted
+
+
+def test_many_different_refusals_of_one_account_notify_once_per_window_and_are_counted(aws, org_env):
+    # GIVEN five different forged events (different state changes) claiming the same member account
+    events = [alarm_event(arn_account=OTHER, timestamp=f"2026-11-22T10:0{n}:00.000+0000") for n in range(5)]
+    results = [refuse(aws, event, f"exec-{n}") for n, event in enumerate(events)]
+    # THEN the first is notified, the other four recorded (each its own incident) and withheld, counted 1..4
+    assert [a["refusalNotice"] for a, _ in results] == ["SENT"] + ["WITHHELD"] * 4
+    assert [n["notificationStatus"] for _, n in results] == ["SENT"] + ["NOT_REQUIRED"] * 4
+    assert [a.get("withheldInWindow") for a, _ in results[1:]] == [1, 2, 3, 4]
+    assert {a["noticeSentBy"] for a, _ in results[1:]} == {"exec-0"}
+    assert all(incident(aws, f"exec-{n}")["outcome"] == "REFUSED" for n in range(5))
+    assert int(state_item(aws, f"REFUSALNOTICE#{MEMBER}#forged", "WINDOW")["notNotified"]) == 4
+    # AND another kind of refusal of the same account (not a member region) is notified on its own
+    org_env.apply(**{**org_env.env, "MEMBER_REGIONS": "us-east-1"})
+    other_kind, notice = refuse(aws, alarm_event(timestamp="2026-11-22T10:09:00.000+0000"), "exec-region")
+    assert (other_kind["refusalKind"], other_kind["refusalNotice"], notice["notificationStatus"]) == (
+        "region-not-allowed", "SENT", "SENT")
+
+
+@pytest.mark.parametrize(("window_minutes", "after_s", "expected"), [
+    (60, 59 * 60, "WITHHELD"), (60, 3600, "SENT"), (0, 1, "SENT")], ids=["inside", "after", "no-window"])
+def test_the_refusal_notice_window_is_the_cooldown(aws, org_env, window_minutes, after_s, expected):
+    # GIVEN a refusal of an account notified at t0 and two more withheld
+    store = guards_store(aws)
+    t0 = 1_800_000_000.0
+    for n in range(3):
+        alarm = {"outcome": "REFUSED", "account": OTHER, "region": MEMBER_REGION, "refusalKind": "not-member",
+                 "alarmName": f"a{n}", "reason": "event refused: x", "functionKey": f"{OTHER}:{MEMBER_REGION}:f"}
+        event = {"detail": {"state": {"timestamp": f"2026-11-22T10:0{n}:00.000+0000"}}}
+        guards.admit_refusal(alarm, event, store, owner=f"exec-{n}", now=t0 + n, window_minutes=window_minutes)
+    # WHEN another different refusal comes ``after_s`` later
+    later = guards.admit_refusal({**alarm, "alarmName": "late"}, event, store, owner="exec-late", now=t0 + after_s,
+                                 window_minutes=window_minutes)
+    # THEN it is withheld inside the window, notified after it (saying how many were withheld), always without one
+    assert later["refusalNotice"] == expected
+    if (window_minutes, expected) == (60, "SENT"):
+        assert "2 more refusal(s) of account 222222222222 of this kind since" in later["reason"]
+
+
+def guards_store(aws) -> Any:
+    return guards.GuardStore(aws.resource("dynamodb").Table("state"))
+
+
+class ScopedLambda:
+    """A Lambda client as the member role sees it: GetFunctionConfiguration of a function outside the scope tag
+    condition is AccessDeniedException (IAM), everything else as the client answers."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def get_function_configuration(self, **kwargs: Any) -> dict[str, Any]:
+        config = self._client.get_function_configuration(**kwargs)
+        if self._client.list_tags(Resource=config["FunctionArn"]).get("Tags", {}).get("auto-repair") != "enabled":
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}},
+                              "GetFunctionConfiguration")
+        return config
+
+
+def test_onboarding_offboards_a_member_function_whose_configuration_the_member_role_may_no_longer_read(aws, org_env):
+    # GIVEN the member's 'orders' onboarded, then its opt-in tag removed by its owner
+    onboarding(aws, account=MEMBER, region=MEMBER_REGION, functions=["orders"])
+    member_lambda = org_env.member.client("lambda")
+    arn = member_lambda.get_function_configuration(FunctionName="orders")["FunctionArn"]
+    member_lambda.untag_resource(Resource=arn, TagKeys=["auto-repair"])
+    # AND the member role reads configurations in scope only (lambda-auto-repair-member.yaml)
+    lam = ScopedLambda(member_lambda)
+    with pytest.raises(ClientError, match="AccessDenied"):
+        lam.get_function_configuration(FunctionName="orders")
+    onboarder = Targets(lambda_client=lam, cloudwatch=org_env.member.client("cloudwatch"),
+                        logs=org_env.member.client("logs"), settings=targets.load_settings(aws.client("ssm"), "dev"),
+                        actions=[])
+    # WHEN onboarding reconciles the function
+    (result,) = onboarder.reconcile(only=["orders"])
+    # THEN it found the function through the listing and removed its alarms, without an error
+    assert not result.error and result.applied
+    alarms = org_env.member.client("cloudwatch").describe_alarms(AlarmNames=alarm_names("orders", "dev"))
+    assert alarms["MetricAlarms"] == []
+    assert onboarder.function("orders").arn == arn and onboarder.function("no-such-function") is None

@@ -123,6 +123,34 @@ def test_trust_check(event: Any, settings: Settings, active: Any, expected: str 
         assert why is not None and expected in why
 
 
+# The kind of refusal (its notices are limited per claimed account and kind, auto_repair.guards.admit_refusal).
+REFUSAL_KINDS = {
+    "account differs from the alarm ARN's": accounts.FORGED,
+    "region differs from the alarm ARN's": accounts.FORGED,
+    "SNS message naming a member, published to another account's topic": accounts.FORGED,
+    "sweep event from a member": accounts.FORGED,
+    "single-account: forged ARN": accounts.FORGED,
+    "account outside the organisation": accounts.NOT_MEMBER,
+    "member not on the allow-list": accounts.NOT_MEMBER,
+    "single-account: foreign account": accounts.NOT_MEMBER,
+    "region not allowed": accounts.REGION_NOT_ALLOWED,
+    "single-account: foreign region": accounts.REGION_NOT_ALLOWED,
+    "no alarm ARN in org mode": accounts.MALFORMED,
+    "malformed alarm ARN": accounts.MALFORMED,
+    "not an object": accounts.MALFORMED,
+}
+
+
+@pytest.mark.parametrize("case", [c for c in TRUST_CASES if c[4] is not None], ids=lambda c: c[0])
+def test_every_refusal_names_the_kind_of_rule_it_broke(case: tuple[Any, ...]) -> None:
+    # GIVEN a refused event / WHEN checked / THEN the refusal is words (a str) and a kind, stable across events
+    name, event, settings, active, _ = case
+    why = refusal(event, settings, active if active is not None else (MEMBER, OTHER_MEMBER, HOME))
+    assert isinstance(why, str) and isinstance(why, accounts.Refusal)
+    assert why.kind == REFUSAL_KINDS.get(name, why.kind)
+    assert why.kind in {accounts.FORGED, accounts.NOT_MEMBER, accounts.REGION_NOT_ALLOWED, accounts.MALFORMED}
+
+
 def test_a_failed_list_accounts_is_an_error_to_retry_not_a_refusal() -> None:
     # GIVEN organisation mode without an allow-list, and ListAccounts failing (throttled in a storm, say)
     def failing() -> set[str]:

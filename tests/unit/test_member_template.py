@@ -7,6 +7,7 @@ what the central roles may do in the central account, with the same tag conditio
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import re
@@ -24,31 +25,60 @@ FUNCTIONS = REPO / "lambda-auto-repair-functions.yaml"
 MEMBER = REPO / "lambda-auto-repair-member.yaml"
 MONITORING = REPO / "lambda-auto-repair-monitoring.yaml"
 
-# The central roles that assume the member role (ORG-CONTRACT): role name kind -> logical id in the main template.
-CENTRAL_ROLES = {
-    "parse-alarm": "ParseAlarmRole",
-    "collect": "CollectRole",
-    "execution": "ExecuteRepairRole",
-    "verify": "VerifyRole",
-    "request-approval": "RequestApprovalRole",
-    "handle-failure": "HandleFailureRole",
-    "coordinator": "CoordinatorRole",
-    "targets": "TargetsRole",
-}
-# The roles whose rights in their own account the member role may have in a member account.
-GRANTING_ROLES = ["ParseAlarmRole", "CollectRole", "ExecuteRepairRole", "VerifyRole", "TargetsRole"]
+def load(path: Path) -> dict[str, Any]:
+    template, matches = decode(str(path))
+    assert not matches, matches
+    return json.loads(json.dumps(template))
+
+
+HANDLERS = REPO / "src" / "auto_repair" / "handlers"
+ACCOUNTS = REPO / "src" / "auto_repair" / "accounts.py"
+
+
+def handlers_using(attribute: str) -> set[str]:
+    """The handler modules that use ``accounts.<attribute>`` (or the bare name imported from accounts)."""
+    found = set()
+    for path in HANDLERS.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Attribute) and node.attr == attribute and isinstance(node.value, ast.Name)
+                    and node.value.id == "accounts") or (isinstance(node, ast.Name) and node.id == attribute):
+                found.add(path.stem)
+    return found
+
+
+def role_kind_of(handler_module: str) -> tuple[str, str]:
+    """(role kind as in lambda-auto-repair-<kind>-<env>, logical id in the main template) of the role the
+    functions or monitoring template gives the handler's function, through the main stack's exported role ARN."""
+    main = load(MAIN)
+    for path in (FUNCTIONS, MONITORING):
+        for resource in load(path)["Resources"].values():
+            props = resource.get("Properties", {})
+            if resource["Type"] != "AWS::Lambda::Function" or props.get("Handler") != (
+                    f"auto_repair.handlers.{handler_module}.lambda_handler"):
+                continue
+            export = props["Role"]["Fn::ImportValue"]["Fn::Sub"]
+            assert export.startswith("${MainStackName}-"), export
+            logical = main["Outputs"][export.removeprefix("${MainStackName}-")]["Value"]["Fn::GetAtt"][0]
+            name = main["Resources"][logical]["Properties"]["RoleName"]["Fn::Sub"]
+            kind = re.fullmatch(r"lambda-auto-repair-([a-z-]+)-\$\{Environment\}", name)
+            assert kind, name
+            return kind.group(1), logical
+    raise AssertionError(f"no function runs auto_repair.handlers.{handler_module}")
+
+
+# The central roles that assume the member role: those of the handlers that call accounts.clients_for (derived
+# from the code, so a handler that starts acting in member accounts, or stops, cannot drift from the templates).
+CENTRAL_ROLES = dict(sorted(role_kind_of(m) for m in handlers_using("clients_for")))
+# The central roles that list the organisation's accounts (membership check, accounts.org_accounts).
+LISTING_ROLES = dict(sorted(role_kind_of(m) for m in handlers_using("org_accounts")))
+# The roles whose rights in their own account the member role may have in a member account: those that assume it.
+GRANTING_ROLES = list(CENTRAL_ROLES.values())
 ORG_ID = "o-a1b2c3d4e5"
 CENTRAL_ACCOUNT = "999988887777"
 ACCOUNT = "111122223333"
 REGION = "eu-west-1"
 ORG_ENVIRONMENT = ["ORGANIZATION_ID", "MEMBER_ACCOUNTS", "MEMBER_REGIONS", "MEMBER_ROLE_NAME"]
 ORG_PARAMETERS = ["OrganizationId", "OrganizationPaths", "MemberAccounts", "MemberRegions", "MemberMaxRepairsPerHour"]
-
-
-def load(path: Path) -> dict[str, Any]:
-    template, matches = decode(str(path))
-    assert not matches, matches
-    return json.loads(json.dumps(template))
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +258,7 @@ def test_member_role_is_trusted_only_by_the_central_workflow_roles_in_the_organi
     assert sorted(principals) == sorted(
         f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/lambda-auto-repair-{kind}-prod" for kind in CENTRAL_ROLES)
     assert not any("*" in p or p.endswith(":root") for p in principals)
-    assert sorted(as_list(trust["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
+    assert as_list(trust["Action"]) == ["sts:AssumeRole"]
     assert trust["Condition"] == {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}
     # AND those names are the main stack's role names (a renamed central role would silently lose access)
     for kind, logical in CENTRAL_ROLES.items():
@@ -237,6 +267,39 @@ def test_member_role_is_trusted_only_by_the_central_workflow_roles_in_the_organi
 
 
 # ---------------------------------------------------------------------------------------------- permissions
+def test_the_roles_trusted_are_exactly_those_whose_handlers_act_in_member_accounts() -> None:
+    # GIVEN the handlers that call accounts.clients_for (the only way the workflow acts in a member account)
+    assert set(CENTRAL_ROLES) == {"parse-alarm", "collect", "execution", "verify", "targets"}
+    # AND nothing outside the handlers calls it (a module that did would act for a handler this list misses)
+    callers = {p.relative_to(REPO).as_posix() for p in (REPO / "src").rglob("*.py")
+               if p != ACCOUNTS and "clients_for(" in p.read_text() and p.parent != HANDLERS}
+    assert callers == set()
+    # THEN the roles that do not act in a member account (approval, failure, coordinator...) are not trusted
+    assert not {"request-approval", "handle-failure", "coordinator", "notify", "diagnose"} & set(CENTRAL_ROLES)
+    # AND validate-deployment.sh --member checks the member role's trust against the same list
+    script = re.search(r"^CENTRAL_ROLE_KINDS=\((.*)\)$", (REPO / "validate-deployment.sh").read_text(), re.M)
+    assert script and sorted(script.group(1).split()) == sorted(CENTRAL_ROLES)
+
+
+def test_the_member_role_needs_no_session_tags_because_clients_for_passes_none() -> None:
+    # GIVEN accounts.clients_for's sts:AssumeRole call WHEN its arguments are read THEN it passes no session tags,
+    # so neither the trust policy nor MemberAccessPolicy allows sts:TagSession
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/id_session-tags.html: TagSession is needed only for Tags or
+    # TransitiveTagKeys)
+    calls = [node for node in ast.walk(ast.parse(ACCOUNTS.read_text()))
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "assume_role"]
+    assert len(calls) == 1
+    assert {k.arg for k in calls[0].keywords} == {"RoleArn", "RoleSessionName", "DurationSeconds"}
+    resources = render(load(FUNCTIONS), functions_params(OrganizationId=ORG_ID), CENTRAL_ACCOUNT, "us-east-1")
+    member = render(load(MEMBER), {"Environment": "prod", "CentralAccountId": CENTRAL_ACCOUNT,
+                                   "CentralRegion": "us-east-1", "OrganizationId": ORG_ID}, ACCOUNT, REGION)
+    actions = [a for s in member["MemberRepairRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+               for a in as_list(s["Action"])]
+    actions += [a for r in resources.values() if r["Type"] == "AWS::IAM::ManagedPolicy"
+                for s in as_list(r["Properties"]["PolicyDocument"]["Statement"]) for a in as_list(s["Action"])]
+    assert "sts:AssumeRole" in actions and "sts:TagSession" not in actions
+
+
 @pytest.mark.parametrize(("scope_mode", "plain"), SCOPES, ids=[f"{m}-plain-{p}" for m, p in SCOPES])
 def test_member_role_allows_only_what_the_central_roles_allow_today(
     main: dict, member: dict, scope_mode: str, plain: str
@@ -264,6 +327,19 @@ def test_member_role_keeps_every_central_deny_on_the_systems_own_functions(
     central, denied = central_and_member_grants(main, member, scope_mode, plain, "Deny")
     # THEN the member role denies the same, in every region of its account
     assert central and central <= denied
+
+
+@pytest.mark.parametrize(("scope_mode", "plain"), SCOPES, ids=[f"{m}-plain-{p}" for m, p in SCOPES])
+def test_member_role_reads_function_configurations_in_scope_only(member: dict, scope_mode: str, plain: str) -> None:
+    # GIVEN the member role (issue 14 scoped the central roles' GetFunctionConfiguration: it shows environment
+    # variables) WHEN its Lambda grants without a tag condition are listed
+    rendered = render(member, {"Environment": "prod", "ScopeMode": scope_mode, "PlainScopeTag": plain,
+                               "CentralAccountId": CENTRAL_ACCOUNT, "CentralRegion": "us-east-1",
+                               "OrganizationId": ORG_ID}, ACCOUNT, REGION)
+    unscoped = {a for a, _, c in grants(role_statements(rendered, "MemberRepairRole"), "Allow")
+                if a.startswith("lambda:") and c == "null"}
+    # THEN only the tags (which decide the scope) and the listing (no resource-level permissions) are unscoped
+    assert unscoped == {"lambda:ListTags", "lambda:ListFunctions"}
 
 
 BAD_STATEMENTS = {
@@ -312,7 +388,7 @@ def test_single_account_functions_stack_has_no_organisation_resources(functions:
 def test_organisation_resources_exist_only_under_is_organization(functions: dict) -> None:
     org_resources = {k for k, r in functions["Resources"].items()
                      if r["Type"] in {"AWS::Events::EventBusPolicy", "AWS::IAM::ManagedPolicy"}}
-    assert org_resources == {"OrganizationBusPolicy", "MemberAccessPolicy"}
+    assert org_resources == {"OrganizationBusPolicy", "MemberAccessPolicy", "OrganizationAccountsPolicy"}
     for logical in org_resources:
         assert functions["Resources"][logical]["Condition"] == "IsOrganization", logical
     assert functions["Conditions"]["IsOrganization"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "OrganizationId"}, ""]}]}
@@ -326,26 +402,37 @@ def test_organisation_mode_opens_the_bus_to_the_organisation_only(functions: dic
                                                    MemberAccounts="111111111111,222222222222",
                                                    MemberRegions="us-east-1,eu-west-1"), CENTRAL_ACCOUNT, "us-east-1")
     policy = resources["OrganizationBusPolicy"]["Properties"]
-    # THEN the central bus accepts PutEvents from principals of the organisation (and the OUs) only
+    # THEN the central bus accepts PutEvents from the member stacks' forwarder roles in the organisation (and the
+    # OUs) only: a rule delivering to a bus in another account does so as its target role, so aws:PrincipalArn is
+    # that role's ARN (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-event-bus-perms.html: use a role
+    # when a rule's target is an event bus; https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    # reference_policies_condition-keys.html#condition-keys-principalarn: present in every signed request, the
+    # role's ARN for a role session). A member account's root or administrator is denied.
     assert policy["EventBusName"] == {"Fn::ImportValue": "lambda-auto-repair-main-prod-EventBusName"}
     statement = policy["Statement"]
     assert statement["Effect"] == "Allow" and statement["Principal"] == "*"
     assert statement["Action"] == "events:PutEvents"
     assert statement["Resource"] == {"Fn::ImportValue": "lambda-auto-repair-main-prod-EventBusArn"}
-    expected: dict[str, Any] = {"StringEquals": {"aws:PrincipalOrgID": ORG_ID}}
+    expected: dict[str, Any] = {"StringEquals": {"aws:PrincipalOrgID": ORG_ID},
+                                "ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/lambda-auto-repair-member-forwarder-prod"}}
     if paths:
         expected["ForAnyValue:StringLike"] = {"aws:PrincipalOrgPaths": paths.split(",")}
     assert statement["Condition"] == expected
-    # AND the workflow's roles may assume the member role, in the organisation's accounts only
+    # AND only the roles whose handlers act in member accounts may assume the member role, in the organisation only
     access = resources["MemberAccessPolicy"]["Properties"]
     assert sorted(access["Roles"]) == sorted(f"lambda-auto-repair-{kind}-prod" for kind in CENTRAL_ROLES)
-    assume, accounts = access["PolicyDocument"]["Statement"]
-    assert sorted(as_list(assume["Action"])) == ["sts:AssumeRole", "sts:TagSession"]
+    (assume,) = as_list(access["PolicyDocument"]["Statement"])
+    assert as_list(assume["Action"]) == ["sts:AssumeRole"]
     assert assume["Resource"] == "arn:aws:iam::*:role/lambda-auto-repair-member-prod"
     assert assume["Condition"] == {"StringEquals": {"aws:ResourceOrgID": ORG_ID}}
-    # AND may list the organisation's accounts (MemberAccounts '': a member must be ACTIVE in it), nothing else
+    # AND only the roles whose handlers check membership may list the organisation's accounts (MemberAccounts '':
+    # a member must be ACTIVE in it), nothing else
+    listing = resources["OrganizationAccountsPolicy"]["Properties"]
+    assert sorted(listing["Roles"]) == sorted(f"lambda-auto-repair-{kind}-prod" for kind in LISTING_ROLES)
+    (accounts,) = as_list(listing["PolicyDocument"]["Statement"])
     assert (accounts["Effect"], accounts["Action"], accounts["Resource"]) == ("Allow", "organizations:ListAccounts", "*")
-    assert "ManagedPolicyName" not in access  # unnamed: the functions stack needs CAPABILITY_IAM only
+    for policy in (access, listing):
+        assert "ManagedPolicyName" not in policy  # unnamed: the functions stack needs CAPABILITY_IAM only
     # AND every workflow function reads the organisation settings
     functions_seen = 0
     for logical, resource in resources.items():

@@ -115,6 +115,11 @@ def test_result_outcome(repair: dict, verification: dict, expected: str) -> None
         ({"outcome": "IGNORED"}, False, (Notice.IGNORED, False)),
         ({"outcome": "IGNORED", "needsHuman": True}, False, (Notice.IGNORED, True)),
         ({"outcome": "IGNORED"}, True, (Notice.IGNORED, True)),
+        # A refusal (auto_repair.guards.admit_refusal): notified once, a repeat or a withheld one only recorded
+        ({"outcome": "REFUSED"}, False, (Notice.REFUSED, True)),
+        ({"outcome": "REFUSED", "refusalNotice": "SENT"}, False, (Notice.REFUSED, True)),
+        ({"outcome": "REFUSED", "refusalNotice": "REPEATED"}, True, (Notice.REFUSED, False)),
+        ({"outcome": "REFUSED", "refusalNotice": "WITHHELD"}, True, (Notice.REFUSED, False)),
     ],
 )
 def test_ignored_outcome(alarm: dict, notify_ignored: bool, expected: tuple[str, bool]) -> None:

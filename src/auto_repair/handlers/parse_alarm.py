@@ -4,7 +4,8 @@ It is also the workflow's admission: a repair starts only for the first delivery
 for a function in scope, not locked by another run and not in its cooldown (see auto_repair.guards).
 
 Organisation mode (auto_repair.accounts): the event body is not believed. Its account must be the account of the
-alarm ARN, an allowed member, in an allowed region; otherwise the event is REFUSED (recorded, audited, notified).
+alarm ARN, an allowed member, in an allowed region; otherwise the event is REFUSED (recorded on every delivery,
+notified once per event and at most once per claimed account and kind of refusal per cooldown window).
 An admitted member's function is read through the member role and keyed ``<account>:<region>:<function>``.
 """
 
@@ -89,7 +90,7 @@ def trust(alarm: dict[str, Any], raw: Any, settings: Settings, *, home_account: 
         # Keyed apart from any real function of that name, so a forged event never lands in its history.
         claimed = f"{alarm.get('account') or '?'}:{alarm.get('region') or '?'}:{alarm.get('functionName') or '(none)'}"
         return {**alarm, "outcome": AlarmOutcome.REFUSED, "needsHuman": True, "functionKey": claimed,
-                "reason": f"event refused: {why}"}
+                "refusalKind": getattr(why, "kind", accounts.MALFORMED), "reason": f"event refused: {why}"}
     if not settings.organization_mode or not alarm.get("functionName"):
         return alarm
     identity = accounts.event_identity(raw, alarm["functionName"], home_account=home_account, home_region=home_region)
@@ -116,6 +117,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     state = guards.GuardStore(aws.table(get_settings().state_table))
     # Idempotency first: a redelivered event is a DUPLICATE whatever else is true of it.
     alarm = guards.admit_event(alarm, raw, state, owner=execution_id, now=time.time())
+    # A refusal is recorded on every delivery but notified once per event and per claimed account, kind and window.
+    alarm = guards.admit_refusal(alarm, raw, state, owner=execution_id, now=time.time(),
+                                 window_minutes=settings.repair_cooldown_minutes)
     # Clients in the function's account and region: assumed only for an admitted member's event.
     clients = (accounts.clients_for(accounts.identity_of(alarm), execution_id)
                if alarm["outcome"] == AlarmOutcome.PROCEED else None)
@@ -142,4 +146,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                        "functionName": alarm.get("functionName"), **accounts.place_of(alarm)})
     add_dimension_env(get_settings().environment)
     metrics.add_metric(name=f"Alarms{alarm['outcome'].title().replace('_', '')}", unit="Count", value=1)
+    if alarm.get("refusalNotice"):  # RefusalsSent / RefusalsRepeated / RefusalsWithheld: a flood shows here
+        metrics.add_metric(name=f"Refusals{str(alarm['refusalNotice']).title()}", unit="Count", value=1)
     return alarm

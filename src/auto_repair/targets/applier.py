@@ -66,7 +66,16 @@ class Targets:
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
                 return None
-            raise
+            if error_code(exc) != "AccessDeniedException":
+                raise
+        # The member role reads a configuration only in scope (its tag condition, as the central repair roles);
+        # onboarding still has to see a function whose tag is gone (to remove its alarms and filters), so it reads
+        # it from the listing ListFunctions gives it (that action has no resource-level permissions).
+        for page in self.lambda_client.get_paginator("list_functions").paginate():
+            for config in page.get("Functions", []):
+                if config.get("FunctionName") == name:
+                    return FunctionInfo.from_configuration(config)
+        return None
 
     def observe(self, name: str, info: FunctionInfo | None = None) -> Observed:
         custom = info.custom_log_group if info is not None else ""
