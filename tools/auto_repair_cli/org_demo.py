@@ -345,3 +345,15 @@ def report(run: OrgRun) -> tuple[list[str], list[str]]:
         lines.append(f"  auto-repair incidents list --account {account} --local")
         lines.append(f"  auto-repair targets list --account {account} --local")
     return lines, problems
+
+
+def render(run: OrgRun) -> tuple[str, int]:
+    """The demo's printed report of ``run`` and its exit code: 0 only when :func:`report` found no problem."""
+    lines, problems = report(run)
+    if problems:
+        lines.append("\nDEMO FAILED:")
+        lines.extend(f"  - {problem}" for problem in problems)
+    else:
+        lines.append(f"\nOutcome: both member functions REPAIRED by the central workflow, {len(IDLE)} idle copies "
+                     "untouched, both forged events REFUSED (recorded and notified)")
+    return "\n".join(lines), 1 if problems else 0
