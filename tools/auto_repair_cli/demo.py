@@ -95,9 +95,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         _step(started, "starting the local cloud")
         up = _run([*local, "up", "--port", str(args.port), *state], env, "auto-repair local up")
+        if args.organization and "already running" in up:
+            # The scenario creates the organisation's stacks and functions; a cloud that has them cannot, and it
+            # is the user's (kept by an earlier --keep): leave it running.
+            raise DemoError(f"a local cloud is already running with state in {args.state_dir}; the organisation "
+                            "demo needs a fresh one: auto-repair local down, then run it again")
         try:
             if args.organization:
-                code = _organization(args, started, reused="already running" in up)
+                code = _organization(args, started)
             else:
                 code = 0 if _loop(args, env, started) == Notice.REPAIRED else 1
         finally:
@@ -111,14 +116,10 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _organization(args: argparse.Namespace, started: float, *, reused: bool) -> int:
+def _organization(args: argparse.Namespace, started: float) -> int:
     """The organisation scenario (org_demo, the same code the e2e test runs) and its report; the exit code."""
     from . import org_demo
 
-    if reused:
-        # The scenario creates the organisation's stacks and functions; a cloud that has them already cannot.
-        raise DemoError(f"a local cloud is already running with state in {args.state_dir}; the organisation demo "
-                        "needs a fresh one: auto-repair local down, then run it again")
     cloud = attach_local_cloud(args.state_dir.resolve())
     result = org_demo.run_scenario(cloud, lambda text: _step(started, text), timeout=args.timeout)
     text, code = org_demo.render(result)
