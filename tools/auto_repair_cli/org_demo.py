@@ -10,12 +10,13 @@ stacks are deployed by ``deploy.sh --local --organization-id <id>``, then the me
 account with that account's credentials (member 111111111111 in us-east-1, member 222222222222 in eu-west-1: its
 alarms cross accounts and Regions). The central stacks come first: a member role's trust policy names the central
 roles by ARN, and IAM refuses a principal that does not exist yet ("Invalid principal in policy",
-https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html). A function called
+https://repost.aws/knowledge-center/iam-trust-policy-error). A function called
 ``org-orders`` exists in every account; only the members' copies in those Regions starve.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -200,7 +201,7 @@ def run_scenario(cloud: LocalCloud, progress: Progress = lambda _: None, timeout
     before = _create_functions(org)
     _join([central], out)
     progress(f"deploying {MEMBER_STACK} in {', '.join(f'{a} / {r}' for a, r in STARVED)} (member credentials)")
-    _join([_in_thread(lambda a=a, r=r: deploy_member(org, a, r), out, f"member-{a}") for a, r in STARVED], out)
+    _join([_in_thread(functools.partial(deploy_member, org, a, r), out, f"member-{a}") for a, r in STARVED], out)
     result = OrgRun(org=org, deployment=out["central"], before=before,
                     member_stacks={a: out[f"member-{a}"] for a, _ in STARVED})
     progress(f"member stacks: {', '.join(f'{a} {s}' for a, s in result.member_stacks.items())}")
