@@ -24,7 +24,7 @@ source "${ROOT_DIR}/scripts/uploads.sh"
 
 usage() {
   cat <<EOF
-Usage: ${SCRIPT_NAME} --environment <dev|staging|prod|local> --email <address> [options]
+Usage: ${SCRIPT_NAME} --environment <dev|staging|prod|local> --email <address> [--organization-id <o-...>] [options]
        ${SCRIPT_NAME} --member --environment <env> --central-account <id> --organization-id <o-...> [options]
 
 Deploys (creates or updates) the three Lambda Auto-Repair stacks in order:
@@ -62,7 +62,8 @@ Organisation mode, member account (docs/DEPLOYMENT.md; many accounts: the StackS
                               assumes; with --destroy, delete that stack; with --dry-run, show it
       --central-account ID    the central deployment's account (12 digits; required with --member)
       --central-region R      the central deployment's region (default: --region)
-      --organization-id ID    the organisation (o-...) both accounts belong to (required with --member)
+      --organization-id ID    the organisation (o-...) both accounts belong to (required with --member);
+                              without --member: the central stacks' OrganizationId (organisation mode on)
       --roles-region R        the region whose member stack creates the account-wide IAM roles
                               (default: this one; give it when adding a second region of one account)
   -h, --help                  show this help
@@ -75,6 +76,7 @@ Examples:
   ${SCRIPT_NAME} --environment prod --email ops-team@example.com --enable-approval --region us-west-2
   ${SCRIPT_NAME} --environment dev --email test@example.com --dry-run
   ${SCRIPT_NAME} --local
+  ${SCRIPT_NAME} --environment prod --email ops-team@example.com --organization-id o-a1b2c3d4e5
   ${SCRIPT_NAME} --environment dev --destroy
   ${SCRIPT_NAME} --member --environment prod --central-account 111122223333 --central-region us-east-1 \\
       --organization-id o-a1b2c3d4e5 --region eu-west-1
@@ -156,9 +158,10 @@ check_args() {
     check_member_args
     return 0
   fi
-  if [[ -n "${CENTRAL_ACCOUNT}${CENTRAL_REGION}${ORGANIZATION_ID}${ROLES_REGION}" ]]; then
-    die "--central-account, --central-region, --organization-id and --roles-region go with --member (the central stacks take OrganizationId from parameters/${ENVIRONMENT}.json)"
+  if [[ -n "${CENTRAL_ACCOUNT}${CENTRAL_REGION}${ROLES_REGION}" ]]; then
+    die "--central-account, --central-region and --roles-region go with --member (the central stacks take --organization-id or OrganizationId from parameters/${ENVIRONMENT}.json)"
   fi
+  check_organization_id
   if [[ "${MODE}" == "deploy" ]]; then
     if [[ -z "${EMAIL}" && "${LOCAL}" == true ]]; then
       EMAIL="${DEFAULT_LOCAL_EMAIL}"
@@ -186,6 +189,13 @@ check_args() {
   fi
 }
 
+# The OrganizationId parameter's own pattern (both templates), checked before any AWS call.
+check_organization_id() {
+  if [[ -n "${ORGANIZATION_ID}" ]] && ! [[ "${ORGANIZATION_ID}" =~ ^o-[a-z0-9]{10,32}$ ]]; then
+    die "invalid --organization-id '${ORGANIZATION_ID}' (expected o- and 10-32 lowercase letters or digits)"
+  fi
+}
+
 # A member stack needs only the central deployment's coordinates; the central stacks' options mean nothing there.
 check_member_args() {
   local region_pattern='^[a-z]{2}(-[a-z]+)+-[0-9]$'
@@ -204,9 +214,7 @@ check_member_args() {
   if [[ -n "${CENTRAL_ACCOUNT}" ]] && ! [[ "${CENTRAL_ACCOUNT}" =~ ^[0-9]{12}$ ]]; then
     die "invalid --central-account '${CENTRAL_ACCOUNT}' (expected a 12-digit account id)"
   fi
-  if [[ -n "${ORGANIZATION_ID}" ]] && ! [[ "${ORGANIZATION_ID}" =~ ^o-[a-z0-9]{10,32}$ ]]; then
-    die "invalid --organization-id '${ORGANIZATION_ID}' (expected o- and 10-32 lowercase letters or digits)"
-  fi
+  check_organization_id
   if [[ -n "${CENTRAL_REGION}" ]] && ! [[ "${CENTRAL_REGION}" =~ ${region_pattern} ]]; then
     die "invalid --central-region '${CENTRAL_REGION}' (expected a region such as us-east-1)"
   fi
@@ -559,7 +567,7 @@ deploy_member() {
   info "Stack:       ${MEMBER_STACK}"
   info "Forwards to: ${bus_arn}"
   info "Repair role: ${role_arn}"
-  info "Central:     OrganizationId=${ORGANIZATION_ID} in the functions stack (parameters/${ENVIRONMENT}.json)"
+  info "Central:     OrganizationId=${ORGANIZATION_ID} in the functions stack (parameters/${ENVIRONMENT}.json or deploy.sh --organization-id)"
   info "Check:       ./validate-deployment.sh ${validate_args}"
 }
 
@@ -654,6 +662,7 @@ main() {
   [[ -z "${BEDROCK_MODEL_ID}" ]] || OVERRIDES+=("BedrockModelId=${BEDROCK_MODEL_ID}")
   [[ -z "${GUARDRAIL_ID}" ]] || OVERRIDES+=("BedrockGuardrailId=${GUARDRAIL_ID}")
   [[ -z "${GUARDRAIL_VERSION}" ]] || OVERRIDES+=("BedrockGuardrailVersion=${GUARDRAIL_VERSION}")
+  [[ -z "${ORGANIZATION_ID}" ]] || OVERRIDES+=("OrganizationId=${ORGANIZATION_ID}")
 
   if [[ "${DRY_RUN}" == true ]]; then
     dry_run

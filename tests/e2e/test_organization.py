@@ -1,11 +1,12 @@
 """Organisation mode end to end (issue 15): one central deployment repairs memory-starved functions in two member
 accounts of an AWS Organization in the local cloud.
 
-The local cloud plays the organisation (central 123456789012, members 111111111111 and 222222222222); the central
-stacks are deployed by deploy.sh with ``OrganizationId`` set (environment local), and the member template is deployed
-in each member account with that account's credentials (member 111111111111 in us-east-1, member 222222222222 in
-eu-west-1: its alarms cross accounts and Regions). A function called ``org-orders`` exists in every account; only the
-members' copies in those Regions starve. One module fixture runs everything at once (threads), the tests read it.
+The module fixture runs the scenario of ``auto-repair demo --organization`` (tools/auto_repair_cli/org_demo.py, one
+code path): the local cloud plays the organisation (central 123456789012, members 111111111111 and 222222222222); the
+central stacks are deployed by ``deploy.sh --local --organization-id <id>``, then the member template in each member
+account with that account's credentials (member 111111111111 in us-east-1, member 222222222222 in eu-west-1: its
+alarms cross accounts and Regions). A function called ``org-orders`` exists in every account; only the members'
+copies in those Regions starve. The tests read what the scenario returns.
 
 AWS behaviour relied on:
 https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-cross-account.html (a member's rule sends to the central
@@ -19,149 +20,41 @@ role's trust policy names may assume it: anything else gets AccessDenied).
 
 from __future__ import annotations
 
-import copy
 import json
-import shutil
-import subprocess
-import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from auto_repair_cli import scenario
-from auto_repair_local.local_org import (
-    CENTRAL_ACCOUNT,
-    OUTSIDE_ACCOUNT,
-    LocalOrganization,
-    create_organization,
-    outside_client,
-    session_client,
+from auto_repair_cli.org_demo import (
+    ENV,
+    FN,
+    FORGED_BODY,
+    FORGED_OUTSIDE,
+    HOME_REGION,
+    IDLE,
+    START_MB,
+    STARVED,
+    OrgRun,
+    function_key,
+    run_scenario,
 )
-from auto_repair_local.process import (
-    REPO,
-    Deployment,
-    LocalCloud,
-    deploy,
-    start_local_cloud,
-    stop_local_cloud,
-)
+from auto_repair_local.local_org import CENTRAL_ACCOUNT, OUTSIDE_ACCOUNT, outside_client, session_client
+from auto_repair_local.process import LocalCloud, start_local_cloud, stop_local_cloud
 
-ENV = "local"
-HOME_REGION = "us-east-1"
-FN = "org-orders"
-# (account, region) of each starved function; every other (account, region) below has an idle copy of FN.
-STARVED = (("111111111111", "us-east-1"), ("222222222222", "eu-west-1"))
-IDLE = ((CENTRAL_ACCOUNT, HOME_REGION), ("111111111111", "eu-west-1"), ("222222222222", "us-east-1"))
-START_MB = 128
 MEMBER_ROLE = f"lambda-auto-repair-member-{ENV}"
-EVENT = json.loads((REPO / "tests" / "events" / "alarm_lambda_errors.json").read_text())
 # The central deployment, two member stacks, two repairs with their verification: minutes, not seconds.
 pytestmark = pytest.mark.timeout(900)
+
+key = function_key
 
 
 def note(what: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} organisation: {what}", flush=True)
-
-
-def key(account: str, region: str) -> str:
-    return FN if (account, region) == (CENTRAL_ACCOUNT, HOME_REGION) else f"{account}:{region}:{FN}"
-
-
-def central_project(root: Path, organization_id: str) -> Path:
-    """This checkout with parameters/local.json setting OrganizationId (what an operator edits to turn it on)."""
-    project = root / "central"
-    shutil.copytree(REPO, project, symlinks=True, ignore=shutil.ignore_patterns(
-        ".venv", ".git", ".build", "tests", "bench", "docs", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache"))
-    (project / ".venv").symlink_to(REPO / ".venv")
-    parameters = project / "parameters" / f"{ENV}.json"
-    parameters.write_text(json.dumps({**json.loads(parameters.read_text()), "OrganizationId": organization_id}))
-    return project
-
-
-def deploy_member(org: LocalOrganization, account: str, region: str) -> str:
-    """The member template, deployed by CloudFormation with the member account's credentials; its status."""
-    cfn = org.client("cloudformation", account, region)
-    stack = f"lambda-auto-repair-member-{ENV}"
-    cfn.create_stack(StackName=stack, TemplateBody=(REPO / "lambda-auto-repair-member.yaml").read_text(),
-                     Capabilities=["CAPABILITY_NAMED_IAM"], Parameters=[
-                         {"ParameterKey": k, "ParameterValue": v} for k, v in {
-                             "Environment": ENV, "CentralAccountId": CENTRAL_ACCOUNT, "CentralRegion": HOME_REGION,
-                             "OrganizationId": org.organization_id}.items()])
-    return str(scenario.wait_for(lambda: (lambda s: s if not s.endswith("IN_PROGRESS") else None)(
-        cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]), 180, 1.0, f"{stack} in {account}"))
-
-
-def alarm_event(account: str, arn_account: str, region: str = HOME_REGION, function: str = FN) -> dict[str, Any]:
-    """An Errors alarm state change of ``function`` as the central bus would carry it; ``account`` is what the body
-    claims, ``arn_account`` the account of the alarm ARN it names."""
-    event = copy.deepcopy(EVENT)
-    event.update(id=str(uuid.uuid4()), account=account, region=region,
-                 resources=[f"arn:aws:cloudwatch:{region}:{arn_account}:alarm:lambda-errors-alarm-{function}"])
-    event["detail"]["alarmName"] = f"lambda-errors-alarm-{function}"
-    event["detail"]["state"]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000+0000", time.gmtime())
-    event["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["dimensions"]["FunctionName"] = function
-    return event
-
-
-def finished(sfn: Any, arn: str, timeout: float = 240) -> dict[str, Any]:
-    return scenario.wait_for(lambda: (lambda e: e if e["status"] != "RUNNING" else None)(
-        sfn.describe_execution(executionArn=arn)), timeout, 1.0, f"execution {arn}")
-
-
-def repair_of(sfn: Any, machine: str, account: str, region: str) -> dict[str, Any] | None:
-    """The finished execution that repaired (or tried to) FN in (account, region), not a run another one covers."""
-    for execution in scenario.executions_for(sfn, machine, FN):
-        source = json.loads(execution.get("input") or "{}")
-        if (source.get("account"), source.get("region")) != (account, region):
-            continue
-        if execution["status"] != "RUNNING" and not scenario.covered_elsewhere(execution):
-            return execution
-    return None
-
-
-@dataclass
-class OrgRun:
-    org: LocalOrganization
-    deployment: Deployment
-    member_stacks: dict[str, str]
-    before: dict[tuple[str, str], int]
-    after: dict[tuple[str, str], int] = field(default_factory=dict)
-    repairs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    traffic: dict[tuple[str, str], scenario.Traffic] = field(default_factory=dict)
-    forged: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def table(self, kind: str) -> Any:
-        return boto3.resource("dynamodb", endpoint_url=self.org.endpoint, region_name=HOME_REGION,
-                              aws_access_key_id="test", aws_secret_access_key="test").Table(
-            f"lambda-auto-repair-{kind}-{ENV}")
-
-    def memory(self, account: str, region: str) -> int:
-        return int(self.org.client("lambda", account, region).get_function_configuration(FunctionName=FN)["MemorySize"])
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "auto_repair_cli.main", *args], cwd=REPO,
-                              env=self.deployment.cloud.env(), capture_output=True, text=True, timeout=120)
-
-
-def _in_thread(work: Callable[[], Any], results: dict[str, Any], name: str) -> threading.Thread:
-    def run() -> None:
-        try:
-            results[name] = work()
-        except Exception as exc:  # re-raised by the fixture after join
-            results[name] = exc
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
 
 
 @pytest.fixture(scope="module")
@@ -175,58 +68,12 @@ def cloud(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def run(cloud: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> OrgRun:
-    # GIVEN the local cloud as an organisation, the central stacks with OrganizationId, each member's stack
-    org = create_organization(cloud.endpoint)
-    note(f"organisation {org.organization_id}")
-    out: dict[str, Any] = {}
-    threads = [_in_thread(lambda a=a, r=r: deploy_member(org, a, r), out, f"member-{a}") for a, r in STARVED]
-    threads.append(_in_thread(lambda: deploy(cloud, ENV, central_project(tmp_path_factory.mktemp("org"),
-                                                                         org.organization_id)), out, "central"))
-    for thread in threads:
-        thread.join()
-    for value in out.values():
-        if isinstance(value, Exception):
-            raise value
-    note(f"deployed: central, members {[out[f'member-{a}'] for a, _ in STARVED]}")
-    # AND FN in every account: starved (128 MB for 150 MB of work) in the members' Regions, idle elsewhere
-    result = OrgRun(org=org, deployment=out["central"], member_stacks={a: out[f"member-{a}"] for a, _ in STARVED},
-                    before={})
-    for account, region in (*STARVED, *IDLE):
-        lam, iam = org.client("lambda", account, region), org.client("iam", account, region)
-        scenario.create_target(lam, iam, FN, scenario.MEMORY_HOG, memory=START_MB,
-                               env={"WORK_MB": "150" if (account, region) in STARVED else "10"})
-        result.before[(account, region)] = result.memory(account, region)
-    # AND the guide's alarms on the starved copies, in their own accounts (nothing else forwards them)
-    for account, region in STARVED:
-        scenario.put_guide_alarms(org.client("cloudwatch", account, region), FN, None, period=10)
-
+def run(cloud: LocalCloud) -> OrgRun:
+    # GIVEN the local cloud as an organisation, the central stacks with OrganizationId, then each member's stack,
+    # AND FN in every account: starved (128 MB for 150 MB of work) in the members' Regions, idle elsewhere,
+    # AND the guide's alarms on the starved copies, in their own accounts
     # WHEN traffic reaches the starved copies, and meanwhile forged events are started on the central workflow
-    sfn = org.client("stepfunctions", CENTRAL_ACCOUNT, HOME_REGION)
-    machine = result.deployment.state_machine_arn
-    for account, region in STARVED:
-        traffic = scenario.Traffic(org.client("lambda", account, region), FN, interval=1.0)
-        traffic.start()
-        result.traffic[(account, region)] = traffic
-    forged_events = {
-        "body names another member": alarm_event(STARVED[0][0], STARVED[1][0], function="org-forged"),
-        "outside the organisation": alarm_event(OUTSIDE_ACCOUNT, OUTSIDE_ACCOUNT, function="org-foreign"),
-    }
-    started = {why: sfn.start_execution(stateMachineArn=machine, name=f"forged-{uuid.uuid4().hex[:10]}",
-                                        input=json.dumps(event))["executionArn"]
-               for why, event in forged_events.items()}
-    try:
-        for why, arn in started.items():
-            result.forged[why] = finished(sfn, arn)
-        for account, region in STARVED:
-            result.repairs[(account, region)] = scenario.wait_for(
-                lambda a=account, r=region: repair_of(sfn, machine, a, r), 420, 2.0, f"the repair of {FN} in {account}")
-            note(f"{account}/{region}: {result.repairs[(account, region)]['status']}")
-    finally:
-        for traffic in result.traffic.values():
-            traffic.stop()
-    result.after = {where: result.memory(*where) for where in result.before}
-    return result
+    return run_scenario(cloud, note)
 
 
 def _audit(run: OrgRun, function_key: str) -> list[dict[str, Any]]:
@@ -300,8 +147,8 @@ def test_each_members_starved_function_is_repaired_by_the_central_workflow_in_it
 
 
 FORGED_REASONS = {
-    "body names another member": f"alarm ARN ({STARVED[1][0]})",
-    "outside the organisation": "not an ACTIVE account of the organisation",
+    FORGED_BODY: f"alarm ARN ({STARVED[1][0]})",
+    FORGED_OUTSIDE: "not an ACTIVE account of the organisation",
 }
 
 

@@ -253,6 +253,8 @@ def test_dry_run_flags_override_the_parameter_file(endpoint: str) -> None:
             "--enable-approval",
             "--knowledge-base-id",
             "kb-1234567890abcdef",
+            "--organization-id",
+            "o-a1b2c3d4e5",
             "--dry-run",
         ],
         base_env(endpoint),
@@ -262,6 +264,8 @@ def test_dry_run_flags_override_the_parameter_file(endpoint: str) -> None:
     assert "EnableApprovalWorkflow = true" in proc.stdout
     assert "EnableApprovalWorkflow = false" not in proc.stdout
     assert "KnowledgeBaseId = kb-1234567890abcdef" in proc.stdout
+    # AND --organization-id (central mode) sets OrganizationId of the stacks that declare it, functions and monitoring
+    assert proc.stdout.count("OrganizationId = o-a1b2c3d4e5") == 2, proc.stdout
     assert stack_count(endpoint) == 0
 
 
@@ -291,6 +295,19 @@ def test_bad_bedrock_flags_are_refused(endpoint: str, flag: str, value: str) -> 
     proc = run(["--environment", "dev", "--email", "test@example.com", flag, value, "--dry-run"], base_env(endpoint))
     assert proc.returncode != 0
     assert f"invalid {flag}" in one_error_line(proc)
+
+
+@pytest.mark.parametrize("value", ["org1", "o-short", "o-ABCDEFGHIJ", "o-a1b2c3d4e5;rm", ""])
+def test_a_bad_organization_id_for_the_central_stacks_is_refused_before_anything_is_deployed(
+    endpoint: str, value: str
+) -> None:
+    # GIVEN an empty cloud WHEN the central stacks are deployed with a malformed --organization-id
+    proc = run(["--environment", "dev", "--email", "test@example.com", "--organization-id", value], base_env(endpoint))
+    # THEN one line names it (the OrganizationId pattern, o- and 10-32 lowercase letters or digits) and nothing exists
+    assert proc.returncode != 0
+    line = one_error_line(proc)
+    assert ("invalid --organization-id" in line and repr(value) in line) if value else "requires a value" in line
+    assert stack_count(endpoint) == 0 and bucket_count(endpoint) == 0
 
 
 @pytest.mark.skipif(

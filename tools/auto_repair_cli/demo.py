@@ -3,6 +3,9 @@
 Start the local cloud, deploy the three stacks with ``deploy.sh --local``, deploy a function that needs more
 memory than it has, put the guide's alarms on it, send it traffic until it fails, and let the real loop run:
 alarm -> EventBridge -> state machine -> handlers -> memory raised -> verified -> notified -> recorded.
+
+``auto-repair demo --organization`` runs the organisation scenario instead (``org_demo``): a central deployment
+repairs starved functions in two member accounts, leaves the idle copies alone and refuses two forged events.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from auto_repair.clock import parse_time, utc_now
 from auto_repair.outcomes import Notice
 from auto_repair.records import AuditLog, IncidentStore
+from auto_repair_local.process import LocalCloudError, attach_local_cloud
 
 from . import scenario
 from .incidents import render
@@ -42,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path(os.environ.get("AUTO_REPAIR_LOCAL_STATE", REPO / ".local-cloud")),
     )
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the loop to close")
+    parser.add_argument(
+        "--organization",
+        action="store_true",
+        help="organisation mode: the local cloud becomes an AWS Organization; one central deployment repairs "
+        "functions in two member accounts and refuses forged events",
+    )
     parser.set_defaults(func=run)
 
 
@@ -84,18 +94,38 @@ def run(args: argparse.Namespace) -> int:
     state = ["--state-dir", str(args.state_dir)]
     try:
         _step(started, "starting the local cloud")
-        _run([*local, "up", "--port", str(args.port), *state], env, "auto-repair local up")
+        up = _run([*local, "up", "--port", str(args.port), *state], env, "auto-repair local up")
+        if args.organization and "already running" in up:
+            # The scenario creates the organisation's stacks and functions; a cloud that has them cannot, and it
+            # is the user's (kept by an earlier --keep): leave it running.
+            raise DemoError(f"a local cloud is already running with state in {args.state_dir}; the organisation "
+                            "demo needs a fresh one: auto-repair local down, then run it again")
         try:
-            outcome = _loop(args, env, started)
+            if args.organization:
+                code = _organization(args, started)
+            else:
+                code = 0 if _loop(args, env, started) == Notice.REPAIRED else 1
         finally:
             if not args.keep:
                 _run([*local, "down", *state], env, "auto-repair local down")
                 _step(started, "local cloud stopped")
-    except (DemoError, TimeoutError, LookupError, ClientError, BotoCoreError) as exc:
+    except (DemoError, TimeoutError, LookupError, ClientError, BotoCoreError, LocalCloudError) as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
     print(f"\nDemo wall time: {time.monotonic() - started:.1f}s")
-    return 0 if outcome == Notice.REPAIRED else 1
+    return code
+
+
+def _organization(args: argparse.Namespace, started: float) -> int:
+    """The organisation scenario (org_demo, the same code the e2e test runs) and its report; the exit code."""
+    from . import org_demo
+
+    cloud = attach_local_cloud(args.state_dir.resolve())
+    result = org_demo.run_scenario(cloud, lambda text: _step(started, text), timeout=args.timeout)
+    text, code = org_demo.render(result)
+    print("\n" + text)
+    _step(started, "done")
+    return code
 
 
 def _clients(port: int) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ class LocalCloud:
     endpoint: str
     port: int
     state_dir: Path
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: started elsewhere (`auto-repair local up`), which stops it
     region: str = "us-east-1"
 
     def client(self, service: str):
@@ -95,7 +96,19 @@ def start_local_cloud(state_dir: Path, port: int | None = None, timeout: float =
     raise LocalCloudError("local cloud did not become ready")
 
 
+def attach_local_cloud(state_dir: Path) -> LocalCloud:
+    """The local cloud running with state in ``state_dir`` (started by ``auto-repair local up``)."""
+    try:
+        info = json.loads((state_dir / "server.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise LocalCloudError(f"no local cloud running with state in {state_dir}: {exc}") from exc
+    port = int(info["endpoint"].rsplit(":", 1)[1])
+    return LocalCloud(endpoint=info["endpoint"], port=port, state_dir=state_dir, process=None)
+
+
 def stop_local_cloud(cloud: LocalCloud) -> None:
+    if cloud.process is None:
+        raise LocalCloudError("this local cloud was not started here; stop it with `auto-repair local down`")
     cloud.process.terminate()
     try:
         cloud.process.wait(timeout=15)
@@ -134,10 +147,11 @@ class Deployment:
         (self.cloud.state_dir / "faults.json").write_text(json.dumps(rules))
 
 
-def deploy(cloud: LocalCloud, environment: str = "local", root: Path = REPO) -> Deployment:
-    """deploy.sh of the project at ``root`` (a checkout of another commit, for before/after benchmarks)."""
+def deploy(cloud: LocalCloud, environment: str = "local", root: Path = REPO, extra: Sequence[str] = ()) -> Deployment:
+    """deploy.sh of the project at ``root`` (a checkout of another commit, for before/after benchmarks); ``extra``
+    are further deploy.sh flags (``--organization-id o-...`` for the organisation mode)."""
     proc = subprocess.run(
-        ["./deploy.sh", "--local", "--environment", environment, "--email", "ops@example.com"],
+        ["./deploy.sh", "--local", "--environment", environment, "--email", "ops@example.com", *extra],
         cwd=root,
         env=cloud.env(),
         capture_output=True,
