@@ -8,7 +8,9 @@ NotAuthorizedForSourceException),
 https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html and
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html (the role's
 trust policy and, across accounts, the caller's own identity policy must both allow; otherwise AccessDenied),
-https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role).
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role),
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust policy may
+only name IAM roles and users that exist: "Invalid principal in policy").
 """
 
 from __future__ import annotations
@@ -202,10 +204,6 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
     suffix = uuid.uuid4().hex[:6]
     target = f"member-repair-{suffix}"
     trusted = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/central-workflow-{suffix}"
-    org.client("iam", MEMBER).create_role(RoleName=target, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": [trusted]}, "Action": ["sts:AssumeRole", "sts:TagSession"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}}}]}))
     target_arn = f"arn:aws:iam::{MEMBER}:role/{target}"
     may_assume = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::*:role/member-repair-{suffix}",
@@ -226,8 +224,13 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
     def outsider(service: str) -> Any:
         return outside_client(org.endpoint, service)
 
-    # WHEN the trusted central role assumes it THEN it gets credentials of the member account
+    # (the central role exists first: a trust policy may only name an existing role)
     workflow = session(central_client, CENTRAL_ACCOUNT, f"central-workflow-{suffix}")
+    org.client("iam", MEMBER).create_role(RoleName=target, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": [trusted]}, "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}}}]}))
+    # WHEN the trusted central role assumes it THEN it gets credentials of the member account
     creds = workflow.assume_role(RoleArn=target_arn, RoleSessionName="auto-repair-inc-1")["Credentials"]
     who = session_client(org.endpoint, "sts", creds).get_caller_identity()
     assert (who["Account"], who["Arn"]) == (MEMBER, f"arn:aws:sts::{MEMBER}:assumed-role/{target}/auto-repair-inc-1")
@@ -305,3 +308,74 @@ def test_the_cli_creates_the_organisation_idempotently(local_cloud, org):
             orgs.create_account(Email="x@example.com", AccountName="x",
                                 Tags=[{"Key": "auto-repair-local:account-id", "Value": bad}])
         assert caught.value.response["Error"]["Code"] == code, bad
+
+
+def _trust(principal: Any) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
+
+
+def test_a_trust_policy_naming_a_role_or_user_that_does_not_exist_is_refused(org):
+    # AWS: "You can include the ARN for a specific role or user in the Principal element of a role trust policy.
+    # When you save the policy, AWS transforms the ARN to a unique principal ID" - so the role or user must exist;
+    # otherwise "Invalid principal in policy"
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html,
+    # https://repost.aws/knowledge-center/iam-trust-policy-error).
+    iam, suffix = org.client("iam", MEMBER), uuid.uuid4().hex[:6]
+    existing = org.client("iam", CENTRAL_ACCOUNT).create_role(
+        RoleName=f"trusted-{suffix}", Path="/team/", AssumeRolePolicyDocument=_trust({"AWS": CENTRAL_ACCOUNT}))
+    missing_role = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/not-deployed-yet-{suffix}"
+    missing_user = f"arn:aws:iam::{CENTRAL_ACCOUNT}:user/nobody-{suffix}"
+    # GIVEN principals that IAM does not look up or that exist WHEN a role trusts them THEN it is created
+    accepted = {
+        "account id": {"AWS": CENTRAL_ACCOUNT}, "account root": {"AWS": f"arn:aws:iam::{OUTSIDE_ACCOUNT}:root"},
+        "service": {"Service": "lambda.amazonaws.com"}, "anyone": "*", "any AWS": {"AWS": "*"},
+        "existing role with path": {"AWS": existing["Role"]["Arn"]},
+        "role session": {"AWS": f"arn:aws:sts::{CENTRAL_ACCOUNT}:assumed-role/trusted-{suffix}/s"},
+    }
+    for i, (what, principal) in enumerate(accepted.items()):
+        created = iam.create_role(RoleName=f"ok-{i}-{suffix}", AssumeRolePolicyDocument=_trust(principal))
+        assert created["Role"]["RoleName"] == f"ok-{i}-{suffix}", what
+    # GIVEN a role or user ARN that does not exist (alone or in a list) WHEN CreateRole THEN MalformedPolicyDocument
+    refused = {"role": ({"AWS": missing_role}, missing_role),
+               "role in a list": ({"AWS": [existing["Role"]["Arn"], missing_role]}, missing_role),
+               "user": ({"AWS": missing_user}, missing_user),
+               "role without its path": ({"AWS": f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/trusted-{suffix}"},
+                                         f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/trusted-{suffix}")}
+    for what, (principal, named) in refused.items():
+        with pytest.raises(ClientError) as caught:
+            iam.create_role(RoleName=f"bad-{suffix}", AssumeRolePolicyDocument=_trust(principal))
+        assert caught.value.response["Error"]["Code"] == "MalformedPolicyDocument", what
+        assert caught.value.response["Error"]["Message"] == f'Invalid principal in policy: "AWS":"{named}"', what
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=f"bad-{suffix}")
+    # AND UpdateAssumeRolePolicy to such a principal is refused and leaves the trust policy as it was
+    with pytest.raises(ClientError) as caught:
+        iam.update_assume_role_policy(RoleName=f"ok-0-{suffix}", PolicyDocument=_trust({"AWS": missing_role}))
+    assert caught.value.response["Error"]["Code"] == "MalformedPolicyDocument"
+    kept = iam.get_role(RoleName=f"ok-0-{suffix}")["Role"]["AssumeRolePolicyDocument"]
+    assert (kept if isinstance(kept, dict) else json.loads(kept))["Statement"][0]["Principal"] == {
+        "AWS": CENTRAL_ACCOUNT}
+
+
+def test_a_stack_whose_role_trusts_a_role_not_yet_deployed_fails_with_iams_reason(org):
+    # GIVEN a member template naming a central role that is not deployed (the member stack came first)
+    cfn, suffix = org.client("cloudformation", MEMBER), uuid.uuid4().hex[:6]
+    missing = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/lambda-auto-repair-collect-{suffix}"
+    template = {"Resources": {"RepairRole": {"Type": "AWS::IAM::Role", "Properties": {
+        "RoleName": f"member-repair-{suffix}", "AssumeRolePolicyDocument": json.loads(_trust({"AWS": [missing]}))}}}}
+    stack = f"member-first-{suffix}"
+    # WHEN the stack is created
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+
+    def settled() -> str | None:
+        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+        return None if status.endswith("IN_PROGRESS") else status
+
+    # THEN it fails and rolls back, and its events carry IAM's reason for the role, as CloudFormation reports it
+    assert wait_for(settled, 30, 0.25) == "ROLLBACK_COMPLETE"
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    failed = [e for e in events if e["LogicalResourceId"] == "RepairRole" and e["ResourceStatus"] == "CREATE_FAILED"]
+    assert len(failed) == 1 and f'Invalid principal in policy: "AWS":"{missing}"' in failed[0]["ResourceStatusReason"]
+    with pytest.raises(ClientError):
+        org.client("iam", MEMBER).get_role(RoleName=f"member-repair-{suffix}")

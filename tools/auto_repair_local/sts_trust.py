@@ -15,7 +15,15 @@ Services (Lambda running a function, EventBridge delivering with a target role) 
 ``assume_as_service``: the trust policy must name the service principal, with ``aws:SourceAccount``/``aws:SourceArn``
 in the context (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
 
-Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sts.responses.TokenResponse.assume_role``.
+A role's trust policy may only name IAM roles and users that exist: IAM turns such an ARN into the principal's
+unique id when it saves the policy, so CreateRole and UpdateAssumeRolePolicy (and a CloudFormation
+``AWS::IAM::Role``) with an unknown role or user ARN fail with ``MalformedPolicyDocument`` "Invalid principal in
+policy" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html, "IAM role
+principals"; https://repost.aws/knowledge-center/iam-trust-policy-error). Accounts (id or root ARN), role session
+ARNs, service principals and ``*`` are not looked up.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sts.responses.TokenResponse.assume_role``,
+``moto.iam.models.IAMBackend.create_role`` and ``IAMBackend.update_assume_role_policy``.
 Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
@@ -27,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from auto_repair_local.iam_policy import Decision, Principal, Request, evaluate
+from auto_repair_local.iam_policy import Decision, PolicyError, Principal, Request, evaluate, load
 from auto_repair_local.organization import org_facts
 
 MOTO_VERSIONS = ">=5.2.5,<5.3"
@@ -49,11 +57,17 @@ MOTO_TOUCHPOINTS = (
     "moto.iam.models.ManagedPolicy#versions",
     "moto.iam.models.PolicyVersion#version_id",
     "moto.iam.models.PolicyVersion#document",
+    "moto.iam.models.IAMBackend.create_role(role_name, assume_role_policy_document)",
+    "moto.iam.models.IAMBackend.update_assume_role_policy(role_name, policy_document)",
+    "moto.iam.models.IAMBackend#users",
+    "moto.iam.models.User#arn",
+    "moto.iam.exceptions.MalformedPolicyDocument",
 )
 
 log = logging.getLogger("auto_repair_local.sts_trust")
 
 ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$")
+USER_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):user/(?:.*/)?([\w+=,.@-]+)$")
 
 
 class AccessDeniedError(Exception):
@@ -137,6 +151,37 @@ def _role(role_arn: str) -> Any:
         return iam_backends[m.group(2)]["aws"].get_role_by_arn(role_arn)
     except Exception:  # moto raises IAMNotFoundException
         return None
+
+
+def invalid_trust_principal(document: str | dict[str, Any] | None) -> str | None:
+    """IAM's message for the first ``{"AWS": ...}`` principal of a trust policy that names an IAM role or user that
+    does not exist (None if every one exists or is not an IAM identity to look up)."""
+    try:
+        statements = load(document).get("Statement", [])
+    except PolicyError:
+        return None  # moto's own validator answers for documents that are not JSON
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, dict):
+            continue
+        for element in (statement.get("Principal"), statement.get("NotPrincipal")):
+            if not isinstance(element, dict):
+                continue
+            values = element.get("AWS", [])
+            for value in values if isinstance(values, list) else [values]:
+                if not _identity_exists(str(value)):
+                    return f'Invalid principal in policy: "AWS":"{value}"'
+    return None
+
+
+def _identity_exists(value: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    if ROLE_ARN.match(value):
+        return _role(value) is not None
+    user = USER_ARN.match(value)
+    if user:
+        return any(u.arn == value for u in list(iam_backends[user.group(2)]["aws"].users.values()))
+    return True
 
 
 def check_assume_role(principal: Principal, role_arn: str, *, session_name: str = "",
@@ -225,3 +270,28 @@ def install(ctx: Any) -> None:
 
     assume_role._auto_repair_local = True  # type: ignore[attr-defined]
     TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
+    _install_trust_principal_checks()
+
+
+def _install_trust_principal_checks() -> None:
+    from moto.iam.exceptions import MalformedPolicyDocument
+    from moto.iam.models import IAMBackend
+
+    create_role, update_trust = IAMBackend.create_role, IAMBackend.update_assume_role_policy
+
+    def checked_create_role(self: IAMBackend, role_name: str, assume_role_policy_document: str,
+                            *args: Any, **kwargs: Any) -> Any:
+        problem = invalid_trust_principal(assume_role_policy_document)
+        if problem:
+            raise MalformedPolicyDocument(problem)
+        return create_role(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def checked_update(self: IAMBackend, role_name: str, policy_document: str) -> None:
+        problem = invalid_trust_principal(policy_document)
+        if problem:
+            self.get_role(role_name)  # an unknown role is NoSuchEntity first
+            raise MalformedPolicyDocument(problem)
+        update_trust(self, role_name, policy_document)
+
+    IAMBackend.create_role = checked_create_role  # type: ignore[method-assign]
+    IAMBackend.update_assume_role_policy = checked_update  # type: ignore[method-assign]
