@@ -10,7 +10,10 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-l
 trust policy and, across accounts, the caller's own identity policy must both allow; otherwise AccessDenied),
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role),
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust policy may
-only name IAM roles and users that exist: "Invalid principal in policy").
+only name IAM roles and users that exist: "Invalid principal in policy"),
+https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html and
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (an execution role Lambda cannot
+assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by Lambda.").
 """
 
 from __future__ import annotations
@@ -379,3 +382,50 @@ def test_a_stack_whose_role_trusts_a_role_not_yet_deployed_fails_with_iams_reaso
     assert len(failed) == 1 and f'Invalid principal in policy: "AWS":"{missing}"' in failed[0]["ResourceStatusReason"]
     with pytest.raises(ClientError):
         org.client("iam", MEMBER).get_role(RoleName=f"member-repair-{suffix}")
+
+
+def test_a_function_whose_role_does_not_trust_lambda_is_refused_at_create_and_update(org):
+    # GIVEN in a member account: roles that Lambda may not assume, and ones it may (also with the confused-deputy
+    # condition on the account, https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)
+    iam, lam, suffix = org.client("iam", MEMBER), org.client("lambda", MEMBER), uuid.uuid4().hex[:6]
+
+    def role(name: str, trust: str) -> str:
+        return iam.create_role(RoleName=f"{name}-{suffix}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+
+    lambda_only = {"Service": "lambda.amazonaws.com"}
+    untrusting = {
+        "empty trust": role("empty", "{}"),
+        "another service": role("events", _trust({"Service": "events.amazonaws.com"})),
+        "an account": role("account", _trust({"AWS": MEMBER})),
+        "lambda in another account only": role("other-acct", json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": OUTSIDE_ACCOUNT}}}]})),
+        "lambda denied": role("denied", json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole"},
+            {"Effect": "Deny", "Principal": lambda_only, "Action": "sts:AssumeRole"}]})),
+    }
+    trusting = role("ok", json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": MEMBER}}}]}))
+    code = {"ZipFile": zip_source("def handler(event, context):\n    return 1\n")}
+    # WHEN a function is created with each untrusting role THEN InvalidParameterValueException, nothing created
+    for what, arn in untrusting.items():
+        with pytest.raises(ClientError) as caught:
+            lam.create_function(FunctionName=f"refused-{suffix}", Runtime="python3.12", Role=arn,
+                                Handler="app.handler", Code=code)
+        error = caught.value.response["Error"]
+        assert (error["Code"], error["Message"]) == (
+            "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda."), what
+    with pytest.raises(ClientError):
+        lam.get_function(FunctionName=f"refused-{suffix}")
+    # AND with the trusting role it is created
+    name = f"trusted-{suffix}"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=trusting, Handler="app.handler", Code=code)
+    # WHEN its role is changed to an untrusting one THEN refused and the function keeps its role and memory
+    with pytest.raises(ClientError) as caught:
+        lam.update_function_configuration(FunctionName=name, Role=untrusting["another service"], MemorySize=256)
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    config = lam.get_function_configuration(FunctionName=name)
+    assert (config["Role"], config["MemorySize"]) == (trusting, 128)
+    # AND another change leaves the (trusting) role alone and goes through
+    assert lam.update_function_configuration(FunctionName=name, MemorySize=256)["MemorySize"] == 256

@@ -56,6 +56,7 @@ EXTENSIONS: tuple[str, ...] = (
     "logs_reads",
     "scheduler",
     "lambda_changes",
+    "lambda_role_trust",  # after every other Lambda patch: refuses before they change anything
     "dynamodb_atomic",
     "cloudwatch_fast",
     "cloudwatch_percentiles",
