@@ -11,6 +11,8 @@ trust policy and, across accounts, the caller's own identity policy must both al
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role),
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust policy may
 only name IAM roles and users that exist: "Invalid principal in policy"),
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_ARN
+(ArnLike/ArnEquals check each of the six colon-delimited ARN components separately),
 https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html and
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (an execution role Lambda cannot
 assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by Lambda.").
@@ -429,3 +431,34 @@ def test_a_function_whose_role_does_not_trust_lambda_is_refused_at_create_and_up
     assert (config["Role"], config["MemorySize"]) == (trusting, 128)
     # AND another change leaves the (trusting) role alone and goes through
     assert lam.update_function_configuration(FunctionName=name, MemorySize=256)["MemorySize"] == 256
+
+
+def test_an_arn_condition_wildcard_does_not_span_colons_in_assume_role(org):
+    # GIVEN roles trusting the central account, each with one condition on aws:PrincipalArn
+    # (the central root's ARN, arn:aws:iam::123456789012:root)
+    iam, suffix = org.client("iam", CENTRAL_ACCOUNT), uuid.uuid4().hex[:6]
+    cases = {
+        # ArnLike compares the six components one by one: a * never covers a colon
+        ("ArnLike", "arn:aws:iam::*:root"): True,
+        ("ArnLike", "arn:aws:iam::*:*"): True,
+        ("ArnEquals", "arn:aws:iam::*:root"): True,
+        ("ArnLike", "arn:aws:*:root"): False,
+        ("ArnLike", "arn:aws:iam::*"): False,
+        ("ArnNotLike", "arn:aws:*:root"): True,
+        # StringLike has no components: there the same * does cover the colons
+        ("StringLike", "arn:aws:*:root"): True,
+    }
+    sts = org.client("sts", CENTRAL_ACCOUNT)
+    for i, ((operator, pattern), allowed) in enumerate(cases.items()):
+        name = f"arn-cond-{i}-{suffix}"
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": CENTRAL_ACCOUNT}, "Action": "sts:AssumeRole",
+            "Condition": {operator: {"aws:PrincipalArn": pattern}}}]}))
+        # WHEN the central root assumes it THEN the trust policy decides as IAM would
+        try:
+            sts.assume_role(RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{name}", RoleSessionName="probe")
+            got = True
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "AccessDenied", (operator, pattern)
+            got = False
+        assert got is allowed, (operator, pattern)
