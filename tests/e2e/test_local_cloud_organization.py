@@ -13,6 +13,8 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_pri
 only name IAM roles and users that exist: "Invalid principal in policy"),
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_ARN
 (ArnLike/ArnEquals check each of the six colon-delimited ARN components separately),
+https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html (an access key AWS did not issue:
+InvalidClientTokenId, "The security token included in the request is invalid."),
 https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html and
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (an execution role Lambda cannot
 assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by Lambda.").
@@ -27,6 +29,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -462,3 +465,43 @@ def test_an_arn_condition_wildcard_does_not_span_colons_in_assume_role(org):
             assert error.response["Error"]["Code"] == "AccessDenied", (operator, pattern)
             got = False
         assert got is allowed, (operator, pattern)
+
+
+def test_a_request_signed_with_an_access_key_nobody_issued_is_refused(org):
+    def with_keys(service: str, key: str, secret: str = "s3cr3t", token: str | None = None) -> Any:
+        return boto3.client(service, endpoint_url=org.endpoint, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret, aws_session_token=token)
+
+    # GIVEN an access key the local IAM/STS never issued (not the local "test" key either)
+    unknown = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+    # WHEN it signs requests to services of every protocol (query, JSON, REST-JSON, S3)
+    calls = {
+        "sts": lambda: with_keys("sts", unknown).get_caller_identity(),
+        "assume-role": lambda: with_keys("sts", unknown).assume_role(
+            RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/any", RoleSessionName="xx"),
+        "iam": lambda: with_keys("iam", unknown).list_roles(),
+        "events": lambda: with_keys("events", unknown).put_events(
+            Entries=[{"Source": "team.orders", "DetailType": "Probe", "Detail": "{}"}]),
+        "lambda": lambda: with_keys("lambda", unknown).list_functions(),
+    }
+    # THEN each is refused as AWS refuses it, instead of running as the central account's root
+    for what, call in calls.items():
+        with pytest.raises(ClientError) as caught:
+            call()
+        error = caught.value.response["Error"]
+        assert error["Code"] == "InvalidClientTokenId", what
+        assert error["Message"] == "The security token included in the request is invalid.", what
+    with pytest.raises(ClientError) as caught:
+        with_keys("s3", unknown).list_buckets()
+    assert caught.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    # AND keys the local cloud issued work: an IAM user's access key and an AssumeRole session's
+    iam, name = org.client("iam", CENTRAL_ACCOUNT), f"keyholder-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    as_user = with_keys("sts", key["AccessKeyId"], key["SecretAccessKey"]).get_caller_identity()
+    assert as_user["Arn"] == f"arn:aws:iam::{CENTRAL_ACCOUNT}:user/{name}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust({"AWS": CENTRAL_ACCOUNT}))
+    creds = org.client("sts", CENTRAL_ACCOUNT).assume_role(RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{name}",
+                                                           RoleSessionName="ss")["Credentials"]
+    as_role = session_client(org.endpoint, "sts", creds).get_caller_identity()
+    assert as_role["Arn"] == f"arn:aws:sts::{CENTRAL_ACCOUNT}:assumed-role/{name}/ss"

@@ -22,8 +22,15 @@ policy" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_ele
 principals"; https://repost.aws/knowledge-center/iam-trust-policy-error). Accounts (id or root ARN), role session
 ARNs, service principals and ``*`` are not looked up.
 
+A signed request whose access key id is neither the local cloud's ``test`` key nor one the local IAM/STS issued
+(an IAM user's key, an AssumeRole session's) is refused before it reaches the service, as AWS refuses a key it does
+not know: ``InvalidClientTokenId`` "The security token included in the request is invalid." (S3:
+``InvalidAccessKeyId``), https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html. moto would run it
+as the default account's root. Unsigned requests (moto's ``AKIAEXAMPLE``) and presigned URLs are left to moto.
+
 Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sts.responses.TokenResponse.assume_role``,
-``moto.iam.models.IAMBackend.create_role`` and ``IAMBackend.update_assume_role_policy``.
+``moto.iam.models.IAMBackend.create_role``, ``IAMBackend.update_assume_role_policy`` and
+``moto.core.authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action``.
 Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
@@ -62,7 +69,19 @@ MOTO_TOUCHPOINTS = (
     "moto.iam.models.IAMBackend#users",
     "moto.iam.models.User#arn",
     "moto.iam.exceptions.MalformedPolicyDocument",
+    "moto.core.authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action(iam_request_cls, resource)",
+    "moto.core.exceptions.InvalidClientTokenIdError",
+    "moto.core.exceptions.JsonRESTError",
+    "moto.core.utils.get_service_model(service_name)",
+    "moto.core.responses.BaseResponse#boto3_service_name",
+    "moto.s3.exceptions.S3InvalidAccessKeyIdError",
+    "moto.s3.exceptions.BucketInvalidAccessKeyIdError",
+    "moto.iam.access_control.S3IAMRequest",
+    "moto.iam.models.IAMBackend#access_keys",
 )
+
+LOCAL_ACCESS_KEY = "test"  # the local cloud's administrator keys (every client of the project signs with them)
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 log = logging.getLogger("auto_repair_local.sts_trust")
 
@@ -112,8 +131,22 @@ def resource_context(account: str) -> dict[str, Any]:
     return context
 
 
+def known_access_key(access_key_id: str) -> bool:
+    """The local ``test`` key, or a key the local IAM (user keys) or STS (session keys) issued, in any account."""
+    from moto.iam.models import iam_backends
+
+    if access_key_id == LOCAL_ACCESS_KEY:
+        return True
+    for _account, backends in list(iam_backends.items()):
+        for partition in list(backends.keys()):
+            if access_key_id in backends[partition].access_keys:
+                return True
+    return False
+
+
 def caller(access_key_id: str, account: str) -> Principal:
-    """The principal behind an access key the request was signed with (``account``: what moto resolved it to)."""
+    """The principal behind an access key the request was signed with (``account``: what moto resolved it to).
+    Unknown keys never get here (``InvalidClientTokenId``); the ``test`` keys are the account's root."""
     from moto.iam.models import iam_backends
     from moto.sts.models import sts_backends
 
@@ -271,6 +304,32 @@ def install(ctx: Any) -> None:
     assume_role._auto_repair_local = True  # type: ignore[attr-defined]
     TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
     _install_trust_principal_checks()
+    _install_access_key_check()
+
+
+def _install_access_key_check() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import InvalidClientTokenIdError, JsonRESTError
+    from moto.iam.access_control import S3IAMRequest
+    from moto.s3.exceptions import BucketInvalidAccessKeyIdError, S3InvalidAccessKeyIdError
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        signed = _CREDENTIAL.search(str(getattr(self, "headers", {}).get("Authorization") or ""))
+        if signed and not known_access_key(signed.group(1)):
+            log.info("request signed with unknown access key %s refused", signed.group(1))
+            if iam_request_cls is S3IAMRequest:
+                bucket = (getattr(self, "data", None) or {}).get("BucketName")
+                raise BucketInvalidAccessKeyIdError(bucket=bucket) if bucket else S3InvalidAccessKeyIdError()
+            if _protocol(self) in ("json", "rest-json"):  # a JSON body, or the SDK reads no error code
+                refused = JsonRESTError("InvalidClientTokenId", InvalidClientTokenIdError().message)
+                refused.code = 403
+                raise refused
+            raise InvalidClientTokenIdError()
+        original(self, iam_request_cls, resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate  # type: ignore[method-assign]
 
 
 def _install_trust_principal_checks() -> None:
@@ -295,3 +354,12 @@ def _install_trust_principal_checks() -> None:
 
     IAMBackend.create_role = checked_create_role  # type: ignore[method-assign]
     IAMBackend.update_assume_role_policy = checked_update  # type: ignore[method-assign]
+
+
+def _protocol(handler: Any) -> str:
+    from moto.core.utils import get_service_model
+
+    try:
+        return str(get_service_model(handler.boto3_service_name).protocol)
+    except Exception:  # a service botocore does not model: moto's XML error is as good as any
+        return ""
