@@ -22,7 +22,7 @@ policy" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_ele
 principals"; https://repost.aws/knowledge-center/iam-trust-policy-error). Accounts (id or root ARN), role session
 ARNs, service principals and ``*`` are not looked up.
 
-A signed request whose access key id is neither the local cloud's ``test`` key nor one the local IAM/STS issued
+A signed request whose access key id is neither one of the local keys (``LOCAL_ACCESS_KEYS``) nor one the local IAM/STS issued
 (an IAM user's key, an AssumeRole session's) is refused before it reaches the service, as AWS refuses a key it does
 not know: ``InvalidClientTokenId`` "The security token included in the request is invalid." (S3:
 ``InvalidAccessKeyId``), https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html. moto would run it
@@ -80,7 +80,10 @@ MOTO_TOUCHPOINTS = (
     "moto.iam.models.IAMBackend#access_keys",
 )
 
-LOCAL_ACCESS_KEY = "test"  # the local cloud's administrator keys (every client of the project signs with them)
+# The local cloud's own keys: "test" is the administrator's (every client of the project signs with it); "ak" is
+# the key moto's Step Functions interpreter signs its task calls with (moto.stepfunctions.parser.asl.utils.
+# boto_client), i.e. the Step Functions service calling on the state machine's behalf.
+LOCAL_ACCESS_KEYS = frozenset({"test", "ak"})
 _CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 log = logging.getLogger("auto_repair_local.sts_trust")
@@ -132,10 +135,10 @@ def resource_context(account: str) -> dict[str, Any]:
 
 
 def known_access_key(access_key_id: str) -> bool:
-    """The local ``test`` key, or a key the local IAM (user keys) or STS (session keys) issued, in any account."""
+    """A local key (``LOCAL_ACCESS_KEYS``), or one the local IAM (user keys) or STS (session keys) issued."""
     from moto.iam.models import iam_backends
 
-    if access_key_id == LOCAL_ACCESS_KEY:
+    if access_key_id in LOCAL_ACCESS_KEYS:
         return True
     for _account, backends in list(iam_backends.items()):
         for partition in list(backends.keys()):
