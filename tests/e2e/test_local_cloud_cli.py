@@ -81,7 +81,8 @@ def _invoke_a_function(endpoint: str) -> None:
             aws_secret_access_key="test",
         )
 
-    role = client("iam").create_role(RoleName="cli-test", AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
+    role = client("iam").create_role(RoleName="cli-test",
+                                     AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")

@@ -9,15 +9,16 @@ https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html and
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html (the role's
 trust policy and, across accounts, the caller's own identity policy must both allow; otherwise AccessDenied),
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role),
-https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust policy may
-only name IAM roles and users that exist: "Invalid principal in policy"),
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust
+policy may only name IAM roles and users that exist: "Invalid principal in policy"),
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_ARN
 (ArnLike/ArnEquals check each of the six colon-delimited ARN components separately),
 https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html (an access key AWS did not issue:
 InvalidClientTokenId, "The security token included in the request is invalid."),
 https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html and
 https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (an execution role Lambda cannot
-assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by Lambda.").
+assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by
+Lambda.").
 """
 
 from __future__ import annotations
@@ -324,8 +325,9 @@ def _trust(principal: Any) -> str:
 
 
 def test_a_trust_policy_naming_a_role_or_user_that_does_not_exist_is_refused(org):
-    # AWS: "You can include the ARN for a specific role or user in the Principal element of a role trust policy.
-    # When you save the policy, AWS transforms the ARN to a unique principal ID" - so the role or user must exist;
+    # AWS: "You can include the ARN for a specific role or user in the Principal element of a role trust
+    # policy. When you save the policy, AWS transforms the ARN to a unique principal ID" - so the role or user
+    # must exist;
     # otherwise "Invalid principal in policy"
     # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html,
     # https://repost.aws/knowledge-center/iam-trust-policy-error).

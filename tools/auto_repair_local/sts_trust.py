@@ -22,9 +22,9 @@ policy" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_ele
 principals"; https://repost.aws/knowledge-center/iam-trust-policy-error). Accounts (id or root ARN), role session
 ARNs, service principals and ``*`` are not looked up.
 
-A signed request whose access key id is neither one of the local keys (``LOCAL_ACCESS_KEYS``) nor one the local IAM/STS issued
-(an IAM user's key, an AssumeRole session's) is refused before it reaches the service, as AWS refuses a key it does
-not know: ``InvalidClientTokenId`` "The security token included in the request is invalid." (S3:
+A signed request whose access key id is neither one of the local keys (``LOCAL_ACCESS_KEYS``) nor one the local
+IAM/STS issued (an IAM user's key, an AssumeRole session's) is refused before it reaches the service, as AWS refuses
+a key it does not know: ``InvalidClientTokenId`` "The security token included in the request is invalid." (S3:
 ``InvalidAccessKeyId``), https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html. moto would run it
 as the default account's root. Unsigned requests (moto's ``AKIAEXAMPLE``) and presigned URLs are left to moto.
 
