@@ -13,6 +13,8 @@ from typing import Any
 
 import boto3
 
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
+
 REPO = Path(__file__).resolve().parents[2]
 CLI = str(REPO / ".venv" / "bin" / "auto-repair")
 
@@ -79,7 +81,8 @@ def _invoke_a_function(endpoint: str) -> None:
             aws_secret_access_key="test",
         )
 
-    role = client("iam").create_role(RoleName="cli-test", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = client("iam").create_role(RoleName="cli-test",
+                                     AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("app.py", "def handler(event, context):\n    return {'ok': True}\n")

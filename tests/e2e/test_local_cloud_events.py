@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
+
 PASS_MACHINE = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
 ROLE = "arn:aws:iam::123456789012:role/events"
 
@@ -273,7 +275,7 @@ def test_lambda_target_is_invoked_asynchronously_with_transformed_input(local_cl
     # GIVEN a function that logs its event, behind a rule with an InputTransformer
     iam, lam, events = local_cloud.client("iam"), local_cloud.client("lambda"), local_cloud.client("events")
     role = f"events-target-{uuid.uuid4().hex[:8]}"
-    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     name = f"fn-{uuid.uuid4().hex[:8]}"
     source = "import json\n\ndef handler(event, context):\n    print('EVENT ' + json.dumps(event))\n"
     fn_arn = lam.create_function(

@@ -15,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from auto_repair.targets import report_pattern
 from auto_repair_cli.scenario import zip_source
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
 from auto_repair_local.scheduler import Cron, ScheduleError, Scheduler, next_fire, rate_seconds
 
 
@@ -108,7 +109,8 @@ def test_lambda_report_lines_feed_metric_filters(local_cloud):
     # GIVEN a function whose log group has a REPORT-line filter (the runtime writes through PutLogEvents' path)
     lam, logs = local_cloud.client("lambda"), local_cloud.client("logs")
     name = f"probe-fn-{uuid.uuid4().hex[:6]}"
-    role = local_cloud.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = local_cloud.client("iam").create_role(RoleName=name,
+                                                 AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", MemorySize=128,
                         Code={"ZipFile": zip_source("def handler(event, context):\n    return 1\n")})
     logs.create_log_group(logGroupName=f"/aws/lambda/{name}")
@@ -244,7 +246,8 @@ def test_tag_changes_of_functions_become_aws_tag_change_events(local_cloud):
     events.put_rule(Name=rule, EventPattern=json.dumps({"source": ["aws.tag"], "detail": {"service": ["lambda"]}}))
     events.put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": arn}])
     name = f"probe-tagged-{uuid.uuid4().hex[:6]}"
-    role = local_cloud.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = local_cloud.client("iam").create_role(RoleName=name,
+                                                 AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     fn_arn = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
                                  Code={"ZipFile": zip_source("def handler(e, c):\n    return 1\n")},
                                  Tags={"team": "a"})["FunctionArn"]
@@ -267,7 +270,8 @@ def test_tag_changes_of_functions_become_aws_tag_change_events(local_cloud):
 def test_update_function_configuration_moves_last_modified(local_cloud):
     lam = local_cloud.client("lambda")
     name = f"probe-modified-{uuid.uuid4().hex[:6]}"
-    role = local_cloud.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    role = local_cloud.client("iam").create_role(RoleName=name,
+                                                 AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
     created = lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler",
                                   Code={"ZipFile": zip_source("def handler(e, c):\n    return 1\n")})["LastModified"]
     time.sleep(0.01)

@@ -13,6 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from auto_repair.versions import stream_version
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/versions-test-role"
 WAIT_S = 20.0  # upper bound for background work; tests poll and never assert on elapsed time
@@ -35,7 +36,7 @@ def package(source: str = MEMORY) -> bytes:
 def lam(local_cloud):
     iam = local_cloud.client("iam")
     try:
-        iam.create_role(RoleName="versions-test-role", AssumeRolePolicyDocument="{}")
+        iam.create_role(RoleName="versions-test-role", AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
     except ClientError:
         pass
     return local_cloud.client("lambda")

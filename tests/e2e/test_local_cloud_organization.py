@@ -8,7 +8,17 @@ NotAuthorizedForSourceException),
 https://docs.aws.amazon.com/STS/latest/APIReference/API_AssumeRole.html and
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html (the role's
 trust policy and, across accounts, the caller's own identity policy must both allow; otherwise AccessDenied),
-https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role).
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (a function runs as its role),
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html (a role trust
+policy may only name IAM roles and users that exist: "Invalid principal in policy"),
+https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_ARN
+(ArnLike/ArnEquals check each of the six colon-delimited ARN components separately),
+https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html (an access key AWS did not issue:
+InvalidClientTokenId, "The security token included in the request is invalid."),
+https://docs.aws.amazon.com/lambda/latest/api/API_CreateFunction.html and
+https://docs.aws.amazon.com/lambda/latest/dg/lambda-intro-execution-role.html (an execution role Lambda cannot
+assume is refused: InvalidParameterValueException "The role defined for the function cannot be assumed by
+Lambda.").
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -254,10 +265,6 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
     suffix = uuid.uuid4().hex[:6]
     target = f"member-repair-{suffix}"
     trusted = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/central-workflow-{suffix}"
-    org.client("iam", MEMBER).create_role(RoleName=target, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"AWS": [trusted]}, "Action": ["sts:AssumeRole", "sts:TagSession"],
-            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}}}]}))
     target_arn = f"arn:aws:iam::{MEMBER}:role/{target}"
     may_assume = json.dumps({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": f"arn:aws:iam::*:role/member-repair-{suffix}",
@@ -278,8 +285,13 @@ def test_a_member_role_trusted_by_one_central_role_and_the_organisation(org, loc
     def outsider(service: str) -> Any:
         return outside_client(org.endpoint, service)
 
-    # WHEN the trusted central role assumes it THEN it gets credentials of the member account
+    # (the central role exists first: a trust policy may only name an existing role)
     workflow = session(central_client, CENTRAL_ACCOUNT, f"central-workflow-{suffix}")
+    org.client("iam", MEMBER).create_role(RoleName=target, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": [trusted]}, "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}}}]}))
+    # WHEN the trusted central role assumes it THEN it gets credentials of the member account
     creds = workflow.assume_role(RoleArn=target_arn, RoleSessionName="auto-repair-inc-1")["Credentials"]
     who = session_client(org.endpoint, "sts", creds).get_caller_identity()
     assert (who["Account"], who["Arn"]) == (MEMBER, f"arn:aws:sts::{MEMBER}:assumed-role/{target}/auto-repair-inc-1")
@@ -357,3 +369,193 @@ def test_the_cli_creates_the_organisation_idempotently(local_cloud, org):
             orgs.create_account(Email="x@example.com", AccountName="x",
                                 Tags=[{"Key": "auto-repair-local:account-id", "Value": bad}])
         assert caught.value.response["Error"]["Code"] == code, bad
+
+
+def _trust(principal: Any) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]})
+
+
+def test_a_trust_policy_naming_a_role_or_user_that_does_not_exist_is_refused(org):
+    # AWS: "You can include the ARN for a specific role or user in the Principal element of a role trust
+    # policy. When you save the policy, AWS transforms the ARN to a unique principal ID" - so the role or user
+    # must exist;
+    # otherwise "Invalid principal in policy"
+    # (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html,
+    # https://repost.aws/knowledge-center/iam-trust-policy-error).
+    iam, suffix = org.client("iam", MEMBER), uuid.uuid4().hex[:6]
+    existing = org.client("iam", CENTRAL_ACCOUNT).create_role(
+        RoleName=f"trusted-{suffix}", Path="/team/", AssumeRolePolicyDocument=_trust({"AWS": CENTRAL_ACCOUNT}))
+    missing_role = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/not-deployed-yet-{suffix}"
+    missing_user = f"arn:aws:iam::{CENTRAL_ACCOUNT}:user/nobody-{suffix}"
+    # GIVEN principals that IAM does not look up or that exist WHEN a role trusts them THEN it is created
+    accepted = {
+        "account id": {"AWS": CENTRAL_ACCOUNT}, "account root": {"AWS": f"arn:aws:iam::{OUTSIDE_ACCOUNT}:root"},
+        "service": {"Service": "lambda.amazonaws.com"}, "anyone": "*", "any AWS": {"AWS": "*"},
+        "existing role with path": {"AWS": existing["Role"]["Arn"]},
+        "role session": {"AWS": f"arn:aws:sts::{CENTRAL_ACCOUNT}:assumed-role/trusted-{suffix}/s"},
+    }
+    for i, (what, principal) in enumerate(accepted.items()):
+        created = iam.create_role(RoleName=f"ok-{i}-{suffix}", AssumeRolePolicyDocument=_trust(principal))
+        assert created["Role"]["RoleName"] == f"ok-{i}-{suffix}", what
+    # GIVEN a role or user ARN that does not exist (alone or in a list) WHEN CreateRole THEN MalformedPolicyDocument
+    refused = {"role": ({"AWS": missing_role}, missing_role),
+               "role in a list": ({"AWS": [existing["Role"]["Arn"], missing_role]}, missing_role),
+               "user": ({"AWS": missing_user}, missing_user),
+               "role without its path": ({"AWS": f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/trusted-{suffix}"},
+                                         f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/trusted-{suffix}")}
+    for what, (principal, named) in refused.items():
+        with pytest.raises(ClientError) as caught:
+            iam.create_role(RoleName=f"bad-{suffix}", AssumeRolePolicyDocument=_trust(principal))
+        assert caught.value.response["Error"]["Code"] == "MalformedPolicyDocument", what
+        assert caught.value.response["Error"]["Message"] == f'Invalid principal in policy: "AWS":"{named}"', what
+    with pytest.raises(ClientError):
+        iam.get_role(RoleName=f"bad-{suffix}")
+    # AND UpdateAssumeRolePolicy to such a principal is refused and leaves the trust policy as it was
+    with pytest.raises(ClientError) as caught:
+        iam.update_assume_role_policy(RoleName=f"ok-0-{suffix}", PolicyDocument=_trust({"AWS": missing_role}))
+    assert caught.value.response["Error"]["Code"] == "MalformedPolicyDocument"
+    kept = iam.get_role(RoleName=f"ok-0-{suffix}")["Role"]["AssumeRolePolicyDocument"]
+    assert (kept if isinstance(kept, dict) else json.loads(kept))["Statement"][0]["Principal"] == {
+        "AWS": CENTRAL_ACCOUNT}
+
+
+def test_a_stack_whose_role_trusts_a_role_not_yet_deployed_fails_with_iams_reason(org):
+    # GIVEN a member template naming a central role that is not deployed (the member stack came first)
+    cfn, suffix = org.client("cloudformation", MEMBER), uuid.uuid4().hex[:6]
+    missing = f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/lambda-auto-repair-collect-{suffix}"
+    template = {"Resources": {"RepairRole": {"Type": "AWS::IAM::Role", "Properties": {
+        "RoleName": f"member-repair-{suffix}", "AssumeRolePolicyDocument": json.loads(_trust({"AWS": [missing]}))}}}}
+    stack = f"member-first-{suffix}"
+    # WHEN the stack is created
+    cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
+
+    def settled() -> str | None:
+        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
+        return None if status.endswith("IN_PROGRESS") else status
+
+    # THEN it fails and rolls back, and its events carry IAM's reason for the role, as CloudFormation reports it
+    assert wait_for(settled, 30, 0.25) == "ROLLBACK_COMPLETE"
+    events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
+    failed = [e for e in events if e["LogicalResourceId"] == "RepairRole" and e["ResourceStatus"] == "CREATE_FAILED"]
+    assert len(failed) == 1 and f'Invalid principal in policy: "AWS":"{missing}"' in failed[0]["ResourceStatusReason"]
+    with pytest.raises(ClientError):
+        org.client("iam", MEMBER).get_role(RoleName=f"member-repair-{suffix}")
+
+
+def test_a_function_whose_role_does_not_trust_lambda_is_refused_at_create_and_update(org):
+    # GIVEN in a member account: roles that Lambda may not assume, and ones it may (also with the confused-deputy
+    # condition on the account, https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)
+    iam, lam, suffix = org.client("iam", MEMBER), org.client("lambda", MEMBER), uuid.uuid4().hex[:6]
+
+    def role(name: str, trust: str) -> str:
+        return iam.create_role(RoleName=f"{name}-{suffix}", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+
+    lambda_only = {"Service": "lambda.amazonaws.com"}
+    untrusting = {
+        "empty trust": role("empty", "{}"),
+        "another service": role("events", _trust({"Service": "events.amazonaws.com"})),
+        "an account": role("account", _trust({"AWS": MEMBER})),
+        "lambda in another account only": role("other-acct", json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": OUTSIDE_ACCOUNT}}}]})),
+        "lambda denied": role("denied", json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole"},
+            {"Effect": "Deny", "Principal": lambda_only, "Action": "sts:AssumeRole"}]})),
+    }
+    trusting = role("ok", json.dumps({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": lambda_only, "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": MEMBER}}}]}))
+    code = {"ZipFile": zip_source("def handler(event, context):\n    return 1\n")}
+    # WHEN a function is created with each untrusting role THEN InvalidParameterValueException, nothing created
+    for what, arn in untrusting.items():
+        with pytest.raises(ClientError) as caught:
+            lam.create_function(FunctionName=f"refused-{suffix}", Runtime="python3.12", Role=arn,
+                                Handler="app.handler", Code=code)
+        error = caught.value.response["Error"]
+        assert (error["Code"], error["Message"]) == (
+            "InvalidParameterValueException", "The role defined for the function cannot be assumed by Lambda."), what
+    with pytest.raises(ClientError):
+        lam.get_function(FunctionName=f"refused-{suffix}")
+    # AND with the trusting role it is created
+    name = f"trusted-{suffix}"
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=trusting, Handler="app.handler", Code=code)
+    # WHEN its role is changed to an untrusting one THEN refused and the function keeps its role and memory
+    with pytest.raises(ClientError) as caught:
+        lam.update_function_configuration(FunctionName=name, Role=untrusting["another service"], MemorySize=256)
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterValueException"
+    config = lam.get_function_configuration(FunctionName=name)
+    assert (config["Role"], config["MemorySize"]) == (trusting, 128)
+    # AND another change leaves the (trusting) role alone and goes through
+    assert lam.update_function_configuration(FunctionName=name, MemorySize=256)["MemorySize"] == 256
+
+
+def test_an_arn_condition_wildcard_does_not_span_colons_in_assume_role(org):
+    # GIVEN roles trusting the central account, each with one condition on aws:PrincipalArn
+    # (the central root's ARN, arn:aws:iam::123456789012:root)
+    iam, suffix = org.client("iam", CENTRAL_ACCOUNT), uuid.uuid4().hex[:6]
+    cases = {
+        # ArnLike compares the six components one by one: a * never covers a colon
+        ("ArnLike", "arn:aws:iam::*:root"): True,
+        ("ArnLike", "arn:aws:iam::*:*"): True,
+        ("ArnEquals", "arn:aws:iam::*:root"): True,
+        ("ArnLike", "arn:aws:*:root"): False,
+        ("ArnLike", "arn:aws:iam::*"): False,
+        ("ArnNotLike", "arn:aws:*:root"): True,
+        # StringLike has no components: there the same * does cover the colons
+        ("StringLike", "arn:aws:*:root"): True,
+    }
+    sts = org.client("sts", CENTRAL_ACCOUNT)
+    for i, ((operator, pattern), allowed) in enumerate(cases.items()):
+        name = f"arn-cond-{i}-{suffix}"
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": CENTRAL_ACCOUNT}, "Action": "sts:AssumeRole",
+            "Condition": {operator: {"aws:PrincipalArn": pattern}}}]}))
+        # WHEN the central root assumes it THEN the trust policy decides as IAM would
+        try:
+            sts.assume_role(RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{name}", RoleSessionName="probe")
+            got = True
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "AccessDenied", (operator, pattern)
+            got = False
+        assert got is allowed, (operator, pattern)
+
+
+def test_a_request_signed_with_an_access_key_nobody_issued_is_refused(org):
+    def with_keys(service: str, key: str, secret: str = "s3cr3t", token: str | None = None) -> Any:
+        return boto3.client(service, endpoint_url=org.endpoint, region_name="us-east-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret, aws_session_token=token)
+
+    # GIVEN an access key the local IAM/STS never issued (not the local "test" key either)
+    unknown = f"AKIA{uuid.uuid4().hex[:16].upper()}"
+    # WHEN it signs requests to services of every protocol (query, JSON, REST-JSON, S3)
+    calls = {
+        "sts": lambda: with_keys("sts", unknown).get_caller_identity(),
+        "assume-role": lambda: with_keys("sts", unknown).assume_role(
+            RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/any", RoleSessionName="xx"),
+        "iam": lambda: with_keys("iam", unknown).list_roles(),
+        "events": lambda: with_keys("events", unknown).put_events(
+            Entries=[{"Source": "team.orders", "DetailType": "Probe", "Detail": "{}"}]),
+        "lambda": lambda: with_keys("lambda", unknown).list_functions(),
+    }
+    # THEN each is refused as AWS refuses it, instead of running as the central account's root
+    for what, call in calls.items():
+        with pytest.raises(ClientError) as caught:
+            call()
+        error = caught.value.response["Error"]
+        assert error["Code"] == "InvalidClientTokenId", what
+        assert error["Message"] == "The security token included in the request is invalid.", what
+    with pytest.raises(ClientError) as caught:
+        with_keys("s3", unknown).list_buckets()
+    assert caught.value.response["Error"]["Code"] == "InvalidAccessKeyId"
+    # AND keys the local cloud issued work: an IAM user's access key and an AssumeRole session's
+    iam, name = org.client("iam", CENTRAL_ACCOUNT), f"keyholder-{uuid.uuid4().hex[:6]}"
+    iam.create_user(UserName=name)
+    key = iam.create_access_key(UserName=name)["AccessKey"]
+    as_user = with_keys("sts", key["AccessKeyId"], key["SecretAccessKey"]).get_caller_identity()
+    assert as_user["Arn"] == f"arn:aws:iam::{CENTRAL_ACCOUNT}:user/{name}"
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=_trust({"AWS": CENTRAL_ACCOUNT}))
+    creds = org.client("sts", CENTRAL_ACCOUNT).assume_role(RoleArn=f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{name}",
+                                                           RoleSessionName="ss")["Credentials"]
+    as_role = session_client(org.endpoint, "sts", creds).get_caller_identity()
+    assert as_role["Arn"] == f"arn:aws:sts::{CENTRAL_ACCOUNT}:assumed-role/{name}/ss"

@@ -18,6 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
 from auto_repair_local.process import REPO, LocalCloud, start_local_cloud, stop_local_cloud
 
 ROLE_NAME = "local-lambda-test-role"
@@ -67,7 +68,7 @@ def cloud(local_cloud: LocalCloud) -> LocalCloud:
     try:
         iam.create_role(
             RoleName=ROLE_NAME,
-            AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+            AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY,
         )
     except iam.exceptions.EntityAlreadyExistsException:
         pass
@@ -246,7 +247,7 @@ def test_environment_variables_and_endpoint_reach_the_local_cloud(cloud: LocalCl
 
     def handler(event, context):
         names = [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
-        keys = ["GREETING", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_LAMBDA_FUNCTION_NAME",
+        keys = ["GREETING", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN", "AWS_LAMBDA_FUNCTION_NAME",
                 "AWS_LAMBDA_FUNCTION_VERSION", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_LOG_GROUP_NAME",
                 "AWS_LAMBDA_LOG_STREAM_NAME", "AWS_REGION", "AWS_DEFAULT_REGION", "LAMBDA_TASK_ROOT", "_HANDLER",
                 "AWS_EXECUTION_ENV"]
@@ -263,7 +264,8 @@ def test_environment_variables_and_endpoint_reach_the_local_cloud(cloud: LocalCl
     env = body["env"]
     assert env["GREETING"] == "hi"
     assert env["AWS_ENDPOINT_URL"] == cloud.endpoint
-    assert env["AWS_ACCESS_KEY_ID"] == "test"
+    # (with its execution role's session credentials: the role trusts Lambda, as CreateFunction requires)
+    assert env["AWS_ACCESS_KEY_ID"] not in (None, "test") and env["AWS_SESSION_TOKEN"]
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == name
     assert env["AWS_LAMBDA_FUNCTION_VERSION"] == "$LATEST"
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
@@ -757,7 +759,7 @@ def test_idle_workers_are_reaped_and_shutdown_leaves_no_worker_processes(
     marker = str(own.state_dir)
     try:
         iam = own.client("iam")
-        iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument="{}")
+        iam.create_role(RoleName=ROLE_NAME, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)
         source = (
             "import os, time\n\ndef handler(e, c):\n    time.sleep(e.get('s', 0))\n    return os.getpid()\n"
         )

@@ -235,3 +235,70 @@ def test_not_action_and_not_principal():
     assert evaluate([not_principal], request, resource_policy=True) is Decision.IMPLICIT_DENY
     other = Request(principal=session(CENTRAL, "intruder"), action="sts:AssumeRole", resource=MEMBER_ROLE)
     assert evaluate([not_principal], other, resource_policy=True) is Decision.DENY
+
+
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html#Conditions_ARN
+# "ArnEquals, ArnLike: Case-sensitive matching of the ARN. Each of the six colon-delimited components of the ARN is
+# checked separately and each can include multi-character match wildcards (*) or single-character match wildcards
+# (?)." ArnNotEquals/ArnNotLike are their negation.
+RULE = f"arn:aws:events:eu-west-1:{MEMBER}:rule/forward"
+
+
+@pytest.mark.parametrize("operator, pattern, value, expected", [
+    ("ArnLike", f"arn:aws:events:*:{MEMBER}:rule/*", RULE, True),
+    ("ArnLike", "arn:aws:events:?????????:*:rule/forward", RULE, True),
+    ("ArnLike", "arn:aws:*:*:*:*", RULE, True),
+    # a * never spans a colon: fewer components than six match nothing, however wild
+    ("ArnLike", "arn:aws:*", RULE, False),
+    ("ArnLike", "arn:*:rule/forward", RULE, False),
+    ("ArnLike", "arn:aws:events:*:rule/*", RULE, False),
+    ("ArnLike", "arn:aws:events:eu-west-1*:rule/forward", RULE, False),
+    # the resource component keeps its own colons and a * in it may cover them
+    ("ArnLike", f"arn:aws:logs:*:{MEMBER}:log-group:*", f"arn:aws:logs:us-east-1:{MEMBER}:log-group:/aws/x:*", True),
+    ("ArnLike", f"arn:aws:events:*:{MEMBER}:RULE/*", RULE, False),  # case-sensitive
+    ("ArnLike", f"arn:aws:events:*:{OUTSIDE}:rule/*", RULE, False),
+    ("ArnEquals", RULE, RULE, True),
+    ("ArnEquals", f"arn:aws:events:*:{MEMBER}:rule/*", RULE, True),  # same matching as ArnLike, per the table
+    ("ArnEquals", "arn:aws:*", RULE, False),
+    ("ArnNotLike", "arn:aws:*", RULE, True),
+    ("ArnNotLike", f"arn:aws:events:*:{MEMBER}:rule/*", RULE, False),
+    ("ArnNotEquals", f"arn:aws:events:*:{OUTSIDE}:rule/*", RULE, True),
+    ("ArnLike", f"arn:aws:events:*:{MEMBER}:rule/*", "not-an-arn", False),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+def test_arn_condition_operators_compare_the_six_components_separately(operator, pattern, value, expected):
+    # GIVEN a trust statement with an Arn* condition on aws:SourceArn WHEN a request carries ``value`` THEN the
+    # statement applies only if each of the six components matches its own part of the pattern
+    policy = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                             "Action": "sts:AssumeRole", "Condition": {operator: {"aws:SourceArn": pattern}}}]}
+    request = Request(principal=Principal(service="events.amazonaws.com"), action="sts:AssumeRole",
+                      resource=MEMBER_ROLE, context={"aws:SourceArn": value})
+    assert (evaluate([policy], request, resource_policy=True) is Decision.ALLOW) is expected
+
+
+# https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html ("Using wildcards in
+# resource ARNs"): "You can use wildcard characters (* and ?) within the individual segments of an ARN (the parts
+# separated by colons) ... If the * wildcard is the last character of a resource ARN segment, it can expand to
+# match beyond the colon boundaries."
+@pytest.mark.parametrize("pattern, resource, expected", [
+    ("*", BUS, True),
+    (BUS, BUS, True),
+    (f"arn:aws:events:*:{CENTRAL}:event-bus/*", BUS, True),
+    ("arn:aws:events:*", BUS, True),  # the * ends its segment: it may run over the colons that follow
+    (f"arn:aws:events:us-east-?:{CENTRAL}:event-bus/lambda-auto-repair-bus-prod", BUS, True),
+    # a * inside a segment (not its last character) stays in that segment
+    (f"arn:aws:events:us*{CENTRAL}:event-bus/lambda-auto-repair-bus-prod", BUS, False),
+    (f"arn:aws:events:us-east-1?{CENTRAL}:event-bus/lambda-auto-repair-bus-prod", BUS, False),
+    ("arn:aws:events:*:999999999999:event-bus/*", BUS, False),
+    (f"arn:aws:logs:*:{CENTRAL}:log-group:/aws/lambda/fn-*:*", f"arn:aws:logs:us-east-1:{CENTRAL}:log-group:/aws/lambda/fn-a:*",
+     True),
+    (f"arn:aws:logs:*:{CENTRAL}:log-group:/aws/lambda/*-a", f"arn:aws:logs:us-east-1:{CENTRAL}:log-group:/aws/lambda/x:y-a",
+     False),
+])
+def test_resource_wildcards_stay_within_a_segment_unless_they_end_it(pattern, resource, expected):
+    # GIVEN an identity policy allowing events:PutEvents on ``pattern`` WHEN the request names ``resource`` THEN ...
+    policy = {"Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": pattern}]}
+    request = Request(principal=FORWARDER, action="events:PutEvents", resource=resource)
+    assert (evaluate([policy], request) is Decision.ALLOW) is expected
+    # AND NotResource is its complement
+    not_policy = {"Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "NotResource": pattern}]}
+    assert (evaluate([not_policy], request) is Decision.ALLOW) is (not expected)

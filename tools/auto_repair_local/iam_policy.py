@@ -8,10 +8,16 @@ cross an account boundary (role trust, bus policies),
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html
 
 Covered: Principal/NotPrincipal (``*``, ``{"AWS": account | root | role | user | session ARN | "*"}``,
-``{"Service": ...}``), Action/NotAction and Resource/NotResource with ``*``/``?`` wildcards, and the condition
+``{"Service": ...}``; no wildcards inside a principal), Action/NotAction with ``*``/``?`` wildcards,
+Resource/NotResource with wildcards inside the colon-separated segments of the ARN, where only a ``*`` that ends a
+segment may run past a colon
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_resource.html, "Using wildcards in
+resource ARNs"), and the condition
 operators our templates and the organisation mode use: String*, Arn*, Bool, Null, Numeric*, with ``IfExists`` and
 the ``ForAnyValue:``/``ForAllValues:`` set qualifiers
-(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html). An
+(https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html; the Arn*
+operators compare each of the six colon-delimited components of the ARN separately, so a wildcard never spans a
+colon there, and ArnEquals takes wildcards like ArnLike, as that page's table says). An
 operator it does not know makes the statement fail closed: an Allow does not apply, a Deny does.
 """
 
@@ -167,9 +173,9 @@ def _applies(statement: Mapping[str, Any], request: Request, resource_policy: bo
     else:
         raise PolicyError("statement without Action or NotAction")
     if "Resource" in statement:
-        if not _any_glob(statement["Resource"], request.resource, case=True):
+        if not _any_resource(statement["Resource"], request.resource):
             return False
-    elif "NotResource" in statement and _any_glob(statement["NotResource"], request.resource, case=True):
+    elif "NotResource" in statement and _any_resource(statement["NotResource"], request.resource):
         return False
     return _conditions(statement.get("Condition") or {}, request)
 
@@ -183,9 +189,40 @@ def _any_glob(patterns: Any, value: str, *, case: bool) -> bool:
 
 
 def _glob(pattern: str, value: str) -> bool:
-    # IAM wildcards: * any run of characters (also across ':' and '/'), ? one character; nothing else is special.
+    # Action names and String*Like values: * any run of characters, ? one character; nothing else is special.
     regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
     return re.fullmatch(regex, value, re.S) is not None
+
+
+def _any_resource(patterns: Any, value: str) -> bool:
+    return any(_resource_glob(str(pattern), value) for pattern in _as_list(patterns))
+
+
+def _resource_glob(pattern: str, value: str) -> bool:
+    """A Resource element's ARN pattern: wildcards work within the colon-separated segments; a ``*`` that is the
+    last character of a segment (before a colon, or at the end) may expand past colon boundaries, any other ``*``
+    or ``?`` stays inside its segment. ``"*"`` alone is every resource."""
+    parts = []
+    for i, c in enumerate(pattern):
+        if c == "*":
+            ends_segment = i + 1 == len(pattern) or pattern[i + 1] == ":"
+            parts.append(".*" if ends_segment else "[^:]*")
+        elif c == "?":
+            parts.append("[^:]")
+        else:
+            parts.append(re.escape(c))
+    return re.fullmatch("".join(parts), value, re.S) is not None
+
+
+def _arn_like(pattern: str, value: str) -> bool:
+    """ArnLike/ArnEquals: the six colon-delimited components (partition prefix ``arn``, partition, service, Region,
+    account, resource; the resource keeps any further colons) are compared one by one, each with ``*``/``?``
+    wildcards, so no wildcard matches across a component's colon. Something that is not a six-component ARN
+    matches nothing."""
+    wanted, got = pattern.split(":", 5), value.split(":", 5)
+    if len(wanted) != 6 or len(got) != 6:
+        return False
+    return all(_glob(w, g) for w, g in zip(wanted, got, strict=True))
 
 
 # -- conditions --------------------------------------------------------------------------------------------------
@@ -239,8 +276,8 @@ def _operator(name: str) -> Any:
         "StringEquals": lambda v, w: v in w,
         "StringEqualsIgnoreCase": lambda v, w: v.lower() in (x.lower() for x in w),
         "StringLike": lambda v, w: any(_glob(x, v) for x in w),
-        "ArnEquals": lambda v, w: v in w,
-        "ArnLike": lambda v, w: any(_glob(x, v) for x in w),
+        "ArnEquals": lambda v, w: any(_arn_like(x, v) for x in w),
+        "ArnLike": lambda v, w: any(_arn_like(x, v) for x in w),
         "Bool": lambda v, w: v.lower() in (x.lower() for x in w),
         "NumericEquals": lambda v, w: _num(v) in [_num(x) for x in w],
         "NumericLessThan": lambda v, w: any(_num(v) < _num(x) for x in w),

@@ -680,8 +680,8 @@ class LambdaRuntime:
                     "AccessDeniedException",
                     f"The role defined for the function cannot be assumed by Lambda: {config.role}",
                 ) from None
-            # Home-account functions whose role does not trust lambda.amazonaws.com (older fixtures create roles
-            # with an empty trust policy, which AWS refuses at CreateFunction) keep the account's own keys.
+            # CreateFunction/UpdateFunctionConfiguration refuse such a role (lambda_role_trust); a home-account
+            # function whose role's trust policy was changed afterwards keeps the account's own keys.
             log.warning("%s: role %s cannot be assumed by Lambda; running with the account's keys",
                         config.name, config.role)
             return None

@@ -56,6 +56,7 @@ EXTENSIONS: tuple[str, ...] = (
     "logs_reads",
     "scheduler",
     "lambda_changes",
+    "lambda_role_trust",  # after every other Lambda patch: refuses before they change anything
     "dynamodb_atomic",
     "cloudwatch_fast",
     "cloudwatch_percentiles",
@@ -94,8 +95,10 @@ class LocalCloudContext:
 def _configure_environment(ctx: LocalCloudContext) -> None:
     # moto's Step Functions interpreter calls other services through boto3 at localhost:MOTO_PORT.
     os.environ["MOTO_PORT"] = str(ctx.port)
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+    # The process's own clients (moto's Step Functions interpreter) sign with the local keys, whatever the shell
+    # had: the local cloud refuses access keys it did not issue (sts_trust), as AWS does.
+    os.environ["AWS_ACCESS_KEY_ID"] = "test"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "test"
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     # moto picks a request's account from its access key (moto's AssumeRole keys belong to the role's account;
     # anything else is the default account, ctx.account_id). MOTO_ACCOUNT_ID would pin every request to one

@@ -15,7 +15,22 @@ Services (Lambda running a function, EventBridge delivering with a target role) 
 ``assume_as_service``: the trust policy must name the service principal, with ``aws:SourceAccount``/``aws:SourceArn``
 in the context (https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html).
 
-Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sts.responses.TokenResponse.assume_role``.
+A role's trust policy may only name IAM roles and users that exist: IAM turns such an ARN into the principal's
+unique id when it saves the policy, so CreateRole and UpdateAssumeRolePolicy (and a CloudFormation
+``AWS::IAM::Role``) with an unknown role or user ARN fail with ``MalformedPolicyDocument`` "Invalid principal in
+policy" (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html, "IAM role
+principals"; https://repost.aws/knowledge-center/iam-trust-policy-error). Accounts (id or root ARN), role session
+ARNs, service principals and ``*`` are not looked up.
+
+A signed request whose access key id is neither one of the local keys (``LOCAL_ACCESS_KEYS``) nor one the local
+IAM/STS issued (an IAM user's key, an AssumeRole session's) is refused before it reaches the service, as AWS refuses
+a key it does not know: ``InvalidClientTokenId`` "The security token included in the request is invalid." (S3:
+``InvalidAccessKeyId``), https://docs.aws.amazon.com/STS/latest/APIReference/CommonErrors.html. moto would run it
+as the default account's root. Unsigned requests (moto's ``AKIAEXAMPLE``) and presigned URLs are left to moto.
+
+Patches (see ``MOTO_TOUCHPOINTS``): wraps ``moto.sts.responses.TokenResponse.assume_role``,
+``moto.iam.models.IAMBackend.create_role``, ``IAMBackend.update_assume_role_policy`` and
+``moto.core.authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action``.
 Written for moto ``>=5.2.5,<5.3`` (``MOTO_VERSIONS``).
 """
 
@@ -27,7 +42,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from auto_repair_local.iam_policy import Decision, Principal, Request, evaluate
+from auto_repair_local.iam_policy import Decision, PolicyError, Principal, Request, evaluate, load
 from auto_repair_local.organization import org_facts
 
 MOTO_VERSIONS = ">=5.2.5,<5.3"
@@ -49,11 +64,32 @@ MOTO_TOUCHPOINTS = (
     "moto.iam.models.ManagedPolicy#versions",
     "moto.iam.models.PolicyVersion#version_id",
     "moto.iam.models.PolicyVersion#document",
+    "moto.iam.models.IAMBackend.create_role(role_name, assume_role_policy_document)",
+    "moto.iam.models.IAMBackend.update_assume_role_policy(role_name, policy_document)",
+    "moto.iam.models.IAMBackend#users",
+    "moto.iam.models.User#arn",
+    "moto.iam.exceptions.MalformedPolicyDocument",
+    "moto.core.authorization.ActionAuthenticatorMixin._authenticate_and_authorize_action(iam_request_cls, resource)",
+    "moto.core.exceptions.InvalidClientTokenIdError",
+    "moto.core.exceptions.JsonRESTError",
+    "moto.core.utils.get_service_model(service_name)",
+    "moto.core.responses.BaseResponse#boto3_service_name",
+    "moto.s3.exceptions.S3InvalidAccessKeyIdError",
+    "moto.s3.exceptions.BucketInvalidAccessKeyIdError",
+    "moto.iam.access_control.S3IAMRequest",
+    "moto.iam.models.IAMBackend#access_keys",
 )
+
+# The local cloud's own keys: "test" is the administrator's (every client of the project signs with it); "ak" is
+# the key moto's Step Functions interpreter signs its task calls with (moto.stepfunctions.parser.asl.utils.
+# boto_client), i.e. the Step Functions service calling on the state machine's behalf.
+LOCAL_ACCESS_KEYS = frozenset({"test", "ak"})
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
 
 log = logging.getLogger("auto_repair_local.sts_trust")
 
 ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/(?:.*/)?([\w+=,.@-]+)$")
+USER_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):user/(?:.*/)?([\w+=,.@-]+)$")
 
 
 class AccessDeniedError(Exception):
@@ -98,8 +134,22 @@ def resource_context(account: str) -> dict[str, Any]:
     return context
 
 
+def known_access_key(access_key_id: str) -> bool:
+    """A local key (``LOCAL_ACCESS_KEYS``), or one the local IAM (user keys) or STS (session keys) issued."""
+    from moto.iam.models import iam_backends
+
+    if access_key_id in LOCAL_ACCESS_KEYS:
+        return True
+    for _account, backends in list(iam_backends.items()):
+        for partition in list(backends.keys()):
+            if access_key_id in backends[partition].access_keys:
+                return True
+    return False
+
+
 def caller(access_key_id: str, account: str) -> Principal:
-    """The principal behind an access key the request was signed with (``account``: what moto resolved it to)."""
+    """The principal behind an access key the request was signed with (``account``: what moto resolved it to).
+    Unknown keys never get here (``InvalidClientTokenId``); the ``test`` keys are the account's root."""
     from moto.iam.models import iam_backends
     from moto.sts.models import sts_backends
 
@@ -137,6 +187,37 @@ def _role(role_arn: str) -> Any:
         return iam_backends[m.group(2)]["aws"].get_role_by_arn(role_arn)
     except Exception:  # moto raises IAMNotFoundException
         return None
+
+
+def invalid_trust_principal(document: str | dict[str, Any] | None) -> str | None:
+    """IAM's message for the first ``{"AWS": ...}`` principal of a trust policy that names an IAM role or user that
+    does not exist (None if every one exists or is not an IAM identity to look up)."""
+    try:
+        statements = load(document).get("Statement", [])
+    except PolicyError:
+        return None  # moto's own validator answers for documents that are not JSON
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, dict):
+            continue
+        for element in (statement.get("Principal"), statement.get("NotPrincipal")):
+            if not isinstance(element, dict):
+                continue
+            values = element.get("AWS", [])
+            for value in values if isinstance(values, list) else [values]:
+                if not _identity_exists(str(value)):
+                    return f'Invalid principal in policy: "AWS":"{value}"'
+    return None
+
+
+def _identity_exists(value: str) -> bool:
+    from moto.iam.models import iam_backends
+
+    if ROLE_ARN.match(value):
+        return _role(value) is not None
+    user = USER_ARN.match(value)
+    if user:
+        return any(u.arn == value for u in list(iam_backends[user.group(2)]["aws"].users.values()))
+    return True
 
 
 def check_assume_role(principal: Principal, role_arn: str, *, session_name: str = "",
@@ -225,3 +306,63 @@ def install(ctx: Any) -> None:
 
     assume_role._auto_repair_local = True  # type: ignore[attr-defined]
     TokenResponse.assume_role = assume_role  # type: ignore[method-assign]
+    _install_trust_principal_checks()
+    _install_access_key_check()
+
+
+def _install_access_key_check() -> None:
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import InvalidClientTokenIdError, JsonRESTError
+    from moto.iam.access_control import S3IAMRequest
+    from moto.s3.exceptions import BucketInvalidAccessKeyIdError, S3InvalidAccessKeyIdError
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+    def authenticate(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        signed = _CREDENTIAL.search(str(getattr(self, "headers", {}).get("Authorization") or ""))
+        if signed and not known_access_key(signed.group(1)):
+            log.info("request signed with unknown access key %s refused", signed.group(1))
+            if iam_request_cls is S3IAMRequest:
+                bucket = (getattr(self, "data", None) or {}).get("BucketName")
+                raise BucketInvalidAccessKeyIdError(bucket=bucket) if bucket else S3InvalidAccessKeyIdError()
+            if _protocol(self) in ("json", "rest-json"):  # a JSON body, or the SDK reads no error code
+                refused = JsonRESTError("InvalidClientTokenId", InvalidClientTokenIdError().message)
+                refused.code = 403
+                raise refused
+            raise InvalidClientTokenIdError()
+        original(self, iam_request_cls, resource)
+
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate  # type: ignore[method-assign]
+
+
+def _install_trust_principal_checks() -> None:
+    from moto.iam.exceptions import MalformedPolicyDocument
+    from moto.iam.models import IAMBackend
+
+    create_role, update_trust = IAMBackend.create_role, IAMBackend.update_assume_role_policy
+
+    def checked_create_role(self: IAMBackend, role_name: str, assume_role_policy_document: str,
+                            *args: Any, **kwargs: Any) -> Any:
+        problem = invalid_trust_principal(assume_role_policy_document)
+        if problem:
+            raise MalformedPolicyDocument(problem)
+        return create_role(self, role_name, assume_role_policy_document, *args, **kwargs)
+
+    def checked_update(self: IAMBackend, role_name: str, policy_document: str) -> None:
+        problem = invalid_trust_principal(policy_document)
+        if problem:
+            self.get_role(role_name)  # an unknown role is NoSuchEntity first
+            raise MalformedPolicyDocument(problem)
+        update_trust(self, role_name, policy_document)
+
+    IAMBackend.create_role = checked_create_role  # type: ignore[method-assign]
+    IAMBackend.update_assume_role_policy = checked_update  # type: ignore[method-assign]
+
+
+def _protocol(handler: Any) -> str:
+    from moto.core.utils import get_service_model
+
+    try:
+        return str(get_service_model(handler.boto3_service_name).protocol)
+    except Exception:  # a service botocore does not model: moto's XML error is as good as any
+        return ""

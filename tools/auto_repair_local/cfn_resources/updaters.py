@@ -15,12 +15,15 @@ from typing import Any
 from moto.cloudformation import parsing
 from moto.utilities.utils import get_partition
 
+from auto_repair_local.sts_trust import invalid_trust_principal
+
 from ._shared import _policy_json, _props
 
 # What this module relies on in moto: checked at server start and by tests/unit/test_local_cloud_contracts.py
 # (auto_repair_local.moto_contract; upgrade procedure in docs/ARCHITECTURE.md, "Upgrading moto").
 MOTO_VERSIONS = ">=5.2.5,<5.3"
 MOTO_TOUCHPOINTS = (
+    "moto.iam.exceptions.MalformedPolicyDocument",
     "moto.cloudformation.parsing.get_model_map()",
     "moto.kms.models.kms_backends",
     "moto.kms.models.KmsBackend.enable_key_rotation(key_id)",
@@ -301,7 +304,13 @@ def _update_role(original: Any, name: str, cfn: dict[str, Any], account_id: str,
         )
         _attach_role_managed_policies(role, p, account_id, region_name)
         return role
-    original.assume_role_policy_document = _policy_json(p["AssumeRolePolicyDocument"])
+    trust = _policy_json(p["AssumeRolePolicyDocument"])
+    problem = invalid_trust_principal(trust)  # IAM refuses an unknown role/user principal on update too
+    if problem:
+        from moto.iam.exceptions import MalformedPolicyDocument
+
+        raise MalformedPolicyDocument(problem)
+    original.assume_role_policy_document = trust
     original.description = p.get("Description", "")
     original.max_session_duration = int(p.get("MaxSessionDuration", 3600))
     wanted = {pol["PolicyName"]: pol["PolicyDocument"] for pol in p.get("Policies", [])}
