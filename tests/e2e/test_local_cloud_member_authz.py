@@ -158,3 +158,27 @@ def test_the_member_role_reads_only_lambda_log_groups(member):
     error = _denied(lambda: logs.filter_log_events(logGroupName=other))
     assert error["Code"] == "AccessDeniedException"
     assert f"logs:FilterLogEvents on resource: arn:aws:logs:{REGION}:{MEMBER}:log-group:{other}" in error["Message"]
+
+
+def test_onboarding_a_member_function_works_through_the_member_role_alone(member):
+    # GIVEN the central targets function's member path (change_members over Targets) with the member role's clients,
+    # as the targets handler builds them for `auto-repair targets add --account`
+    from auto_repair.handlers.targets import ADD, REMOVE, change_members
+    from auto_repair.targets.applier import Targets
+    from auto_repair.targets.settings import TargetSettings
+
+    client = member["client"]
+    targets = Targets(lambda_client=client("lambda"), cloudwatch=client("cloudwatch"), logs=client("logs"),
+                      settings=TargetSettings(environment=ENV), actions=[])
+    name, where = member["names"]["tagged"], f"{MEMBER} / {REGION}"
+    # WHEN it onboards the tagged function, and the untagged one
+    added = change_members(targets, ADD, [name, member["names"]["untagged"]], dry_run=False, where=where)
+    # THEN every call the product makes is allowed by the member template: the alarms and filters exist
+    assert added[0].error == "" and added[0].applied, added[0].error
+    assert name in targets.onboarded()
+    # AND the untagged one is refused by the product for its tag, not by IAM
+    assert "is not tagged" in added[1].error and "AccessDenied" not in added[1].error
+    # AND removing it again is allowed too
+    removed = change_members(targets, REMOVE, [name], dry_run=False, where=where)
+    assert removed[0].error == "" and removed[0].applied, removed[0].error
+    assert name not in targets.onboarded()

@@ -6,7 +6,9 @@ Deny wins, otherwise an Allow is needed), the Service Authorization Reference fo
 condition keys: https://docs.aws.amazon.com/service-authorization/latest/reference/list_awslambda.html,
 https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html,
 https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatchlogs.html, and Lambda's
-qualified resource ARNs: https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html
+qualified resource ARNs: https://docs.aws.amazon.com/lambda/latest/dg/lambda-api-permissions-ref.html; an alarm
+created with tags also needs cloudwatch:TagResource:
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ MAPPING = [
     (call("cloudwatch", "PutMetricAlarm", AlarmName="lambda-errors-alarm-orders",
           Tags=[{"Key": "auto-repair", "Value": "x"}]),
      [("cloudwatch:PutMetricAlarm", f"{ALARM}lambda-errors-alarm-orders",
+       {"aws:RequestTag/auto-repair": "x", "aws:TagKeys": ["auto-repair"]}, ""),
+      ("cloudwatch:TagResource", f"{ALARM}lambda-errors-alarm-orders",
        {"aws:RequestTag/auto-repair": "x", "aws:TagKeys": ["auto-repair"]}, "")]),
+    (call("cloudwatch", "PutMetricAlarm", AlarmName="lambda-errors-alarm-orders"),
+     [("cloudwatch:PutMetricAlarm", f"{ALARM}lambda-errors-alarm-orders", {}, "")]),
     (call("cloudwatch", "DeleteAlarms", AlarmNames=["x"]), [("cloudwatch:DeleteAlarms", f"{ALARM}x", {}, "")]),
     (call("cloudwatch", "TagResource", ResourceARN=f"{ALARM}x", Tags=[{"Key": "k", "Value": "v"}]),
      [("cloudwatch:TagResource", f"{ALARM}x", {"aws:RequestTag/k": "v", "aws:TagKeys": ["k"]}, "")]),

@@ -23,7 +23,8 @@ https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncl
   function's tags as ``aws:ResourceTag/<key>``; ``ListFunctions`` on ``*``; ``TagResource``/``UntagResource`` add
   ``aws:RequestTag/<key>``/``aws:TagKeys``.
 * CloudWatch: alarm actions on ``arn:aws:cloudwatch:<region>:<acct>:alarm:<name>`` (each alarm a call names;
-  ``alarm:*`` for a DescribeAlarms without names), metric reads on ``*``.
+  ``alarm:*`` for a DescribeAlarms without names; a PutMetricAlarm with ``Tags`` also needs ``cloudwatch:TagResource``,
+  https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html), metric reads on ``*``.
 * CloudWatch Logs: log-group actions on ``arn:aws:logs:<region>:<acct>:log-group:<name>``.
 * ``sts:GetCallerIdentity`` needs no permission (https://docs.aws.amazon.com/STS/latest/APIReference/API_GetCallerIdentity.html).
 
@@ -219,7 +220,10 @@ def _cloudwatch(call: Call) -> list[Need] | None:
         if not names:
             # A DescribeAlarms by prefix, state or none: every alarm of the account may be answered.
             return [Need(action, alarm_arn(call, "*"), context)] if op == "DescribeAlarms" else None
-        return [Need(action, alarm_arn(call, str(n)), context) for n in names]
+        found = [Need(action, alarm_arn(call, str(n)), context) for n in names]
+        if context:  # an alarm created with tags also needs cloudwatch:TagResource on it (API_PutMetricAlarm)
+            found += [Need("cloudwatch:TagResource", alarm_arn(call, str(n)), context) for n in names]
+        return found
     if op in _CLOUDWATCH_TAG_ACTIONS:
         arn = str(params.get("ResourceARN") or "")
         if not _ALARM_ARN.match(arn):
