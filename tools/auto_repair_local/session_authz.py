@@ -369,12 +369,19 @@ def install(ctx: Any) -> None:
     class AccessDenied(ServiceException):  # defined here so moto serialises it with the requested service's model
         pass
 
+    scoped: dict[str, Principal | None] = {}  # access key -> the member role session it belongs to, or None
+
     def call_action(self: BaseResponse) -> Any:
         key = str(getattr(self, "access_key", "") or "")
         if not key.startswith("ASIA"):  # moto's STS keys; the local cloud's root keys are an administrator's
             return original(self)
-        principal = caller(key, self.current_account)
-        if not in_scope(principal):
+        if key not in scoped:  # a key's session never changes; moto finds it by scanning every session issued
+            if len(scoped) > 10_000:
+                scoped.clear()
+            found = caller(key, self.current_account)
+            scoped[key] = found if in_scope(found) else None
+        principal = scoped[key]
+        if principal is None:
             return original(self)
         service = _PREFIX.get(str(self.service_name), str(self.service_name))
         operation = self._get_action() or ""  # first: for REST services it also matches the URI's parameters
