@@ -37,6 +37,7 @@ MOTO_TOUCHPOINTS = (
 EXTENSIONS: tuple[str, ...] = (
     "organization",
     "sts_trust",
+    "session_authz",
     "cfn_fixes",
     "cfn_rules",
     "cfn_resources",
