@@ -206,6 +206,12 @@ class Settings:
         """Organisation mode: the workflow repairs functions of member accounts (empty ORGANIZATION_ID: it does not)."""
         return bool(self.organization_id)
 
+    @property
+    def targets_function(self) -> str:
+        """The targets function of this environment (onboarding; ExecuteRepair asks it to re-sync, see
+        ``auto_repair.handlers.targets``)."""
+        return f"lambda-auto-repair-targets-{self.environment}"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``env`` (default: the process environment); unset or empty variables keep the default."""

@@ -29,6 +29,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from auto_repair.targets import alarm_names
 from auto_repair_cli import scenario
 from auto_repair_cli.org_demo import (
     ENV,
@@ -80,19 +81,26 @@ def _audit(run: OrgRun, function_key: str) -> list[dict[str, Any]]:
     return run.table("audit").query(KeyConditionExpression=Key("functionName").eq(function_key))["Items"]
 
 
-def test_the_central_stacks_deploy_with_an_organisation_bus_policy_that_admits_the_organisation_only(run: OrgRun):
+def test_the_central_bus_admits_only_the_organisations_forwarder_roles(run: OrgRun):
     # THEN the central bus's policy (the functions stack's EventBusPolicy) allows PutEvents from the organisation
     events = run.org.client("events", CENTRAL_ACCOUNT, HOME_REGION)
     bus = events.describe_event_bus(Name=f"lambda-auto-repair-bus-{ENV}")
     statements = json.loads(bus["Policy"])["Statement"]
     assert [(s["Sid"], s["Principal"], s["Action"], s["Condition"]) for s in statements] == [
         (f"lambda-auto-repair-organization-{ENV}", "*", "events:PutEvents",
-         {"StringEquals": {"aws:PrincipalOrgID": run.org.organization_id}})]
+         {"StringEquals": {"aws:PrincipalOrgID": run.org.organization_id},
+          "ArnLike": {"aws:PrincipalArn": f"arn:aws:iam::*:role/lambda-auto-repair-member-forwarder-{ENV}"}})]
     assert set(run.member_stacks.values()) == {"CREATE_COMPLETE"}
     entry = {"EventBusName": bus["Arn"], "Source": "team.orders", "DetailType": "Probe", "Detail": "{}"}
-    # WHEN a member account puts an event on the central bus THEN it is accepted
+    # WHEN a member account's own credentials (its root or an administrator, not the member stack's forwarder role)
+    # put an event on the central bus THEN the bus policy denies it: only the forwarder role delivers, as a rule
+    # target role (aws:PrincipalArn, https://docs.aws.amazon.com/IAM/latest/UserGuide/
+    # reference_policies_condition-keys.html#condition-keys-principalarn); the repairs below arrive that way
     member = run.org.client("events", STARVED[0][0], HOME_REGION)
-    assert member.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    with pytest.raises(ClientError) as denied:
+        member.put_events(Entries=[entry])
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"lambda-auto-repair-bus-{ENV}" in denied.value.response["Error"]["Message"]
     # WHEN an account outside the organisation does THEN the bus policy denies it
     with pytest.raises(ClientError) as caught:
         outside_client(run.org.endpoint, "events").put_events(Entries=[entry])
@@ -144,6 +152,40 @@ def test_each_members_starved_function_is_repaired_by_the_central_workflow_in_it
     # AND calls made after the repair succeed at the new size
     for where, traffic in run.traffic.items():
         assert traffic.results[-1].ok and traffic.results[-1].memory == run.after[where]
+
+
+def test_member_functions_are_onboarded_from_the_central_account_through_the_member_role(run: OrgRun):
+    # GIVEN the starved copies onboarded with `auto-repair targets add --account` (the scenario's onboarding)
+    for account, region in STARVED:
+        # THEN the guide's alarms exist in the member account and Region, without alarm actions (the member's rule
+        # forwards their state changes), and the central account has none for FN
+        alarms = run.org.client("cloudwatch", account, region).describe_alarms(
+            AlarmNamePrefix="lambda-")["MetricAlarms"]
+        assert sorted(a["AlarmName"] for a in alarms) == sorted(alarm_names(FN, ENV))
+        assert all(a["AlarmActions"] == [] for a in alarms)
+        # AND `targets list --account` (through the central targets function) shows the function in sync at its
+        # new size: ExecuteRepair asked the targets function to re-sync it after the raise (asynchronously)
+        def in_sync(a: str = account, r: str = region) -> list[Any] | None:
+            listed = run.cli("targets", "list", "--account", a, "--account-region", r, "--local", "--json")
+            assert listed.returncode == 0, listed.stderr
+            items = [(t["function"], t["memorySize"], t["status"]) for t in json.loads(listed.stdout)]
+            return items if items == [(FN, run.after[(a, r)], "in sync")] else None
+
+        scenario.wait_for(in_sync, 60, 2.0, f"{FN} in {account} / {region} in sync at {run.after[(account, region)]} MB")
+    central = run.org.client("cloudwatch", CENTRAL_ACCOUNT, HOME_REGION).describe_alarms(
+        AlarmNamePrefix="lambda-")["MetricAlarms"]
+    assert not [a for a in central if a["AlarmName"] in alarm_names(FN, ENV)]
+    # WHEN a member function its team has not tagged is named THEN refused with the reason, nothing created
+    account, region = STARVED[0]
+    lam = run.org.client("lambda", account, region)
+    arn = lam.get_function_configuration(FunctionName=FN)["FunctionArn"]
+    lam.untag_resource(Resource=arn, TagKeys=["auto-repair"])
+    try:
+        refused = run.cli("targets", "add", FN, "--account", account, "--account-region", region, "--local",
+                          "--dry-run")
+    finally:
+        lam.tag_resource(Resource=arn, Tags={"auto-repair": "enabled"})
+    assert refused.returncode == 1 and f"is not tagged auto-repair={ENV}" in refused.stdout, refused
 
 
 FORGED_REASONS = {

@@ -375,6 +375,70 @@ def test_targets_onboards_a_member_function_through_the_member_role(aws, org_env
     assert next(iter(accounts._cache.entries)) == (MEMBER, MEMBER_REGION, "auto-repair-targets-req-1")
 
 
+class InvokeRecorder:
+    """The central Lambda client as ExecuteRepair's re-sync request reaches it (or fails to)."""
+
+    def __init__(self, error: str = "") -> None:
+        self.error = error
+        self.invoked: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        if self.error:
+            from botocore.exceptions import ClientError
+
+            raise ClientError({"Error": {"Code": self.error, "Message": "no"}}, "Invoke")
+        self.invoked.append({**kwargs, "Payload": json.loads(kwargs["Payload"])})
+        return {"StatusCode": 202}
+
+
+def with_central_lambda(monkeypatch, recorder: InvokeRecorder) -> None:
+    from auto_repair import aws as real_aws
+
+    monkeypatch.setattr(execute_repair, "aws", SimpleNamespace(
+        client=lambda name: recorder if name == "lambda" else real_aws.client(name), table=real_aws.table))
+
+
+def test_after_a_member_repair_the_onboarding_follows_the_new_size(aws, org_env, monkeypatch):
+    # GIVEN the member's 'orders' onboarded at 128 MB (its utilisation bands are written for 128 MB)
+    onboarding(aws, account=MEMBER, region=MEMBER_REGION, functions=["orders"])
+    recorder = InvokeRecorder()
+    with_central_lambda(monkeypatch, recorder)
+    alarm = run(parse_alarm, alarm_event(), "exec-1", "parse-alarm")
+    # WHEN ExecuteRepair raises it to 256 MB
+    result = run(execute_repair, repair_context(alarm), "exec-1", "execution")
+    assert result["status"] == "SUCCEEDED" and memory_of(org_env.member) == 256
+    # THEN it asked the targets function, asynchronously, to re-sync that member function
+    assert [(i["FunctionName"], i["InvocationType"], i["Payload"]) for i in recorder.invoked] == [
+        ("lambda-auto-repair-targets-dev", "Event",
+         {"action": "resync", "functions": ["orders"], "account": MEMBER, "region": MEMBER_REGION})]
+    listing = {"action": "list", "account": MEMBER, "region": MEMBER_REGION}
+    assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"].startswith("drift")
+    # WHEN the targets function runs that request THEN the member's filters are rewritten for 256 MB: in sync
+    out = targets.lambda_handler(recorder.invoked[0]["Payload"], lambda_context("targets"))
+    assert [r["function"] for r in out["reconcile"]] == ["orders"]
+    assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"] == "in sync"
+
+
+def test_a_resync_leaves_a_function_that_is_not_onboarded_alone(aws, org_env):
+    # GIVEN the member's tagged 'orders' with no onboarding (e.g. only the guide's own alarms)
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    # WHEN a re-sync is asked for it THEN nothing is created: onboarding stays the operator's decision
+    out = targets.lambda_handler({"action": "resync", "functions": ["orders"], "account": MEMBER,
+                                  "region": MEMBER_REGION}, lambda_context("targets"))
+    assert out["functionsChecked"] == 0
+    assert org_env.member.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+
+
+def test_a_failed_resync_request_does_not_fail_the_repair(aws, org_env, monkeypatch):
+    # GIVEN the central Lambda API refuses the re-sync request
+    with_central_lambda(monkeypatch, InvokeRecorder(error="AccessDeniedException"))
+    alarm = run(parse_alarm, alarm_event(), "exec-1", "parse-alarm")
+    # WHEN ExecuteRepair raises the memory THEN the repair stands, recorded as SUCCEEDED
+    result = run(execute_repair, repair_context(alarm), "exec-1", "execution")
+    assert result["status"] == "SUCCEEDED" and memory_of(org_env.member) == 256
+    assert incident(aws, "exec-1", "REPAIR")["status"] == "SUCCEEDED"
+
+
 @pytest.mark.parametrize(("request_", "message"), [
     ({"account": OTHER}, f"refused: account {OTHER} is not one of the MEMBER_ACCOUNTS"),
     ({"account": "12345"}, "'account' must be a 12-digit account id"),

@@ -76,10 +76,19 @@ def deploy_member(org: LocalOrganization, account: str, region: str) -> str:
         f"{MEMBER_STACK} in {account}"))
 
 
-def onboard_member(org: LocalOrganization, account: str, region: str, function: str = FN) -> list[str]:
-    """Onboard ``function`` of a member account: the guide's alarms, in that account and Region (its forwarding rule
-    carries their state changes to the central bus). The alarms' names."""
-    return scenario.put_guide_alarms(org.client("cloudwatch", account, region), function, None, period=10)
+def onboard_member(deployment: Deployment, account: str, region: str, function: str = FN) -> list[str]:
+    """Onboard a member account's ``function`` as an operator does: ``auto-repair targets add --account`` from the
+    central account, which asks the central targets function to create the alarms and filters through the member
+    role (the function carries the member team's ``auto-repair`` tag). The alarms' names."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "auto_repair_cli.main", "targets", "add", function, "--account", account,
+         "--account-region", region, "--local", "--environment", ENV, "--json"],
+        cwd=REPO, env=deployment.cloud.env(), capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        raise RuntimeError(f"targets add {function} --account {account} failed (exit {proc.returncode}): "
+                           f"{(proc.stderr or proc.stdout).strip()[-600:]}")
+    answer = json.loads(proc.stdout)
+    return [c["name"] for r in answer["results"] for c in r["changes"] if c["kind"] == "alarm"]
 
 
 def alarm_event(account: str, arn_account: str, region: str = HOME_REGION, function: str = FN) -> dict[str, Any]:
@@ -206,7 +215,7 @@ def run_scenario(cloud: LocalCloud, progress: Progress = lambda _: None, timeout
                     member_stacks={a: out[f"member-{a}"] for a, _ in STARVED})
     progress(f"member stacks: {', '.join(f'{a} {s}' for a, s in result.member_stacks.items())}")
     for account, region in STARVED:
-        alarms = onboard_member(org, account, region)
+        alarms = onboard_member(result.deployment, account, region)
         progress(f"onboarded {FN} in {account} / {region}: {', '.join(alarms)}")
 
     # Traffic reaches the starved copies; meanwhile forged events are started on the central workflow.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from auto_repair import accounts, approvals, aws, guards, memory_history, settle
 from auto_repair.clock import now_iso
@@ -26,6 +28,23 @@ from auto_repair.workflow import Rollback, WorkflowContext
 
 # Left of the function's timeout after the repair's last wait: the REPAIR record, metrics and the return.
 DEADLINE_MARGIN_S = 10.0
+
+
+def resync_onboarding(alarm: Mapping[str, Any], memory_changed: bool) -> None:
+    """After a memory change: ask the targets function (asynchronously) to re-sync the function's onboarding, so its
+    utilisation bands follow the new size. Best effort: the change is made and audited whatever happens here."""
+    if not memory_changed:
+        return
+    identity = accounts.identity_of(alarm)
+    request: dict[str, Any] = {"action": "resync", "functions": [identity.name]}
+    if not identity.home:
+        request.update(account=identity.account, region=identity.region)
+    try:
+        aws.client("lambda").invoke(FunctionName=get_settings().targets_function, InvocationType="Event",
+                                    Payload=json.dumps(request).encode())
+    except (ClientError, BotoCoreError):
+        metrics.add_metric(name="ResyncsFailed", unit="Count", value=1)
+        logger.warning("could not ask for the onboarding re-sync (the daily reconcile will do it)", exc_info=True)
 
 
 def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore, deadline: Deadline) -> Rollback:
@@ -52,6 +71,7 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
                                           "fromMemory": result["fromMemory"]})
         if workflow["repair"].get("trim"):
             result = _trim_undone(workflow, execution_id, result, store)
+        resync_onboarding(workflow["alarm"], memory_changed=True)
     return result
 
 
@@ -152,6 +172,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                                 "notificationStatus": DeliveryStatus.PENDING})
     if result["status"] == RepairStatus.SUCCEEDED:
         metrics.add_metric(name="RepairsExecuted", unit="Count", value=1)
+        resync_onboarding(workflow["alarm"], memory_changed=result["newMemory"] != result["originalMemory"])
     logger.info("repair done", extra={"status": result["status"], "originalMemory": result["originalMemory"],
                                       "newMemory": result["newMemory"]})
     return result

@@ -13,6 +13,10 @@ Invoked by EventBridge:
   "account": ..., "region": ..., "functions": [...], "dryRun": false}`` (``auto-repair targets add --account``)
   onboards or offboards the named member functions, saying why one cannot be. The tag stays the member team's:
   the member role may not tag, so the central deployment cannot put a member's function in its own scope;
+* ExecuteRepair, asynchronously, after each memory change it made: ``{"action": "resync", "functions": [fn]}`` (plus
+  ``account``/``region`` for a member's function) re-syncs an onboarded function's alarms and filters. Member
+  accounts send the central deployment no tag or CloudTrail events, so without it a member's utilisation bands
+  would stay at the old size until someone ran ``targets add`` again;
 * a team's alarm topic (SNS subscription, ``auto-repair targets add --from-topic``) or a CloudWatch Lambda alarm
   action: each ALARM state change starts the workflow with it rewritten as the EventBridge event
   (``alarm_event.alarm_deliveries``). This function already may start the workflow (the sweep), so this path
@@ -68,6 +72,9 @@ SCHEDULED, RECONCILE, SWEEP, IGNORE = "scheduled", "reconcile", "sweep", "ignore
 LIST = "list"
 # ``auto-repair targets add|remove --account``: the named member functions, through the member role.
 ADD, REMOVE = "add", "remove"
+# ExecuteRepair after it changed a function's memory (any account): re-sync that function's onboarding, if it has
+# one, so the utilisation bands follow the new size without waiting for a CloudTrail event or the daily schedule.
+RESYNC = "resync"
 _ACCOUNT = re.compile(r"\d{12}\Z")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 
@@ -94,7 +101,7 @@ def member_target(event: Any, action: str, *, home_account: str, home_region: st
     if not settings.organization_mode:
         raise TargetsError(f"account {account} / {region} is not this account: onboarding another account needs "
                            "organisation mode (ORGANIZATION_ID)")
-    if action not in (RECONCILE, LIST, ADD, REMOVE):
+    if action not in (RECONCILE, LIST, ADD, REMOVE, RESYNC):
         raise TargetsError(f"'{action}' runs in the central account only; a member account's functions are "
                            "onboarded with the actions 'add' or 'reconcile' and listed with 'list'")
     why = accounts.member_refusal(account, region, settings=settings, home=(home_account, home_region),
@@ -115,12 +122,12 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
     if not isinstance(event, dict):
         return IGNORE, None, {"reason": "event is not an object"}
     action = event.get("action")
-    if action in (SCHEDULED, RECONCILE, SWEEP, LIST, ADD, REMOVE):
+    if action in (SCHEDULED, RECONCILE, SWEEP, LIST, ADD, REMOVE, RESYNC):
         functions = event.get("functions")
         if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
             raise TargetsError("'functions' must be a list of function names")
         options: dict[str, Any] = {}
-        if action in (ADD, REMOVE):
+        if action in (ADD, REMOVE, RESYNC):
             if not functions:
                 raise TargetsError(f"'{action}' needs 'functions': the member functions to (off)board")
             if not isinstance(event.get("dryRun", False), bool):
@@ -364,7 +371,10 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _count(member_results, action)
         logger.info(f"member targets {action}", extra={"summary": out})
         return out
-    if action in (SCHEDULED, RECONCILE):
+    if action == RESYNC:  # only what is onboarded: a function with the guide's alarms alone stays as it is
+        onboarded = set(targets.onboarded())
+        functions = [f for f in functions or [] if f in onboarded]
+    if action in (SCHEDULED, RECONCILE, RESYNC):
         results = targets.reconcile(only=functions)
         out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]
         out["functionsChecked"] = len(results)
