@@ -30,6 +30,7 @@ from auto_repair_cli import scenario
 from auto_repair_local.local_org import (
     CENTRAL_ACCOUNT,
     LocalOrganization,
+    create_central_workflow_roles,
     create_organization,
     session_client,
 )
@@ -53,6 +54,10 @@ def _create_function(org: LocalOrganization, name: str, tags: dict[str, str]) ->
 def member(local_cloud: LocalCloud) -> dict[str, Any]:
     # GIVEN the organisation, the member template deployed in the member account, and the central role it trusts
     org = create_organization(local_cloud.endpoint)
+    # (the central workflow's roles first: the member role's trust policy names them, IAM wants them to exist)
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{CENTRAL_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+    create_central_workflow_roles(local_cloud.endpoint, ENV, trust)
     cfn = org.client("cloudformation", MEMBER, REGION)
     stack = f"lambda-auto-repair-member-{ENV}"
     cfn.create_stack(StackName=stack, TemplateBody=(REPO / "lambda-auto-repair-member.yaml").read_text(),
@@ -64,8 +69,6 @@ def member(local_cloud: LocalCloud) -> dict[str, Any]:
         cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]), 120, 0.5, stack)
     assert status == "CREATE_COMPLETE"
     iam = org.client("iam", CENTRAL_ACCOUNT)
-    iam.create_role(RoleName=CENTRAL_ROLE, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{CENTRAL_ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}))
     iam.put_role_policy(RoleName=CENTRAL_ROLE, PolicyName="assume-member", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                 "Resource": f"arn:aws:iam::*:role/lambda-auto-repair-member-{ENV}"}]}))

@@ -7,7 +7,6 @@ bus and roles are only named by the member stack, as in AWS, where the member ca
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from auto_repair_local.local_org import account_client
+from auto_repair_local.local_org import create_central_workflow_roles
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = "staging"
@@ -62,21 +61,6 @@ def member_args(org: str, central: str = CENTRAL_ACCOUNT) -> list[str]:
             "--central-region", CENTRAL_REGION, "--organization-id", org]
 
 
-def deploy_central_roles(cloud: Any) -> list[str]:
-    """Stand-ins for the central stacks' workflow roles the member template names, in the central account."""
-    names = re.findall(r"iam::\$\{CentralAccountId\}:role/([\w-]+)-\$\{Environment\}",
-                       (REPO / "lambda-auto-repair-member.yaml").read_text())
-    iam = account_client(cloud.endpoint, "iam", CENTRAL_ACCOUNT)
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
-    for name in names:
-        try:
-            iam.create_role(RoleName=f"{name}-{ENV}", AssumeRolePolicyDocument=trust)
-        except iam.exceptions.EntityAlreadyExistsException:
-            pass
-    return names
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_project(tmp_path_factory.mktemp("member"))
@@ -96,7 +80,8 @@ def test_member_stack_deploys_validates_detects_a_broken_rule_and_is_removed(loc
     # GIVEN the central deployment came first: its workflow roles, which the member's repair role trusts, exist in
     # the central account (IAM refuses a trust policy naming a role that does not exist, "Invalid principal in
     # policy", https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html)
-    assert len(deploy_central_roles(local_cloud)) == 8
+    # (the five whose handlers assume the member role: tests/unit/test_member_template.py derives them)
+    assert len(create_central_workflow_roles(local_cloud.endpoint, ENV, central_account=CENTRAL_ACCOUNT)) == 5
     # WHEN deploy.sh --member runs with the member account's credentials
     deployed = run(local_cloud, project, "./deploy.sh", *member_args(org))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr

@@ -19,7 +19,10 @@ too: ``org.assume(account, "OrganizationAccountAccessRole")``).
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -83,6 +86,24 @@ class LocalOrganization:
         sts = caller or self.client("sts", self.central_account, region)
         return dict(sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/{role_name}",
                                     RoleSessionName=session)["Credentials"])
+
+
+def create_central_workflow_roles(endpoint: str, environment: str, trust: dict[str, Any] | None = None,
+                                  central_account: str = CENTRAL_ACCOUNT) -> list[str]:
+    """Stand-ins for the central stacks' workflow roles the member template's repair role trusts, in the central
+    account (idempotent). IAM refuses a trust policy naming a role that does not exist ("Invalid principal in
+    policy"), so a member stack can only be deployed after them, as after the central stacks on AWS. Their names."""
+    template = (Path(__file__).resolve().parents[2] / "lambda-auto-repair-member.yaml").read_text()
+    names = re.findall(r"iam::\$\{CentralAccountId\}:role/([\w-]+)-\$\{Environment\}", template)
+    iam = account_client(endpoint, "iam", central_account)
+    document = json.dumps(trust or {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    for name in names:
+        try:
+            iam.create_role(RoleName=f"{name}-{environment}", AssumeRolePolicyDocument=document)
+        except iam.exceptions.EntityAlreadyExistsException:
+            iam.update_assume_role_policy(RoleName=f"{name}-{environment}", PolicyDocument=document)
+    return names
 
 
 def create_organization(endpoint: str, members: tuple[str, ...] = MEMBER_ACCOUNTS) -> LocalOrganization:
