@@ -42,9 +42,10 @@ def resync_onboarding(alarm: Mapping[str, Any], memory_changed: bool) -> None:
     try:
         aws.client("lambda").invoke(FunctionName=get_settings().targets_function, InvocationType="Event",
                                     Payload=json.dumps(request).encode())
-    except (ClientError, BotoCoreError):
+    except (ClientError, BotoCoreError) as exc:  # one line: the cause is all there is to it
         metrics.add_metric(name="ResyncsFailed", unit="Count", value=1)
-        logger.warning("could not ask for the onboarding re-sync (the daily reconcile will do it)", exc_info=True)
+        logger.warning("could not ask for the onboarding re-sync (the daily reconcile will do it)",
+                       extra={"error": str(exc), "targetsFunction": get_settings().targets_function})
 
 
 def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore, deadline: Deadline) -> Rollback:
