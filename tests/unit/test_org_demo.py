@@ -79,7 +79,7 @@ def test_a_good_run_shows_each_repair_its_audit_the_idle_copies_and_the_refusals
         assert f"central audit, key {account}:{region}:{FN}: 2 entries" in text
         assert f"AFTER UpdateFunctionConfiguration 128 -> 256 MB ({account} / {region})" in text
         assert f"auto-repair incidents list --account {account} --local" in text
-        assert f"auto-repair targets list --account {account} --local" in text
+        assert f"auto-repair targets list --account {account} --account-region {region} --local" in text
     for account, region in IDLE:
         assert f"{FN} in {account} / {region}: 128 MB -> 128 MB, 0 audit entries: untouched" in text
     # AND each forged event as REFUSED with its reason, its record and its notice

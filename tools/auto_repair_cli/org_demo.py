@@ -351,9 +351,9 @@ def report(run: OrgRun) -> tuple[list[str], list[str]]:
             problems.append(f"the forged event ({why}) was refused without "
                             + " and ".join(w for w, ok in (("a record", record), ("a notice", notices)) if not ok))
     lines.append("\nExplore further (with --keep):")
-    for account, _ in STARVED:
+    for account, region in STARVED:
         lines.append(f"  auto-repair incidents list --account {account} --local")
-        lines.append(f"  auto-repair targets list --account {account} --local")
+        lines.append(f"  auto-repair targets list --account {account} --account-region {region} --local")
     return lines, problems
 
 
