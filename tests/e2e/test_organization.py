@@ -172,6 +172,11 @@ def test_member_functions_are_onboarded_from_the_central_account_through_the_mem
             return items if items == [(FN, run.after[(a, r)], "in sync")] else None
 
         scenario.wait_for(in_sync, 60, 2.0, f"{FN} in {account} / {region} in sync at {run.after[(account, region)]} MB")
+        # AND its re-sync marker is gone (nothing left for the daily run)
+        def marker_gone(k: str = key(account, region)) -> bool | None:  # noqa: B008 - bound per iteration
+            return run.table("state").get_item(Key={"pk": "RESYNC", "sk": k}).get("Item") is None or None
+
+        scenario.wait_for(marker_gone, 30, 1.0, f"the re-sync marker of {key(account, region)} deleted")
     central = run.org.client("cloudwatch", CENTRAL_ACCOUNT, HOME_REGION).describe_alarms(
         AlarmNamePrefix="lambda-")["MetricAlarms"]
     assert not [a for a in central if a["AlarmName"] in alarm_names(FN, ENV)]

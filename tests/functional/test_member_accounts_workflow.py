@@ -22,7 +22,7 @@ import pytest
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from auto_repair import accounts, guards, memory_history
+from auto_repair import accounts, guards, memory_history, resync
 from auto_repair.handlers import (
     collect,
     coordinator,
@@ -413,10 +413,45 @@ def test_after_a_member_repair_the_onboarding_follows_the_new_size(aws, org_env,
          {"action": "resync", "functions": ["orders"], "account": MEMBER, "region": MEMBER_REGION})]
     listing = {"action": "list", "account": MEMBER, "region": MEMBER_REGION}
     assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"].startswith("drift")
+    # AND marked it, so that a lost request is made up by the daily run
+    assert state_item(aws, "RESYNC", MEMBER_KEY)["executionId"] == "exec-1"
     # WHEN the targets function runs that request THEN the member's filters are rewritten for 256 MB: in sync
     out = targets.lambda_handler(recorder.invoked[0]["Payload"], lambda_context("targets"))
     assert [r["function"] for r in out["reconcile"]] == ["orders"]
     assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"] == "in sync"
+    # AND the marker is gone
+    assert state_item(aws, "RESYNC", MEMBER_KEY) is None
+
+
+def test_a_lost_resync_request_is_made_up_by_the_daily_run(aws, org_env, monkeypatch):
+    # GIVEN the member's 'orders' onboarded at 128 MB, and the re-sync request lost after the raise (the central
+    # Lambda API refused it), so only the marker is left
+    onboarding(aws, account=MEMBER, region=MEMBER_REGION, functions=["orders"])
+    with_central_lambda(monkeypatch, InvokeRecorder(error="TooManyRequestsException"))
+    alarm = run(parse_alarm, alarm_event(), "exec-1", "parse-alarm")
+    assert run(execute_repair, repair_context(alarm), "exec-1", "execution")["status"] == "SUCCEEDED"
+    assert state_item(aws, "RESYNC", MEMBER_KEY) is not None
+    listing = {"action": "list", "account": MEMBER, "region": MEMBER_REGION}
+    assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"].startswith("drift")
+    # WHEN the daily run comes
+    out = targets.lambda_handler({"action": "scheduled"}, lambda_context("targets"))
+    # THEN it re-synced the member's function through the member role, and the marker is gone
+    assert out["resync"] == {"functions": 1, "resynced": [MEMBER_KEY], "failed": []}
+    assert targets.lambda_handler(listing, lambda_context("targets"))["targets"][0]["status"] == "in sync"
+    assert state_item(aws, "RESYNC", MEMBER_KEY) is None
+
+
+def test_a_resync_refused_for_good_drops_its_marker_and_is_not_retried(aws, org_env):
+    # GIVEN a marker of a function in an account that is no longer a member
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    table = aws.resource("dynamodb").Table("state")
+    resync.mark(table, accounts.Identity(OTHER, MEMBER_REGION, "orders", home=False), execution_id="e", now=0)
+    request = {"action": "resync", "functions": ["orders"], "account": OTHER, "region": MEMBER_REGION}
+    # WHEN its re-sync request arrives THEN an error result (no exception: Lambda would retry it twice), and the
+    # marker is gone, so the daily run does not refuse it again every day
+    out = targets.lambda_handler(request, lambda_context("targets"))
+    assert out["action"] == "resync" and "is not one of the MEMBER_ACCOUNTS" in out["error"]
+    assert state_item(aws, "RESYNC", f"{OTHER}:{MEMBER_REGION}:orders") is None
 
 
 def test_a_resync_leaves_a_function_that_is_not_onboarded_alone(aws, org_env):
@@ -559,7 +594,10 @@ def test_cli_targets_add_account_refuses_bad_requests(aws, org_env, monkeypatch,
     ({"action": "add", "account": MEMBER, "region": MEMBER_REGION}, "'add' needs 'functions'"),
     ({"action": "remove", "account": MEMBER, "region": MEMBER_REGION, "functions": ["orders"], "dryRun": "yes"},
      "'dryRun' must be true or false"),
-], ids=["central account", "no functions", "dryRun not a boolean"])
+    ({"action": "resync", "account": MEMBER, "region": MEMBER_REGION, "functions": ["orders"], "dryRun": True},
+     "'resync' has no dry run"),
+    ({"action": "resync", "account": MEMBER, "region": MEMBER_REGION}, "'resync' needs 'functions'"),
+], ids=["central account", "no functions", "dryRun not a boolean", "resync dry run", "resync without functions"])
 def test_targets_function_refuses_a_bad_member_change(aws, org_env, request_, message):
     aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
     with pytest.raises(TargetsError, match=message):

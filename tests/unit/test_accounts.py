@@ -130,6 +130,9 @@ REFUSAL_KINDS = {
     "SNS message naming a member, published to another account's topic": accounts.FORGED,
     "sweep event from a member": accounts.FORGED,
     "single-account: forged ARN": accounts.FORGED,
+    "single-account: SNS message naming this account from a foreign topic": accounts.FORGED,
+    "home account claiming a member's alarm": accounts.FORGED,
+    "detail's alarm ARN names another account": accounts.FORGED,
     "account outside the organisation": accounts.NOT_MEMBER,
     "member not on the allow-list": accounts.NOT_MEMBER,
     "single-account: foreign account": accounts.NOT_MEMBER,
@@ -138,6 +141,11 @@ REFUSAL_KINDS = {
     "no alarm ARN in org mode": accounts.MALFORMED,
     "malformed alarm ARN": accounts.MALFORMED,
     "not an object": accounts.MALFORMED,
+    "SNS delivery with a malformed topic ARN": accounts.MALFORMED,
+    "not a CloudWatch alarm ARN": accounts.MALFORMED,
+    "account not 12 digits": accounts.MALFORMED,
+    "account missing": accounts.MALFORMED,
+    "region missing": accounts.MALFORMED,
 }
 
 
@@ -147,8 +155,12 @@ def test_every_refusal_names_the_kind_of_rule_it_broke(case: tuple[Any, ...]) ->
     name, event, settings, active, _ = case
     why = refusal(event, settings, active if active is not None else (MEMBER, OTHER_MEMBER, HOME))
     assert isinstance(why, str) and isinstance(why, accounts.Refusal)
-    assert why.kind == REFUSAL_KINDS.get(name, why.kind)
+    assert why.kind == REFUSAL_KINDS[name]
     assert why.kind in {accounts.FORGED, accounts.NOT_MEMBER, accounts.REGION_NOT_ALLOWED, accounts.MALFORMED}
+
+
+def test_the_refusal_kinds_table_covers_every_refused_case() -> None:
+    assert set(REFUSAL_KINDS) == {c[0] for c in TRUST_CASES if c[4] is not None}
 
 
 def test_a_failed_list_accounts_is_an_error_to_retry_not_a_refusal() -> None:

@@ -713,3 +713,26 @@ def test_target_settings_of_the_functions_stack_parse_with_the_templates_default
     settings = t.TargetSettings.from_json(text)
     assert (settings.period, settings.evaluation_periods, settings.memory_utilization_threshold) == (300, 2, 80.0)
     assert settings.plain_scope_tag is True
+
+
+def test_the_targets_function_execute_repair_asks_for_a_resync_is_the_one_the_stacks_create_and_allow():
+    # GIVEN the name ExecuteRepair invokes (Settings.targets_function), for each environment
+    from auto_repair.settings import Settings
+
+    main, problems = decode(str(REPO / "lambda-auto-repair-main.yaml"))
+    monitoring, more = decode(str(TARGETS_TEMPLATE))
+    assert not problems and not more
+    for env in ("dev", "staging", "prod", "local"):
+        name = Settings(environment=env).targets_function
+        # THEN the monitoring stack creates the function under that name
+        assert monitoring["Resources"]["TargetsFunction"]["Properties"]["FunctionName"]["Fn::Sub"].replace(
+            "${Environment}", env) == name
+    # AND the execution role may invoke exactly that function, and the targets role may delete only re-sync markers
+    policy = {s.get("Sid"): s for p in main["Resources"]["ExecuteRepairRole"]["Properties"]["Policies"]
+              for s in p["PolicyDocument"]["Statement"]}
+    assert policy["ResyncOnboarding"]["Action"] == "lambda:InvokeFunction"
+    assert policy["ResyncOnboarding"]["Resource"]["Fn::Sub"].endswith(":function:lambda-auto-repair-targets-${Environment}")
+    targets_policy = {s.get("Sid"): s for p in main["Resources"]["TargetsRole"]["Properties"]["Policies"]
+                      for s in p["PolicyDocument"]["Statement"]}
+    assert targets_policy["ResyncMarkers"]["Condition"] == {
+        "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["RESYNC"]}}

@@ -9,7 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from auto_repair import accounts, approvals, aws, guards, memory_history, settle
+from auto_repair import accounts, approvals, aws, guards, memory_history, resync, settle
 from auto_repair.clock import now_iso
 from auto_repair.deadline import Deadline
 from auto_repair.observability import CORRELATION_PATH, add_dimension_env, logger, metrics, tracer, unpack
@@ -30,22 +30,26 @@ from auto_repair.workflow import Rollback, WorkflowContext
 DEADLINE_MARGIN_S = 10.0
 
 
-def resync_onboarding(alarm: Mapping[str, Any], memory_changed: bool) -> None:
-    """After a memory change: ask the targets function (asynchronously) to re-sync the function's onboarding, so its
-    utilisation bands follow the new size. Best effort: the change is made and audited whatever happens here."""
+def resync_onboarding(alarm: Mapping[str, Any], memory_changed: bool, execution_id: str) -> None:
+    """After a memory change: mark the function for an onboarding re-sync and ask the targets function for it
+    (asynchronously), so its utilisation bands follow the new size (``auto_repair.resync``). Best effort: the change
+    is made and audited whatever happens here, and the daily run re-syncs whatever is still marked."""
     if not memory_changed:
         return
     identity = accounts.identity_of(alarm)
-    request: dict[str, Any] = {"action": "resync", "functions": [identity.name]}
-    if not identity.home:
-        request.update(account=identity.account, region=identity.region)
-    try:
-        aws.client("lambda").invoke(FunctionName=get_settings().targets_function, InvocationType="Event",
-                                    Payload=json.dumps(request).encode())
-    except (ClientError, BotoCoreError) as exc:  # one line: the cause is all there is to it
-        metrics.add_metric(name="ResyncsFailed", unit="Count", value=1)
-        logger.warning("could not ask for the onboarding re-sync (the daily reconcile will do it)",
-                       extra={"error": str(exc), "targetsFunction": get_settings().targets_function})
+    settings = get_settings()
+    steps = (("mark it for the daily run", lambda: resync.mark(
+        aws.table(settings.state_table), identity, execution_id=execution_id, now=time.time())),
+             ("ask the targets function", lambda: aws.client("lambda").invoke(
+                 FunctionName=settings.targets_function, InvocationType="Event",
+                 Payload=json.dumps(resync.request(identity)).encode())))
+    for what, step in steps:  # each on its own: either one suffices
+        try:
+            step()
+        except (ClientError, BotoCoreError) as exc:  # one line: the cause is all there is to it
+            metrics.add_metric(name="ResyncsFailed", unit="Count", value=1)
+            logger.warning(f"onboarding re-sync: could not {what}", extra={
+                "error": str(exc), "functionKey": identity.key, "targetsFunction": settings.targets_function})
 
 
 def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore, deadline: Deadline) -> Rollback:
@@ -72,7 +76,7 @@ def rollback(workflow: WorkflowContext, execution_id: str, store: IncidentStore,
                                           "fromMemory": result["fromMemory"]})
         if workflow["repair"].get("trim"):
             result = _trim_undone(workflow, execution_id, result, store)
-        resync_onboarding(workflow["alarm"], memory_changed=True)
+        resync_onboarding(workflow["alarm"], memory_changed=True, execution_id=execution_id)
     return result
 
 
@@ -173,7 +177,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                                 "notificationStatus": DeliveryStatus.PENDING})
     if result["status"] == RepairStatus.SUCCEEDED:
         metrics.add_metric(name="RepairsExecuted", unit="Count", value=1)
-        resync_onboarding(workflow["alarm"], memory_changed=result["newMemory"] != result["originalMemory"])
+        resync_onboarding(workflow["alarm"], memory_changed=result["newMemory"] != result["originalMemory"],
+                          execution_id=execution_id)
     logger.info("repair done", extra={"status": result["status"], "originalMemory": result["originalMemory"],
                                       "newMemory": result["newMemory"]})
     return result

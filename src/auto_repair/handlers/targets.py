@@ -34,6 +34,7 @@ than one step of surplus; each proposal starts the workflow (``trim-<fn>-<day>``
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -42,7 +43,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from auto_repair import accounts, aws, memory_history, settle
+from auto_repair import accounts, aws, memory_history, resync, settle
 from auto_repair.alarm_event import LAMBDA_ACTION, SNS, alarm_deliveries, delivery_format, parse_alarm_event
 from auto_repair.clock import parse_time, utc_now
 from auto_repair.errors import error_code
@@ -74,7 +75,7 @@ LIST = "list"
 ADD, REMOVE = "add", "remove"
 # ExecuteRepair after it changed a function's memory (any account): re-sync that function's onboarding, if it has
 # one, so the utilisation bands follow the new size without waiting for a CloudTrail event or the daily schedule.
-RESYNC = "resync"
+RESYNC = resync.ACTION
 _ACCOUNT = re.compile(r"\d{12}\Z")
 _REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}\Z")
 
@@ -83,8 +84,9 @@ def member_target(event: Any, action: str, *, home_account: str, home_region: st
                   partition: str = "aws") -> accounts.Identity | None:
     """The member account (and region) a manual request names, or None for the central account.
 
-    Only organisation mode, only an allowed member and region, and only ``reconcile``, ``list``, ``add`` and
-    ``remove``: the sweep and the trims start workflows from the central account's own metrics and stay there.
+    Only organisation mode, only an allowed member and region, and only ``reconcile``, ``list``, ``add``,
+    ``remove`` and ``resync``: the sweep and the trims start workflows from the central account's own metrics and
+    stay there.
     """
     account = event.get("account") if isinstance(event, dict) else None
     region = event.get("region") if isinstance(event, dict) else None
@@ -127,12 +129,14 @@ def what_to_do(event: Any) -> tuple[str, list[str] | None, dict[str, Any]]:
         if functions is not None and (not isinstance(functions, list) or not all(isinstance(f, str) for f in functions)):
             raise TargetsError("'functions' must be a list of function names")
         options: dict[str, Any] = {}
-        if action in (ADD, REMOVE, RESYNC):
-            if not functions:
-                raise TargetsError(f"'{action}' needs 'functions': the member functions to (off)board")
+        if action in (ADD, REMOVE, RESYNC) and not functions:
+            raise TargetsError(f"'{action}' needs 'functions': the functions to (off)board or re-sync")
+        if action in (ADD, REMOVE):
             if not isinstance(event.get("dryRun", False), bool):
                 raise TargetsError("'dryRun' must be true or false")
             options["dryRun"] = bool(event.get("dryRun", False))
+        elif "dryRun" in event:
+            raise TargetsError(f"'{action}' has no dry run ('dryRun' is for 'add' and 'remove')")
         if event.get("threshold") is not None:
             threshold = event["threshold"]
             if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 1 <= threshold <= 100:
@@ -168,9 +172,10 @@ def change_members(targets: Targets, action: str, functions: list[str], *, dry_r
             if action == REMOVE:
                 results.append(targets.remove(name, dry_run=dry_run, untag_function=False))
                 continue
-            if targets.function(name) is None:
+            info = targets.function(name)
+            if info is None:
                 raise TargetsError(f"function {name} does not exist in {where}")
-            if not targets.is_opted_in(name):
+            if not targets.is_opted_in(name, info):
                 env = targets.settings.environment
                 raise TargetsError(
                     f"function {name} in {where} is not tagged auto-repair={env} (or auto-repair=enabled where "
@@ -316,6 +321,69 @@ def forward_alarms(event: Any, sfn: Any, *, machine_arn: str) -> dict[str, Any]:
     return {"action": "forward", "started": started, "skipped": skipped}
 
 
+def _targets_in(where: accounts.Identity, settings: TargetSettings, context: Any) -> Targets:
+    """Targets acting in the central account (alarm actions: our topic) or, through the member role, in a member's
+    (no actions: the member's rule forwards the alarms). The member session names this invocation, so the
+    member's CloudTrail shows who onboarded."""
+    if where.home:
+        return Targets(lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"),
+                       logs=aws.client("logs"), settings=settings,
+                       actions=[topic_arn(settings.environment, partition=where.partition, region=where.region,
+                                          account=where.account)])
+    clients = accounts.clients_for(where, f"targets-{context.aws_request_id}")
+    return Targets(lambda_client=clients.client("lambda"), cloudwatch=clients.client("cloudwatch"),
+                   logs=clients.client("logs"), settings=settings, actions=[])
+
+
+def run_resync(targets: Targets, functions: list[str], *, state: Any, where: accounts.Identity) -> list[Result]:
+    """Re-sync the onboarding of those of ``functions`` that are onboarded (a function with only the guide's own
+    alarms stays as it is); each one's marker goes once it is done, the failed ones' stay for the daily run."""
+    onboarded = set(targets.onboarded())
+    results = targets.reconcile(only=[f for f in functions if f in onboarded])
+    failed = {r.function for r in results if r.error}
+    for name in dict.fromkeys(functions):
+        if name not in failed:
+            resync.done(state, accounts.function_key(dataclasses.replace(where, name=name)))
+    return results
+
+
+def resync_pending(state: Any, settings: TargetSettings, context: Any, *, home: accounts.Identity,
+                   home_targets: Targets) -> dict[str, Any]:
+    """The daily run: re-sync every function still marked (a request that was lost, failed or refused in
+    passing), account by account; one account's failure stops no other."""
+    groups: dict[tuple[str, str, bool], list[str]] = {}
+    for item in resync.pending(state):
+        group = (str(item.get("account") or home.account), str(item.get("region") or home.region),
+                 bool(item.get("home", True)))
+        groups.setdefault(group, []).append(str(item["functionName"]))
+    done: list[str] = []
+    failed: list[dict[str, Any]] = []
+    for (account, region, is_home), names in sorted(groups.items()):
+        try:
+            if is_home:
+                where, targets = home, home_targets
+            else:
+                member = member_target({"account": account, "region": region}, RESYNC, home_account=home.account,
+                                       home_region=home.region, partition=home.partition)
+                where = member or home
+                targets = _targets_in(where, settings, context)
+            results = run_resync(targets, names, state=state, where=where)
+        except TargetsError as exc:  # refused for good: the markers go, the log says why
+            for name in names:
+                resync.done(state, f"{account}:{region}:{name}")
+            failed.append({"account": account, "region": region, "functions": names, "error": str(exc)})
+            continue
+        except (ClientError, accounts.AccountsError) as exc:  # transient: the markers stay for tomorrow
+            failed.append({"account": account, "region": region, "functions": names, "error": str(exc)})
+            continue
+        done += [f"{account}:{region}:{r.function}" for r in results if not r.error]
+        failed += [{"account": account, "region": region, "functions": [r.function], "error": r.error}
+                   for r in results if r.error]
+    for failure in failed:
+        logger.error("re-sync failed", extra=failure)
+    return {"functions": sum(len(n) for n in groups.values()), "resynced": done, "failed": failed}
+
+
 def _count(results: list[Result], action: str) -> None:
     metrics.add_metric(name="TargetsChanged", unit="Count", value=sum(1 for r in results if r.applied))
     metrics.add_metric(name="TargetsFailed", unit="Count", value=sum(1 for r in results if r.error))
@@ -342,20 +410,24 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"action": action, **options}
     _, partition, _, region, account = context.invoked_function_arn.split(":")[:5]
     settings = load_settings(aws.client("ssm"), environment)
-    member = member_target(event, action, home_account=account, home_region=region, partition=partition)
+    state = aws.table(get_settings().state_table)
+    try:
+        member = member_target(event, action, home_account=account, home_region=region, partition=partition)
+    except TargetsError as exc:
+        if action != RESYNC:
+            raise
+        # Refused for good (no longer a member, region not allowed): asynchronous retries would only repeat it.
+        where = accounts.Identity(str(event.get("account") or account), str(event.get("region") or region), "",
+                                  home=False)
+        for name in functions or []:
+            resync.done(state, accounts.function_key(dataclasses.replace(where, name=name)))
+        logger.error("re-sync refused", extra={"error": str(exc), "functions": functions})
+        return {"action": action, "error": str(exc)}
     if member is None and action in (ADD, REMOVE):
         raise TargetsError(f"'{action}' is for a member account's functions (name 'account'); the central "
                            "account's are onboarded by `auto-repair targets add` directly")
-    if member is not None:
-        # The member role: the session names this invocation, so the member's CloudTrail shows who onboarded.
-        clients = accounts.clients_for(member, f"targets-{context.aws_request_id}")
-        targets = Targets(lambda_client=clients.client("lambda"), cloudwatch=clients.client("cloudwatch"),
-                          logs=clients.client("logs"), settings=settings, actions=[])
-    else:
-        targets = Targets(
-            lambda_client=aws.client("lambda"), cloudwatch=aws.client("cloudwatch"), logs=aws.client("logs"),
-            settings=settings, actions=[topic_arn(environment, partition=partition, region=region, account=account)],
-        )
+    home = accounts.Identity(account, region, "", home=True, partition=partition)
+    targets = _targets_in(member, settings, context) if member is not None else _targets_in(home, settings, context)
     out: dict[str, Any] = {"action": action, **({"account": member.account, "region": member.region} if member
                                                 else {})}
     if action == LIST:
@@ -371,10 +443,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _count(member_results, action)
         logger.info(f"member targets {action}", extra={"summary": out})
         return out
-    if action == RESYNC:  # only what is onboarded: a function with the guide's alarms alone stays as it is
-        onboarded = set(targets.onboarded())
-        functions = [f for f in functions or [] if f in onboarded]
-    if action in (SCHEDULED, RECONCILE, RESYNC):
+    if action == RESYNC:
+        results = run_resync(targets, functions or [], state=state, where=member or home)
+        out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]
+        out["functionsChecked"] = len(results)
+        _count(results, RESYNC)
+        logger.info("re-synced", extra={"summary": out})
+        return out
+    if action in (SCHEDULED, RECONCILE):
         results = targets.reconcile(only=functions)
         out["reconcile"] = [r.to_dict() for r in results if r.changes or r.error]
         out["functionsChecked"] = len(results)
@@ -396,5 +472,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
         out["trim"] = trims
         metrics.add_metric(name="TrimsProposed", unit="Count", value=len(trims["started"]))
+    if action == SCHEDULED:
+        out["resync"] = resync_pending(state, settings, context, home=home, home_targets=targets)
     logger.info("targets done", extra={"summary": out})
     return out

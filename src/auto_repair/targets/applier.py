@@ -149,8 +149,9 @@ class Targets:
                     names.append(name)
         return sorted(names)
 
-    def is_opted_in(self, name: str) -> bool:
-        info = self.function(name)
+    def is_opted_in(self, name: str, info: FunctionInfo | None = None) -> bool:
+        """``info``: the configuration when the caller has it (in a member account each read may be a listing)."""
+        info = info or self.function(name)
         if info is None or not info.arn:
             return False
         return self._in_scope(self.lambda_client.list_tags(Resource=info.arn).get("Tags", {}))
