@@ -273,9 +273,14 @@ def test_execute_repair_refuses_a_forged_resume_records_it_and_changes_nothing(a
 
 
 # ---------------------------------------------------------------------------------------------- configuration reads
-def test_a_function_whose_configuration_iam_hides_is_out_of_scope():
+@pytest.mark.parametrize(("list_tags", "outcome", "says"), [
+    (None, "OUT_OF_SCOPE", "not readable by auto-repair"),
+    ("AccessDeniedException", "OUT_OF_SCOPE", "not readable by auto-repair"),
+    ("ResourceNotFoundException", "IGNORED", "does not exist (deleted?)"),
+], ids=["exists, out of scope", "tags unreadable too", "deleted"])
+def test_a_function_whose_configuration_iam_hides_is_out_of_scope_unless_it_is_gone(list_tags, outcome, says):
     # GIVEN ParseAlarm's role may read the configuration of in-scope functions only (tag condition): AWS answers
-    # AccessDenied for any other function
+    # AccessDenied for any other function, a deleted one included (it is in no scope); ListTags is unscoped
     from auto_repair.handlers.parse_alarm import check_target
     from auto_repair.settings import Settings
 
@@ -283,6 +288,13 @@ def test_a_function_whose_configuration_iam_hides_is_out_of_scope():
         def get_function_configuration(self, **_kwargs: Any) -> dict:
             raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetFunctionConfiguration")
 
-    # WHEN its alarm is checked THEN it is recorded as out of scope, saying why, not a workflow failure
-    checked = check_target({"functionName": "billing"}, Settings(), Denied())
-    assert checked["outcome"] == "OUT_OF_SCOPE" and "not readable by auto-repair" in checked["reason"]
+        def list_tags(self, *, Resource: str) -> dict:  # noqa: N803 - boto3's name
+            assert Resource == "arn:aws:lambda:eu-west-1:111111111111:function:billing"
+            if list_tags:
+                raise ClientError({"Error": {"Code": list_tags, "Message": "no"}}, "ListTags")
+            return {"Tags": {}}
+
+    # WHEN its alarm is checked THEN out of scope (or, gone, ignored), saying why, not a workflow failure
+    checked = check_target({"functionName": "billing", "account": "111111111111", "region": "eu-west-1"},
+                           Settings(), Denied())
+    assert checked["outcome"] == outcome and says in checked["reason"]

@@ -27,6 +27,18 @@ from auto_repair.records import IncidentStore
 from auto_repair.settings import Settings, get_settings
 
 
+def _deleted(alarm: dict[str, Any], lambda_client: Any) -> bool:
+    """Whether a function whose configuration IAM hid from us is gone: a deleted function is not in any scope, so
+    GetFunctionConfiguration answers AccessDenied; ListTags (unscoped: the tags decide the scope) tells."""
+    arn = (f"arn:{alarm.get('partition') or 'aws'}:lambda:{alarm.get('region')}:{alarm.get('account')}:function:"
+           f"{alarm['functionName']}")
+    try:
+        lambda_client.list_tags(Resource=arn)
+    except ClientError as exc:
+        return error_code(exc) == "ResourceNotFoundException"
+    return False
+
+
 def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) -> dict[str, Any]:
     """Narrow a PROCEED verdict: our own functions, missing functions and functions out of scope are recorded,
     not repaired."""
@@ -38,6 +50,8 @@ def check_target(alarm: dict[str, Any], settings: Settings, lambda_client: Any) 
     except ClientError as exc:
         code = error_code(exc)
         if code == "ResourceNotFoundException":
+            return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"function {name} does not exist (deleted?)"}
+        if code == "AccessDeniedException" and _deleted(alarm, lambda_client):
             return {**alarm, "outcome": AlarmOutcome.IGNORED, "reason": f"function {name} does not exist (deleted?)"}
         if code == "AccessDeniedException":  # IAM lets us read the configuration of in-scope functions only
             return {**alarm, "settings": from_tags(settings, {}), "outcome": GuardOutcome.OUT_OF_SCOPE,
