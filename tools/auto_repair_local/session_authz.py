@@ -193,11 +193,9 @@ def _lambda(call: Call) -> list[Need] | None:
         arn = function_arn(call, str(params.get("Resource") or params.get("ARN") or ""), qualified=True)
         context: dict[str, Any] = {}
         if op == "TagResource":
-            tags = params.get("Tags") or {}
-            context.update({f"aws:RequestTag/{k}": str(v) for k, v in tags.items()})
-            context["aws:TagKeys"] = sorted(tags)
+            context = request_tags(dict(params.get("Tags") or {}))
         elif op == "UntagResource":
-            context["aws:TagKeys"] = sorted(_as_list(params.get("TagKeys") or params.get("tagKeys")))
+            context["aws:TagKeys"] = sorted(str(k) for k in _as_list(params.get("TagKeys") or params.get("tagKeys")))
         return [Need(_LAMBDA_TAG_ACTIONS[op], arn, context, function_arn=unqualified(arn))]
     return None
 
@@ -215,8 +213,7 @@ def _cloudwatch(call: Call) -> list[Need] | None:
         names = _as_list(params.get("AlarmNames")) or _as_list(params.get("AlarmName"))
         context: dict[str, Any] = {}
         if op == "PutMetricAlarm" and params.get("Tags"):
-            tags = {str(t.get("Key")): str(t.get("Value")) for t in _as_list(params.get("Tags"))}
-            context = {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": sorted(tags)}
+            context = request_tags({t.get("Key"): t.get("Value") for t in _as_list(params.get("Tags"))})
         if not names:
             # A DescribeAlarms by prefix, state or none: every alarm of the account may be answered.
             return [Need(action, alarm_arn(call, "*"), context)] if op == "DescribeAlarms" else None
@@ -230,8 +227,7 @@ def _cloudwatch(call: Call) -> list[Need] | None:
             return None  # tags of a metric stream, rule, ...: not a resource the product touches
         context = {}
         if op == "TagResource":
-            tags = {str(t.get("Key")): str(t.get("Value")) for t in _as_list(params.get("Tags"))}
-            context = {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": sorted(tags)}
+            context = request_tags({t.get("Key"): t.get("Value") for t in _as_list(params.get("Tags"))})
         elif op == "UntagResource":
             context = {"aws:TagKeys": sorted(str(k) for k in _as_list(params.get("TagKeys")))}
         return [Need(action, arn, context)]
@@ -259,9 +255,14 @@ def _logs(call: Call) -> list[Need] | None:
         return [Need(action, log_group_arn(call, "*"))] if op == "DescribeMetricFilters" else None
     context: dict[str, Any] = {}
     if op == "CreateLogGroup" and params.get("tags"):
-        tags = {str(k): str(v) for k, v in dict(params["tags"]).items()}
-        context = {**{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": sorted(tags)}
+        context = request_tags(dict(params["tags"]))
     return [Need(action, log_group_arn(call, name), context)]
+
+
+def request_tags(tags: dict[Any, Any]) -> dict[str, Any]:
+    """The condition keys of tags a request sets: ``aws:RequestTag/<key>`` each, and ``aws:TagKeys``."""
+    clean = {str(k): str(v) for k, v in tags.items()}
+    return {**{f"aws:RequestTag/{k}": v for k, v in clean.items()}, "aws:TagKeys": sorted(clean)}
 
 
 def _as_list(value: Any) -> list[Any]:
