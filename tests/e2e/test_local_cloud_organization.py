@@ -34,7 +34,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from auto_repair_cli.scenario import wait_for, zip_source
+from auto_repair_cli.scenario import ensure_role, wait_for, zip_source
 from auto_repair_local.local_org import (
     CENTRAL_ACCOUNT,
     MEMBER_ACCOUNTS,
@@ -115,9 +115,7 @@ def test_a_member_function_alarm_reaches_the_central_bus_intact(org, central, lo
 
     _forwarding(client, MEMBER, central["bus_arn"])
     name = f"org-fn-{uuid.uuid4().hex[:6]}"
-    role = client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    role = ensure_role(client("iam"), name)
     source = ("import boto3\n"
               "def handler(event, context):\n"
               "    arn = boto3.client('sts').get_caller_identity()['Arn']\n"
@@ -321,9 +319,7 @@ def test_a_member_rule_invokes_a_member_function_in_eu_west_1(org):
         return org.client(service, OTHER_MEMBER, region)
 
     name = f"org-target-{uuid.uuid4().hex[:6]}"
-    role = client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
-                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    role = ensure_role(client("iam"), name)
     source = ("import boto3, json\n"
               "def handler(event, context):\n"
               "    print(json.dumps({'got': event['detail-type'], 'as': boto3.client('sts').get_caller_identity()['Arn']}))\n")

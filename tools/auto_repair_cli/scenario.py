@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from auto_repair.alarm_event import TARGET_NAMESPACE_PREFIX
 from auto_repair.targets import TargetSettings, desired_alarms
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
 
 MEMORY_HOG = '''
 import os
@@ -76,16 +77,10 @@ def zip_source(source: str, module: str = "app") -> bytes:
 
 
 def ensure_role(iam: Any, name: str = "demo-target-role") -> str:
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-        ],
-    }
     try:
         return iam.get_role(RoleName=name)["Role"]["Arn"]
     except ClientError:
-        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=LAMBDA_TRUST_POLICY)["Role"]["Arn"]
 
 
 def create_target(

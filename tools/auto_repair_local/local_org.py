@@ -27,6 +27,7 @@ from typing import Any
 
 import boto3
 
+from auto_repair_local.lambda_role_trust import LAMBDA_TRUST_POLICY
 from auto_repair_local.organization import ACCOUNT_ID_TAG
 
 CENTRAL_ACCOUNT = "123456789012"
@@ -96,8 +97,7 @@ def create_central_workflow_roles(endpoint: str, environment: str, trust: dict[s
     template = (Path(__file__).resolve().parents[2] / "lambda-auto-repair-member.yaml").read_text()
     names = re.findall(r"iam::\$\{CentralAccountId\}:role/([\w-]+)-\$\{Environment\}", template)
     iam = account_client(endpoint, "iam", central_account)
-    document = json.dumps(trust or {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    document = json.dumps(trust) if trust else LAMBDA_TRUST_POLICY
     for name in names:
         try:
             iam.create_role(RoleName=f"{name}-{environment}", AssumeRolePolicyDocument=document)
