@@ -274,14 +274,9 @@ class OrgStorm:
 
 
 def _scan(table: Any, condition: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"FilterExpression": condition}
-    while True:
-        page = table.scan(**kwargs)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    from auto_repair.records import every_item  # after main() has set the functions' environment
+
+    return list(every_item(table.scan, FilterExpression=condition))
 
 
 def run_storm(functions: int = 7, workers: int = 8, seed: int = 15) -> Result:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,17 @@ NOTIFICATION_PREFIX = "NOTIFICATION#"
 # keys, TTL and index attributes added around the data need far less than the margin left here.
 MAX_ITEM_JSON = DYNAMODB_ITEM_BYTES - 16_384
 _RAW_PARTS = ("logs", "metricSeries", "baselineSeries", "metrics")
+
+
+def every_item(operation: Callable[..., dict[str, Any]], **kwargs: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a DynamoDB ``query``/``scan`` (a Table method), page after page: one page holds at most 1 MB
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Query.Pagination.html)."""
+    while True:
+        page = operation(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def to_dynamo(value: Any) -> Any:
@@ -95,14 +107,7 @@ class IncidentStore:
         )
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("incidentId").eq(incident_id)}
-        while True:
-            page = self._table.query(**kwargs)
-            items.extend(page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = list(every_item(self._table.query, KeyConditionExpression=Key("incidentId").eq(incident_id)))
         result: dict[str, Any] = {"incidentId": incident_id, "notifications": []}
         for item in map(from_dynamo, items):
             kind = item["recordType"]
@@ -144,12 +149,7 @@ class IncidentStore:
                 flt = flt & Attr("startTime").gte(since)
             kwargs = {"FilterExpression": flt}
             operation = self._table.scan
-        while True:
-            page = operation(**kwargs)
-            items.extend(from_dynamo(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items.extend(from_dynamo(i) for i in every_item(operation, **kwargs))
         items.sort(key=lambda i: i.get("startTime", ""), reverse=True)
         return items[:limit]
 
@@ -206,15 +206,9 @@ class AuditLog:
 
     def for_function(self, function_name: str) -> list[dict[str, Any]]:
         """Every audit entry of one function, oldest first."""
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("functionName").eq(function_name)}
-        while True:
-            page = self._table.query(**kwargs)
-            items.extend(from_dynamo(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [from_dynamo(i) for i in every_item(self._table.query,
+                                                   KeyConditionExpression=Key("functionName").eq(function_name))]
 
     def for_execution(self, execution_id: str) -> list[dict[str, Any]]:
-        page = self._table.query(IndexName="byExecution", KeyConditionExpression=Key("executionId").eq(execution_id))
-        return [from_dynamo(i) for i in page.get("Items", [])]
+        return [from_dynamo(i) for i in every_item(self._table.query, IndexName="byExecution",
+                                                   KeyConditionExpression=Key("executionId").eq(execution_id))]

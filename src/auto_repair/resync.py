@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .accounts import Identity, function_key
+from .records import every_item
 
 PK = "RESYNC"
 ACTION = "resync"
@@ -45,13 +46,7 @@ def request(identity: Identity) -> dict[str, Any]:
 
 def pending(table: Any) -> Iterator[dict[str, Any]]:
     """Every marker still there (oldest requests included): the daily run's work."""
-    kwargs: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": PK}}
-    while True:
-        page = table.query(**kwargs)
-        yield from page.get("Items", [])
-        if "LastEvaluatedKey" not in page:
-            return
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return every_item(table.query, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": PK})
 
 
 def done(table: Any, key: str) -> None:
