@@ -441,6 +441,17 @@ def test_a_lost_resync_request_is_made_up_by_the_daily_run(aws, org_env, monkeyp
     assert state_item(aws, "RESYNC", MEMBER_KEY) is None
 
 
+def test_the_daily_run_drops_central_markers_its_own_reconcile_covered(aws, org_env):
+    # GIVEN a marker of a central function (its re-sync request was lost)
+    aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)
+    table = aws.resource("dynamodb").Table("state")
+    resync.mark(table, accounts.Identity(HOME, HOME_REGION, "orders", home=True), execution_id="e", now=0)
+    # WHEN the daily run comes THEN its reconcile of the central account covered it: the marker goes, counted
+    out = targets.lambda_handler({"action": "scheduled"}, lambda_context("targets"))
+    assert out["resync"] == {"functions": 1, "resynced": ["orders"], "failed": []}
+    assert state_item(aws, "RESYNC", "orders") is None
+
+
 def test_a_resync_refused_for_good_drops_its_marker_and_is_not_retried(aws, org_env):
     # GIVEN a marker of a function in an account that is no longer a member
     aws.client("ssm").put_parameter(Name=settings_parameter("dev"), Value="{}", Type="String", Overwrite=True)

@@ -348,9 +348,10 @@ def run_resync(targets: Targets, functions: list[str], *, state: Any, where: acc
 
 
 def resync_pending(state: Any, settings: TargetSettings, context: Any, *, home: accounts.Identity,
-                   home_targets: Targets) -> dict[str, Any]:
+                   home_failed: set[str]) -> dict[str, Any]:
     """The daily run: re-sync every function still marked (a request that was lost, failed or refused in
-    passing), account by account; one account's failure stops no other."""
+    passing), account by account; one account's failure stops no other. The central account's functions were
+    all reconciled by this run already: their markers just go, but for ``home_failed`` (that reconcile failed)."""
     groups: dict[tuple[str, str, bool], list[str]] = {}
     for item in resync.pending(state):
         group = (str(item.get("account") or home.account), str(item.get("region") or home.region),
@@ -359,15 +360,19 @@ def resync_pending(state: Any, settings: TargetSettings, context: Any, *, home: 
     done: list[str] = []
     failed: list[dict[str, Any]] = []
     for (account, region, is_home), names in sorted(groups.items()):
+        if is_home:
+            for name in names:
+                if name not in home_failed:
+                    resync.done(state, name)
+            done += [name for name in names if name not in home_failed]
+            failed += [{"account": account, "region": region, "functions": [name], "error": "reconcile failed"}
+                       for name in names if name in home_failed]
+            continue
         try:
-            if is_home:
-                where, targets = home, home_targets
-            else:
-                member = member_target({"account": account, "region": region}, RESYNC, home_account=home.account,
-                                       home_region=home.region, partition=home.partition)
-                where = member or home
-                targets = _targets_in(where, settings, context)
-            results = run_resync(targets, names, state=state, where=where)
+            member = member_target({"account": account, "region": region}, RESYNC, home_account=home.account,
+                                   home_region=home.region, partition=home.partition)
+            where = member or home
+            results = run_resync(_targets_in(where, settings, context), names, state=state, where=where)
         except TargetsError as exc:  # refused for good: the markers go, the log says why
             for name in names:
                 resync.done(state, f"{account}:{region}:{name}")
@@ -376,9 +381,10 @@ def resync_pending(state: Any, settings: TargetSettings, context: Any, *, home: 
         except (ClientError, accounts.AccountsError) as exc:  # transient: the markers stay for tomorrow
             failed.append({"account": account, "region": region, "functions": names, "error": str(exc)})
             continue
-        done += [f"{account}:{region}:{r.function}" for r in results if not r.error]
-        failed += [{"account": account, "region": region, "functions": [r.function], "error": r.error}
-                   for r in results if r.error]
+        errors = {r.function: r.error for r in results if r.error}
+        done += [f"{account}:{region}:{name}" for name in names if name not in errors]
+        failed += [{"account": account, "region": region, "functions": [name], "error": error}
+                   for name, error in errors.items()]
     for failure in failed:
         logger.error("re-sync failed", extra=failure)
     return {"functions": sum(len(n) for n in groups.values()), "resynced": done, "failed": failed}
@@ -473,6 +479,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         out["trim"] = trims
         metrics.add_metric(name="TrimsProposed", unit="Count", value=len(trims["started"]))
     if action == SCHEDULED:
-        out["resync"] = resync_pending(state, settings, context, home=home, home_targets=targets)
+        out["resync"] = resync_pending(state, settings, context, home=home,
+                                       home_failed={r["function"] for r in out.get("reconcile", []) if r.get("error")})
     logger.info("targets done", extra={"summary": out})
     return out
