@@ -73,10 +73,6 @@ def _functional_fixtures() -> Any:
     return module
 
 
-def key(account: str, region: str, name: str) -> str:
-    return name if (account, region) == (CENTRAL, HOME_REGION) else f"{account}:{region}:{name}"
-
-
 def alarm_event(account: str, region: str, name: str, at: datetime, arn_account: str | None = None) -> dict[str, Any]:
     event = json.loads((ROOT / "tests" / "events" / "alarm_lambda_errors.json").read_text())
     alarm = f"lambda-errors-alarm-{name}"

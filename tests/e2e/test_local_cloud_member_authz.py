@@ -65,9 +65,7 @@ def member(local_cloud: LocalCloud) -> dict[str, Any]:
                          {"ParameterKey": k, "ParameterValue": v} for k, v in {
                              "Environment": ENV, "CentralAccountId": CENTRAL_ACCOUNT, "CentralRegion": REGION,
                              "OrganizationId": org.organization_id}.items()])
-    status = scenario.wait_for(lambda: (lambda s: s if not s.endswith("IN_PROGRESS") else None)(
-        cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]), 120, 0.5, stack)
-    assert status == "CREATE_COMPLETE"
+    assert scenario.stack_settled(cfn, stack, 120, 0.5) == "CREATE_COMPLETE"
     iam = org.client("iam", CENTRAL_ACCOUNT)
     iam.put_role_policy(RoleName=CENTRAL_ROLE, PolicyName="assume-member", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",

@@ -34,7 +34,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from auto_repair_cli.scenario import ensure_role, wait_for, zip_source
+from auto_repair_cli.scenario import ensure_role, stack_settled, wait_for, zip_source
 from auto_repair_local.local_org import (
     CENTRAL_ACCOUNT,
     MEMBER_ACCOUNTS,
@@ -425,13 +425,8 @@ def test_a_stack_whose_role_trusts_a_role_not_yet_deployed_fails_with_iams_reaso
     stack = f"member-first-{suffix}"
     # WHEN the stack is created
     cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Capabilities=["CAPABILITY_NAMED_IAM"])
-
-    def settled() -> str | None:
-        status = cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"]
-        return None if status.endswith("IN_PROGRESS") else status
-
     # THEN it fails and rolls back, and its events carry IAM's reason for the role, as CloudFormation reports it
-    assert wait_for(settled, 30, 0.25) == "ROLLBACK_COMPLETE"
+    assert stack_settled(cfn, stack, 30, 0.25) == "ROLLBACK_COMPLETE"
     events = cfn.describe_stack_events(StackName=stack)["StackEvents"]
     failed = [e for e in events if e["LogicalResourceId"] == "RepairRole" and e["ResourceStatus"] == "CREATE_FAILED"]
     assert len(failed) == 1 and f'Invalid principal in policy: "AWS":"{missing}"' in failed[0]["ResourceStatusReason"]

@@ -29,6 +29,7 @@ import pytest
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
+from auto_repair.records import every_item
 from auto_repair.targets import alarm_names
 from auto_repair_cli import scenario
 from auto_repair_cli.org_demo import (
@@ -78,7 +79,7 @@ def run(cloud: LocalCloud) -> OrgRun:
 
 
 def _audit(run: OrgRun, function_key: str) -> list[dict[str, Any]]:
-    return run.table("audit").query(KeyConditionExpression=Key("functionName").eq(function_key))["Items"]
+    return list(every_item(run.table("audit").query, KeyConditionExpression=Key("functionName").eq(function_key)))
 
 
 def test_the_central_bus_admits_only_the_organisations_forwarder_roles(run: OrgRun):

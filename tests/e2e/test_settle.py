@@ -59,11 +59,6 @@ def sweep(lam: Any, fn: str, threshold: float) -> dict[str, Any]:
     return json.loads(response["Payload"].read())
 
 
-def finished(sfn: Any, arn: str, timeout: float = 240) -> dict[str, Any]:
-    return scenario.wait_for(lambda: (lambda e: e if e["status"] != "RUNNING" else None)(
-        sfn.describe_execution(executionArn=arn)), timeout, 1.0, f"execution {arn}")
-
-
 def memory_over_time(traffic: scenario.Traffic, begun: float) -> list[tuple[int, int]]:
     """(second since the start, MB) at each change of the memory the calls ran with."""
     points: list[tuple[int, int]] = []
@@ -87,7 +82,7 @@ def raised_then_idle(deployed: Any, fn: str, out: dict[str, Any]) -> tuple[scena
     raised = scenario.wait_for(lambda: (lambda s: s if s["sweep"]["started"] else None)(sweep(lam, fn, 55)), 60,
                                3.0, f"the sweep's raise of {fn}")
     note(fn, "raise started")
-    out["raise"] = finished(sfn, raised["sweep"]["started"][0]["executionArn"])
+    out["raise"] = scenario.finished(sfn, raised["sweep"]["started"][0]["executionArn"])
     out["raised_to"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
     note(fn, f"raise {out['raise']['status']}: {out['raised_to']} MB")
     return traffic, begun
@@ -107,7 +102,7 @@ def scenario_trim(deployed: Any) -> dict[str, Any]:
     try:
         out["trim_sweep"] = sweep_until_trim(lam, fn)
         note(fn, "trim started")
-        out["trim"] = finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
+        out["trim"] = scenario.finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
         out["memory"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
         note(fn, f"trim {out['trim']['status']}: {out['memory']} MB")
         out["show"] = cli(deployed, "incidents", "show", out["trim"]["name"], "--local")
@@ -136,7 +131,7 @@ def scenario_undone(deployed: Any) -> dict[str, Any]:
         traffic = scenario.Traffic(lam, fn, interval=1.0, results=traffic.results)
         traffic.start()
         note(fn, f"trim started, calls now build {out['work_mb']} MB")
-        out["trim"] = finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
+        out["trim"] = scenario.finished(sfn, out["trim_sweep"]["trim"]["started"][0]["executionArn"])
         out["memory"] = lam.get_function_configuration(FunctionName=fn)["MemorySize"]
         note(fn, f"trim {out['trim']['status']}: {out['memory']} MB")
         out["show"] = cli(deployed, "incidents", "show", out["trim"]["name"], "--local")

@@ -30,7 +30,9 @@ from typing import Any
 import boto3
 from boto3.dynamodb.conditions import Key
 
+from auto_repair.accounts import Identity
 from auto_repair.outcomes import AlarmOutcome, Notice
+from auto_repair.records import every_item
 from auto_repair_local.local_org import (
     CENTRAL_ACCOUNT,
     MEMBER_ACCOUNTS,
@@ -60,7 +62,7 @@ Progress = Callable[[str], None]
 
 def function_key(account: str, region: str, function: str = FN) -> str:
     """The function's key in the central records: the home account and region keep the plain name."""
-    return function if (account, region) == (CENTRAL_ACCOUNT, HOME_REGION) else f"{account}:{region}:{function}"
+    return Identity(account, region, function, home=(account, region) == (CENTRAL_ACCOUNT, HOME_REGION)).key
 
 
 def deploy_member(org: LocalOrganization, account: str, region: str) -> str:
@@ -71,9 +73,7 @@ def deploy_member(org: LocalOrganization, account: str, region: str) -> str:
                          {"ParameterKey": k, "ParameterValue": v} for k, v in {
                              "Environment": ENV, "CentralAccountId": CENTRAL_ACCOUNT, "CentralRegion": HOME_REGION,
                              "OrganizationId": org.organization_id}.items()])
-    return str(scenario.wait_for(lambda: (lambda s: s if not s.endswith("IN_PROGRESS") else None)(
-        cfn.describe_stacks(StackName=MEMBER_STACK)["Stacks"][0]["StackStatus"]), 180, 1.0,
-        f"{MEMBER_STACK} in {account}"))
+    return scenario.stack_settled(cfn, MEMBER_STACK)
 
 
 def onboard_member(deployment: Deployment, account: str, region: str, function: str = FN) -> list[str]:
@@ -113,11 +113,6 @@ def alarm_event(account: str, arn_account: str, region: str = HOME_REGION, funct
                                "dimensions": {"FunctionName": function}}}}]},
         },
     }
-
-
-def finished(sfn: Any, arn: str, timeout: float = 240) -> dict[str, Any]:
-    return dict(scenario.wait_for(lambda: (lambda e: e if e["status"] != "RUNNING" else None)(
-        sfn.describe_execution(executionArn=arn)), timeout, 1.0, f"execution {arn}"))
 
 
 def repair_of(sfn: Any, machine: str, account: str, region: str) -> dict[str, Any] | None:
@@ -236,7 +231,7 @@ def run_scenario(cloud: LocalCloud, progress: Progress = lambda _: None, timeout
     progress(f"started two forged events on the central workflow: {', '.join(started)}")
     try:
         for why, arn in started.items():
-            result.forged[why] = finished(sfn, arn)
+            result.forged[why] = scenario.finished(sfn, arn)
             progress(f"forged ({why}): {_alarm(result.forged[why]).get('outcome') or result.forged[why]['status']}")
         for account, region in STARVED:
             result.repairs[(account, region)] = scenario.wait_for(
@@ -256,8 +251,8 @@ def collect(run: OrgRun) -> None:
     and REFUSED notices."""
     run.after = {where: run.memory(*where) for where in run.before}
     audit = run.table("audit")
-    run.audit = {where: audit.query(KeyConditionExpression=Key("functionName").eq(function_key(*where)))["Items"]
-                 for where in run.before}
+    run.audit = {where: list(every_item(audit.query, KeyConditionExpression=Key("functionName").eq(
+        function_key(*where)))) for where in run.before}
     incidents = run.table("incidents")
     notices = _notices(run.deployment)
     for why, execution in run.forged.items():

@@ -238,6 +238,21 @@ def wait_for(predicate: Any, timeout: float, interval: float = 1.0, what: str = 
         time.sleep(interval)
 
 
+def finished(sfn: Any, arn: str, timeout: float = 240) -> dict[str, Any]:
+    """The execution once it is no longer RUNNING."""
+    return dict(wait_for(lambda: (lambda e: e if e["status"] != "RUNNING" else None)(
+        sfn.describe_execution(executionArn=arn)), timeout, 1.0, f"execution {arn}"))
+
+
+def stack_settled(cfn: Any, stack: str, timeout: float = 180, interval: float = 1.0) -> str:
+    """A stack's status once no operation is in progress (CREATE_COMPLETE, ROLLBACK_COMPLETE, ...)."""
+    def settled() -> str | None:
+        status = str(cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"])
+        return None if status.endswith("IN_PROGRESS") else status
+
+    return str(wait_for(settled, timeout, interval, stack))
+
+
 # Outcomes of runs that only recorded an alarm because another run already covers the function
 # (auto_repair.guards): a second alarm while it repairs, a redelivered event, an alarm in the cooldown.
 COVERED_ELSEWHERE = ("DUPLICATE", "LOCKED", "COOLDOWN")

@@ -392,24 +392,12 @@ class Deliverer:
     def client(self, service: str, region: str, account: str = "") -> Any:
         """A client acting in the rule's account: its targets are in that account (moto picks the account from the
         ``x-moto-account-id`` header when the keys are the local ``test`` ones)."""
-        import boto3
+        from auto_repair_local.local_org import CENTRAL_ACCOUNT, account_client
 
         with self._lock:
             key = (service, region, account)
             if key not in self._clients:
-                client = boto3.client(
-                    service,
-                    endpoint_url=self.endpoint,
-                    region_name=region,
-                    aws_access_key_id="test",
-                    aws_secret_access_key="test",
-                )
-                if account:
-                    def in_account(request: Any, **_: Any) -> None:
-                        request.headers["x-moto-account-id"] = account
-
-                    client.meta.events.register("before-sign", in_account)
-                self._clients[key] = client
+                self._clients[key] = account_client(self.endpoint, service, account or CENTRAL_ACCOUNT, region)
             return self._clients[key]
 
     def _run(self) -> None:
